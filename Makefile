@@ -1,0 +1,51 @@
+# ccswitch — two commands on a fresh Debian machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CONFIG ?= deploy/ccswitch.yaml
+DEB_PACKAGES := sip-tester ffmpeg sox redis-server
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test unit e2e check bench typecheck deps system-deps clean
+
+run: deps
+	$(VENV)/bin/ccswitch run --config $(CONFIG)
+
+test: deps
+	$(PY) -m pytest
+
+unit: deps
+	$(PY) -m pytest -m "not e2e"
+
+e2e: deps
+	$(PY) -m pytest -m e2e
+
+check: deps
+	$(VENV)/bin/ccswitch check --config $(CONFIG)
+
+typecheck: deps
+	$(PY) -m mypy
+
+bench: deps
+	$(PY) bench/run.py
+
+deps: system-deps $(VENV)/.installed
+
+# Debian packages the service and its tests use; installed only where missing.
+system-deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info
