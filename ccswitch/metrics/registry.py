@@ -1,0 +1,99 @@
+"""Prometheus metrics for ccswitch.
+
+Per-call timings are observed once, from the call's record when it ends, so the
+histograms and the call detail record always agree. Gauges that describe live
+state (queue depth, agents by state) are read from the engine at scrape time.
+No label carries a per-call or per-caller value.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# Seconds to minutes: speed of answer, ring and talk times in a contact centre.
+# 20 s is the classic service-level threshold (80/20); short-abandon thresholds
+# configured on queues are merged in so they are exact bucket edges.
+BASE_BUCKETS: tuple[float, ...] = (
+    0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+    90.0, 120.0, 180.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+)
+
+
+def buckets_with(extra: Iterable[float]) -> tuple[float, ...]:
+    """The base buckets plus the given edges (e.g. short-abandon thresholds)."""
+    return tuple(sorted(set(BASE_BUCKETS) | {float(x) for x in extra if x > 0}))
+
+
+class LiveStateCollector(Collector):
+    """Reads queue depth and agent states from callables at scrape time."""
+
+    def __init__(
+        self,
+        queue_depths: Callable[[], Mapping[str, int]],
+        agent_states: Callable[[], Mapping[tuple[str, str], int]],
+        active_calls: Callable[[], int],
+    ) -> None:
+        self._queue_depths = queue_depths
+        self._agent_states = agent_states
+        self._active_calls = active_calls
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "ccswitch_queue_depth", "Callers waiting in the queue now.", labels=["queue"]
+        )
+        for queue, n in sorted(self._queue_depths().items()):
+            depth.add_metric([queue], n)
+        yield depth
+        agents = GaugeMetricFamily(
+            "ccswitch_agents", "In-house agents by group and state.", labels=["group", "state"]
+        )
+        for (group, state), n in sorted(self._agent_states().items()):
+            agents.add_metric([group, state], n)
+        yield agents
+        yield GaugeMetricFamily(
+            "ccswitch_active_calls", "Calls in progress on this node.", value=self._active_calls()
+        )
+
+
+class Metrics:
+    """Every metric ccswitch exports, on its own registry."""
+
+    def __init__(self, *, short_abandon_thresholds: Iterable[float] = ()) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        buckets = buckets_with(short_abandon_thresholds)
+        self.queue_wait = Histogram(
+            "ccswitch_queue_wait_seconds",
+            "Time callers waited in queue (speed of answer for answered calls).",
+            ["queue", "outcome"], buckets=buckets, registry=self.registry,
+        )
+        self.agent_ring = Histogram(
+            "ccswitch_agent_ring_seconds",
+            "Time an agent's phone rang per offer, whatever the offer's result.",
+            ["queue", "group"], buckets=buckets, registry=self.registry,
+        )
+        self.call_talk = Histogram(
+            "ccswitch_call_talk_seconds",
+            "Talk time of answered calls, agent answer to hang-up.",
+            ["queue", "group"], buckets=buckets, registry=self.registry,
+        )
+        self.calls = Counter(
+            "ccswitch_calls", "Calls ended, by queue and outcome.",
+            ["queue", "outcome"], registry=self.registry,
+        )
+        self.sip_rejected = Counter(
+            "ccswitch_sip_rejected", "Out-of-dialog requests refused, by status code.",
+            ["status"], registry=self.registry,
+        )
+        self.recording_errors = Counter(
+            "ccswitch_recording_errors",
+            "Recordings that could not be written or finalised.",
+            registry=self.registry,
+        )
+
+    def watch(self, collector: Collector) -> None:
+        """Register a collector of live state (see LiveStateCollector)."""
+        self.registry.register(collector)
