@@ -1,0 +1,295 @@
+"""Call recorder: 8 kHz 16-bit stereo WAV (left = caller side, right = agent) + JSON sidecar.
+
+The recorder is synchronous and knows nothing about RTP or Twisted: the media
+engine hands it one 20 ms frame per channel per tick. Frames are interleaved
+into a preallocated buffer and written about once a second, so recording costs
+no syscall per frame.
+
+Files are never visible half-done: audio goes to
+``<directory>/.incomplete/<safe_id>.wav``; ``finish`` fixes the WAV header,
+fsyncs, and ``os.replace``-s it to ``<directory>/YYYY/MM/DD/<safe_id>.wav``
+(UTC date of ``started_at``), then writes ``<safe_id>.json`` the same way. The
+sidecar is written last, so its presence means the recording is complete.
+
+The call id comes from the network: ``safe_call_id`` reduces it to
+``[A-Za-z0-9._-]`` (with a short hash when anything was changed) before it
+touches a path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import time
+from pathlib import Path
+from typing import Any, Final, Mapping
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+from twisted.logger import Logger
+
+from ccswitch.errors import RecordingError
+
+__all__ = [
+    "CHANNELS", "SAMPLE_RATE", "CallRecorder", "RecordingResult", "export_compressed",
+    "safe_call_id",
+]
+
+log = Logger()
+
+SAMPLE_RATE: Final = 8000
+CHANNELS: Final = 2
+SAMPLE_WIDTH: Final = 2
+BLOCK_ALIGN: Final = CHANNELS * SAMPLE_WIDTH
+HEADER_SIZE: Final = 44
+INCOMPLETE_DIR: Final = ".incomplete"
+MAX_ID_LENGTH: Final = 80
+_UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]")
+_FORMAT: Final = re.compile(r"^[a-z0-9]{1,10}$")
+
+
+def safe_call_id(call_id: str, max_length: int = MAX_ID_LENGTH) -> str:
+    """``call_id`` reduced to ``[A-Za-z0-9._-]`` (no leading dot or dash), at most ``max_length``.
+
+    If anything had to change, a 10-hex-digit hash of the original is appended
+    so different ids stay different.
+    """
+    cleaned = _UNSAFE.sub("_", call_id).lstrip(".-")
+    if cleaned == call_id and 0 < len(cleaned) <= max_length:
+        return cleaned
+    digest = hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    stem = cleaned[: max_length - len(digest) - 1] or "call"
+    return f"{stem}-{digest}"
+
+
+def _wav_header(data_bytes: int) -> bytes:
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF", 36 + data_bytes, b"WAVE",
+        b"fmt ", 16, 1, CHANNELS, SAMPLE_RATE, SAMPLE_RATE * BLOCK_ALIGN, BLOCK_ALIGN,
+        SAMPLE_WIDTH * 8,
+        b"data", data_bytes,
+    )
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _open_exclusive(directory: Path, stem: str, suffix: str) -> tuple[int, Path]:
+    for n in range(1, 1000):
+        name = f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}"
+        path = directory / name
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640), path
+        except FileExistsError:
+            continue
+    raise RecordingError(f"no free file name for {stem}{suffix} in {directory}")
+
+
+@attrs.frozen(kw_only=True)
+class RecordingResult:
+    """A finished recording: where it is and how long it is."""
+
+    path: Path
+    sidecar: Path
+    frames: int = attrs.field(validator=attrs.validators.ge(0))
+    duration_seconds: float
+    error: str | None = None
+
+
+class CallRecorder:
+    """Writes one call's stereo recording; ``write`` per 20 ms frame, ``finish`` once."""
+
+    sample_rate: Final = SAMPLE_RATE
+
+    def __init__(self, directory: Path, call_id: str, started_at: float,
+                 metadata: Mapping[str, Any], *, buffer_seconds: float = 1.0) -> None:
+        self.directory = Path(directory)
+        self.call_id = call_id
+        self.started_at = started_at
+        self.safe_id = safe_call_id(call_id)
+        self._metadata: dict[str, Any] = dict(metadata)
+        capacity = max(SAMPLE_RATE // 50, int(SAMPLE_RATE * buffer_seconds))
+        self._buf: npt.NDArray[np.int16] = np.zeros((capacity, CHANNELS), dtype="<i2")
+        self._bytes = self._buf.data.cast("B")
+        self._fill = 0  # samples buffered, not yet on disk
+        self._flushed = 0  # bytes of _buf[:_fill] already written by a partial write
+        self._data_bytes = 0  # audio bytes on disk
+        self._error: str | None = None
+        self._finished = False
+        incomplete = self.directory / INCOMPLETE_DIR
+        try:
+            incomplete.mkdir(parents=True, exist_ok=True)
+            self._fd, self.temp_path = _open_exclusive(incomplete, self.safe_id, ".wav")
+        except OSError as e:
+            raise RecordingError(f"cannot create recording for {self.safe_id}: {e}") from e
+        try:
+            self._write_all(memoryview(_wav_header(0)))
+        except OSError as e:
+            os.close(self._fd)
+            raise RecordingError(f"cannot write {self.temp_path}: {e}") from e
+
+    @property
+    def frames(self) -> int:
+        """Sample frames recorded so far (on disk plus buffered)."""
+        return (self._data_bytes + self._fill * BLOCK_ALIGN - self._flushed) // BLOCK_ALIGN
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def _write_all(self, data: memoryview) -> int:
+        written = 0
+        while written < len(data):
+            written += os.write(self._fd, data[written:])
+        return written
+
+    def write(self, left: npt.NDArray[np.int16], right: npt.NDArray[np.int16]) -> None:
+        """Append one frame per channel (equal lengths, int16); RecordingError if the disk fails.
+
+        On a failed write the already-buffered audio is kept for the next
+        attempt and everything on disk stays; only the frame passed to the
+        failing call is dropped.
+        """
+        if self._finished:
+            raise RecordingError(f"recording {self.safe_id} is already finished")
+        n = left.shape[0]
+        if right.shape[0] != n:
+            raise ValueError("left and right frames differ in length")
+        if self._fill + n > self._buf.shape[0]:
+            self.flush()
+        self._buf[self._fill:self._fill + n, 0] = left
+        self._buf[self._fill:self._fill + n, 1] = right
+        self._fill += n
+        if self._fill == self._buf.shape[0]:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered audio to the temp file (no fsync); RecordingError on OSError."""
+        end = self._fill * BLOCK_ALIGN
+        while self._flushed < end:
+            try:
+                written = os.write(self._fd, self._bytes[self._flushed:end])
+            except OSError as e:
+                self._error = f"write failed: {e}"
+                raise RecordingError(f"recording {self.safe_id}: {e}") from e
+            self._flushed += written
+            self._data_bytes += written
+        self._fill = 0
+        self._flushed = 0
+
+    def _final_path(self) -> tuple[Path, Path]:
+        day = time.gmtime(self.started_at)
+        folder = self.directory / f"{day.tm_year:04d}" / f"{day.tm_mon:02d}" / f"{day.tm_mday:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            stem = self.safe_id if n == 1 else f"{self.safe_id}-{n}"
+            wav, sidecar = folder / f"{stem}.wav", folder / f"{stem}.json"
+            if not wav.exists() and not sidecar.exists():
+                return wav, sidecar
+        raise RecordingError(f"no free final name for {self.safe_id} in {folder}")
+
+    def finish(self, metadata: Mapping[str, Any] | None = None) -> RecordingResult:
+        """Finalise: fix the header, fsync, move into place, write the sidecar. Call once.
+
+        ``metadata`` is merged over the metadata given at construction. If the
+        last flush fails, what is on disk is still finalised and the error is
+        noted in the result and the sidecar; RecordingError only if the file
+        cannot be finalised at all (it then stays in ``.incomplete``).
+        """
+        if self._finished:
+            raise RecordingError(f"recording {self.safe_id} is already finished")
+        self._finished = True
+        try:
+            self.flush()
+        except RecordingError as e:
+            log.error("recording {safe_id}: final flush failed: {error}",
+                      safe_id=self.safe_id, error=str(e))
+        try:
+            usable = self._data_bytes - self._data_bytes % BLOCK_ALIGN
+            if usable != self._data_bytes:
+                os.ftruncate(self._fd, HEADER_SIZE + usable)
+                self._data_bytes = usable
+            os.pwrite(self._fd, _wav_header(usable), 0)
+            os.fsync(self._fd)
+        except OSError as e:
+            raise RecordingError(f"cannot finalise {self.temp_path}: {e}") from e
+        finally:
+            os.close(self._fd)
+        frames = self._data_bytes // BLOCK_ALIGN
+        duration = frames / SAMPLE_RATE
+        try:
+            wav_path, sidecar_path = self._final_path()
+            os.replace(self.temp_path, wav_path)
+            _fsync_dir(wav_path.parent)
+            document: dict[str, Any] = {**self._metadata, **(metadata or {})}
+            recording: dict[str, Any] = {
+                "path": str(wav_path),
+                "channels": {"left": "caller", "right": "agent"},
+                "sample_rate": SAMPLE_RATE,
+                "duration_seconds": duration,
+                "frames": frames,
+            }
+            if self._error is not None:
+                recording["error"] = self._error
+            document["recording"] = recording
+            body = json.dumps(document, indent=2, sort_keys=True, default=str).encode()
+            fd, temp_json = _open_exclusive(self.temp_path.parent, self.temp_path.stem, ".json")
+            try:
+                self._write_fd(fd, body)
+            finally:
+                os.close(fd)
+            os.replace(temp_json, sidecar_path)
+            _fsync_dir(sidecar_path.parent)
+        except OSError as e:
+            raise RecordingError(f"cannot move recording {self.safe_id} into place: {e}") from e
+        log.info("recording {safe_id} finished: {path} ({seconds:.1f} s)",
+                 safe_id=self.safe_id, path=str(wav_path), seconds=duration)
+        return RecordingResult(path=wav_path, sidecar=sidecar_path, frames=frames,
+                               duration_seconds=duration, error=self._error)
+
+    @staticmethod
+    def _write_fd(fd: int, body: bytes) -> None:
+        view = memoryview(body)
+        written = 0
+        while written < len(view):
+            written += os.write(fd, view[written:])
+        os.fsync(fd)
+
+
+def export_compressed(wav_path: Path, fmt: str) -> Path:
+    """Export a finished WAV as ``fmt`` (e.g. "mp3", "ogg") next to it; blocking, run in a thread.
+
+    Written to a temp name and renamed, so a partial export is never visible.
+    """
+    if not _FORMAT.match(fmt):
+        raise RecordingError(f"unsupported compressed format {fmt!r}")
+    wav_path = Path(wav_path)
+    target = wav_path.with_suffix(f".{fmt}")
+    temp = wav_path.with_name(f".{wav_path.stem}.{fmt}.part")
+    try:
+        from pydub import AudioSegment
+
+        AudioSegment.from_wav(str(wav_path)).export(str(temp), format=fmt)
+        os.replace(temp, target)
+    except Exception as e:  # pydub/ffmpeg failures come in many types
+        try:
+            temp.unlink()
+        except OSError:
+            pass
+        raise RecordingError(f"cannot export {wav_path} as {fmt}: {e}") from e
+    return target
