@@ -16,7 +16,7 @@ class MetricsPage(Resource):
     isLeaf = True
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # twisted.web is unannotated
         self._registry = registry
 
     def render_GET(self, request: Request) -> bytes:
@@ -30,7 +30,7 @@ class HealthPage(Resource):
     isLeaf = True
 
     def __init__(self, status: Callable[[], Mapping[str, object]]) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # twisted.web is unannotated
         self._status = status
 
     def render_GET(self, request: Request) -> bytes:

@@ -1,0 +1,55 @@
+"""The command line as an operator runs it: a real ``python -m ccswitch.cli`` process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from ccswitch import __version__
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data" / "config"
+
+
+def ccswitch(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ccswitch.cli", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_version_prints_the_package_version() -> None:
+    """``ccswitch --version`` prints the version and exits 0."""
+    result = ccswitch("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"ccswitch {__version__}"
+
+
+def test_check_accepts_the_shipped_example_config() -> None:
+    """The config and dialplan that ``make run`` uses pass ``check`` with exit 0."""
+    result = ccswitch("check", "--config", str(REPO / "deploy" / "ccswitch.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK (1 queue(s), 2 agent(s), 2 route(s))" in result.stdout
+
+
+def test_check_reports_every_error_with_file_and_key_and_exits_2() -> None:
+    """A bad config gets one ``error: file: key: reason`` line per problem and exit code 2."""
+    result = ccswitch("check", "--config", str(DATA / "bad" / "ccswitch.yaml"))
+    assert result.returncode == 2
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error: ")]
+    assert len(errors) >= 5
+    assert any("ccswitch.yaml: sip.user_agnet:" in line for line in errors)
+    assert any("http.listen" in line for line in errors)
+
+
+def test_run_refuses_to_start_on_a_bad_config_with_exit_2() -> None:
+    """``run`` uses the same loader: it prints the errors on stderr and exits 2 without serving."""
+    result = ccswitch("run", "--config", str(DATA / "bad" / "ccswitch.yaml"))
+    assert result.returncode == 2
+    assert "error: " in result.stderr and "sip.user_agnet" in result.stderr
+
+
+def test_missing_config_file_is_a_clear_error() -> None:
+    """A config path that does not exist is reported by name, exit 2."""
+    result = ccswitch("check", "--config", "/nonexistent/ccswitch.yaml")
+    assert result.returncode == 2
+    assert "/nonexistent/ccswitch.yaml" in result.stdout
