@@ -1,0 +1,149 @@
+"""Actions the routing engine asks its adapter to perform: frozen, keyword-only values.
+
+Call actions (subclasses of :class:`CallAction`) carry ``call_id``; the others
+(:class:`StartTimer`, :class:`CancelTimer`, :class:`CallFinished`,
+:class:`AgentStateChanged`) do not, and the adapter tells them apart by type
+before it looks for a call.
+
+:data:`Action` is the closed union of every concrete action rather than a base
+class, so a type checker narrows it: once the four non-call actions are ruled out
+by ``isinstance``, what is left has ``call_id``. Every action also derives from
+:class:`BaseAction`, the class to use in ``isinstance`` checks for "any action".
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias, Union
+
+import attrs
+
+from ccswitch.routing.record import CallRecord
+from ccswitch.routing.states import AgentState
+
+_instance_of = attrs.validators.instance_of
+
+
+def _non_empty(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
+
+
+def _delay(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{attribute.name} must be a number >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class BaseAction:
+    """Base class of every routing action."""
+
+
+# -- call actions ---------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class CallAction(BaseAction):
+    """An action on one call's legs or media."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class AnswerCaller(CallAction):
+    """Answer the caller's INVITE (200 OK); recording starts here."""
+
+
+@attrs.frozen(kw_only=True)
+class PlayAnnouncement(CallAction):
+    """Play the queue announcement once; its end comes back as AnnouncementFinished."""
+
+    path: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class StartMusicOnHold(CallAction):
+    """Loop music on hold to the caller (``path`` None: silence)."""
+
+    path: str | None = attrs.field(
+        validator=attrs.validators.optional(_non_empty))
+
+
+@attrs.frozen(kw_only=True)
+class StopMusicOnHold(CallAction):
+    """Stop whatever the caller hears."""
+
+
+@attrs.frozen(kw_only=True)
+class RingAgent(CallAction):
+    """Offer the call to an agent: INVITE ``uri``."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+    uri: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class CancelAgent(CallAction):
+    """Withdraw an offer that is still ringing (CANCEL)."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class Bridge(CallAction):
+    """Connect the caller's media to the answering agent's."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class HangupCaller(CallAction):
+    """Hang up the caller (BYE)."""
+
+
+@attrs.frozen(kw_only=True)
+class HangupAgent(CallAction):
+    """Hang up the bridged agent (BYE)."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+
+
+# -- other actions --------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class StartTimer(BaseAction):
+    """Fire ``TimerFired(timer_id)`` after ``delay`` seconds (replaces a timer of that id)."""
+
+    timer_id: str = attrs.field(validator=_non_empty)
+    delay: float = attrs.field(validator=_delay)
+
+
+@attrs.frozen(kw_only=True)
+class CancelTimer(BaseAction):
+    """Cancel a timer if it is still pending."""
+
+    timer_id: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class CallFinished(BaseAction):
+    """The call is over and forgotten by the engine; ``record`` is final."""
+
+    record: CallRecord = attrs.field(validator=_instance_of(CallRecord))
+
+
+@attrs.frozen(kw_only=True)
+class AgentStateChanged(BaseAction):
+    """An agent changed state; one action per group the agent belongs to."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+    group: str = attrs.field(validator=_non_empty)
+    old: AgentState = attrs.field(validator=_instance_of(AgentState))
+    new: AgentState = attrs.field(validator=_instance_of(AgentState))
+
+
+Action: TypeAlias = Union[
+    AnswerCaller, PlayAnnouncement, StartMusicOnHold, StopMusicOnHold, RingAgent,
+    CancelAgent, Bridge, HangupCaller, HangupAgent,
+    StartTimer, CancelTimer, CallFinished, AgentStateChanged,
+]

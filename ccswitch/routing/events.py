@@ -1,0 +1,132 @@
+"""Events the routing engine consumes: frozen, keyword-only values checked when built.
+
+Adapters (the B2BUA, the agent API, the timer service) translate the outside
+world into these; the engine never sees SIP messages or sockets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+def _non_empty(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
+
+
+def _text(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a string, got {value!r}")
+
+
+def _sip_status(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 699:
+        raise ValueError(f"{attribute.name} must be a SIP status code (100-699), got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Base of every routing event."""
+
+
+# -- call events (from the caller's leg and the agents' legs) -------------
+
+
+@attrs.frozen(kw_only=True)
+class CallArrived(Event):
+    """A caller was accepted for ``queue`` (the dialplan already matched ``dialed``)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    caller: str = attrs.field(validator=_text)
+    dialed: str = attrs.field(validator=_text)
+    queue: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class AnnouncementFinished(Event):
+    """The caller heard the whole announcement (the QA notice)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class CallerHungUp(Event):
+    """The caller left (BYE, CANCEL, or no ACK)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class AgentRinging(Event):
+    """An offered agent's phone is ringing (a 18x arrived)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    agent_id: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class AgentAnswered(Event):
+    """An offered agent answered (2xx with usable media)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    agent_id: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class AgentFailed(Event):
+    """An offer ended without an answer: a final error status from the agent's side."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    agent_id: str = attrs.field(validator=_non_empty)
+    status: int = attrs.field(validator=_sip_status)
+
+
+@attrs.frozen(kw_only=True)
+class AgentHungUp(Event):
+    """The bridged agent hung up."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    agent_id: str = attrs.field(validator=_non_empty)
+
+
+# -- timers ---------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class TimerFired(Event):
+    """A timer the engine asked for (``StartTimer``) expired."""
+
+    timer_id: str = attrs.field(validator=_non_empty)
+
+
+# -- agent presence -------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class AgentLogin(Event):
+    """An agent logs in and is ready for calls."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class AgentLogout(Event):
+    """An agent logs out (deferred until a call in progress is over)."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class AgentReady(Event):
+    """An agent is ready again (from not-ready, or ends wrap-up early)."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class AgentPause(Event):
+    """An agent goes not-ready (deferred until a call in progress is over)."""
+
+    agent_id: str = attrs.field(validator=_non_empty)

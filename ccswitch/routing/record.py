@@ -1,0 +1,152 @@
+"""The call detail record the engine keeps for every call and hands out when it ends."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import re
+from typing import Any
+
+import attrs
+
+OFFER_RESULT = re.compile(r"answered|no_answer|cancelled|failed:[1-6][0-9][0-9]")
+
+
+class Outcome(enum.StrEnum):
+    """How a call ended (the value is the ``outcome`` metric label)."""
+
+    ANSWERED = "answered"
+    ABANDONED = "abandoned"  # the caller hung up before an agent answered
+
+
+def _result(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, str) or OFFER_RESULT.fullmatch(value) is None:
+        raise ValueError(f"offer result must be answered, no_answer, cancelled or "
+                         f"failed:<status>, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Offer:
+    """One finished offer of a call to one agent.
+
+    ``result`` is ``"answered"``, ``"no_answer"`` (ring timeout), ``"failed:<status>"``
+    (the agent's side answered an error) or ``"cancelled"`` (another agent answered,
+    or the caller hung up). Offers are recorded once they end, so ``ended_at`` is
+    always set.
+    """
+
+    agent_id: str = attrs.field(validator=attrs.validators.min_len(1))
+    offered_at: float
+    ended_at: float
+    result: str = attrs.field(validator=_result)
+
+    @property
+    def ring(self) -> float:
+        """Seconds the agent's phone was offered the call."""
+        return self.ended_at - self.offered_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "agent_id": self.agent_id,
+            "offered_at": _ts(self.offered_at), "offered_at_iso": _iso(self.offered_at),
+            "ended_at": _ts(self.ended_at), "ended_at_iso": _iso(self.ended_at),
+            "ring": _ts(self.ring),
+            "result": self.result,
+        }
+
+
+@attrs.define(kw_only=True, eq=False)
+class CallRecord:
+    """Everything known about one call; timestamps are epoch seconds.
+
+    ``announced_at`` is when the announcement ended, which is also ``queued_at``.
+    ``short_abandon_threshold`` is the queue's ``short_abandon`` at arrival.
+    """
+
+    call_id: str
+    caller: str
+    dialed: str
+    queue: str
+    group: str
+    arrived_at: float
+    short_abandon_threshold: float
+    agent_id: str | None = None
+    outcome: Outcome | None = None
+    announced_at: float | None = None
+    queued_at: float | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    offers: list[Offer] = attrs.Factory(list)
+    qa_notice_played: bool = False
+
+    @property
+    def wait(self) -> float | None:
+        """Queue time: queued to answered (or to the end if unanswered); None if never queued."""
+        if self.queued_at is None:
+            return None
+        end = self.answered_at if self.answered_at is not None else self.ended_at
+        return None if end is None else end - self.queued_at
+
+    @property
+    def ring(self) -> float | None:
+        """How long the answering agent's phone rang; None if unanswered."""
+        if self.agent_id is None:
+            return None
+        for offer in reversed(self.offers):
+            if offer.agent_id == self.agent_id and offer.result == "answered":
+                return offer.ring
+        return None
+
+    @property
+    def talk(self) -> float | None:
+        """Answer to hang-up; None if unanswered or still going."""
+        if self.answered_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.answered_at
+
+    @property
+    def total(self) -> float | None:
+        """Arrival to hang-up; None while the call goes on."""
+        return None if self.ended_at is None else self.ended_at - self.arrived_at
+
+    @property
+    def short_abandon(self) -> bool:
+        """Abandoned within the queue's short-abandon threshold (of the whole call)."""
+        total = self.total
+        return (self.outcome is Outcome.ABANDONED and total is not None
+                and total < self.short_abandon_threshold)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view: ms-precision epoch seconds plus ISO-8601 UTC twins."""
+        out: dict[str, Any] = {
+            "call_id": self.call_id,
+            "caller": self.caller,
+            "dialed": self.dialed,
+            "queue": self.queue,
+            "group": self.group,
+            "agent_id": self.agent_id,
+            "outcome": None if self.outcome is None else self.outcome.value,
+        }
+        for name in ("arrived_at", "announced_at", "queued_at", "answered_at", "ended_at"):
+            value: float | None = getattr(self, name)
+            out[name] = _ts(value)
+            out[f"{name}_iso"] = _iso(value)
+        out.update(
+            wait=_ts(self.wait), ring=_ts(self.ring), talk=_ts(self.talk), total=_ts(self.total),
+            short_abandon=self.short_abandon,
+            short_abandon_threshold=self.short_abandon_threshold,
+            qa_notice_played=self.qa_notice_played,
+            offers=[offer.to_dict() for offer in self.offers],
+        )
+        return out
+
+
+def _ts(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _iso(value: float | None) -> str | None:
+    if value is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(round(value, 3), tz=datetime.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,99 @@
+"""The agent and call state machines, as data.
+
+Each table maps ``(state, event name) -> new state``. External triggers use the
+event class name (``"AgentAnswered"``); triggers the engine raises itself use
+lower-case names (``"offer"``, ``"miss"``, ``"round_over"``). ``transition``
+looks an entry up and raises :class:`IllegalTransition` when there is none, so
+the caller's state is never touched by a refused event.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Mapping, TypeVar
+
+from ccswitch.errors import IllegalTransition
+
+
+class AgentState(enum.StrEnum):
+    """Where an in-house agent stands (the values are metric labels)."""
+
+    LOGGED_OUT = "logged_out"
+    READY = "ready"
+    RESERVED = "reserved"  # being offered a call: their phone rings
+    ON_CALL = "on_call"
+    WRAP_UP = "wrap_up"
+    NOT_READY = "not_ready"
+
+
+class CallState(enum.StrEnum):
+    """Where a customer call stands."""
+
+    ANNOUNCING = "announcing"
+    QUEUED = "queued"
+    RINGING = "ringing"
+    BRIDGED = "bridged"
+    ENDED = "ended"
+
+
+S = TypeVar("S", AgentState, CallState)
+
+A = AgentState
+C = CallState
+
+#: Agent presence and offers. Pause/logout while busy (reserved, on a call,
+#: wrapping up) keep the state: the engine remembers them and applies them when
+#: the agent frees up. ``AgentReady`` while reserved or on a call also keeps the
+#: state and forgets such a remembered pause/logout; while wrapping up it ends
+#: the wrap-up at once.
+AGENT_TRANSITIONS: Mapping[tuple[AgentState, str], AgentState] = {
+    (A.LOGGED_OUT, "AgentLogin"): A.READY,
+    (A.NOT_READY, "AgentLogin"): A.READY,
+    (A.LOGGED_OUT, "AgentReady"): A.READY,
+    (A.NOT_READY, "AgentReady"): A.READY,
+    (A.WRAP_UP, "AgentReady"): A.READY,
+    (A.RESERVED, "AgentReady"): A.RESERVED,
+    (A.ON_CALL, "AgentReady"): A.ON_CALL,
+    (A.READY, "AgentPause"): A.NOT_READY,
+    (A.RESERVED, "AgentPause"): A.RESERVED,
+    (A.ON_CALL, "AgentPause"): A.ON_CALL,
+    (A.WRAP_UP, "AgentPause"): A.WRAP_UP,
+    (A.READY, "AgentLogout"): A.LOGGED_OUT,
+    (A.NOT_READY, "AgentLogout"): A.LOGGED_OUT,
+    (A.RESERVED, "AgentLogout"): A.RESERVED,
+    (A.ON_CALL, "AgentLogout"): A.ON_CALL,
+    (A.WRAP_UP, "AgentLogout"): A.WRAP_UP,
+    (A.READY, "offer"): A.RESERVED,
+    (A.RESERVED, "AgentAnswered"): A.ON_CALL,
+    (A.RESERVED, "cancel"): A.READY,  # another agent answered, or the caller left
+    (A.RESERVED, "miss"): A.READY,  # no answer or failed: to the back of the line
+    (A.RESERVED, "miss_limit"): A.NOT_READY,  # max_misses offers missed in a row
+    (A.ON_CALL, "call_end"): A.WRAP_UP,
+    (A.ON_CALL, "call_end_no_wrap_up"): A.READY,  # queue has wrap_up 0
+    (A.WRAP_UP, "wrap_up_done"): A.READY,
+}
+
+#: A customer call, from answer to the end.
+CALL_TRANSITIONS: Mapping[tuple[CallState, str], CallState] = {
+    (C.ANNOUNCING, "AnnouncementFinished"): C.QUEUED,
+    (C.QUEUED, "offer"): C.RINGING,
+    (C.RINGING, "AgentRinging"): C.RINGING,
+    (C.RINGING, "AgentFailed"): C.RINGING,  # one offer of the round ended
+    (C.RINGING, "round_over"): C.QUEUED,  # every offer of the round ended unanswered
+    (C.RINGING, "ring_timeout"): C.QUEUED,
+    (C.RINGING, "AgentAnswered"): C.BRIDGED,
+    (C.ANNOUNCING, "CallerHungUp"): C.ENDED,
+    (C.QUEUED, "CallerHungUp"): C.ENDED,
+    (C.RINGING, "CallerHungUp"): C.ENDED,
+    (C.BRIDGED, "CallerHungUp"): C.ENDED,
+    (C.BRIDGED, "AgentHungUp"): C.ENDED,
+}
+
+
+def transition(machine: str, table: Mapping[tuple[S, str], S], state: S, event: str) -> S:
+    """The state ``event`` leads to from ``state``; raises IllegalTransition if none."""
+    try:
+        return table[(state, event)]
+    except KeyError:
+        raise IllegalTransition(machine, state.value, event) from None
+

@@ -1,0 +1,148 @@
+"""A small stand-in for the B2BUA: feeds the engine and runs its timers on a task.Clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from twisted.internet import task
+from twisted.internet.interfaces import IDelayedCall
+
+from ccswitch.model import Agent, Dialplan, Group, Queue, Strategy
+from ccswitch.routing import actions as act
+from ccswitch.routing import events as ev
+from ccswitch.routing.engine import RoutingEngine
+from ccswitch.routing.record import CallRecord
+
+T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+GROUP = "support-inhouse"
+QUEUE = "support"
+ANNOUNCEMENT = "/sounds/qa_notice.wav"
+MOH = "/sounds/moh.wav"
+
+
+def uri(agent_id: str) -> str:
+    return f"sip:{agent_id}@127.0.0.1:5090"
+
+
+def make_queue(name: str = QUEUE, group: str = GROUP, **options: object) -> Queue:
+    fields: dict[str, object] = {
+        "strategy": Strategy.LONGEST_IDLE, "announcement": Path(ANNOUNCEMENT),
+        "music_on_hold": Path(MOH), "ring_timeout": 15.0, "max_misses": 3,
+        "wrap_up": 5.0, "short_abandon": 5.0,
+    }
+    fields.update(options)
+    return Queue(name=name, group=group, **fields)  # type: ignore[arg-type]
+
+
+def make_dialplan(agents: Iterable[str] = ("alice", "bob"), *, logged_out: Iterable[str] = (),
+                  groups: dict[str, tuple[str, ...]] | None = None,
+                  queues: Iterable[Queue] | None = None, **options: object) -> Dialplan:
+    """One group and one queue by default; ``options`` go to the default queue."""
+    agent_ids = tuple(agents)
+    out = set(logged_out)
+    if groups is None:
+        groups = {GROUP: agent_ids}
+    if queues is None:
+        queues = [make_queue(QUEUE, GROUP, **options)]
+    return Dialplan(
+        agents={a: Agent(id=a, uri=uri(a), logged_in=a not in out) for a in agent_ids},
+        groups={name: Group(name=name, agents=members) for name, members in groups.items()},
+        queues={q.name: q for q in queues},
+        routes=(),
+    )
+
+
+class Driver:
+    """Feeds events, runs StartTimer/CancelTimer on a task.Clock, keeps every action."""
+
+    def __init__(self, dialplan: Dialplan, start: float = T0) -> None:
+        self.clock = task.Clock()
+        self.clock.advance(start)
+        self.engine = RoutingEngine(dialplan, clock=self.clock)
+        self.timers: dict[str, IDelayedCall] = {}
+        self.log: list[act.Action] = []
+        self.records: list[CallRecord] = []
+
+    def feed(self, event: ev.Event) -> list[act.Action]:
+        actions = self.engine.handle(event)
+        self._run(actions)
+        return actions
+
+    def advance(self, seconds: float) -> list[act.Action]:
+        """Let time pass; returns the actions produced by timers that fired."""
+        start = len(self.log)
+        self.clock.advance(seconds)
+        return self.log[start:]
+
+    @property
+    def now(self) -> float:
+        return self.clock.seconds()
+
+    def pending_timers(self) -> dict[str, float]:
+        return {tid: dc.getTime() for tid, dc in self.timers.items() if dc.active()}
+
+    # shorthands ------------------------------------------------------------
+
+    def arrive(self, call_id: str, queue: str = QUEUE, caller: str = "5551234",
+               dialed: str = "100") -> list[act.Action]:
+        return self.feed(ev.CallArrived(call_id=call_id, caller=caller, dialed=dialed,
+                                        queue=queue))
+
+    def announce(self, call_id: str) -> list[act.Action]:
+        return self.feed(ev.AnnouncementFinished(call_id=call_id))
+
+    def queued(self, call_id: str, queue: str = QUEUE) -> list[act.Action]:
+        """Arrive and finish the announcement; returns the second step's actions."""
+        self.arrive(call_id, queue)
+        return self.announce(call_id)
+
+    def answer(self, call_id: str, agent_id: str) -> list[act.Action]:
+        return self.feed(ev.AgentAnswered(call_id=call_id, agent_id=agent_id))
+
+    def fail(self, call_id: str, agent_id: str, status: int = 486) -> list[act.Action]:
+        return self.feed(ev.AgentFailed(call_id=call_id, agent_id=agent_id, status=status))
+
+    def caller_hangup(self, call_id: str) -> list[act.Action]:
+        return self.feed(ev.CallerHungUp(call_id=call_id))
+
+    def agent_hangup(self, call_id: str, agent_id: str) -> list[act.Action]:
+        return self.feed(ev.AgentHungUp(call_id=call_id, agent_id=agent_id))
+
+    # the adapter's side ------------------------------------------------------
+
+    def _run(self, actions: list[act.Action]) -> None:
+        for action in actions:
+            self.log.append(action)
+            if isinstance(action, act.StartTimer):
+                self._cancel(action.timer_id)
+                self.timers[action.timer_id] = self.clock.callLater(
+                    action.delay, self._fire, action.timer_id)
+            elif isinstance(action, act.CancelTimer):
+                self._cancel(action.timer_id)
+            elif isinstance(action, act.CallFinished):
+                self.records.append(action.record)
+
+    def _cancel(self, timer_id: str) -> None:
+        old = self.timers.pop(timer_id, None)
+        if old is not None and old.active():
+            old.cancel()
+
+    def _fire(self, timer_id: str) -> None:
+        self.timers.pop(timer_id, None)
+        self._run(self.engine.handle(ev.TimerFired(timer_id=timer_id)))
+
+
+def rung(actions: Iterable[act.Action]) -> list[str]:
+    """Agents rung by these actions, in order."""
+    return [a.agent_id for a in actions if isinstance(a, act.RingAgent)]
+
+
+def cancelled(actions: Iterable[act.Action]) -> list[str]:
+    return [a.agent_id for a in actions if isinstance(a, act.CancelAgent)]
+
+
+def changes(actions: Iterable[act.Action]) -> list[tuple[str, str, str]]:
+    """(agent, old, new) for each AgentStateChanged, as state values."""
+    return [(a.agent_id, a.old.value, a.new.value) for a in actions
+            if isinstance(a, act.AgentStateChanged)]
