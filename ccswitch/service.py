@@ -1,0 +1,104 @@
+"""Builds a running ccswitch node from a Config on a reactor."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import attrs
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from ccswitch import __version__
+from ccswitch.media.engine import MediaEngine
+from ccswitch.media.prompt import load_prompt
+from ccswitch.metrics.http import build_site_root
+from ccswitch.metrics.registry import LiveStateCollector, Metrics
+from ccswitch.model import Config
+from ccswitch.routing.engine import RoutingEngine
+from ccswitch.sip.b2bua import CallController
+from ccswitch.sip.transaction import TransactionLayer
+from ccswitch.sip.transport import SipUdpProtocol
+
+log = Logger()
+
+
+@attrs.define(kw_only=True, eq=False)
+class Node:
+    """A started node: what tests and the CLI need to reach or stop it."""
+
+    config: Config
+    controller: CallController
+    engine: RoutingEngine
+    media: MediaEngine
+    metrics: Metrics
+    sip_port: IListeningPort
+    http_port: IListeningPort
+
+    @property
+    def sip_address(self) -> tuple[str, int]:
+        addr = self.sip_port.getHost()
+        return (addr.host, addr.port)  # type: ignore[attr-defined]
+
+    @property
+    def http_address(self) -> tuple[str, int]:
+        addr = self.http_port.getHost()
+        return (addr.host, addr.port)  # type: ignore[attr-defined]
+
+    def stop(self) -> Deferred[None]:
+        """Hang up every call (each gets its record), then close the ports."""
+        self.controller.shutdown()
+        self.http_port.stopListening()
+        stopped: Deferred[None] = self.media.stop()
+        stopped.addBoth(lambda _: self.sip_port.stopListening())
+        return stopped
+
+
+def preload_prompts(config: Config) -> None:
+    """Decode every queue prompt once at start-up, so a bad file fails the start."""
+    for queue in config.dialplan.queues.values():
+        for path in (queue.announcement, queue.music_on_hold):
+            if path is not None:
+                for codec in ("PCMU", "PCMA"):
+                    load_prompt(path, codec)
+
+
+def start_node(config: Config, reactor: Any) -> Node:
+    """Listen on the SIP and HTTP ports and start the media clock."""
+    preload_prompts(config)
+    config.recordings.directory.mkdir(parents=True, exist_ok=True)
+    metrics = Metrics(short_abandon_thresholds=[
+        q.short_abandon for q in config.dialplan.queues.values()])
+    engine = RoutingEngine(config.dialplan, clock=reactor)
+    media = MediaEngine(reactor, address=config.rtp.address, port_min=config.rtp.port_min,
+                        port_max=config.rtp.port_max)
+    controller = CallController(clock=reactor, config=config, engine=engine, media=media,
+                                metrics=metrics, defer_to_thread=threads.deferToThread)
+    protocol = SipUdpProtocol(max_size=config.sip.max_message_size)
+    sip_port = reactor.listenUDP(config.sip.listen_port, protocol,
+                                 interface=config.sip.listen_host)
+    port_number = sip_port.getHost().port
+    layer = TransactionLayer(reactor, protocol.send, controller,
+                             local_via_host=config.sip.advertised_host, local_port=port_number,
+                             user_agent=config.sip.user_agent)
+    protocol.set_layer(layer)
+    controller.attach(layer, port_number)
+    metrics.watch(LiveStateCollector(engine.queue_depths, engine.agent_states,
+                                     lambda: controller.active_calls))
+
+    def health() -> Mapping[str, object]:
+        return {"status": "ok", "version": __version__, "active_calls": controller.active_calls,
+                "sip_port": port_number}
+
+    http_port = reactor.listenTCP(config.http.listen_port,
+                                  Site(build_site_root(metrics.registry, health)),
+                                  interface=config.http.listen_host)
+    media.start()
+    node = Node(config=config, controller=controller, engine=engine, media=media,
+                metrics=metrics, sip_port=sip_port, http_port=http_port)
+    log.info("ccswitch {version} listening: SIP udp {sip}, HTTP {http}, RTP {rtp}",
+             version=__version__, sip=node.sip_address, http=node.http_address,
+             rtp=f"{config.rtp.address}:{config.rtp.port_min}-{config.rtp.port_max}")
+    return node

@@ -1,0 +1,562 @@
+"""The back-to-back user agent: SIP legs <-> routing engine <-> media.
+
+Each customer call has one caller leg (we are the UAS) and, while agents are
+offered the call, one agent leg per offer (we are the UAC). The routing engine
+decides; this adapter turns SIP into engine events and engine actions into SIP
+and media operations. Nothing here blocks: every call runs on the reactor.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import attrs
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from ccswitch.errors import CCSwitchError, MediaError, RecordingError, SdpError, SipParseError
+from ccswitch.media.engine import MediaEngine, MediaLeg
+from ccswitch.media.prompt import Prompt, load_prompt
+from ccswitch.metrics.registry import Metrics
+from ccswitch.model import Config, IPNetwork, Queue
+from ccswitch.recording.recorder import CallRecorder, export_compressed
+from ccswitch.routing import actions as act
+from ccswitch.routing import events as ev
+from ccswitch.routing.engine import RoutingEngine
+from ccswitch.routing.record import CallRecord
+from ccswitch.sip.dialog import Dialog
+from ccswitch.sip.message import (
+    Headers, NameAddr, Request, Response, SipURI, new_call_id, new_tag,
+)
+from ccswitch.sip.sdp import (
+    MediaFormat, Negotiated, answer_formats, build_sdp, negotiate, parse_sdp,
+)
+from ccswitch.sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer
+
+log = Logger()
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+SDP = "application/sdp"
+TELEPHONE_EVENT_PT = 101
+
+
+@attrs.define(kw_only=True, eq=False)
+class CallerLeg:
+    invite: Request
+    tx: ServerTransaction
+    media: MediaLeg
+    negotiated: Negotiated
+    dialog: Dialog
+    sdp: bytes
+    ended: bool = False
+
+
+@attrs.define(kw_only=True, eq=False)
+class AgentLeg:
+    agent_id: str
+    invite: Request
+    media: MediaLeg
+    tx: ClientTransaction | None = None
+    dialog: Dialog | None = None
+    state: str = "calling"  # calling -> ringing -> answered -> ended | cancelled
+
+
+@attrs.define(kw_only=True, eq=False)
+class Call:
+    id: str
+    queue: Queue
+    caller: CallerLeg
+    agents: dict[str, AgentLeg] = attrs.Factory(dict)
+    recorder: CallRecorder | None = None
+    recording_error: str | None = None
+
+
+class CallController:
+    """Implements the transaction layer's TransactionUser for the whole node."""
+
+    def __init__(self, *, clock: IReactorTime, config: Config, engine: RoutingEngine,
+                 media: MediaEngine, metrics: Metrics,
+                 defer_to_thread: Callable[..., Any] | None = None) -> None:
+        self._clock = clock
+        self._config = config
+        self._engine = engine
+        self._media = media
+        self._metrics = metrics
+        self._defer_to_thread = defer_to_thread
+        self._layer: TransactionLayer | None = None
+        self._calls: dict[str, Call] = {}
+        self._dialogs: dict[str, Call] = {}  # SIP Call-ID (caller's or ours) -> call
+        self._timers: dict[str, IDelayedCall] = {}
+        self._pending: deque[ev.Event] = deque()
+        self._feeding = False
+        self._trusted: tuple[IPNetwork, ...] = config.sip.trusted
+        host = config.sip.advertised_host
+        self._contact = f"<sip:ccswitch@{_host(host)}:{config.sip.listen_port}>"
+        self._user_agent = config.sip.user_agent
+
+    # -- wiring -----------------------------------------------------------
+
+    def attach(self, layer: TransactionLayer, listen_port: int) -> None:
+        """Bind to the transaction layer once the SIP port is listening."""
+        self._layer = layer
+        self._contact = f"<sip:ccswitch@{_host(self._config.sip.advertised_host)}:{listen_port}>"
+
+    @property
+    def active_calls(self) -> int:
+        return len(self._calls)
+
+    def prompt(self, path: Path, codec: str) -> Prompt:
+        return load_prompt(path, codec)
+
+    # -- TransactionUser -------------------------------------------------
+
+    def request_received(self, request: Request, source: tuple[str, int],
+                         tx: ServerTransaction) -> None:
+        try:
+            self._dispatch_request(request, source, tx)
+        except SipParseError as e:
+            log.warn("bad {method} from {source}: {reason}", method=request.method,
+                     source=source, reason=e.reason)
+            self._reject(tx, e.status, e.reason)
+
+    def ack_received(self, request: Request, source: tuple[str, int]) -> None:
+        """ACKs for our 2xx need no action: the transaction layer stops retransmitting."""
+
+    def cancel_received(self, invite_tx: ServerTransaction) -> None:
+        call = self._dialogs.get(invite_tx.request.call_id)
+        if call is not None and not call.caller.ended:
+            call.caller.ended = True
+            self._feed(ev.CallerHungUp(call_id=call.id))
+        if not invite_tx.final_sent:
+            invite_tx.respond(487)
+
+    def stray_response(self, response: Response, source: tuple[str, int]) -> None:
+        """A 2xx retransmitted after its transaction ended: ACK it again."""
+        if response.status // 100 != 2 or response.cseq[1] != "INVITE":
+            return
+        call = self._dialogs.get(response.call_id)
+        leg = _agent_leg_for(call, response.call_id) if call else None
+        if leg is not None and leg.dialog is not None:
+            self._send_ack(leg.dialog, response.cseq[0])
+
+    # -- requests ---------------------------------------------------------
+
+    def _dispatch_request(self, request: Request, source: tuple[str, int],
+                          tx: ServerTransaction) -> None:
+        method = request.method
+        if method == "INVITE" and request.to.tag is None:
+            self._new_call(request, source, tx)
+        elif method == "BYE":
+            self._bye(request, tx)
+        elif method == "INVITE":
+            self._reinvite(request, tx)
+        elif method == "OPTIONS":
+            tx.respond(200, headers=[("Allow", ALLOW), ("Accept", SDP)])
+        elif method in ("INFO", "UPDATE", "NOTIFY") and request.call_id in self._dialogs:
+            tx.respond(200)
+        elif request.to.tag is not None:
+            tx.respond(481)
+        else:
+            self._reject(tx, 405, None, headers=[("Allow", ALLOW)])
+
+    def _new_call(self, request: Request, source: tuple[str, int],
+                  tx: ServerTransaction) -> None:
+        if not self._is_trusted(source[0]):
+            log.warn("INVITE from untrusted source {source} refused", source=source)
+            self._reject(tx, 403, "Forbidden (untrusted source)")
+            return
+        if request.call_id in self._dialogs:
+            self._reject(tx, 482, "Loop Detected")
+            return
+        dialed = request.uri.user or ""
+        queue = self._config.dialplan.route(dialed)
+        if queue is None:
+            log.info("no route for dialed number {dialed!r}", dialed=dialed)
+            self._reject(tx, 404, "No Route")
+            return
+        if not request.body:
+            self._reject(tx, 488, "Offer Required")
+            return
+        try:
+            offer = parse_sdp(request.body)
+            negotiated = negotiate(offer)
+        except SdpError as e:
+            log.info("INVITE {sip_call_id} refused: {reason}", sip_call_id=request.call_id,
+                     reason=e.reason)
+            self._reject(tx, e.status, e.reason)
+            return
+        call_id = _routing_call_id(self._clock.seconds())
+        try:
+            leg = self._media.open_leg(call_id, "caller")
+        except MediaError as e:
+            log.error("no media port for new call: {error}", error=str(e))
+            self._reject(tx, 503, "No Media Ports", headers=[("Retry-After", "5")])
+            return
+        leg.configure(remote=(offer.address, offer.port), codec=negotiated.codec.encoding,
+                      payload_type=negotiated.codec.payload_type,
+                      dtmf_payload_type=_pt(negotiated.telephone_event))
+        session_id = secrets.randbelow(2**31)
+        sdp = build_sdp(address=self._config.rtp.address, port=leg.local_port,
+                        formats=answer_formats(negotiated), session_id=session_id,
+                        session_version=session_id)
+        dialog = Dialog.as_uas(request, local_tag=new_tag(), contact=self._contact)
+        call = Call(id=call_id, queue=queue, caller=CallerLeg(
+            invite=request, tx=tx, media=leg, negotiated=negotiated, dialog=dialog, sdp=sdp))
+        self._calls[call_id] = call
+        self._dialogs[request.call_id] = call
+        caller = request.from_
+        log.info("call {call_id} from {caller} to {dialed} -> queue {queue}",
+                 call_id=call_id, caller=str(caller.uri), dialed=dialed, queue=queue.name)
+        self._feed(ev.CallArrived(call_id=call_id, caller=_caller_id(caller),
+                                  dialed=dialed, queue=queue.name))
+
+    def _bye(self, request: Request, tx: ServerTransaction) -> None:
+        call = self._dialogs.get(request.call_id)
+        if call is None:
+            tx.respond(481)
+            return
+        tx.respond(200)
+        if request.call_id == call.caller.invite.call_id:
+            if not call.caller.ended:
+                call.caller.ended = True
+                self._feed(ev.CallerHungUp(call_id=call.id))
+            return
+        leg = _agent_leg_for(call, request.call_id)
+        if leg is not None and leg.state == "answered":
+            leg.state = "ended"
+            self._feed(ev.AgentHungUp(call_id=call.id, agent_id=leg.agent_id))
+
+    def _reinvite(self, request: Request, tx: ServerTransaction) -> None:
+        """Session refresh or hold from either side: keep media anchored, answer as before."""
+        call = self._dialogs.get(request.call_id)
+        if call is None:
+            tx.respond(481)
+            return
+        if request.call_id == call.caller.invite.call_id:
+            tx.respond(200, to_tag=call.caller.dialog.local.tag, body=call.caller.sdp,
+                       content_type=SDP, headers=[("Contact", self._contact)])
+            return
+        tx.respond(488, "Not Acceptable Here")
+
+    # -- engine -----------------------------------------------------------
+
+    def _feed(self, event: ev.Event) -> None:
+        """Hand an event to the engine; events raised while executing are queued."""
+        self._pending.append(event)
+        if self._feeding:
+            return
+        self._feeding = True
+        try:
+            while self._pending:
+                event = self._pending.popleft()
+                try:
+                    actions = self._engine.handle(event)
+                except CCSwitchError as e:
+                    log.failure("engine refused {event}: {error}", event=event, error=str(e))
+                    continue
+                for action in actions:
+                    try:
+                        self._execute(action)
+                    except Exception:
+                        log.failure("action {action} failed", action=action)
+        finally:
+            self._feeding = False
+
+    def _execute(self, action: act.Action) -> None:
+        if isinstance(action, act.StartTimer):
+            self._start_timer(action.timer_id, action.delay)
+        elif isinstance(action, act.CancelTimer):
+            timer = self._timers.pop(action.timer_id, None)
+            if timer is not None and timer.active():
+                timer.cancel()
+        elif isinstance(action, act.AgentStateChanged):
+            log.info("agent {agent} in {group}: {old} -> {new}", agent=action.agent_id,
+                     group=action.group, old=str(action.old), new=str(action.new))
+        elif isinstance(action, act.CallFinished):
+            self._finish(action.record)
+        else:
+            call = self._calls.get(action.call_id)
+            if call is None:
+                log.warn("action {action} for unknown call", action=action)
+                return
+            self._execute_call_action(call, action)
+
+    def _execute_call_action(self, call: Call, action: act.Action) -> None:
+        caller = call.caller
+        if isinstance(action, act.AnswerCaller):
+            caller.tx.respond(200, to_tag=caller.dialog.local.tag, body=caller.sdp,
+                              content_type=SDP, headers=self._answer_headers(),
+                              on_no_ack=lambda: self._caller_no_ack(call))
+            self._start_recording(call)
+        elif isinstance(action, act.PlayAnnouncement):
+            prompt = self.prompt(Path(action.path), caller.negotiated.codec.encoding)
+            caller.media.play(prompt, on_done=lambda: self._feed(
+                ev.AnnouncementFinished(call_id=call.id)))
+        elif isinstance(action, act.StartMusicOnHold):
+            if action.path is not None:
+                caller.media.play(self.prompt(Path(action.path),
+                                              caller.negotiated.codec.encoding), loop=True)
+        elif isinstance(action, act.StopMusicOnHold):
+            caller.media.stop_playing()
+        elif isinstance(action, act.RingAgent):
+            self._ring_agent(call, action.agent_id, action.uri)
+        elif isinstance(action, act.CancelAgent):
+            leg = call.agents.pop(action.agent_id, None)
+            if leg is not None:
+                leg.state = "cancelled"
+                if leg.tx is not None:
+                    leg.tx.cancel()
+                leg.media.close()
+        elif isinstance(action, act.Bridge):
+            leg = call.agents[action.agent_id]
+            self._media.bridge(caller.media, leg.media)
+            if call.recorder is not None:
+                self._media.record_agent(leg.media, call.recorder)
+        elif isinstance(action, act.HangupCaller):
+            if not caller.ended:
+                caller.ended = True
+                self._send_bye(caller.dialog)
+        elif isinstance(action, act.HangupAgent):
+            leg = call.agents.get(action.agent_id)
+            if leg is not None and leg.dialog is not None and leg.state == "answered":
+                leg.state = "ended"
+                self._send_bye(leg.dialog)
+        else:
+            log.warn("unhandled action {action}", action=action)
+
+    def _start_timer(self, timer_id: str, delay: float) -> None:
+        old = self._timers.pop(timer_id, None)
+        if old is not None and old.active():
+            old.cancel()
+
+        def fire() -> None:
+            self._timers.pop(timer_id, None)
+            self._feed(ev.TimerFired(timer_id=timer_id))
+
+        self._timers[timer_id] = self._clock.callLater(delay, fire)
+
+    # -- agent legs -------------------------------------------------------
+
+    def _ring_agent(self, call: Call, agent_id: str, uri_text: str) -> None:
+        assert self._layer is not None
+        try:
+            media = self._media.open_leg(call.id, f"agent:{agent_id}")
+        except MediaError as e:
+            log.error("no media port to ring {agent}: {error}", agent=agent_id, error=str(e))
+            self._feed(ev.AgentFailed(call_id=call.id, agent_id=agent_id, status=503))
+            return
+        uri = SipURI.parse(uri_text)
+        negotiated = call.caller.negotiated
+        formats: list[MediaFormat] = [negotiated.codec]
+        if negotiated.telephone_event is not None:
+            formats.append(attrs.evolve(negotiated.telephone_event,
+                                        payload_type=TELEPHONE_EVENT_PT))
+        session_id = secrets.randbelow(2**31)
+        body = build_sdp(address=self._config.rtp.address, port=media.local_port,
+                         formats=formats, session_id=session_id, session_version=session_id)
+        caller = call.caller.invite.from_
+        headers = Headers()
+        headers.add("Max-Forwards", "70")
+        local = NameAddr(display=caller.display, uri=SipURI(
+            user=caller.uri.user, host=_host(self._config.sip.advertised_host)),
+            params=(("tag", new_tag()),))
+        headers.add("From", str(local))
+        headers.add("To", str(NameAddr(uri=uri)))
+        headers.add("Call-ID", new_call_id(self._config.sip.advertised_host))
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Contact", self._contact)
+        headers.add("Allow", ALLOW)
+        headers.add("User-Agent", self._user_agent)
+        headers.add("Content-Type", SDP)
+        invite = Request(method="INVITE", uri=uri, headers=headers, body=body)
+        leg = AgentLeg(agent_id=agent_id, invite=invite, media=media)
+        call.agents[agent_id] = leg
+        self._dialogs[invite.call_id] = call
+        leg.tx = self._layer.request(
+            invite, uri.host_port(),
+            on_response=lambda response: self._agent_response(call, leg, response),
+            on_timeout=lambda: self._agent_failed(call, leg, 408))
+        log.info("call {call_id}: ringing agent {agent} at {uri}", call_id=call.id,
+                 agent=agent_id, uri=uri_text)
+
+    def _agent_response(self, call: Call, leg: AgentLeg, response: Response) -> None:
+        status = response.status
+        if status < 200:
+            if status > 100 and leg.state == "calling":
+                leg.state = "ringing"
+                self._feed(ev.AgentRinging(call_id=call.id, agent_id=leg.agent_id))
+            return
+        if status >= 300:
+            if leg.state in ("calling", "ringing"):
+                self._agent_failed(call, leg, status)
+            return
+        # 2xx: the first one makes the dialog; retransmissions are ACKed again.
+        if leg.dialog is not None:
+            self._send_ack(leg.dialog, response.cseq[0])
+            return
+        leg.dialog = Dialog.as_uac(leg.invite, response, contact=self._contact)
+        self._send_ack(leg.dialog, response.cseq[0])
+        if leg.state not in ("calling", "ringing"):
+            # Answered after we gave up on it (CANCEL crossed the 200): hang up at once.
+            log.info("call {call_id}: late answer from {agent}, hanging up", call_id=call.id,
+                     agent=leg.agent_id)
+            self._send_bye(leg.dialog)
+            return
+        try:
+            answer = parse_sdp(response.body)
+            agreed = negotiate(answer, supported=(call.caller.negotiated.codec.encoding,))
+        except SdpError as e:
+            log.warn("call {call_id}: agent {agent} answered with unusable SDP: {reason}",
+                     call_id=call.id, agent=leg.agent_id, reason=e.reason)
+            self._send_bye(leg.dialog)
+            self._agent_failed(call, leg, 488)
+            return
+        leg.media.configure(remote=(answer.address, answer.port),
+                            codec=agreed.codec.encoding, payload_type=agreed.codec.payload_type,
+                            dtmf_payload_type=_pt(agreed.telephone_event))
+        leg.state = "answered"
+        self._feed(ev.AgentAnswered(call_id=call.id, agent_id=leg.agent_id))
+
+    def _agent_failed(self, call: Call, leg: AgentLeg, status: int) -> None:
+        if call.agents.get(leg.agent_id) is not leg:
+            return
+        leg.state = "ended"
+        del call.agents[leg.agent_id]
+        leg.media.close()
+        self._feed(ev.AgentFailed(call_id=call.id, agent_id=leg.agent_id, status=status))
+
+    # -- helpers ----------------------------------------------------------
+
+    def _answer_headers(self) -> list[tuple[str, str]]:
+        return [("Contact", self._contact), ("Allow", ALLOW),
+                ("User-Agent", self._user_agent)]
+
+    def _caller_no_ack(self, call: Call) -> None:
+        log.warn("call {call_id}: no ACK for our 200 OK, ending the call", call_id=call.id)
+        if not call.caller.ended:
+            call.caller.ended = True
+            self._send_bye(call.caller.dialog)
+            self._feed(ev.CallerHungUp(call_id=call.id))
+
+    def _send_bye(self, dialog: Dialog) -> None:
+        assert self._layer is not None
+        bye = dialog.request("BYE", user_agent=self._user_agent)
+        self._layer.request(bye, dialog.destination(), on_response=lambda r: None,
+                            on_timeout=lambda: log.warn("BYE for {sip_call_id} timed out",
+                                                        sip_call_id=dialog.call_id))
+
+    def _send_ack(self, dialog: Dialog, cseq: int) -> None:
+        assert self._layer is not None
+        self._layer.send_ack(dialog.ack(cseq, user_agent=self._user_agent),
+                             dialog.destination())
+
+    def _reject(self, tx: ServerTransaction, status: int, reason: str | None,
+                headers: Iterable[tuple[str, str]] = ()) -> None:
+        self._metrics.sip_rejected.labels(status=str(status)).inc()
+        tx.respond(status, reason, to_tag=new_tag(), headers=list(headers))
+
+    def _is_trusted(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._trusted)
+
+    # -- recording and the end of a call ------------------------------------
+
+    def _start_recording(self, call: Call) -> None:
+        invite = call.caller.invite
+        try:
+            call.recorder = CallRecorder(
+                self._config.recordings.directory, call.id, self._clock.seconds(),
+                {"call_id": call.id, "sip_call_id": invite.call_id,
+                 "caller": _caller_id(invite.from_), "dialed": invite.uri.user or "",
+                 "queue": call.queue.name})
+        except RecordingError as e:
+            self._recording_failed(call, e)
+            return
+        self._media.record(call.caller.media, call.recorder,
+                           on_error=lambda error: self._recording_failed(call, error))
+
+    def _recording_failed(self, call: Call, error: Exception) -> None:
+        self._metrics.recording_errors.inc()
+        call.recording_error = str(error)
+        log.error("call {call_id}: recording failed: {error}", call_id=call.id, error=str(error))
+
+    def _finish(self, record: CallRecord) -> None:
+        call = self._calls.pop(record.call_id, None)
+        self._observe(record)
+        if call is None:
+            return
+        for sip_call_id in [call.caller.invite.call_id, *(
+                leg.invite.call_id for leg in call.agents.values())]:
+            self._dialogs.pop(sip_call_id, None)
+        self._media.stop_recording(call.caller.media)
+        call.caller.media.close()
+        for leg in call.agents.values():
+            leg.media.close()
+        log.info("call {call_id} ended: {outcome}", call_id=call.id, outcome=str(record.outcome))
+        if call.recorder is None:
+            return
+        metadata = record.to_dict()
+        metadata["sip_call_id"] = call.caller.invite.call_id
+        if call.recording_error is not None:
+            metadata["recording_error"] = call.recording_error
+        try:
+            result = call.recorder.finish(metadata)
+        except RecordingError as e:
+            self._recording_failed(call, e)
+            return
+        fmt = self._config.recordings.compressed_format
+        if fmt is not None and self._defer_to_thread is not None:
+            d = self._defer_to_thread(export_compressed, result.path, fmt)
+            d.addErrback(lambda f: log.failure("compressed copy failed", f))
+
+    def _observe(self, record: CallRecord) -> None:
+        m = self._metrics
+        outcome = str(record.outcome)
+        m.calls.labels(queue=record.queue, outcome=outcome).inc()
+        if record.wait is not None:
+            m.queue_wait.labels(queue=record.queue, outcome=outcome).observe(record.wait)
+        for offer in record.offers:
+            m.agent_ring.labels(queue=record.queue, group=record.group).observe(
+                offer.ended_at - offer.offered_at)
+        if record.talk is not None:
+            m.call_talk.labels(queue=record.queue, group=record.group).observe(record.talk)
+
+    def shutdown(self) -> None:
+        """Stopping the node: hang up every call so each one gets its record."""
+        for call in list(self._calls.values()):
+            if not call.caller.ended:
+                call.caller.ended = True
+                self._send_bye(call.caller.dialog)
+                self._feed(ev.CallerHungUp(call_id=call.id))
+
+
+def _agent_leg_for(call: Call | None, sip_call_id: str) -> AgentLeg | None:
+    if call is None:
+        return None
+    for leg in call.agents.values():
+        if leg.invite.call_id == sip_call_id:
+            return leg
+    return None
+
+
+def _routing_call_id(now: float) -> str:
+    return f"{int(now * 1000):x}-{secrets.token_hex(4)}"
+
+
+def _caller_id(name_addr: NameAddr) -> str:
+    return name_addr.uri.user or name_addr.uri.host
+
+
+def _pt(fmt: MediaFormat | None) -> int | None:
+    return None if fmt is None else fmt.payload_type
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

@@ -1,0 +1,152 @@
+"""Run a real ``ccswitch run`` process for end-to-end tests.
+
+Every node gets its own free SIP, HTTP and RTP ports on 127.0.0.1, its own
+recordings directory and a dialplan written for the test's phones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.phones.client import free_tcp_port, free_udp_port
+
+REPO = Path(__file__).resolve().parents[2]
+SOUNDS = REPO / "dialplans" / "sounds"
+ANNOUNCEMENT = SOUNDS / "qa_notice.wav"
+MUSIC_ON_HOLD = SOUNDS / "moh.wav"
+
+
+def agent_uri(name: str, port: int) -> str:
+    return f"sip:{name}@127.0.0.1:{port}"
+
+
+def dialplan(agents: dict[str, dict[str, Any]], **queue: Any) -> dict[str, Any]:
+    """A one-queue dialplan: number 100 -> queue support served by ``agents``."""
+    support: dict[str, Any] = {
+        "group": "inhouse",
+        "strategy": "longest_idle",
+        "announcement": str(ANNOUNCEMENT),
+        "music_on_hold": str(MUSIC_ON_HOLD),
+        "ring_timeout": 10,
+        "max_misses": 3,
+        "wrap_up": 1,
+    }
+    support.update(queue)
+    return {
+        "agents": agents,
+        "groups": {"inhouse": list(agents)},
+        "queues": {"support": support},
+        "routes": [{"number": "100", "queue": "support"}],
+    }
+
+
+class Node:
+    """A ccswitch process; ``stop()`` sends SIGTERM and waits."""
+
+    def __init__(self, workdir: Path, plan: dict[str, Any], *,
+                 trusted: tuple[str, ...] = ("127.0.0.0/8",), rtp_ports: int = 400) -> None:
+        self.workdir = workdir
+        self.sip_port = free_udp_port()
+        self.http_port = free_tcp_port()
+        rtp_base = random.randrange(20000, 40000, 2)
+        self.recordings = workdir / "recordings"
+        plans = workdir / "dialplans"
+        plans.mkdir(parents=True, exist_ok=True)
+        (plans / "test.yaml").write_text(yaml.safe_dump(plan))
+        config = {
+            "sip": {"listen": f"127.0.0.1:{self.sip_port}", "trusted": list(trusted)},
+            "rtp": {"address": "127.0.0.1", "ports": f"{rtp_base}-{rtp_base + rtp_ports}"},
+            "http": {"listen": f"127.0.0.1:{self.http_port}"},
+            "recordings": {"directory": str(self.recordings)},
+            "dialplans": str(plans),
+            "state": "embedded",
+        }
+        self.config_path = workdir / "ccswitch.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = workdir / "ccswitch.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ccswitch.cli", "run", "--config", str(self.config_path),
+             "--log-level", "debug"],
+            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._wait_healthy(timeout=20)
+
+    @property
+    def dial_uri(self) -> str:
+        return f"sip:100@127.0.0.1:{self.sip_port}"
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ccswitch exited {self.process.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url("/healthz"), timeout=1) as r:
+                    if json.load(r).get("status") == "ok":
+                        return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.1)
+        raise RuntimeError(f"ccswitch not healthy in {timeout}s:\n{self.log()}")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}{path}"
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.url("/metrics"), timeout=5) as r:
+            return str(r.read().decode("utf-8"))
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The value of one sample in /metrics, or None if absent."""
+        for line in self.metrics().splitlines():
+            m = re.match(r"^([a-zA-Z_:][\w:]*)(\{(.*)\})? (\S+)$", line)
+            if not m or m.group(1) != name:
+                continue
+            found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+            if all(found.get(k) == v for k, v in labels.items()):
+                return float(m.group(4))
+        return None
+
+    def recordings_done(self) -> list[Path]:
+        """Finished recordings (WAVs with their sidecar), oldest first."""
+        wavs = [p for p in self.recordings.rglob("*.wav") if ".incomplete" not in p.parts]
+        return sorted((p for p in wavs if p.with_suffix(".json").exists()),
+                      key=lambda p: p.stat().st_mtime)
+
+    def wait_recordings(self, count: int, timeout: float = 20) -> list[Path]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = self.recordings_done()
+            if len(done) >= count:
+                return done
+            time.sleep(0.2)
+        raise AssertionError(f"expected {count} recording(s), have "
+                             f"{self.recordings_done()}\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-20000:]
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self._log.close()
+        return self.process.returncode

@@ -1,0 +1,208 @@
+"""The first slice end to end: real SIP phones (pjsua2, SIPp) through a real ccswitch process.
+
+Caller phones send a 440 Hz tone and agent phones a 1000 Hz tone, so each
+recording channel can be checked for its own party by content.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from tests.audio import band_power, normalized_xcorr_max, read_wav, tone_present
+from tests.e2e.node import ANNOUNCEMENT, Node, agent_uri, dialplan
+from tests.phones.client import PhoneFactory, SippFactory, free_udp_port, write_ulaw_tone
+
+pytestmark = pytest.mark.e2e
+
+CALLER_HZ = 440.0
+AGENT_HZ = 1000.0
+ANNOUNCEMENT_S = 3.97
+
+NodeFactory = Callable[..., Node]
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path) -> Iterator[NodeFactory]:
+    """Start ccswitch processes; each is stopped (SIGTERM) when the test ends."""
+    nodes: list[Node] = []
+
+    def start(plan: dict[str, Any], **kwargs: Any) -> Node:
+        node = Node(tmp_path / f"node{len(nodes)}", plan, **kwargs)
+        nodes.append(node)
+        return node
+
+    try:
+        yield start
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def sidecar(wav: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(wav.with_suffix(".json").read_text())
+    return data
+
+
+def without_band(samples: np.ndarray, rate: int, low: float, high: float) -> np.ndarray:
+    """``samples`` with the [low, high] Hz band removed (FFT brick wall)."""
+    samples = np.asarray(samples, dtype=np.float64).reshape(-1)
+    spectrum = np.fft.rfft(samples)
+    freqs = np.fft.rfftfreq(len(samples), 1.0 / rate)
+    spectrum[(freqs >= low) & (freqs <= high)] = 0
+    return np.fft.irfft(spectrum, len(samples))
+
+
+def test_answered_call_is_recorded_with_each_party_on_its_own_channel(
+        node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
+    """A pjsua2 caller reaches a pjsua2 agent: stereo recording, QA notice first, tones per side."""
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}))
+    agent = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--answer-delay", "0.5", "--timeout", "40",
+                          name="agent")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--hangup-after", str(ANNOUNCEMENT_S + 4.0), "--timeout", "40",
+                           name="caller")
+    assert caller.wait_exit(30) == 0, caller.describe()
+    assert agent.wait_exit(10) == 0, agent.describe()
+    assert caller.done is not None
+    caller_call = caller.done["calls"][0]
+    assert caller_call["confirmed"], caller.describe()
+
+    [wav] = node.wait_recordings(1)
+    meta = sidecar(wav)
+    assert meta["outcome"] == "answered"
+    assert meta["agent_id"] == "alice"
+    assert meta["queue"] == "support" and meta["dialed"] == "100"
+    assert meta["qa_notice_played"] is True
+
+    rate, audio = read_wav(wav)
+    assert rate == 8000 and audio.ndim == 2 and audio.shape[1] == 2
+    length = len(audio) / rate
+    assert abs(length - caller_call["connect_s"]) < 0.6, (length, caller_call)
+
+    left, right = audio[:, 0], audio[:, 1]
+    # The caller channel opens with the QA notice (the caller's own tone notched out).
+    _, notice = read_wav(ANNOUNCEMENT)
+    head = without_band(left[: len(notice) + rate], rate, 380, 500)
+    assert normalized_xcorr_max(head, without_band(notice, rate, 380, 500)) > 0.9
+
+    # After the agent answered: caller tone left only, agent tone right only.
+    answered = meta["answered_at"] - meta["arrived_at"]
+    talk = slice(int((answered + 0.5) * rate), int((length - 0.3) * rate))
+    assert talk.stop - talk.start > rate, (answered, length)
+    assert tone_present(left[talk], rate, CALLER_HZ)
+    assert tone_present(right[talk], rate, AGENT_HZ)
+    assert band_power(left[talk], rate, AGENT_HZ) < 0.05 * band_power(left[talk], rate, CALLER_HZ)
+    assert band_power(right[talk], rate, CALLER_HZ) < 0.05 * band_power(right[talk], rate,
+                                                                           AGENT_HZ)
+    # Nothing from the agent on the right before the answer.
+    before = right[: int(answered * rate)]
+    assert band_power(before, rate, AGENT_HZ) < 1e-3 * band_power(right[talk], rate, AGENT_HZ)
+
+    assert node.metric("ccswitch_calls_total", queue="support", outcome="answered") == 1
+    assert node.metric("ccswitch_queue_wait_seconds_count", queue="support",
+                       outcome="answered") == 1
+    assert node.metric("ccswitch_call_talk_seconds_count", queue="support",
+                       group="inhouse") == 1
+    assert node.metric("ccswitch_queue_depth", queue="support") == 0
+
+
+def test_caller_hanging_up_while_queued_is_an_abandon(
+        node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
+    """No agent logged in: the caller hears the notice, waits, hangs up -> outcome abandoned."""
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", free_udp_port()),
+                                            "logged_in": False}}))
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--hangup-after", str(ANNOUNCEMENT_S + 2.0), "--timeout", "30",
+                           name="caller")
+    assert caller.wait_exit(25) == 0, caller.describe()
+
+    [wav] = node.wait_recordings(1)
+    meta = sidecar(wav)
+    assert meta["outcome"] == "abandoned"
+    assert meta["agent_id"] is None
+    assert meta["wait"] == pytest.approx(2.0, abs=0.7)
+    assert node.metric("ccswitch_calls_total", queue="support", outcome="abandoned") == 1
+    assert node.metric("ccswitch_calls_total", queue="support", outcome="answered") in (None, 0)
+    assert node.metric("ccswitch_queue_wait_seconds_count", queue="support",
+                       outcome="abandoned") == 1
+
+
+def test_unanswered_agent_times_out_and_the_next_agent_takes_the_call(
+        node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
+    """alice rings out (ring_timeout), ccswitch cancels her and bob answers."""
+    alice_port, bob_port = free_udp_port(), free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", alice_port)},
+                                  "bob": {"uri": agent_uri("bob", bob_port)}},
+                                 ring_timeout=2))
+    alice = phone_factory("--role", "agent", "--port", str(alice_port), "--user", "alice",
+                          "--no-answer", "--timeout", "40", name="alice")
+    bob = phone_factory("--role", "agent", "--port", str(bob_port), "--user", "bob",
+                        "--tone", str(AGENT_HZ), "--timeout", "40", name="bob")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--hangup-after", str(ANNOUNCEMENT_S + 5.0), "--timeout", "40",
+                           name="caller")
+    assert caller.wait_exit(30) == 0, caller.describe()
+    alice.wait_state("DISCONNECTED", timeout=5)
+    [cancelled] = alice.find("state", lambda e: e["state"] == "DISCONNECTED")
+    assert cancelled["code"] == 487
+
+    [wav] = node.wait_recordings(1)
+    meta = sidecar(wav)
+    assert meta["outcome"] == "answered" and meta["agent_id"] == "bob"
+    offers = meta["offers"]
+    assert [o["agent_id"] for o in offers] == ["alice", "bob"]
+    assert offers[0]["result"] == "no_answer"
+    assert offers[0]["ended_at"] - offers[0]["offered_at"] == pytest.approx(2.0, abs=0.3)
+    assert node.metric("ccswitch_agent_ring_seconds_count", queue="support",
+                       group="inhouse") == 2
+
+
+def test_invite_from_an_untrusted_source_is_refused_with_403(
+        node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
+    """Only configured networks may send calls; others get 403 and nothing is recorded."""
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", free_udp_port())}}),
+                        trusted=("10.0.0.0/8",))
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--timeout", "15",
+                           name="caller")
+    assert caller.wait_exit(10) == 0, caller.describe()
+    [ended] = caller.find("state", lambda e: e["state"] == "DISCONNECTED")
+    assert ended["code"] == 403
+    assert node.metric("ccswitch_sip_rejected_total", status="403") == 1
+    assert node.recordings_done() == []
+
+
+def test_sipp_caller_hanging_up_while_the_agent_rings_is_an_abandon(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        sipp_factory: SippFactory) -> None:
+    """A SIPp caller hangs up while the only agent rings: the agent gets CANCEL, abandoned."""
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}))
+    agent = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--no-answer", "--timeout", "30", name="agent")
+    write_ulaw_tone(sipp_factory.cwd / "caller_audio.ulaw", CALLER_HZ, seconds=1.0)
+    sipp = sipp_factory("uac_call.xml", "127.0.0.1:%d" % node.sip_port, "-s", "100",
+                        "-m", "1", "-d", str(int((ANNOUNCEMENT_S + 2.0) * 1000)),
+                        "-i", "127.0.0.1", "-p", str(free_udp_port()),
+                        "-mp", str(free_udp_port()), "-timeout", "30s")
+    assert sipp.wait(30) == 0, sipp.describe()
+    agent.wait_state("DISCONNECTED", timeout=5)
+    [cancelled] = agent.find("state", lambda e: e["state"] == "DISCONNECTED")
+    assert cancelled["code"] == 487
+
+    [wav] = node.wait_recordings(1)
+    meta = sidecar(wav)
+    assert meta["outcome"] == "abandoned"
+    assert [o["result"] for o in meta["offers"]] == ["cancelled"]
+    assert node.metric("ccswitch_calls_total", queue="support", outcome="abandoned") == 1
+    rate, audio = read_wav(wav)
+    # SIPp's RTP stream reached the recording's caller channel (under the music on hold).
+    assert tone_present(audio[int((ANNOUNCEMENT_S + 0.5) * rate):, 0], rate, CALLER_HZ,
+                        min_ratio=0.2)
