@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock, deferLater
 
 from ccswitch.errors import MediaError, RecordingError
@@ -25,36 +24,19 @@ from ccswitch.media.prompt import Prompt
 from ccswitch.media.rtp import RtpHeader, parse_rtp
 from ccswitch.recording.recorder import CallRecorder
 
-HOST = "127.0.0.1"
+from tests.udp import HOST, Peer as UdpPeer
 TICK = 0.02
 
 
-class Peer(DatagramProtocol):
-    """A far-end phone: records what it receives, sends what the test tells it to."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[bytes, tuple[str, int]]] = []
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        self.received.append((datagram, addr))
-
-    @property
-    def port(self) -> int:
-        transport: Any = self.transport
-        port: int = transport.getHost().port
-        return port
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return (HOST, self.port)
+class Peer(UdpPeer):
+    """A far-end phone: records the RTP it receives, sends to a media leg."""
 
     def headers(self) -> list[RtpHeader]:
         parsed = [parse_rtp(data) for data, _ in self.received]
         return [h for h in parsed if h is not None]
 
     def send(self, data: bytes, leg: MediaLeg) -> None:
-        transport: Any = self.transport
-        transport.write(data, (HOST, leg.local_port))
+        self.send_to(data, leg.local_port)
 
 
 def rtp(*, pt: int = 0, seq: int, ts: int, ssrc: int, payload: bytes,

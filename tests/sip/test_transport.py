@@ -10,7 +10,6 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import FakeDatagramTransport
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
@@ -19,28 +18,15 @@ from ccswitch.sip.message import Request, Response, parse_message
 from ccswitch.sip.transaction import ServerTransaction, TransactionLayer
 from ccswitch.sip.transport import SipUdpProtocol
 
-HOST = "127.0.0.1"
+from tests.udp import HOST, Peer as UdpPeer
 MAX_SIZE = 1500
 
 
-class Peer(DatagramProtocol):
+class Peer(UdpPeer):
     """A far-end SIP phone socket that records what it receives."""
 
-    def __init__(self) -> None:
-        self.received: list[tuple[bytes, tuple[str, int]]] = []
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        self.received.append((datagram, addr))
-
-    @property
-    def port(self) -> int:
-        transport: Any = self.transport
-        port: int = transport.getHost().port
-        return port
-
     def send(self, data: bytes, port: int) -> None:
-        transport: Any = self.transport
-        transport.write(data, (HOST, port))
+        self.send_to(data, port)
 
 
 @attrs.define
