@@ -27,8 +27,11 @@ import platform
 import sys
 import tempfile
 import time
+import wave
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -56,6 +59,35 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def gap_percent(recordings: list[Path], sidecars: list[dict[str, Any]]) -> float | None:
+    """Share of 20 ms frames of talk (after the agent answered) that are silent, both channels.
+
+    Callers stream a continuous tone and agents echo it, so every silent frame is
+    audio ccswitch lost or got too late: the media-quality measure for a level.
+    """
+    silent = total = 0
+    for wav, meta in zip(recordings, sidecars):
+        if not meta.get("answered_at"):
+            continue
+        with wave.open(str(wav)) as f:
+            audio = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2").reshape(-1, 2)
+        start = int((meta["answered_at"] - meta["arrived_at"] + 0.5) * 8000)
+        talk = audio[start: len(audio) - 4000]
+        frames = talk[: len(talk) // 160 * 160].reshape(-1, 160, 2).astype(np.float64)
+        level = np.sqrt((frames ** 2).mean(axis=1))
+        silent += int((level < 50).sum())
+        total += level.size
+    return round(100 * silent / total, 2) if total else None
+
+
+def active_calls(node: Node) -> float | None:
+    """ccswitch_active_calls, or None when ccswitch is too busy to answer within 5 s."""
+    try:
+        return node.metric("ccswitch_active_calls") or 0.0
+    except OSError:
+        return None
+
+
 def plan(n: int, agent_port: int) -> dict[str, Any]:
     agents = {f"a{i:04d}": {"uri": f"sip:a{i:04d}@127.0.0.1:{agent_port}"} for i in range(n)}
     return {
@@ -81,7 +113,8 @@ def sipp_counts(stat_file: Path) -> dict[str, int]:
 def run_level(n: int, *, rate: float, hold: float, workdir: Path) -> dict[str, Any]:
     workdir.mkdir(parents=True)
     agent_port, caller_port = free_udp_port(), free_udp_port()
-    node = Node(workdir / "node", plan(n, agent_port), rtp_ports=max(4 * n + 100, 400))
+    node = Node(workdir / "node", plan(n, agent_port), rtp_ports=max(4 * n + 100, 400),
+                log_level="info")
     pid = node.process.pid
     write_ulaw_tone(workdir / "caller_audio.ulaw", 440.0, seconds=1.0)
     idle_rss = rss_mib(pid)
@@ -99,21 +132,29 @@ def run_level(n: int, *, rate: float, hold: float, workdir: Path) -> dict[str, A
         # Steady state: every call through the announcement and bridged.
         start = time.monotonic()
         peak = 0.0
+        unanswered_scrapes = 0
         deadline = start + setup + 15
         while time.monotonic() < deadline:
-            active = node.metric("ccswitch_active_calls") or 0.0
-            peak = max(peak, active)
-            if active >= n:
+            sample = active_calls(node)
+            if sample is None:
+                unanswered_scrapes += 1
+                continue
+            peak = max(peak, sample)
+            if sample >= n:
                 break
             time.sleep(0.25)
         window = min(10.0, max(2.0, hold - (time.monotonic() - start) - 2))
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(window)
         cpu1, t1 = cpu_seconds(pid), time.monotonic()
-        active = node.metric("ccswitch_active_calls") or 0.0
+        sample = active_calls(node)
+        if sample is None:
+            unanswered_scrapes += 1
+        active = sample or peak
         peak = max(peak, active)
         result.update(
             peak_active=int(peak), active_in_window=int(active),
+            unanswered_scrapes=unanswered_scrapes,
             cpu_percent=round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
             rss_mib=round(rss_mib(pid), 1), idle_rss_mib=round(idle_rss, 1),
             fds=open_fds(pid))
@@ -134,7 +175,8 @@ def run_level(n: int, *, rate: float, hold: float, workdir: Path) -> dict[str, A
             answered=sum(1 for s in sidecars if s["outcome"] == "answered"),
             setup_rate=round((len(arrivals) - 1) / (arrivals[-1] - arrivals[0]), 1)
             if len(arrivals) > 1 else None,
-            agent_answer_ms_median=round(1000 * answers[len(answers) // 2]) if answers else None)
+            agent_answer_ms_median=round(1000 * answers[len(answers) // 2]) if answers else None,
+            audio_gap_percent=gap_percent(recordings, sidecars))
     finally:
         uac.stop()
         uas.stop()
@@ -177,7 +219,7 @@ def main() -> int:
     print(f"Machine: {machine()}\n")
     cols = ["calls", "successful", "failed", "recordings", "answered", "peak_active",
             "setup_rate", "agent_answer_ms_median", "cpu_percent", "cpu_ms_per_call_s",
-            "rss_mib", "rss_kib_per_call", "fds"]
+            "rss_mib", "rss_kib_per_call", "fds", "unanswered_scrapes", "audio_gap_percent"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in results:

@@ -104,9 +104,9 @@ class _JitterFifo:
             n = capacity
         write = (self._read + self._count) % capacity
         first = min(n, capacity - write)
-        np.take(table, codes[:first], out=ring[write:write + first])
+        table.take(codes[:first], out=ring[write:write + first])
         if first < n:
-            np.take(table, codes[first:], out=ring[:n - first])
+            table.take(codes[first:], out=ring[:n - first])
         self._count += n
         if self._count > capacity:
             overflow = self._count - capacity

@@ -57,7 +57,8 @@ class Node:
     """A ccswitch process; ``stop()`` sends SIGTERM and waits."""
 
     def __init__(self, workdir: Path, plan: dict[str, Any], *,
-                 trusted: tuple[str, ...] = ("127.0.0.0/8",), rtp_ports: int = 400) -> None:
+                 trusted: tuple[str, ...] = ("127.0.0.0/8",), rtp_ports: int = 400,
+                 log_level: str = "debug") -> None:
         self.workdir = workdir
         self.sip_port = free_udp_port()
         self.http_port = free_tcp_port()
@@ -80,7 +81,7 @@ class Node:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ccswitch.cli", "run", "--config", str(self.config_path),
-             "--log-level", "debug"],
+             "--log-level", log_level],
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self._wait_healthy(timeout=20)

@@ -141,7 +141,7 @@ def test_unanswered_agent_times_out_and_the_next_agent_takes_the_call(
     alice_port, bob_port = free_udp_port(), free_udp_port()
     node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", alice_port)},
                                   "bob": {"uri": agent_uri("bob", bob_port)}},
-                                 ring_timeout=2))
+                                 ring_timeout=2, max_misses=1))
     alice = phone_factory("--role", "agent", "--port", str(alice_port), "--user", "alice",
                           "--no-answer", "--timeout", "40", name="alice")
     bob = phone_factory("--role", "agent", "--port", str(bob_port), "--user", "bob",
@@ -163,6 +163,32 @@ def test_unanswered_agent_times_out_and_the_next_agent_takes_the_call(
     assert offers[0]["ended_at"] - offers[0]["offered_at"] == pytest.approx(2.0, abs=0.3)
     assert node.metric("ccswitch_agent_ring_seconds_count", queue="support",
                        group="inhouse") == 2
+    # max_misses=1: one unanswered offer set alice not-ready.
+    assert node.metric("ccswitch_agents", group="inhouse", state="not_ready") == 1
+
+
+def test_agent_hanging_up_ends_the_call_for_the_caller(
+        node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
+    """The agent hangs up first: ccswitch sends BYE to the caller and records an answered call."""
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}},
+                                 wrap_up=60))
+    agent = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--hangup-after", "2", "--timeout", "30",
+                          name="agent")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--timeout", "30", name="caller")
+    assert agent.wait_exit(20) == 0, agent.describe()
+    assert caller.wait_exit(5) == 0, caller.describe()
+    assert caller.find("hangup") == []  # the caller did not hang up itself
+    [ended] = caller.find("state", lambda e: e["state"] == "DISCONNECTED")
+    assert ended["code"] == 200
+
+    [wav] = node.wait_recordings(1)
+    meta = sidecar(wav)
+    assert meta["outcome"] == "answered" and meta["agent_id"] == "alice"
+    assert meta["talk"] == pytest.approx(2.0, abs=0.5)
+    assert node.metric("ccswitch_agents", group="inhouse", state="wrap_up") == 1  # 60 s
 
 
 def test_invite_from_an_untrusted_source_is_refused_with_403(
