@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Sequence, TextIO
@@ -31,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
     check = sub.add_parser("check", help="validate the config and every dialplan, then exit")
     check.add_argument("--config", required=True, type=Path, help="service config YAML")
+    reload = sub.add_parser(
+        "reload", help="validate the config, then tell the running ccswitch to reload it "
+                       "(SIGHUP); nothing is signalled if the config is invalid")
+    reload.add_argument("--config", required=True, type=Path, help="service config YAML")
+    reload.add_argument("--pid", required=True, type=int, help="process id of ccswitch run")
     return parser
 
 
@@ -71,6 +78,7 @@ def _run(path: Path, log_format: str, log_level: str) -> int:
         sys.stderr.write(f"warning: {warning}\n")
     _start_logging(log_format, log_level)
     from twisted.internet import reactor
+    from twisted.internet.interfaces import IReactorThreads
 
     from ccswitch.service import start_node
 
@@ -80,7 +88,29 @@ def _run(path: Path, log_format: str, log_level: str) -> int:
         sys.stderr.write(f"ccswitch: cannot start: {e}\n")
         return EXIT_FAILURE
     reactor.addSystemEventTrigger("before", "shutdown", node.stop)
+
+    threads = IReactorThreads(reactor)
+
+    def on_sighup(signum: int, frame: object) -> None:
+        # A signal handler may run between any two bytecodes: hand over to the reactor.
+        threads.callFromThread(node.reload, path)
+
+    signal.signal(signal.SIGHUP, on_sighup)
     reactor.run()
+    return EXIT_OK
+
+
+def _reload(path: Path, pid: int, out: TextIO) -> int:
+    code = _check(path, out)
+    if code != EXIT_OK:
+        out.write("not reloaded: the running config stays in force\n")
+        return code
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as e:
+        out.write(f"cannot signal ccswitch (pid {pid}): {e.strerror}\n")
+        return EXIT_FAILURE
+    out.write(f"reload requested (SIGHUP to pid {pid}); its log says when it is in force\n")
     return EXIT_OK
 
 
@@ -88,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
         return _check(args.config, sys.stdout)
+    if args.command == "reload":
+        return _reload(args.config, args.pid, sys.stdout)
     return _run(args.config, args.log_format, args.log_level)
 
 

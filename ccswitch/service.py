@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import attrs
@@ -12,6 +13,8 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from ccswitch import __version__
+from ccswitch.config import check_config
+from ccswitch.errors import CCSwitchError
 from ccswitch.media.engine import MediaEngine
 from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.http import build_site_root
@@ -47,6 +50,60 @@ class Node:
         addr = self.http_port.getHost()
         return (addr.host, addr.port)  # type: ignore[attr-defined]
 
+    def reload(self, path: Path) -> bool:
+        """Load ``path`` again and put it in force; on any error keep the running config.
+
+        Dialplans, trusted networks and the compressed-copy format change live. Listen
+        addresses, the RTP range, the recordings directory and the state store need a
+        restart: a change there is logged and the running value kept.
+        """
+        result = check_config(path)
+        for warning in result.warnings:
+            log.warn("reload {path}: {warning}", path=str(path), warning=str(warning))
+        new = result.config
+        if result.errors or new is None:
+            for error in result.errors:
+                log.error("reload {path}: {error}", path=str(path), error=str(error))
+            return self._reload_failed(path, f"{len(result.errors)} error(s)")
+        try:
+            preload_prompts(new)
+        except (CCSwitchError, OSError) as e:
+            log.error("reload {path}: {error}", path=str(path), error=str(e))
+            return self._reload_failed(path, str(e))
+        old = self.config
+        fixed = {
+            "sip.listen": (old.sip.listen_host, old.sip.listen_port) != (
+                new.sip.listen_host, new.sip.listen_port),
+            "sip.advertised_address": old.sip.advertised_host != new.sip.advertised_host,
+            "sip.max_message_size": old.sip.max_message_size != new.sip.max_message_size,
+            "sip.user_agent": old.sip.user_agent != new.sip.user_agent,
+            "rtp": old.rtp != new.rtp,
+            "http": old.http != new.http,
+            "recordings.directory": old.recordings.directory != new.recordings.directory,
+            "state": old.state != new.state,
+        }
+        for key in (k for k, changed in fixed.items() if changed):
+            log.warn("reload {path}: {key} changed; it takes effect only after a restart",
+                     path=str(path), key=key)
+        config = attrs.evolve(
+            new, sip=attrs.evolve(old.sip, trusted=new.sip.trusted), rtp=old.rtp, http=old.http, state=old.state,
+            recordings=attrs.evolve(old.recordings,
+                                    compressed_format=new.recordings.compressed_format))
+        self.controller.reload(config)
+        self.config = config
+        self.metrics.config_reloads.labels(result="ok").inc()
+        self.metrics.config_reloaded_at.set_to_current_time()
+        log.info("reloaded {path}: {queues} queue(s), {agents} agent(s), {routes} route(s)",
+                 path=str(path), queues=len(config.dialplan.queues),
+                 agents=len(config.dialplan.agents), routes=len(config.dialplan.routes))
+        return True
+
+    def _reload_failed(self, path: Path, why: str) -> bool:
+        self.metrics.config_reloads.labels(result="failed").inc()
+        log.error("reload of {path} refused ({why}); the running config stays in force",
+                  path=str(path), why=why)
+        return False
+
     def stop(self) -> Deferred[None]:
         """Hang up every call (each gets its record), then close the ports."""
         self.controller.shutdown()
@@ -71,6 +128,8 @@ def start_node(config: Config, reactor: Any) -> Node:
     config.recordings.directory.mkdir(parents=True, exist_ok=True)
     metrics = Metrics(short_abandon_thresholds=[
         q.short_abandon for q in config.dialplan.queues.values()])
+    metrics.state_backend_up.set(1)  # the embedded store lives in this process
+    metrics.config_reloaded_at.set_to_current_time()
     engine = RoutingEngine(config.dialplan, clock=reactor)
     media = MediaEngine(reactor, address=config.rtp.address, port_min=config.rtp.port_min,
                         port_max=config.rtp.port_max)

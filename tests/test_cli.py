@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,31 @@ def test_missing_config_file_is_a_clear_error() -> None:
     result = ccswitch("check", "--config", "/nonexistent/ccswitch.yaml")
     assert result.returncode == 2
     assert "/nonexistent/ccswitch.yaml" in result.stdout
+
+
+def test_reload_signals_the_process_only_when_the_config_is_valid() -> None:
+    """``reload`` checks first: a bad config leaves the target alone, a good one sends SIGHUP."""
+    target = subprocess.Popen(["sleep", "30"])  # dies of an unhandled SIGHUP
+    try:
+        bad = ccswitch("reload", "--config", str(DATA / "bad" / "ccswitch.yaml"),
+                       "--pid", str(target.pid))
+        assert bad.returncode == 2
+        assert "not reloaded" in bad.stdout
+        assert target.poll() is None
+        good = ccswitch("reload", "--config", str(REPO / "deploy" / "ccswitch.yaml"),
+                        "--pid", str(target.pid))
+        assert good.returncode == 0, good.stdout
+        assert target.wait(timeout=10) == -signal.SIGHUP
+    finally:
+        target.kill()
+        target.wait()
+
+
+def test_reload_of_a_process_that_does_not_exist_fails_clearly() -> None:
+    """A stale pid is reported, exit 1."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    result = ccswitch("reload", "--config", str(REPO / "deploy" / "ccswitch.yaml"),
+                      "--pid", str(gone.pid))
+    assert result.returncode == 1
+    assert f"cannot signal ccswitch (pid {gone.pid})" in result.stdout

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -91,6 +91,20 @@ class Metrics:
         self.recording_errors = Counter(
             "ccswitch_recording_errors",
             "Recordings that could not be written or finalised.",
+            registry=self.registry,
+        )
+        self.state_backend_up = Gauge(
+            "ccswitch_state_backend_up",
+            "1 while the shared state store is reachable (the embedded store always is).",
+            registry=self.registry,
+        )
+        self.config_reloads = Counter(
+            "ccswitch_config_reloads", "Config reloads (SIGHUP), by result (ok, failed).",
+            ["result"], registry=self.registry,
+        )
+        self.config_reloaded_at = Gauge(
+            "ccswitch_config_last_reload_success_timestamp_seconds",
+            "When the config in force was loaded (start or last good reload), Unix time.",
             registry=self.registry,
         )
 

@@ -108,6 +108,7 @@ class _Agent:
     misses: int = 0
     call_id: str | None = None  # the call it is reserved for, on, or wrapping up
     pending: str | None = None  # "AgentPause"/"AgentLogout" to apply once free
+    removed: bool = False  # dropped from the dialplan by a reload: forget it once free
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -129,22 +130,56 @@ class RoutingEngine:
         self._dialplan = dialplan
         self._clock = clock
         now = clock.seconds()
-        members: dict[str, tuple[str, ...]] = {}
-        member_of: dict[str, list[str]] = {agent_id: [] for agent_id in dialplan.agents}
-        for name, group in dialplan.groups.items():
-            ids = tuple(dict.fromkeys(a for a in group.agents if a in dialplan.agents))
-            members[name] = ids
-            for agent_id in ids:
-                member_of[agent_id].append(name)
-        self._members = members
+        self._members, member_of = _memberships(dialplan)
         self._agents: dict[str, _Agent] = {
-            agent_id: _Agent(
-                agent=agent, groups=tuple(member_of[agent_id]), idle_since=now,
-                state=AgentState.READY if agent.logged_in else AgentState.LOGGED_OUT)
+            agent_id: _new_agent(agent, member_of[agent_id], now)
             for agent_id, agent in dialplan.agents.items()
         }
         self._calls: dict[str, _Call] = {}
         self._seq = 0
+
+    def reload(self, dialplan: Dialplan) -> list[act.Action]:
+        """Put a new dialplan in force without touching calls in progress.
+
+        - Calls already in the engine keep the queue settings they arrived with;
+          new calls get the new queues and routes.
+        - A new agent starts as its ``logged_in`` says. An existing agent keeps
+          its state, except that a change of ``logged_in`` in the file is applied
+          as a login or logout (a logout while busy waits until the agent is free).
+        - An agent no longer in the dialplan is dropped at once when idle; when
+          busy it finishes its call (or wrap-up) and is then dropped. It is never
+          offered a call again.
+        """
+        now = self._clock.seconds()
+        old_plan = self._dialplan
+        self._dialplan = dialplan
+        self._members, member_of = _memberships(dialplan)
+        actions: list[act.Action] = []
+        for agent_id, gone in list(self._agents.items()):
+            if agent_id in dialplan.agents:
+                continue
+            gone.groups = ()
+            if gone.state in (AgentState.READY, AgentState.NOT_READY, AgentState.LOGGED_OUT):
+                del self._agents[agent_id]
+            else:
+                gone.removed = True
+        for agent_id, spec in dialplan.agents.items():
+            agent = self._agents.get(agent_id)
+            if agent is None:
+                self._agents[agent_id] = _new_agent(spec, member_of[agent_id], now)
+                continue
+            agent.agent = spec
+            agent.groups = tuple(member_of[agent_id])
+            agent.removed = False
+            before = old_plan.agents.get(agent_id)
+            if before is not None and before.logged_in != spec.logged_in:
+                presence = ev.AgentLogin if spec.logged_in else ev.AgentLogout
+                try:
+                    actions.extend(self._presence(presence(agent_id=agent_id), now))
+                except IllegalTransition:
+                    pass  # already in the state the file asks for
+        actions.extend(self._dispatch(now))
+        return actions
 
     # -- the one entry point ------------------------------------------------
 
@@ -476,6 +511,8 @@ class RoutingEngine:
         agent.call_id = None
         if fresh and new is AgentState.READY:
             agent.idle_since = now
+        if agent.removed:
+            del self._agents[agent.agent.id]
         return self._changed(agent, old)
 
     def _miss(self, agent: _Agent, queue: Queue, now: float) -> list[act.Action]:
@@ -509,3 +546,20 @@ class RoutingEngine:
         record.ended_at = now
         del self._calls[record.call_id]
         return act.CallFinished(record=record)
+
+
+def _memberships(dialplan: Dialplan) -> tuple[dict[str, tuple[str, ...]], dict[str, list[str]]]:
+    """Members of each group (known agents, listed order) and each agent's groups."""
+    members: dict[str, tuple[str, ...]] = {}
+    member_of: dict[str, list[str]] = {agent_id: [] for agent_id in dialplan.agents}
+    for name, group in dialplan.groups.items():
+        ids = tuple(dict.fromkeys(a for a in group.agents if a in dialplan.agents))
+        members[name] = ids
+        for agent_id in ids:
+            member_of[agent_id].append(name)
+    return members, member_of
+
+
+def _new_agent(agent: Agent, groups: list[str], now: float) -> _Agent:
+    return _Agent(agent=agent, groups=tuple(groups), idle_since=now,
+                  state=AgentState.READY if agent.logged_in else AgentState.LOGGED_OUT)

@@ -22,7 +22,7 @@ from ccswitch.errors import CCSwitchError, MediaError, RecordingError, SdpError,
 from ccswitch.media.engine import MediaEngine, MediaLeg
 from ccswitch.media.prompt import Prompt, load_prompt
 from ccswitch.metrics.registry import Metrics
-from ccswitch.model import Config, IPNetwork, Queue
+from ccswitch.model import Config, Dialplan, IPNetwork, Queue
 from ccswitch.recording.recorder import CallRecorder, export_compressed
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
@@ -91,7 +91,7 @@ class CallController:
         self._calls: dict[str, Call] = {}
         self._dialogs: dict[str, Call] = {}  # SIP Call-ID (caller's or ours) -> call
         self._timers: dict[str, IDelayedCall] = {}
-        self._pending: deque[ev.Event] = deque()
+        self._pending: deque[ev.Event | Dialplan] = deque()
         self._feeding = False
         self._trusted: tuple[IPNetwork, ...] = config.sip.trusted
         host = config.sip.advertised_host
@@ -244,19 +244,30 @@ class CallController:
 
     # -- engine -----------------------------------------------------------
 
-    def _feed(self, event: ev.Event) -> None:
-        """Hand an event to the engine; events raised while executing are queued."""
-        self._pending.append(event)
+    def reload(self, config: Config) -> None:
+        """Put a reloaded config in force (dialplan, trusted networks, compressed copies).
+
+        Calls in progress keep going; see RoutingEngine.reload for what changes when.
+        """
+        self._config = config
+        self._trusted = config.sip.trusted
+        self._feed(config.dialplan)
+
+    def _feed(self, item: ev.Event | Dialplan) -> None:
+        """Hand an event (or a new dialplan) to the engine; items raised while executing
+        actions are queued behind it."""
+        self._pending.append(item)
         if self._feeding:
             return
         self._feeding = True
         try:
             while self._pending:
-                event = self._pending.popleft()
+                item = self._pending.popleft()
                 try:
-                    actions = self._engine.handle(event)
+                    actions = (self._engine.reload(item) if isinstance(item, Dialplan)
+                               else self._engine.handle(item))
                 except CCSwitchError as e:
-                    log.failure("engine refused {event}: {error}", event=event, error=str(e))
+                    log.warn("engine refused {event}: {error}", event=item, error=str(e))
                     continue
                 for action in actions:
                     try:

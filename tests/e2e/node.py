@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -27,6 +27,11 @@ REPO = Path(__file__).resolve().parents[2]
 SOUNDS = REPO / "dialplans" / "sounds"
 ANNOUNCEMENT = SOUNDS / "qa_notice.wav"
 MUSIC_ON_HOLD = SOUNDS / "moh.wav"
+
+
+CALLER_HZ = 440.0  # test callers send this tone
+AGENT_HZ = 1000.0  # test agents send this tone
+ANNOUNCEMENT_S = 3.97  # length of the shipped QA notice
 
 
 def agent_uri(name: str, port: int) -> str:
@@ -66,7 +71,8 @@ class Node:
         self.recordings = workdir / "recordings"
         plans = workdir / "dialplans"
         plans.mkdir(parents=True, exist_ok=True)
-        (plans / "test.yaml").write_text(yaml.safe_dump(plan))
+        self.plan_path = plans / "test.yaml"
+        self.plan_path.write_text(yaml.safe_dump(plan))
         config = {
             "sip": {"listen": f"127.0.0.1:{self.sip_port}", "trusted": list(trusted)},
             "rtp": {"address": "127.0.0.1", "ports": f"{rtp_base}-{rtp_base + rtp_ports}"},
@@ -102,6 +108,23 @@ class Node:
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.1)
         raise RuntimeError(f"ccswitch not healthy in {timeout}s:\n{self.log()}")
+
+    def reload(self, plan: dict[str, Any] | str) -> None:
+        """Rewrite the dialplan (a dict, or raw YAML text) and send SIGHUP."""
+        text = plan if isinstance(plan, str) else yaml.safe_dump(plan)
+        self.plan_path.write_text(text)
+        self.process.send_signal(signal.SIGHUP)
+
+    def wait_metric(self, value: float, name: str, timeout: float = 10,
+                    **labels: str) -> None:
+        """Wait until the sample ``name{labels}`` equals ``value``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.metric(name, **labels) == value:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{name}{labels} != {value} after {timeout}s "
+                             f"(is {self.metric(name, **labels)})\n{self.log()}")
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.http_port}{path}"
@@ -151,3 +174,6 @@ class Node:
                 self.process.wait(timeout=5)
         self._log.close()
         return self.process.returncode
+
+
+NodeFactory = Callable[..., Node]

@@ -7,41 +7,19 @@ recording channel can be checked for its own party by content.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.audio import band_power, normalized_xcorr_max, read_wav, tone_present
-from tests.e2e.node import ANNOUNCEMENT, Node, agent_uri, dialplan
+from tests.e2e.node import (
+    AGENT_HZ, ANNOUNCEMENT, ANNOUNCEMENT_S, CALLER_HZ, NodeFactory, agent_uri, dialplan,
+)
 from tests.phones.client import PhoneFactory, SippFactory, free_udp_port, write_ulaw_tone
 
 pytestmark = pytest.mark.e2e
-
-CALLER_HZ = 440.0
-AGENT_HZ = 1000.0
-ANNOUNCEMENT_S = 3.97
-
-NodeFactory = Callable[..., Node]
-
-
-@pytest.fixture
-def node_factory(tmp_path: Path) -> Iterator[NodeFactory]:
-    """Start ccswitch processes; each is stopped (SIGTERM) when the test ends."""
-    nodes: list[Node] = []
-
-    def start(plan: dict[str, Any], **kwargs: Any) -> Node:
-        node = Node(tmp_path / f"node{len(nodes)}", plan, **kwargs)
-        nodes.append(node)
-        return node
-
-    try:
-        yield start
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 def sidecar(wav: Path) -> dict[str, Any]:

@@ -69,6 +69,11 @@ class Driver:
         self._run(actions)
         return actions
 
+    def reload(self, dialplan: Dialplan) -> list[act.Action]:
+        actions = self.engine.reload(dialplan)
+        self._run(actions)
+        return actions
+
     def advance(self, seconds: float) -> list[act.Action]:
         """Let time pass; returns the actions produced by timers that fired."""
         start = len(self.log)
