@@ -34,7 +34,7 @@ from twisted.logger import Logger
 
 from ccswitch.errors import ConfigError
 from ccswitch.model import (
-    Agent, Config, Dialplan, Group, HttpConfig, IPNetwork, Queue, RecordingConfig, Route,
+    Agent, CdrConfig, Config, Dialplan, Group, HttpConfig, IPNetwork, Queue, RecordingConfig, Route,
     RtpConfig, SipConfig, Strategy,
 )
 
@@ -613,6 +613,41 @@ def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
     return RecordingConfig(directory=directory, compressed_format=fmt)
 
 
+def _parse_cdr(ck: _Checker, value: object, line: int, base: Path,
+               recordings: RecordingConfig | None) -> CdrConfig | None:
+    """``cdr:`` (optional): database path (default: cdr.sqlite in the recordings directory)
+    and an optional JSON-lines copy."""
+    if value is None:
+        if recordings is None:
+            return None
+        return CdrConfig(database=recordings.directory / "cdr.sqlite")
+    sec = _section(ck, value, "cdr", line, allowed=("database", "jsonl"))
+    if sec is None:
+        return None
+    ok = True
+    paths: dict[str, Path | None] = {"database": None, "jsonl": None}
+    for key in paths:
+        if not sec.has(key) or sec.data.get(key) is None:
+            continue
+        text = sec.string(key, what="a file path")
+        if text is None:
+            ok = False
+            continue
+        path = _resolve(base, text)
+        if path.exists() and not path.is_file():
+            sec.error(key, f"{_display(path)} exists and is not a file")
+            ok = False
+        paths[key] = path
+    if not ok:
+        return None
+    database = paths["database"]
+    if database is None:
+        if recordings is None:
+            return None
+        database = recordings.directory / "cdr.sqlite"
+    return CdrConfig(database=database, jsonl=paths["jsonl"])
+
+
 def _parse_state(sec: _Section) -> str | None:
     if not sec.has("state"):
         return "embedded"
@@ -644,7 +679,7 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
     if isinstance(data, _Failed):
         return None, report
     top = _section(ck, data, "", 1, what="a mapping with sip, rtp, http, recordings, dialplans",
-                   allowed=("sip", "rtp", "http", "recordings", "dialplans", "state"),
+                   allowed=("sip", "rtp", "http", "recordings", "cdr", "dialplans", "state"),
                    required=("sip", "rtp", "http", "recordings", "dialplans"))
     if top is None:
         return None, report
@@ -654,6 +689,8 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
     http = _parse_http(ck, top.data["http"], top.line("http")) if top.has("http") else None
     recordings = (_parse_recordings(ck, top.data["recordings"], top.line("recordings"), base)
                   if top.has("recordings") else None)
+    cdr = _parse_cdr(ck, top.data.get("cdr"), top.line("cdr") if top.has("cdr") else 1,
+                     base, recordings)
     state = _parse_state(top)
     if sip is not None and rtp is not None:
         _check_port_clash(ck, sip, rtp, top.line("rtp"))
@@ -664,9 +701,10 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
         dialplan_dir = _resolve(base, text)
         dialplan = _load_dir(dialplan_dir, report, ck, "dialplans", top.line("dialplans"))
     if (report.errors or sip is None or rtp is None or http is None or recordings is None
-            or state is None or dialplan_dir is None or dialplan is None):
+            or cdr is None or state is None or dialplan_dir is None or dialplan is None):
         return None, report
-    return Config(sip=sip, rtp=rtp, http=http, recordings=recordings, dialplan_dir=dialplan_dir,
+    return Config(sip=sip, rtp=rtp, http=http, recordings=recordings, cdr=cdr,
+                  dialplan_dir=dialplan_dir,
                   dialplan=dialplan, state=state, source=path.absolute()), report
 
 

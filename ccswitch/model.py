@@ -119,6 +119,14 @@ class RecordingConfig:
 
 
 @attrs.frozen(kw_only=True)
+class CdrConfig:
+    """Where call detail records go: a SQLite database, optionally also JSON lines."""
+
+    database: Path
+    jsonl: Path | None = None
+
+
+@attrs.frozen(kw_only=True)
 class Config:
     """The whole service configuration, dialplans included."""
 
@@ -126,6 +134,7 @@ class Config:
     rtp: RtpConfig
     http: HttpConfig
     recordings: RecordingConfig
+    cdr: CdrConfig
     dialplan_dir: Path
     dialplan: Dialplan
     state: str = "embedded"

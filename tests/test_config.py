@@ -749,3 +749,29 @@ def test_load_dialplan_file_checks_references(tmp_path: Path) -> None:
     setup(tmp_path, plans={"main.yaml": data})
     with pytest.raises(ConfigErrors, match=r"groups\.team\[1\]: unknown agent 'bob'"):
         load_dialplan_file(tmp_path / "plans" / "main.yaml")
+
+
+def test_cdr_database_defaults_to_the_recordings_directory(tmp_path: Path) -> None:
+    """Without a cdr section, records go to cdr.sqlite in the recordings directory."""
+    config = check_config(setup(tmp_path)).config
+    assert config is not None
+    assert config.cdr.database == tmp_path / "rec" / "cdr.sqlite"
+    assert config.cdr.jsonl is None
+
+
+def test_cdr_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    """cdr.database and cdr.jsonl are relative to the config file's directory."""
+    cfg = {**service(), "cdr": {"database": "db/calls.sqlite", "jsonl": "cdr.jsonl"}}
+    config = check_config(setup(tmp_path, config=cfg)).config
+    assert config is not None
+    assert config.cdr.database == tmp_path / "db" / "calls.sqlite"
+    assert config.cdr.jsonl == tmp_path / "cdr.jsonl"
+
+
+def test_cdr_unknown_key_and_directory_path_are_errors(tmp_path: Path) -> None:
+    """A typo in the cdr section and a database path that is a directory are both reported."""
+    (tmp_path / "db").mkdir()
+    cfg = {**service(), "cdr": {"database": "db", "jsonlines": "x"}}
+    errors = failed(setup(tmp_path, config=cfg))
+    assert "not a file" in reason_of(errors, "cdr.database")
+    assert find(errors, "cdr.jsonlines")
