@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import signal
 import sys
@@ -15,6 +16,7 @@ from twisted.logger import (
 )
 
 from ccswitch import __version__
+from ccswitch.cdr.store import CdrStore
 from ccswitch.errors import CCSwitchError
 
 EXIT_OK = 0
@@ -33,12 +35,88 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
     check = sub.add_parser("check", help="validate the config and every dialplan, then exit")
     check.add_argument("--config", required=True, type=Path, help="service config YAML")
+    report = sub.add_parser("report", help="KPI report per queue, route and period from the CDRs")
+    report.add_argument("--config", required=True, type=Path, help="service config YAML")
+    report.add_argument("--period", choices=("hour", "day"), default="hour")
+    report.add_argument("--format", choices=("text", "csv", "json"), default="text")
+    report.add_argument("--since", type=_when, help="first arrival included (ISO 8601; UTC "
+                        "unless it has an offset)")
+    report.add_argument("--until", type=_when, help="arrivals before this (ISO 8601)")
+    report.add_argument("--sl-threshold", type=float, default=20.0,
+                        help="service-level threshold, seconds of queue wait (default 20)")
+    report.add_argument("--tz", default="UTC", help="time zone of the periods (default UTC)")
+    export = sub.add_parser("export-cdr", help="write the call detail records as JSON lines")
+    export.add_argument("--config", required=True, type=Path, help="service config YAML")
+    export.add_argument("--since", type=_when)
+    export.add_argument("--until", type=_when)
     reload = sub.add_parser(
         "reload", help="validate the config, then tell the running ccswitch to reload it "
                        "(SIGHUP); nothing is signalled if the config is invalid")
     reload.add_argument("--config", required=True, type=Path, help="service config YAML")
     reload.add_argument("--pid", required=True, type=int, help="process id of ccswitch run")
     return parser
+
+
+def _when(text: str) -> int:
+    """An ISO-8601 time as epoch milliseconds (UTC unless it carries an offset)."""
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return round(moment.timestamp() * 1000)
+
+
+def _open_store(path: Path, out: TextIO) -> CdrStore | None:
+    from ccswitch.config import check_config
+
+    result = check_config(path)
+    if result.config is None:
+        for error in result.errors:
+            out.write(f"error: {error}\n")
+        return None
+    database = result.config.cdr.database
+    if not database.exists():
+        out.write(f"error: no CDR database at {database} (no call has ended yet?)\n")
+        return None
+    try:
+        return CdrStore(database)
+    except CCSwitchError as e:
+        out.write(f"error: {e}\n")
+        return None
+
+
+def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ccswitch.cdr.report import FORMATS, build_report
+
+    store = _open_store(args.config, err)
+    if store is None:
+        return EXIT_CONFIG
+    try:
+        rows = list(store.rows(since_ms=args.since, until_ms=args.until))
+    finally:
+        store.close()
+    try:
+        report = build_report(rows, period=args.period, sl_threshold=args.sl_threshold,
+                              tz=args.tz)
+    except (ValueError, LookupError) as e:  # ZoneInfoNotFoundError is a LookupError
+        err.write(f"error: {e}\n")
+        return EXIT_CONFIG
+    out.write(FORMATS[args.format](report))
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    store = _open_store(args.config, err)
+    if store is None:
+        return EXIT_CONFIG
+    try:
+        count = store.export_jsonl(out, since_ms=args.since, until_ms=args.until)
+    finally:
+        store.close()
+    err.write(f"{count} record(s)\n")
+    return EXIT_OK
 
 
 def _check(path: Path, out: TextIO) -> int:
@@ -118,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
         return _check(args.config, sys.stdout)
+    if args.command == "report":
+        return _report(args, sys.stdout, sys.stderr)
+    if args.command == "export-cdr":
+        return _export(args, sys.stdout, sys.stderr)
     if args.command == "reload":
         return _reload(args.config, args.pid, sys.stdout)
     return _run(args.config, args.log_format, args.log_level)

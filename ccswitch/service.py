@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import attrs
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from ccswitch import __version__
+from ccswitch.cdr.store import CdrStore, JsonLinesSink
 from ccswitch.config import check_config
 from ccswitch.errors import CCSwitchError
 from ccswitch.media.engine import MediaEngine
@@ -122,6 +125,31 @@ def preload_prompts(config: Config) -> None:
                     load_prompt(path, codec)
 
 
+def record_writer(config: Config, metrics: Metrics) -> Callable[[dict[str, Any]], None]:
+    """Store every finished call's record: SQLite (and JSON lines), on a worker thread.
+
+    A failed write is logged with the whole record, so it can be replayed (the
+    store is idempotent per call id), and counted in ccswitch_cdr_write_errors_total.
+    """
+    sinks: list[CdrStore | JsonLinesSink] = [CdrStore(config.cdr.database)]
+    if config.cdr.jsonl is not None:
+        sinks.append(JsonLinesSink(config.cdr.jsonl))
+
+    def write(record: dict[str, Any]) -> None:
+        for sink in sinks:
+            d = threads.deferToThread(sink.add, record)
+            d.addErrback(failed, sink, record)
+
+    def failed(failure: Failure, sink: CdrStore | JsonLinesSink,
+               record: dict[str, Any]) -> None:
+        metrics.cdr_write_errors.inc()
+        log.error("call {call_id}: record not written to {path}: {error}; record: {record}",
+                  call_id=record.get("call_id"), path=str(sink.path),
+                  error=failure.getErrorMessage(), record=json.dumps(record, sort_keys=True))
+
+    return write
+
+
 def start_node(config: Config, reactor: Any) -> Node:
     """Listen on the SIP and HTTP ports and start the media clock."""
     preload_prompts(config)
@@ -134,7 +162,8 @@ def start_node(config: Config, reactor: Any) -> Node:
     media = MediaEngine(reactor, address=config.rtp.address, port_min=config.rtp.port_min,
                         port_max=config.rtp.port_max)
     controller = CallController(clock=reactor, config=config, engine=engine, media=media,
-                                metrics=metrics, defer_to_thread=threads.deferToThread)
+                                metrics=metrics, defer_to_thread=threads.deferToThread,
+                                on_record=record_writer(config, metrics))
     protocol = SipUdpProtocol(max_size=config.sip.max_message_size)
     sip_port = reactor.listenUDP(config.sip.listen_port, protocol,
                                  interface=config.sip.listen_host)

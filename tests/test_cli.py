@@ -82,3 +82,18 @@ def test_reload_of_a_process_that_does_not_exist_fails_clearly() -> None:
                       "--pid", str(gone.pid))
     assert result.returncode == 1
     assert f"cannot signal ccswitch (pid {gone.pid})" in result.stdout
+
+
+def test_report_without_a_cdr_database_says_where_it_looked() -> None:
+    """Before any call has ended there is no database: a clear message, exit 2."""
+    result = ccswitch("report", "--config", str(DATA / "good" / "conf" / "ccswitch.yaml"))
+    assert result.returncode == 2
+    assert "no CDR database at" in result.stderr
+
+
+def test_report_rejects_a_malformed_time() -> None:
+    """--since must be ISO 8601; argparse names the bad value."""
+    result = ccswitch("report", "--config", str(DATA / "good" / "conf" / "ccswitch.yaml"),
+                      "--since", "last tuesday")
+    assert result.returncode == 2
+    assert "not an ISO 8601 time: 'last tuesday'" in result.stderr

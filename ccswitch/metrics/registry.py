@@ -93,6 +93,11 @@ class Metrics:
             "Recordings that could not be written or finalised.",
             registry=self.registry,
         )
+        self.cdr_write_errors = Counter(
+            "ccswitch_cdr_write_errors",
+            "Call records that could not be written to a CDR sink (logged in full instead).",
+            registry=self.registry,
+        )
         self.state_backend_up = Gauge(
             "ccswitch_state_backend_up",
             "1 while the shared state store is reachable (the embedded store always is).",

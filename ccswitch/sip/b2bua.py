@@ -80,13 +80,15 @@ class CallController:
 
     def __init__(self, *, clock: IReactorTime, config: Config, engine: RoutingEngine,
                  media: MediaEngine, metrics: Metrics,
-                 defer_to_thread: Callable[..., Any] | None = None) -> None:
+                 defer_to_thread: Callable[..., Any] | None = None,
+                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._clock = clock
         self._config = config
         self._engine = engine
         self._media = media
         self._metrics = metrics
         self._defer_to_thread = defer_to_thread
+        self._on_record = on_record  # gets every finished call's record (the CDR sink)
         self._layer: TransactionLayer | None = None
         self._calls: dict[str, Call] = {}
         self._dialogs: dict[str, Call] = {}  # SIP Call-ID (caller's or ours) -> call
@@ -511,21 +513,29 @@ class CallController:
         for leg in call.agents.values():
             leg.media.close()
         log.info("call {call_id} ended: {outcome}", call_id=call.id, outcome=str(record.outcome))
-        if call.recorder is None:
-            return
         metadata = record.to_dict()
         metadata["sip_call_id"] = call.caller.invite.call_id
         if call.recording_error is not None:
             metadata["recording_error"] = call.recording_error
-        try:
-            result = call.recorder.finish(metadata)
-        except RecordingError as e:
-            self._recording_failed(call, e)
-            return
-        fmt = self._config.recordings.compressed_format
-        if fmt is not None and self._defer_to_thread is not None:
-            d = self._defer_to_thread(export_compressed, result.path, fmt)
-            d.addErrback(lambda f: log.failure("compressed copy failed", f))
+        if call.recorder is not None:
+            try:
+                result = call.recorder.finish(metadata)
+            except RecordingError as e:
+                self._recording_failed(call, e)
+                metadata["recording_error"] = str(e)
+            else:
+                metadata["recording_path"] = str(result.path)
+                if result.error is not None:
+                    metadata.setdefault("recording_error", result.error)
+                fmt = self._config.recordings.compressed_format
+                if fmt is not None and self._defer_to_thread is not None:
+                    d = self._defer_to_thread(export_compressed, result.path, fmt)
+                    d.addErrback(lambda f: log.failure("compressed copy failed", f))
+        if self._on_record is not None:
+            try:
+                self._on_record(metadata)
+            except Exception:
+                log.failure("call {call_id}: storing the call record failed", call_id=call.id)
 
     def _observe(self, record: CallRecord) -> None:
         m = self._metrics

@@ -160,6 +160,25 @@ class Node:
         raise AssertionError(f"expected {count} recording(s), have "
                              f"{self.recordings_done()}\n{self.log()}")
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``ccswitch <args> --config <this node's config>``."""
+        return subprocess.run([sys.executable, "-m", "ccswitch.cli", *args,
+                               "--config", str(self.config_path)],
+                              cwd=REPO, capture_output=True, text=True, timeout=60)
+
+    def wait_cdr(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
+        """The call detail records (via ``ccswitch export-cdr``) once there are ``count``."""
+        deadline = time.monotonic() + timeout
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            result = self.cli("export-cdr")
+            if result.returncode == 0:
+                rows = [json.loads(line) for line in result.stdout.splitlines()]
+                if len(rows) >= count:
+                    return rows
+            time.sleep(0.2)
+        raise AssertionError(f"expected {count} CDR row(s), have {rows}\n{self.log()}")
+
     def log(self) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-20000:]

@@ -112,6 +112,16 @@ def test_caller_hanging_up_while_queued_is_an_abandon(
     assert node.metric("ccswitch_queue_wait_seconds_count", queue="support",
                        outcome="abandoned") == 1
 
+    # The call detail record agrees with the sidecar and the report counts it.
+    [cdr] = node.wait_cdr(1)
+    assert cdr["call_id"] == meta["call_id"] and cdr["outcome"] == "abandoned"
+    assert cdr["qa_notice_played"] is True and cdr["recording_path"] == str(wav)
+    assert cdr["wait_ms"] == round(meta["wait"] * 1000)
+    report = node.cli("report", "--format", "json")
+    assert report.returncode == 0, report.stderr
+    [line] = json.loads(report.stdout)["lines"]
+    assert (line["queue"], line["offered"], line["abandoned"]) == ("support", 1, 1)
+
 
 def test_unanswered_agent_times_out_and_the_next_agent_takes_the_call(
         node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:

@@ -1,0 +1,1 @@
+"""Call detail records: the SQLite store and the KPI report."""
