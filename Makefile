@@ -6,7 +6,7 @@ CONFIG ?= deploy/ccswitch.yaml
 DEB_PACKAGES := sip-tester ffmpeg sox redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test unit e2e check bench typecheck deps system-deps clean
+.PHONY: run test unit e2e check bench demo typecheck deps system-deps clean
 
 run: deps
 	$(VENV)/bin/ccswitch run --config $(CONFIG)
@@ -28,6 +28,10 @@ typecheck: deps
 
 bench: deps
 	$(PY) bench/run.py
+
+# One minute of simulated agents and callers, then the KPI report.
+demo: deps
+	$(PY) demo/run.py
 
 deps: system-deps $(VENV)/.installed
 
