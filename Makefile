@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= deploy/ccswitch.yaml
-DEB_PACKAGES := sip-tester ffmpeg sox redis-server
+# prometheus (promtool), logrotate and systemd (systemd-analyze) check the deploy/ files.
+DEB_PACKAGES := sip-tester ffmpeg sox redis-server prometheus logrotate systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test unit e2e check bench demo typecheck deps system-deps clean
@@ -11,8 +12,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 run: deps
 	$(VENV)/bin/ccswitch run --config $(CONFIG)
 
+# CCSWITCH_REQUIRE_TOOLS: the suite fails, rather than skips, when a checking tool is missing.
 test: deps
-	$(PY) -m pytest
+	CCSWITCH_REQUIRE_TOOLS=1 $(PY) -m pytest
 
 unit: deps
 	$(PY) -m pytest -m "not e2e"
