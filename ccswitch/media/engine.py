@@ -135,6 +135,8 @@ class _JitterFifo:
 class MediaLeg(DatagramProtocol):
     """One RTP endpoint of a call, bound on ``local_port``; created by ``MediaEngine.open_leg``."""
 
+    noisy = False  # no "Starting/Stopping protocol" lines (without call_id) per leg
+
     def __init__(self, engine: MediaEngine, call_id: str, role: str) -> None:
         self.call_id = call_id
         self.role = role

@@ -218,7 +218,7 @@ class CallRecorder:
             self.flush()
         except RecordingError as e:
             log.error("recording {safe_id}: final flush failed: {error}",
-                      safe_id=self.safe_id, error=str(e))
+                      safe_id=self.safe_id, call_id=self.call_id, error=str(e))
         try:
             usable = self._data_bytes - self._data_bytes % BLOCK_ALIGN
             if usable != self._data_bytes:
@@ -258,7 +258,8 @@ class CallRecorder:
         except OSError as e:
             raise RecordingError(f"cannot move recording {self.safe_id} into place: {e}") from e
         log.info("recording {safe_id} finished: {path} ({seconds:.1f} s)",
-                 safe_id=self.safe_id, path=str(wav_path), seconds=duration)
+                 safe_id=self.safe_id, call_id=self.call_id, path=str(wav_path),
+                 seconds=duration)
         return RecordingResult(path=wav_path, sidecar=sidecar_path, frames=frames,
                                duration_seconds=duration, error=self._error)
 

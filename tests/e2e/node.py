@@ -63,7 +63,7 @@ class Node:
 
     def __init__(self, workdir: Path, plan: dict[str, Any], *,
                  trusted: tuple[str, ...] = ("127.0.0.0/8",), rtp_ports: int = 400,
-                 log_level: str = "debug") -> None:
+                 log_level: str = "debug", log_format: str = "text") -> None:
         self.workdir = workdir
         self.sip_port = free_udp_port()
         self.http_port = free_tcp_port()
@@ -87,7 +87,7 @@ class Node:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ccswitch.cli", "run", "--config", str(self.config_path),
-             "--log-level", log_level],
+             "--log-level", log_level, "--log-format", log_format],
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self._wait_healthy(timeout=20)

@@ -96,7 +96,7 @@ def test_caller_hanging_up_while_queued_is_an_abandon(
         node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
     """No agent logged in: the caller hears the notice, waits, hangs up -> outcome abandoned."""
     node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", free_udp_port()),
-                                            "logged_in": False}}))
+                                            "logged_in": False}}), log_format="json")
     caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
                            "--hangup-after", str(ANNOUNCEMENT_S + 2.0), "--timeout", "30",
                            name="caller")
@@ -111,6 +111,13 @@ def test_caller_hanging_up_while_queued_is_an_abandon(
     assert node.metric("ccswitch_calls_total", queue="support", outcome="answered") in (None, 0)
     assert node.metric("ccswitch_queue_wait_seconds_count", queue="support",
                        outcome="abandoned") == 1
+
+    # JSON logs: every line about this call carries its id as a field.
+    events = [json.loads(line) for line in node.log_path.read_text().splitlines()
+              if line.startswith("{")]
+    about_call = [e for e in events if meta["call_id"] in json.dumps(e)]
+    assert len(about_call) >= 3
+    assert all(e.get("call_id") == meta["call_id"] for e in about_call), about_call
 
     # The call detail record agrees with the sidecar and the report counts it.
     [cdr] = node.wait_cdr(1)
