@@ -520,6 +520,11 @@ class MediaEngine:
             except CannotListenError:
                 continue
             self._next_index = (index + 1) % count
+            # One datagram per readiness event: a leg gets one packet per 20 ms, so
+            # reading on until EAGAIN would cost an extra failing recvfrom (and its
+            # exception) per packet. The poller is level-triggered, so a second
+            # queued datagram is read on the next pass.
+            listening.maxThroughput = 1
             leg._port = listening
             leg.local_port = port
             self._legs[port] = leg
