@@ -67,7 +67,8 @@ class Node:
         self.workdir = workdir
         self.sip_port = free_udp_port()
         self.http_port = free_tcp_port()
-        rtp_base = random.randrange(20000, 40000, 2)
+        # Below the ephemeral range (32768+), where free_udp_port() finds the SIP port.
+        rtp_base = random.randrange(10000, 31000, 2)
         self.recordings = workdir / "recordings"
         plans = workdir / "dialplans"
         plans.mkdir(parents=True, exist_ok=True)
