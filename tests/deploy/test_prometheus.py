@@ -1,0 +1,159 @@
+"""Prometheus rules and scrape config: checked and unit-tested by promtool, cross-checked here.
+
+promtool comes with the Debian package ``prometheus``. Without it these tests skip,
+unless CCSWITCH_REQUIRE_PROMTOOL or CCSWITCH_REQUIRE_TOOLS is set (CI, ``make test``):
+then a missing promtool fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import generate_latest
+
+from ccswitch.metrics.registry import Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+PROM = ROOT / "deploy" / "prometheus"
+RULES = PROM / "ccswitch.rules.yml"
+RULE_TESTS = PROM / "ccswitch.rules.test.yml"
+SCRAPE_CONFIG = PROM / "prometheus.yml"
+RUNBOOK = ROOT / "docs" / "RUNBOOK.md"
+PROMTOOL = shutil.which("promtool")
+REQUIRED = any(os.environ.get(v) for v in ("CCSWITCH_REQUIRE_PROMTOOL", "CCSWITCH_REQUIRE_TOOLS"))
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None and not REQUIRED,
+    reason="promtool is missing (Debian package prometheus); set CCSWITCH_REQUIRE_PROMTOOL=1 "
+           "to fail instead")
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    assert PROMTOOL is not None, "promtool is required here but not installed"
+    return subprocess.run([PROMTOOL, *args], cwd=PROM, capture_output=True, text=True,
+                          timeout=120)
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def rules() -> list[dict[str, Any]]:
+    return [rule for group in load(RULES)["groups"] for rule in group["rules"]]
+
+
+def alerts() -> list[dict[str, Any]]:
+    return [rule for rule in rules() if "alert" in rule]
+
+
+def github_anchor(heading: str) -> str:
+    """The fragment GitHub gives a Markdown heading."""
+    slug = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return slug.replace(" ", "-")
+
+
+@needs_promtool
+def test_promtool_accepts_the_rules() -> None:
+    """promtool check rules finds no syntax or PromQL error in the rules file."""
+    result = promtool("check", "rules", RULES.name)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+def test_promtool_rule_unit_tests_pass() -> None:
+    """Every recording rule computes the expected KPI and every alert fires only when it should."""
+    result = promtool("test", "rules", RULE_TESTS.name)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+def test_promtool_accepts_the_scrape_config() -> None:
+    """promtool check config accepts prometheus.yml and the rule files it loads."""
+    result = promtool("check", "config", SCRAPE_CONFIG.name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert RULES.name in result.stdout
+
+
+def test_unit_tests_show_every_alert_firing_and_quiet() -> None:
+    """For each alert the promtool tests expect it firing at least once and quiet at least once."""
+    checks = [check for test in load(RULE_TESTS)["tests"]
+              for check in test.get("alert_rule_test", [])]
+    for alert in alerts():
+        name = alert["alert"]
+        outcomes = [bool(c.get("exp_alerts")) for c in checks if c["alertname"] == name]
+        assert True in outcomes, f"no promtool test shows {name} firing"
+        assert False in outcomes, f"no promtool test shows {name} not firing"
+
+
+def test_unit_tests_check_every_recording_rule() -> None:
+    """Each recorded series is asserted by a promtool test or feeds another recording rule."""
+    tested = " ".join(check["expr"] for test in load(RULE_TESTS)["tests"]
+                      for check in test.get("promql_expr_test", []))
+    records = [rule for rule in rules() if "record" in rule]
+    for rule in records:
+        name = rule["record"]
+        feeds = [r["record"] for r in records if r is not rule and name in r["expr"]]
+        assert name in tested or feeds, f"{name} is neither tested nor used"
+
+
+def test_every_alert_has_severity_and_annotations() -> None:
+    """Alerts carry a severity Alertmanager can route on and the three annotations."""
+    for alert in alerts():
+        assert alert["labels"]["severity"] in ("warning", "critical"), alert["alert"]
+        annotations = alert["annotations"]
+        assert {"summary", "description", "runbook_url"} <= set(annotations), alert["alert"]
+        assert all(annotations[key].strip() for key in ("summary", "description"))
+
+
+def test_runbook_has_exactly_one_section_per_alert() -> None:
+    """docs/RUNBOOK.md has a '## <alert>' section for every alert and none for others."""
+    headings = [line[3:].strip() for line in RUNBOOK.read_text().splitlines()
+                if line.startswith("## ")]
+    assert sorted(headings) == sorted(alert["alert"] for alert in alerts())
+
+
+def test_every_runbook_url_points_at_its_section() -> None:
+    """Each runbook_url is docs/RUNBOOK.md#<anchor of the alert's own section>."""
+    anchors = {github_anchor(line[3:]) for line in RUNBOOK.read_text().splitlines()
+               if line.startswith("## ")}
+    for alert in alerts():
+        path, _, fragment = alert["annotations"]["runbook_url"].partition("#")
+        assert path == "docs/RUNBOOK.md"
+        assert fragment == github_anchor(alert["alert"]) and fragment in anchors
+
+
+def test_runbook_sections_give_meaning_checks_and_remedies() -> None:
+    """Every runbook section says what the alert means, what to check and how to fix it."""
+    sections = re.split(r"^## ", RUNBOOK.read_text(), flags=re.M)[1:]
+    assert sections
+    for section in sections:
+        title = section.splitlines()[0]
+        for part in ("**Meaning.**", "**First checks.**", "**Remedies.**"):
+            assert part in section, f"{title}: no {part}"
+
+
+def test_bucket_edges_in_the_rules_are_what_ccswitch_exposes() -> None:
+    """Every le="..." the rules select appears verbatim in ccswitch's exposition (5.0, 20.0)."""
+    metrics = Metrics(short_abandon_thresholds=[5])
+    metrics.queue_wait.labels(queue="q", outcome="abandoned").observe(1)
+    text = generate_latest(metrics.registry).decode()
+    edges = set(re.findall(r'le="([^"]+)"', RULES.read_text()))
+    assert edges == {"5.0", "20.0"}
+    for edge in edges:
+        assert f'ccswitch_queue_wait_seconds_bucket{{le="{edge}",' in text
+
+
+def test_scrape_job_is_the_one_the_down_alert_watches() -> None:
+    """prometheus.yml scrapes job "ccswitch", the job CcswitchDown watches, and loads the rules."""
+    config = load(SCRAPE_CONFIG)
+    assert RULES.name in config["rule_files"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["ccswitch"].get("metrics_path", "/metrics") == "/metrics"
+    [down] = [alert for alert in alerts() if alert["alert"] == "CcswitchDown"]
+    assert 'up{job="ccswitch"}' in down["expr"]
