@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--sl-threshold", type=float, default=20.0,
                         help="service-level threshold, seconds of queue wait (default 20)")
     report.add_argument("--tz", default="UTC", help="time zone of the periods (default UTC)")
+    report.add_argument("--chart", type=Path,
+                        help="also draw ASA and service level per period into this PNG")
     export = sub.add_parser("export-cdr", help="write the call detail records as JSON lines")
     export.add_argument("--config", required=True, type=Path, help="service config YAML")
     export.add_argument("--since", type=_when)
@@ -88,22 +90,33 @@ def _open_store(path: Path, out: TextIO) -> CdrStore | None:
 
 
 def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from ccswitch.cdr.report import FORMATS, build_report
+    from ccswitch.cdr.report import FORMATS, REPEAT_WINDOW_MS, build_report
 
     store = _open_store(args.config, err)
     if store is None:
         return EXIT_CONFIG
+    # Rows from a day before --since are read only as history for the repeat-caller rate.
+    history_from = None if args.since is None else args.since - REPEAT_WINDOW_MS
     try:
-        rows = list(store.rows(since_ms=args.since, until_ms=args.until))
+        rows = list(store.rows(since_ms=history_from, until_ms=args.until))
     finally:
         store.close()
     try:
         report = build_report(rows, period=args.period, sl_threshold=args.sl_threshold,
-                              tz=args.tz)
+                              tz=args.tz, since_ms=args.since)
     except (ValueError, LookupError) as e:  # ZoneInfoNotFoundError is a LookupError
         err.write(f"error: {e}\n")
         return EXIT_CONFIG
     out.write(FORMATS[args.format](report))
+    if args.chart is not None:
+        from ccswitch.cdr.chart import write_chart
+
+        try:
+            write_chart(report, args.chart)
+        except CCSwitchError as e:
+            err.write(f"error: {e}\n")
+            return EXIT_FAILURE
+        err.write(f"chart written to {args.chart}\n")
     return EXIT_OK
 
 

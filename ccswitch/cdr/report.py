@@ -1,22 +1,39 @@
 """KPI report from call detail records: pure functions from rows to tables.
 
-One line per queue x route (``inhouse`` or the vendor's name) x period (hour or
-day, in a chosen time zone). Definitions, the ones contact-centre contracts use:
+One line per period (hour or day, in UTC or a named time zone) x queue x route,
+where the route is ``inhouse`` or the vendor's name, so in-house and each vendor
+sit side by side. A call belongs to the period in which it *arrived*.
 
-- offered: calls that arrived; answered / abandoned by outcome.
-- short abandons: abandoned calls shorter (arrival to hang-up) than the queue's
-  ``short_abandon``. They are **excluded** from the service-level and
-  abandonment denominators (a caller who hangs up within seconds never had a
-  chance to be served).
-- ASA (average speed of answer): mean queue wait of answered calls, seconds.
-- AHT (average handle time): mean talk + hold of answered calls, seconds.
-  ccswitch does not measure wrap-up yet, so AHT here excludes it.
-- service level: answered within T seconds of queueing / (offered - short abandons).
-- abandonment rate: (abandoned - short abandons) / (offered - short abandons).
-- overflow rate by reason: calls with that overflow reason / offered.
-- repeat-caller rate: share of calls whose caller had called (any queue) in the
-  24 hours before; a first-contact-resolution proxy. Callers with no usable id
-  (empty, "anonymous", "unknown") are left out of it.
+Definitions (the ones contact-centre contracts usually use):
+
+- **offered**: calls that arrived. **answered**: calls an agent answered
+  (``answered_ms`` set, whatever the outcome's wording, e.g. ``answered_vendor``,
+  or a call ``interrupted`` after answer). **abandoned**: outcome ``abandoned``
+  (or another outcome starting with ``abandon``). Calls that are neither (say,
+  ``interrupted`` before answer) count only as offered.
+- **short abandons**: abandoned calls flagged ``short_abandon`` (the whole call
+  was shorter than the queue's ``short_abandon`` threshold). By convention they
+  are **excluded from the denominators** of service level and abandonment rate:
+  a caller who hangs up within seconds never had a chance to be served.
+- **ASA** (average speed of answer): mean queue wait (queue entry, i.e. after the
+  QA notice, to answer) of answered calls, seconds.
+- **AHT** (average handle time): mean talk + hold of answered calls, seconds.
+  ccswitch does not measure after-call work (wrap-up) yet, so AHT excludes it
+  and reads low against an ACD's AHT that includes it.
+- **service level**: answered with a wait <= T seconds / (offered - short
+  abandons); T is ``sl_threshold`` (default 20 s).
+- **abandonment rate**: (abandoned - short abandons) / (offered - short abandons).
+- **overflow rate** per reason: calls with that ``overflow_reason`` / offered.
+- **repeat-caller rate**: share of calls whose caller had called (any queue) in
+  the 24 hours before the call; a first-contact-resolution proxy (a high rate
+  means callers had to call back). Calls without a usable caller id (empty,
+  ``anonymous``, ``unknown``, ``restricted``, ``private``, ``unavailable``; case
+  ignored) are left out of numerator and denominator. Give ``since_ms`` and rows
+  from 24 h earlier on, so calls early in the range see their history: rows that
+  arrived before ``since_ms`` are used as history only.
+
+A ratio whose denominator is zero is ``None`` (``-`` in the text table, an empty
+cell in CSV, ``null`` in JSON), as is a mean of nothing.
 """
 
 from __future__ import annotations
@@ -25,41 +42,57 @@ import csv
 import datetime
 import io
 import json
+import math
 from collections import defaultdict
-from typing import Any, Iterable, Sequence
-from zoneinfo import ZoneInfo
+from typing import Any, Callable, Iterable, Mapping, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
-from ccswitch.cdr.store import CdrRow
+from ccswitch.cdr.store import CdrError, CdrRow
 
 PERIODS = ("hour", "day")
-ANONYMOUS = frozenset({"", "anonymous", "unknown", "restricted"})
+ANONYMOUS = frozenset({"", "anonymous", "unknown", "restricted", "private", "unavailable"})
 REPEAT_WINDOW_MS = 24 * 3600 * 1000
+_SLOT_MS = 15 * 60 * 1000  # every UTC offset is a multiple of 15 minutes
+
+
+class ReportError(CdrError, ValueError):
+    """A report parameter is invalid (period, time zone, threshold)."""
+
+    error_id = "cdr.report"
 
 
 @attrs.frozen(kw_only=True)
 class KpiLine:
-    period_start: str
+    """The KPIs of one period x queue x route; rates are fractions (0.25 = 25 %)."""
+
+    period_start: str  # ISO 8601 local time with offset, e.g. 2026-11-23T09:00+01:00
+    period_start_ms: int  # the same instant, epoch ms
     queue: str
-    route: str
+    route: str  # "inhouse" or the vendor's name
     offered: int
     answered: int
     abandoned: int
     short_abandons: int
-    asa: float | None
-    aht: float | None
+    answered_in_sl: int  # answered within the service-level threshold
+    asa: float | None  # seconds
+    aht: float | None  # seconds, talk + hold (no wrap-up)
     service_level: float | None
     abandon_rate: float | None
     repeat_rate: float | None
-    overflow: dict[str, float]
+    overflow: Mapping[str, float]  # reason -> share of offered
 
     def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        out = attrs.asdict(self, recurse=False)
+        out["overflow"] = dict(self.overflow)
+        return out
 
 
 @attrs.frozen(kw_only=True)
 class Report:
+    """A whole report: its parameters and the lines, by period, queue, route."""
+
     period: str
     tz: str
     sl_threshold: float
@@ -67,120 +100,201 @@ class Report:
 
 
 def _mean(values: Sequence[float]) -> float | None:
-    return round(sum(values) / len(values), 2) if values else None
+    return sum(values) / len(values) if values else None
 
 
 def _ratio(num: int, den: int) -> float | None:
-    return round(num / den, 4) if den > 0 else None
+    return num / den if den > 0 else None
 
 
-def _bucket(ms: int, period: str, zone: ZoneInfo) -> str:
-    local = datetime.datetime.fromtimestamp(ms / 1000, tz=zone)
-    if period == "hour":
-        start = local.replace(minute=0, second=0, microsecond=0)
-    else:
-        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return start.isoformat(timespec="minutes")
+def _zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ReportError(f"unknown time zone {tz!r} (use a name like UTC or "
+                          f"Europe/Berlin)") from None
+
+
+class _Buckets:
+    """Period start (epoch ms, ISO text) of an arrival time, cached per 15-min slot."""
+
+    def __init__(self, period: str, zone: ZoneInfo) -> None:
+        self._day = period == "day"
+        self._zone = zone
+        self._cache: dict[int, tuple[int, str]] = {}
+
+    def __call__(self, ms: int) -> tuple[int, str]:
+        slot = ms // _SLOT_MS
+        hit = self._cache.get(slot)
+        if hit is None:
+            local = datetime.datetime.fromtimestamp(ms / 1000, tz=self._zone)
+            start = local.replace(minute=0, second=0, microsecond=0)
+            if self._day:
+                start = start.replace(hour=0)
+            hit = (round(start.timestamp() * 1000), start.isoformat(timespec="minutes"))
+            self._cache[slot] = hit
+        return hit
+
+
+def _caller_key(caller: str) -> str | None:
+    key = caller.strip().lower()
+    return None if key in ANONYMOUS else key
 
 
 def build_report(rows: Iterable[CdrRow], *, period: str = "hour", sl_threshold: float = 20.0,
-                 tz: str = "UTC") -> Report:
-    """KPIs per period x queue x route; ``rows`` in any order."""
+                 tz: str = "UTC", since_ms: int | None = None) -> Report:
+    """KPIs per period x queue x route from ``rows`` (any order).
+
+    Rows that arrived before ``since_ms`` only serve as repeat-caller history.
+    Raises ReportError (a CdrError and a ValueError) for a bad period, time
+    zone or threshold.
+    """
     if period not in PERIODS:
-        raise ValueError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
-    zone = ZoneInfo(tz)
+        raise ReportError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
+    if (isinstance(sl_threshold, bool) or not isinstance(sl_threshold, (int, float))
+            or not math.isfinite(sl_threshold) or sl_threshold <= 0):
+        raise ReportError(f"sl_threshold must be a positive number of seconds, "
+                          f"got {sl_threshold!r}")
+    bucket = _Buckets(period, _zone(tz))
     ordered = sorted(rows, key=lambda r: (r.arrived_ms, r.call_id))
     last_call: dict[str, int] = {}
-    repeat: dict[str, bool] = {}
+    repeat: dict[str, bool] = {}  # call id -> repeat? (only calls with a usable caller id)
+    groups: dict[tuple[int, str, str], list[CdrRow]] = defaultdict(list)
+    starts: dict[int, str] = {}
     for row in ordered:
-        caller = row.caller.strip().lower()
-        if caller in ANONYMOUS:
+        key = _caller_key(row.caller)
+        if key is not None:
+            previous = last_call.get(key)
+            repeat[row.call_id] = (previous is not None
+                                   and row.arrived_ms - previous <= REPEAT_WINDOW_MS)
+            last_call[key] = row.arrived_ms
+        if since_ms is not None and row.arrived_ms < since_ms:
             continue
-        previous = last_call.get(caller)
-        repeat[row.call_id] = previous is not None and row.arrived_ms - previous <= REPEAT_WINDOW_MS
-        last_call[caller] = row.arrived_ms
-    groups: dict[tuple[str, str, str], list[CdrRow]] = defaultdict(list)
-    for row in ordered:
-        route = row.vendor or row.route
-        groups[(_bucket(row.arrived_ms, period, zone), row.queue, route)].append(row)
+        start_ms, start_iso = bucket(row.arrived_ms)
+        starts[start_ms] = start_iso
+        groups[(start_ms, row.queue, row.vendor or row.route)].append(row)
+    threshold_ms = sl_threshold * 1000
     lines = []
-    for (start, queue, route), calls in sorted(groups.items()):
+    for (start_ms, queue, route), calls in sorted(groups.items()):
         answered = [c for c in calls if c.answered_ms is not None]
-        abandoned = [c for c in calls if c.outcome.startswith("abandon")
-                     or c.outcome == "short_abandon"]
+        abandoned = [c for c in calls if c.answered_ms is None and c.outcome.startswith("abandon")]
         short = sum(1 for c in abandoned if c.short_abandon)
         counted = len(calls) - short
-        in_time = sum(1 for c in answered
-                      if c.wait_ms is not None and c.wait_ms <= sl_threshold * 1000)
+        in_sl = sum(1 for c in answered if c.wait_ms is not None and c.wait_ms <= threshold_ms)
         reasons: dict[str, int] = defaultdict(int)
         for c in calls:
             if c.overflow_reason:
                 reasons[c.overflow_reason] += 1
-        known = [c for c in calls if c.call_id in repeat]
+        known = [repeat[c.call_id] for c in calls if c.call_id in repeat]
         lines.append(KpiLine(
-            period_start=start, queue=queue, route=route, offered=len(calls),
-            answered=len(answered), abandoned=len(abandoned), short_abandons=short,
+            period_start=starts[start_ms], period_start_ms=start_ms, queue=queue, route=route,
+            offered=len(calls), answered=len(answered), abandoned=len(abandoned),
+            short_abandons=short, answered_in_sl=in_sl,
             asa=_mean([c.wait_ms / 1000 for c in answered if c.wait_ms is not None]),
-            aht=_mean([((c.talk_ms or 0) + (c.hold_ms or 0)) / 1000 for c in answered]),
-            service_level=_ratio(in_time, counted),
+            aht=_mean([(c.talk_ms + (c.hold_ms or 0)) / 1000
+                       for c in answered if c.talk_ms is not None]),
+            service_level=_ratio(in_sl, counted),
             abandon_rate=_ratio(len(abandoned) - short, counted),
-            repeat_rate=_ratio(sum(1 for c in known if repeat[c.call_id]), len(known)),
-            overflow={r: round(n / len(calls), 4) for r, n in sorted(reasons.items())},
+            repeat_rate=_ratio(sum(known), len(known)),
+            overflow={r: n / len(calls) for r, n in sorted(reasons.items())},
         ))
-    return Report(period=period, tz=tz, sl_threshold=sl_threshold, lines=tuple(lines))
+    return Report(period=period, tz=tz, sl_threshold=float(sl_threshold), lines=tuple(lines))
 
 
-_HEADERS = ("period", "queue", "route", "offered", "answered", "abandoned", "short_ab",
-            "ASA_s", "AHT_s", "SL", "abandon", "repeat", "overflow")
+# -- output formats ---------------------------------------------------------------
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
-def _cells(line: KpiLine) -> list[str]:
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{100 * v:.1f}%"
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
 
-    def num(v: float | None) -> str:
-        return "-" if v is None else f"{v:.1f}"
 
-    overflow = ", ".join(f"{r} {100 * v:.1f}%" for r, v in line.overflow.items()) or "-"
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _text_cells(line: KpiLine) -> list[str]:
+    overflow = ", ".join(f"{r} {_pct(v)}" for r, v in line.overflow.items()) or "-"
     return [line.period_start, line.queue, line.route, str(line.offered), str(line.answered),
-            str(line.abandoned), str(line.short_abandons), num(line.asa), num(line.aht),
-            pct(line.service_level), pct(line.abandon_rate), pct(line.repeat_rate), overflow]
+            str(line.abandoned), str(line.short_abandons), _secs(line.asa), _secs(line.aht),
+            _pct(line.service_level), _pct(line.abandon_rate), _pct(line.repeat_rate),
+            overflow]
+
+
+_NUMERIC = frozenset(range(3, 12))  # right-aligned columns of the text table
 
 
 def format_text(report: Report) -> str:
-    """An aligned table with a header saying how SL is computed."""
-    head = (f"KPI per {report.period} ({report.tz}); SL = answered within "
-            f"{report.sl_threshold:g} s / (offered - short abandons)\n")
+    """An aligned table, with a header saying how the rates are computed."""
+    t = f"{report.sl_threshold:g}"
+    head = (f"KPIs per {report.period} ({report.tz}); a call counts in the {report.period} "
+            f"it arrived\n"
+            f"SL = answered within {t} s / (offered - short abandons); abandon = (abandoned - "
+            f"short abandons) / (offered - short abandons)\n"
+            f"ASA, AHT in seconds; AHT = talk + hold (wrap-up not measured); repeat = caller "
+            f"also called in the 24 h before\n\n")
     if not report.lines:
         return head + "no calls in range\n"
-    table = [list(_HEADERS)] + [_cells(line) for line in report.lines]
-    widths = [max(len(row[i]) for row in table) for i in range(len(_HEADERS))]
+    headers = ["period", "queue", "route", "offered", "answered", "abandoned", "short_ab",
+               "ASA_s", "AHT_s", f"SL_{t}s", "abandon", "repeat",
+               "overflow"]
+    table = [headers] + [_text_cells(line) for line in report.lines]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
     out = [head]
     for n, row in enumerate(table):
-        out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
+        cells = [cell.rjust(w) if i in _NUMERIC else cell.ljust(w)
+                 for i, (cell, w) in enumerate(zip(row, widths))]
+        out.append("  ".join(cells).rstrip() + "\n")
         if n == 0:
             out.append("  ".join("-" * w for w in widths) + "\n")
     return "".join(out)
 
 
+_CSV_COLUMNS = ("period_start", "queue", "route", "offered", "answered", "abandoned",
+                "short_abandons", "answered_in_sl", "asa_s", "aht_s", "service_level",
+                "abandon_rate", "repeat_rate")
+
+
 def format_csv(report: Report) -> str:
+    """CSV with a header row; one ``overflow_<reason>`` column per reason in the report.
+
+    Rates are fractions (4 decimals), times seconds (3 decimals); an undefined
+    value is an empty cell. No calls: just the header.
+    """
+    reasons = sorted({r for line in report.lines for r in line.overflow})
     buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["period_start", "queue", "route", "offered", "answered", "abandoned",
-                     "short_abandons", "asa_s", "aht_s", "service_level", "abandon_rate",
-                     "repeat_rate", "overflow"])
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*_CSV_COLUMNS, *(f"overflow_{r}" for r in reasons)])
+
+    def cell(value: float | None, digits: int) -> str:
+        return "" if value is None else str(round(value, digits))
+
     for line in report.lines:
-        writer.writerow([line.period_start, line.queue, line.route, line.offered, line.answered,
-                         line.abandoned, line.short_abandons, line.asa, line.aht,
-                         line.service_level, line.abandon_rate, line.repeat_rate,
-                         json.dumps(line.overflow, sort_keys=True)])
+        writer.writerow([
+            line.period_start, line.queue, line.route, line.offered, line.answered,
+            line.abandoned, line.short_abandons, line.answered_in_sl, cell(line.asa, 3),
+            cell(line.aht, 3), cell(line.service_level, 4), cell(line.abandon_rate, 4),
+            cell(line.repeat_rate, 4), *(cell(line.overflow.get(r, 0.0), 4) for r in reasons)])
     return buf.getvalue()
 
 
 def format_json(report: Report) -> str:
+    """``{"period", "tz", "sl_threshold", "lines": [...]}``; undefined values are null."""
+    lines = []
+    for line in report.lines:
+        data = line.to_dict()
+        for key in ("asa", "aht"):
+            data[key] = _round(data[key], 3)
+        for key in ("service_level", "abandon_rate", "repeat_rate"):
+            data[key] = _round(data[key], 4)
+        data["overflow"] = {r: round(v, 4) for r, v in line.overflow.items()}
+        lines.append(data)
     return json.dumps({"period": report.period, "tz": report.tz,
-                       "sl_threshold": report.sl_threshold,
-                       "lines": [line.to_dict() for line in report.lines]}, indent=2)
+                       "sl_threshold": report.sl_threshold, "lines": lines},
+                      indent=2, sort_keys=True) + "\n"
 
 
-FORMATS = {"text": format_text, "csv": format_csv, "json": format_json}
+FORMATS: dict[str, Callable[[Report], str]] = {
+    "text": format_text, "csv": format_csv, "json": format_json}

@@ -1,106 +1,269 @@
-"""KPI report definitions on hand-built records with known answers."""
+"""KPI report definitions on hand-built rows with known answers."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 from typing import Any
 
 import pytest
 
-from ccswitch.cdr.report import build_report, format_csv, format_json, format_text
-from ccswitch.cdr.store import CdrRow
+from ccswitch.cdr.report import (
+    REPEAT_WINDOW_MS, KpiLine, ReportError, build_report, format_csv, format_json, format_text,
+)
+from ccswitch.cdr.store import CdrError, CdrRow
 
+S = 1000  # one second in ms
 H = 3_600_000  # one hour in ms
-T0 = 1_795_392_000_000  # 2026-11-23T00:00:00Z
+T0 = 1_795_392_000_000  # 2026-11-23T00:00:00Z (a Monday)
 
 
-def row(call_id: str, *, at: int, outcome: str = "answered", wait: float | None = 10.0,
-        talk: float | None = 60.0, caller: str = "", queue: str = "support",
-        short: bool = False, vendor: str | None = None,
+def row(call_id: str, *, at: int = T0, outcome: str = "answered", wait: float | None = 10.0,
+        talk: float = 60.0, hold: float | None = None, caller: str | None = None,
+        queue: str = "support", short: bool = False, vendor: str | None = None,
         reason: str | None = None) -> CdrRow:
-    answered = outcome == "answered"
-    wait_ms = None if wait is None else int(wait * 1000)
+    """A call arriving at ``at`` (ms); answered calls get an agent, talk and answer time."""
+    answered = outcome.startswith("answered")
+    wait_ms = None if wait is None else round(wait * S)
+    queued = at + 4 * S
     fields: dict[str, Any] = dict(
-        call_id=call_id, sip_call_id=None, node=None, caller=caller or f"caller-{call_id}",
-        dialed="100", queue=queue, group="inhouse", route="vendor" if vendor else "inhouse",
-        vendor=vendor, agent_id="alice" if answered else None, outcome=outcome,
-        overflow_reason=reason, arrived_ms=at, announced_ms=at + 4000, queued_ms=at + 4000,
-        answered_ms=at + 4000 + (wait_ms or 0) if answered else None,
-        ended_ms=at + 100_000, wait_ms=wait_ms, ring_ms=None,
-        talk_ms=int(talk * 1000) if answered and talk is not None else None, hold_ms=None,
-        total_ms=100_000, short_abandon=short, qa_notice_played=True, recording_path=None,
+        call_id=call_id, sip_call_id=None, node=None,
+        caller=f"caller-{call_id}" if caller is None else caller, dialed="100", queue=queue,
+        group="inhouse", route="vendor" if vendor else "inhouse", vendor=vendor,
+        agent_id="alice" if answered else None, outcome=outcome, overflow_reason=reason,
+        arrived_ms=at, announced_ms=queued, queued_ms=queued,
+        answered_ms=queued + (wait_ms or 0) if answered else None, ended_ms=at + 100 * S,
+        wait_ms=wait_ms, ring_ms=None, talk_ms=round(talk * S) if answered else None,
+        hold_ms=None if hold is None else round(hold * S), total_ms=100 * S,
+        short_abandon=short, qa_notice_played=True, recording_path=None,
         recording_error=None, offers=())
     return CdrRow(**fields)
 
 
-def test_asa_aht_service_level_and_abandonment_by_hand() -> None:
-    """4 answered (waits 5, 10, 30, 45 s), 1 abandon, 1 short abandon, in one hour."""
-    rows = [row("a", at=T0, wait=5), row("b", at=T0 + 1, wait=10, talk=120),
-            row("c", at=T0 + 2, wait=30), row("d", at=T0 + 3, wait=45),
-            row("e", at=T0 + 4, outcome="abandoned", wait=50),
-            row("f", at=T0 + 5, outcome="abandoned", wait=1, short=True)]
-    [line] = build_report(rows, sl_threshold=20).lines
+def only(rows: list[CdrRow], **kwargs: Any) -> KpiLine:
+    [line] = build_report(rows, **kwargs).lines
+    return line
+
+
+# 4 answered (waits 5, 10, 20, 45 s; talk 60, 120, 60, 60 s, 30 s hold on one),
+# 1 abandoned after 50 s, 1 short abandon: all in the same hour.
+SIX = [row("a", wait=5), row("b", at=T0 + 1, wait=10, talk=120),
+       row("c", at=T0 + 2, wait=20, hold=30), row("d", at=T0 + 3, wait=45),
+       row("e", at=T0 + 4, outcome="abandoned", wait=50),
+       row("f", at=T0 + 5, outcome="abandoned", wait=1, short=True)]
+
+
+def test_counts_by_outcome() -> None:
+    """offered, answered, abandoned and short abandons are counted per line."""
+    line = only(SIX)
     assert (line.offered, line.answered, line.abandoned, line.short_abandons) == (6, 4, 2, 1)
-    assert line.asa == pytest.approx((5 + 10 + 30 + 45) / 4)
-    assert line.aht == pytest.approx((60 + 120 + 60 + 60) / 4)
-    assert line.service_level == pytest.approx(2 / 5)  # short abandon left out
-    assert line.abandon_rate == pytest.approx(1 / 5)
 
 
-def test_calls_are_bucketed_per_hour_and_per_day_in_the_given_time_zone() -> None:
-    """Hour buckets follow arrival; day buckets follow the local date of the zone."""
-    rows = [row("a", at=T0 + 30 * 60_000), row("b", at=T0 + H + 1), row("c", at=T0 + 23 * H)]
-    hours = [line.period_start for line in build_report(rows, period="hour").lines]
-    assert hours == ["2026-11-23T00:00+00:00", "2026-11-23T01:00+00:00",
-                     "2026-11-23T23:00+00:00"]
+def test_asa_is_the_mean_wait_of_answered_calls() -> None:
+    """ASA = (5 + 10 + 20 + 45) / 4 = 20 s; the abandoned calls' waits are left out."""
+    assert only(SIX).asa == pytest.approx(20.0)
+
+
+def test_aht_is_talk_plus_hold_of_answered_calls() -> None:
+    """AHT = (60 + 120 + (60 + 30) + 60) / 4 = 82.5 s (no wrap-up)."""
+    assert only(SIX).aht == pytest.approx(82.5)
+
+
+def test_service_level_excludes_short_abandons_from_the_denominator() -> None:
+    """SL = answered within 20 s (5, 10, 20: the boundary counts) / (6 - 1) = 3/5."""
+    line = only(SIX, sl_threshold=20)
+    assert line.answered_in_sl == 3
+    assert line.service_level == pytest.approx(3 / 5)
+
+
+def test_the_service_level_threshold_is_configurable() -> None:
+    """With T = 10 s only the 5 s and 10 s answers count: 2/5; with T = 60 s all four: 4/5."""
+    assert only(SIX, sl_threshold=10).service_level == pytest.approx(2 / 5)
+    assert only(SIX, sl_threshold=60).service_level == pytest.approx(4 / 5)
+
+
+def test_abandonment_rate_leaves_short_abandons_out() -> None:
+    """Abandonment = (2 - 1) / (6 - 1) = 1/5."""
+    assert only(SIX).abandon_rate == pytest.approx(1 / 5)
+
+
+def test_without_the_short_abandon_flag_the_call_counts_fully() -> None:
+    """The same six calls with no short abandon: SL 3/6 and abandonment 2/6."""
+    rows = [*SIX[:5], row("f", at=T0 + 5, outcome="abandoned", wait=1)]
+    line = only(rows)
+    assert line.short_abandons == 0
+    assert line.service_level == pytest.approx(3 / 6)
+    assert line.abandon_rate == pytest.approx(2 / 6)
+
+
+def test_undefined_values_are_none_and_dashes_in_text() -> None:
+    """Only a short abandon: no ASA/AHT, and SL/abandonment divide by zero, so None / '-'."""
+    line = only([row("x", outcome="abandoned", short=True)])
+    assert (line.asa, line.aht, line.service_level, line.abandon_rate) == (None, None, None, None)
+    report = build_report([row("x", outcome="abandoned", short=True)])
+    data_line = format_text(report).splitlines()[-1]
+    assert data_line.split()[7:11] == ["-", "-", "-", "-"]
+
+
+def test_interrupted_calls_count_as_answered_only_if_an_agent_answered() -> None:
+    """An 'interrupted' call with an answer time is answered; without one only offered."""
+    before = row("i1", outcome="interrupted", wait=None)
+    after = row("i2", at=T0 + 1, outcome="answered", wait=8)
+    after = CdrRow(**{**after.to_dict(), "offers": (), "outcome": "interrupted"})
+    line = only([before, after])
+    assert (line.offered, line.answered, line.abandoned) == (2, 1, 0)
+    assert line.service_level == pytest.approx(1 / 2)
+
+
+def test_calls_are_bucketed_per_hour_of_arrival_in_utc() -> None:
+    """Hour lines start at the top of the UTC hour in which the calls arrived."""
+    rows = [row("a", at=T0 + 30 * 60 * S), row("b", at=T0 + 59 * 60 * S),
+            row("c", at=T0 + H), row("d", at=T0 + 23 * H + 1)]
+    lines = build_report(rows, period="hour").lines
+    assert [(x.period_start, x.offered) for x in lines] == [
+        ("2026-11-23T00:00+00:00", 2), ("2026-11-23T01:00+00:00", 1),
+        ("2026-11-23T23:00+00:00", 1)]
+    assert [x.period_start_ms for x in lines] == [T0, T0 + H, T0 + 23 * H]
+
+
+def test_day_buckets_follow_the_local_date_of_the_time_zone() -> None:
+    """00:30Z and 01:00Z are the evening before in New York (UTC-5); 23:00Z is 18:00."""
+    rows = [row("a", at=T0 + 30 * 60 * S), row("b", at=T0 + H + 1), row("c", at=T0 + 23 * H)]
     days = build_report(rows, period="day", tz="America/New_York").lines
-    # 23:00Z is 18:00 in New York the same day; 00:30Z is the evening before there.
-    assert [(d.period_start[:10], d.offered) for d in days] == [("2026-11-22", 2),
-                                                                 ("2026-11-23", 1)]
+    assert [(d.period_start, d.offered) for d in days] == [
+        ("2026-11-22T00:00-05:00", 2), ("2026-11-23T00:00-05:00", 1)]
+    assert [d.period_start for d in build_report(rows, period="day").lines] == [
+        "2026-11-23T00:00+00:00"]
+
+
+def test_hour_buckets_follow_local_hours_in_a_half_hour_zone() -> None:
+    """In Kolkata (UTC+5:30) 00:20Z and 00:40Z are 05:50 and 06:10: two local hours."""
+    rows = [row("a", at=T0 + 20 * 60 * S), row("b", at=T0 + 40 * 60 * S)]
+    lines = build_report(rows, period="hour", tz="Asia/Kolkata").lines
+    assert [x.period_start for x in lines] == ["2026-11-23T05:00+05:30",
+                                               "2026-11-23T06:00+05:30"]
+    assert lines[1].period_start_ms == T0 + 30 * 60 * S
+
+
+def test_the_repeated_hour_at_the_end_of_summer_time_stays_two_lines() -> None:
+    """New York's 01:00 happens twice on 2026-11-01 (EDT, then EST): two separate hours."""
+    fall_back = 1_793_512_800_000  # 2026-11-01T06:00Z = 01:00 EST, the second 01:00
+    rows = [row("a", at=fall_back - 50 * 60 * S), row("b", at=fall_back + 10 * 60 * S)]
+    lines = build_report(rows, period="hour", tz="America/New_York").lines
+    assert [x.period_start for x in lines] == ["2026-11-01T01:00-04:00",
+                                               "2026-11-01T01:00-05:00"]
 
 
 def test_routes_and_queues_get_their_own_lines_with_overflow_reasons() -> None:
-    """In-house and each vendor are compared side by side; overflow reasons are rated."""
-    rows = [row("a", at=T0), row("b", at=T0 + 1, vendor="acme", reason="wait_exceeds"),
-            row("c", at=T0 + 2, vendor="acme", reason="no_agents_available"),
-            row("d", at=T0 + 3, queue="sales")]
+    """In-house and each vendor side by side; overflow per reason is a share of offered."""
+    rows = [row("a"), row("b", vendor="acme", reason="wait_exceeds"),
+            row("c", vendor="acme", reason="no_agents_available"),
+            row("d", vendor="acme", reason="wait_exceeds"),
+            row("e", vendor="bpo2", reason="wait_exceeds"), row("f", queue="sales")]
     lines = {(x.queue, x.route): x for x in build_report(rows).lines}
-    assert set(lines) == {("sales", "inhouse"), ("support", "inhouse"), ("support", "acme")}
-    assert lines[("support", "acme")].overflow == {"no_agents_available": 0.5,
-                                                   "wait_exceeds": 0.5}
+    assert set(lines) == {("sales", "inhouse"), ("support", "inhouse"), ("support", "acme"),
+                          ("support", "bpo2")}
+    assert dict(lines[("support", "acme")].overflow) == pytest.approx(
+        {"no_agents_available": 1 / 3, "wait_exceeds": 2 / 3})
+    assert dict(lines[("support", "inhouse")].overflow) == {}
 
 
-def test_repeat_callers_within_24_hours() -> None:
-    """A caller who called in the 24 h before counts as a repeat; anonymous callers do not."""
-    rows = [row("a", at=T0, caller="555"), row("b", at=T0 + 2 * H, caller="555"),
+def test_lines_are_ordered_by_period_then_queue_then_route() -> None:
+    """Output order is stable: time first, then queue and route names."""
+    rows = [row("a", at=T0 + H, queue="b"), row("b", at=T0, queue="z"),
+            row("c", at=T0, queue="a", vendor="v"), row("d", at=T0, queue="a")]
+    assert [(x.period_start_ms, x.queue, x.route) for x in build_report(rows).lines] == [
+        (T0, "a", "inhouse"), (T0, "a", "v"), (T0, "z", "inhouse"), (T0 + H, "b", "inhouse")]
+
+
+def test_repeat_callers_within_24_hours_of_any_queue() -> None:
+    """b repeats a (other queue, 2 h later); 666 and the first 555 are first calls: 1/3."""
+    rows = [row("a", caller="555"), row("b", at=T0 + 2 * H, caller=" 555 ", queue="sales"),
             row("c", at=T0 + 3 * H, caller="666"), row("d", at=T0 + 4 * H, caller="anonymous"),
-            row("e", at=T0 + 5 * H, caller="anonymous")]
-    report = build_report(rows, period="day")
-    [line] = report.lines
-    assert line.repeat_rate == pytest.approx(1 / 3, abs=1e-4)  # b repeats a; d, e unknown
+            row("e", at=T0 + 5 * H, caller="Anonymous"), row("f", at=T0 + 6 * H, caller="")]
+    lines = build_report(rows, period="day").lines
+    repeats = {x.queue: x.repeat_rate for x in lines}
+    assert repeats["sales"] == pytest.approx(1.0)  # b alone, a repeat
+    assert repeats["support"] == pytest.approx(0 / 2)  # a and c; d, e, f have no caller id
+
+
+def test_the_repeat_window_is_24_hours_inclusive() -> None:
+    """A call exactly 24 h after the last one repeats; one a millisecond later does not."""
+    rows = [row("a", caller="555"), row("b", at=T0 + REPEAT_WINDOW_MS, caller="555"),
+            row("c", at=T0 + 3 * REPEAT_WINDOW_MS + 1, caller="555"),
+            row("d", at=T0 + 4 * REPEAT_WINDOW_MS + 2, caller="555")]
+    rates = [x.repeat_rate for x in build_report(rows, period="day").lines]
+    assert rates == [0.0, 1.0, 0.0, 0.0]
+
+
+def test_rows_before_since_serve_only_as_repeat_history() -> None:
+    """Yesterday's call is not reported, but makes today's call by the same caller a repeat."""
+    rows = [row("old", at=T0 - 2 * H, caller="555"), row("new", at=T0 + H, caller="555")]
+    [line] = build_report(rows, period="day", since_ms=T0).lines
+    assert (line.offered, line.repeat_rate) == (1, 1.0)
 
 
 def test_empty_input_says_so_in_every_format() -> None:
     """No calls: a clear text line and empty csv/json structures, no crash."""
     report = build_report([])
-    assert "no calls in range" in format_text(report)
+    assert report.lines == ()
+    assert format_text(report).splitlines()[-1] == "no calls in range"
     assert list(csv.reader(io.StringIO(format_csv(report))))[1:] == []
     assert json.loads(format_json(report))["lines"] == []
 
 
-def test_csv_and_json_carry_the_same_numbers_as_the_table() -> None:
-    """Machine formats parse back to the computed values; the text shows them."""
-    report = build_report([row("a", at=T0, wait=5), row("b", at=T0, outcome="abandoned")])
-    [record] = list(csv.DictReader(io.StringIO(format_csv(report))))
-    assert record["offered"] == "2" and float(record["service_level"]) == 0.5
-    assert json.loads(format_json(report))["lines"][0]["asa"] == 5.0
+def test_text_table_has_aligned_columns_and_the_conventions() -> None:
+    """Every cell sits under its header's dashes; the header line states SL and AHT rules."""
+    report = build_report([*SIX, row("g", at=T0 + H, queue="a-much-longer-queue")])
     text = format_text(report)
-    assert "50.0%" in text and "support" in text
+    intro, table = text.split("\n\n")
+    assert "(offered - short abandons)" in intro and "wrap-up not measured" in intro
+    header, dashes, *data = table.splitlines()
+    spans = [m.span() for m in re.finditer("-+", dashes)]
+
+    def cells(line: str) -> list[str]:
+        return [line[a:b].strip() for a, b in spans]
+
+    assert cells(header)[:4] == ["period", "queue", "route", "offered"]
+    first, second = (cells(line) for line in data)
+    assert first[:4] == ["2026-11-23T00:00+00:00", "support", "inhouse", "6"]
+    assert first[7:10] == ["20.0", "82.5", "60.0%"]  # ASA, AHT, SL 3/5
+    assert second[1:4] == ["a-much-longer-queue", "inhouse", "1"]
 
 
-def test_unknown_period_is_refused() -> None:
-    """Only hour and day are periods."""
-    with pytest.raises(ValueError, match="period"):
-        build_report([], period="week")
+def test_csv_parses_back_to_the_computed_numbers() -> None:
+    """CSV: a header row, fractions and seconds as numbers, one column per overflow reason."""
+    rows = [*SIX, row("v", at=T0 + 6, vendor="acme", reason="wait_exceeds")]
+    records = {r["route"]: r for r in csv.DictReader(io.StringIO(format_csv(build_report(rows))))}
+    inhouse = records["inhouse"]
+    assert inhouse["offered"] == "6" and float(inhouse["service_level"]) == 0.6
+    assert float(inhouse["asa_s"]) == 20.0 and float(inhouse["aht_s"]) == 82.5
+    assert float(inhouse["overflow_wait_exceeds"]) == 0.0
+    assert float(records["acme"]["overflow_wait_exceeds"]) == 1.0
+    assert records["acme"]["abandon_rate"] == "0.0"
+
+
+def test_json_parses_back_with_nulls_for_undefined_values() -> None:
+    """JSON: the parameters, then one object per line; a missing mean is null."""
+    report = build_report([*SIX, row("z", at=T0 + H, outcome="abandoned")], sl_threshold=15)
+    data = json.loads(format_json(report))
+    assert (data["period"], data["tz"], data["sl_threshold"]) == ("hour", "UTC", 15.0)
+    first, second = data["lines"]
+    assert first["asa"] == 20.0 and first["service_level"] == 0.4
+    assert second["asa"] is None and second["abandon_rate"] == 1.0
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    ({"period": "week"}, "period"),
+    ({"tz": "Mars/Olympus_Mons"}, "time zone"),
+    ({"tz": "../../etc/passwd"}, "time zone"),
+    ({"sl_threshold": 0}, "sl_threshold"),
+    ({"sl_threshold": float("nan")}, "sl_threshold"),
+])
+def test_bad_parameters_are_report_errors(kwargs: dict[str, Any], reason: str) -> None:
+    """A bad period, zone or threshold raises ReportError (a CdrError and a ValueError)."""
+    with pytest.raises(ReportError, match=reason) as caught:
+        build_report([row("a")], **kwargs)
+    assert isinstance(caught.value, CdrError) and isinstance(caught.value, ValueError)

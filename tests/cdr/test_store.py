@@ -4,27 +4,60 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ccswitch.cdr import store as store_module
 from ccswitch.cdr.store import SCHEMA_VERSION, CdrError, CdrStore, JsonLinesSink
+from ccswitch.errors import CCSwitchError
 
-# A real record as the B2BUA hands it over (CallRecord.to_dict() + extras).
+# A real record as the B2BUA hands it over: CallRecord.to_dict() plus its extras.
 RECORD: dict[str, Any] = {
-    "agent_id": "alice", "announced_at": 1795419746.442, "answered_at": 1795419746.955,
-    "arrived_at": 1795419742.482, "call_id": "1a2075b2110-7f30a3da", "caller": "5551234",
-    "dialed": "100", "ended_at": 1795419750.462, "group": "inhouse",
+    "agent_id": "alice", "announced_at": 1795419746.442,
+    "announced_at_iso": "2026-11-23T08:22:26.442Z", "answered_at": 1795419746.955,
+    "answered_at_iso": "2026-11-23T08:22:26.955Z", "arrived_at": 1795419742.482,
+    "arrived_at_iso": "2026-11-23T08:22:22.482Z", "call_id": "1a2075b2110-7f30a3da",
+    "caller": "caller", "dialed": "100", "ended_at": 1795419750.462,
+    "ended_at_iso": "2026-11-23T08:22:30.462Z", "group": "inhouse",
     "offers": [{"agent_id": "alice", "ended_at": 1795419746.955,
-                "offered_at": 1795419746.442, "result": "answered", "ring": 0.513}],
+                "ended_at_iso": "2026-11-23T08:22:26.955Z", "offered_at": 1795419746.442,
+                "offered_at_iso": "2026-11-23T08:22:26.442Z", "result": "answered",
+                "ring": 0.513}],
     "outcome": "answered", "qa_notice_played": True, "queue": "support",
-    "queued_at": 1795419746.442, "ring": 0.513, "short_abandon": False,
-    "short_abandon_threshold": 5.0, "sip_call_id": "iOAERuLwbcDSl1ne3HtQZPnotQb-1F7x",
-    "talk": 3.507, "total": 7.981, "wait": 0.513,
-    "recording_path": "/rec/2026/11/23/1a2075b2110-7f30a3da.wav",
+    "queued_at": 1795419746.442, "queued_at_iso": "2026-11-23T08:22:26.442Z", "ring": 0.513,
+    "short_abandon": False, "short_abandon_threshold": 5.0,
+    "sip_call_id": "iOAERuLwbcDSl1ne3HtQZPnotQb-1F7x", "talk": 3.507, "total": 7.981,
+    "wait": 0.513,
+    "recording": {"path": "/rec/2026/11/23/1a2075b2110-7f30a3da.wav",
+                  "duration_seconds": 7.98},
 }
+
+# The schema as the first CDR release created it (user_version 1), spelled out by
+# hand so this test keeps checking old databases even if the code's steps change.
+V1_SCHEMA = """
+CREATE TABLE calls (
+    call_id TEXT PRIMARY KEY, sip_call_id TEXT, node TEXT, caller TEXT NOT NULL,
+    dialed TEXT NOT NULL, queue TEXT NOT NULL, grp TEXT NOT NULL,
+    route TEXT NOT NULL DEFAULT 'inhouse', vendor TEXT, agent_id TEXT, outcome TEXT NOT NULL,
+    overflow_reason TEXT, arrived_ms INTEGER NOT NULL, announced_ms INTEGER,
+    queued_ms INTEGER, answered_ms INTEGER, ended_ms INTEGER NOT NULL, wait_ms INTEGER,
+    ring_ms INTEGER, talk_ms INTEGER, hold_ms INTEGER, total_ms INTEGER NOT NULL,
+    short_abandon INTEGER NOT NULL, qa_notice_played INTEGER NOT NULL,
+    recording_path TEXT, recording_error TEXT, offers_json TEXT NOT NULL);
+CREATE INDEX calls_arrived ON calls (arrived_ms);
+CREATE INDEX calls_queue_arrived ON calls (queue, arrived_ms);
+CREATE INDEX calls_caller ON calls (caller);
+INSERT INTO calls (call_id, caller, dialed, queue, grp, outcome, arrived_ms, ended_ms,
+    total_ms, short_abandon, qa_notice_played, offers_json)
+    VALUES ('old-call', '5550001', '100', 'support', 'inhouse', 'abandoned',
+            1795000000000, 1795000003000, 3000, 1, 0, '[]');
+PRAGMA user_version = 1;
+"""
 
 
 @pytest.fixture
@@ -32,29 +65,67 @@ def store(tmp_path: Path) -> CdrStore:
     return CdrStore(tmp_path / "cdr.sqlite")
 
 
-def test_a_record_round_trips_with_millisecond_times(store: CdrStore) -> None:
-    """Every timestamp and duration is stored in ms; text fields and offers come back."""
+def test_the_real_record_round_trips_with_millisecond_times(store: CdrStore) -> None:
+    """Every timestamp and duration comes back in integer ms; text, flags and offers too."""
     store.add(RECORD)
     [row] = store.rows()
-    assert row.arrived_ms == 1795419742482 and row.ended_ms == 1795419750462
-    assert row.answered_ms == 1795419746955 and row.queued_ms == 1795419746442
-    assert (row.wait_ms, row.ring_ms, row.talk_ms, row.total_ms) == (513, 513, 3507, 7981)
-    assert row.hold_ms is None
-    assert row.group == "inhouse" and row.route == "inhouse" and row.vendor is None
+    assert (row.arrived_ms, row.announced_ms, row.queued_ms, row.answered_ms, row.ended_ms) == (
+        1795419742482, 1795419746442, 1795419746442, 1795419746955, 1795419750462)
+    assert (row.wait_ms, row.ring_ms, row.talk_ms, row.hold_ms, row.total_ms) == (
+        513, 513, 3507, None, 7981)
+    assert (row.call_id, row.sip_call_id, row.caller, row.dialed) == (
+        RECORD["call_id"], RECORD["sip_call_id"], "caller", "100")
+    assert (row.queue, row.group, row.agent_id, row.outcome) == (
+        "support", "inhouse", "alice", "answered")
+    assert (row.route, row.vendor, row.overflow_reason, row.node) == ("inhouse", None, None, None)
     assert row.qa_notice_played is True and row.short_abandon is False
-    assert row.recording_path == RECORD["recording_path"]
-    assert row.offers[0]["result"] == "answered"
+    assert row.short_abandon_threshold_ms == 5000
+    assert row.recording_path == RECORD["recording"]["path"] and row.recording_error is None
+    assert [dict(o) for o in row.offers] == RECORD["offers"]
+
+
+def test_extra_keys_for_vendors_and_failed_recordings_are_stored(store: CdrStore) -> None:
+    """route, vendor, overflow_reason, hold, node and recording_error land in their columns."""
+    store.add({**RECORD, "route": "vendor", "vendor": "acme", "overflow_reason": "wait_exceeds",
+               "outcome": "answered_vendor", "hold": 12.25, "node": "ccs-2",
+               "recording_path": "/elsewhere.wav", "recording_error": "disk full"})
+    [row] = store.rows()
+    assert (row.route, row.vendor, row.overflow_reason, row.outcome) == (
+        "vendor", "acme", "wait_exceeds", "answered_vendor")
+    assert (row.hold_ms, row.node) == (12250, "ccs-2")
+    assert (row.recording_path, row.recording_error) == ("/elsewhere.wav", "disk full")
+
+
+def test_a_named_vendor_without_a_route_means_the_vendor_route(store: CdrStore) -> None:
+    """route defaults to 'vendor' when a vendor is named (else 'inhouse')."""
+    store.add({**RECORD, "vendor": "acme"})
+    assert next(store.rows()).route == "vendor"
 
 
 def test_the_database_is_in_wal_mode_at_the_current_schema(store: CdrStore) -> None:
     """WAL lets reports read while the service writes; user_version is the schema."""
-    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
-    assert store.schema_version == SCHEMA_VERSION
+    other = sqlite3.connect(store.path)
+    try:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert other.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        other.close()
+    assert store.journal_mode == "wal"
+
+
+def test_the_indexes_for_time_queue_and_caller_exist(store: CdrStore) -> None:
+    """rows() by time, by queue and time, and repeat-caller lookups are indexed."""
+    with sqlite3.connect(store.path) as db:
+        indexes = {name: [c[2] for c in db.execute(f"PRAGMA index_info({name})")]
+                   for (name,) in db.execute("SELECT name FROM sqlite_master WHERE "
+                                             "type = 'index' AND sql IS NOT NULL")}
+    assert {("arrived_ms",), ("queue", "arrived_ms"), ("caller",)} <= {
+        tuple(cols) for cols in indexes.values()}
 
 
 def test_adding_the_same_call_twice_keeps_one_row(store: CdrStore) -> None:
     """A replayed record replaces the earlier copy: no duplicates."""
+    store.add(RECORD)
     store.add(RECORD)
     store.add({**RECORD, "agent_id": "bob"})
     assert store.count() == 1
@@ -63,17 +134,103 @@ def test_adding_the_same_call_twice_keeps_one_row(store: CdrStore) -> None:
 
 @pytest.mark.parametrize("broken, reason", [
     ({"call_id": None}, "call_id"),
+    ({"call_id": ""}, "call_id"),
     ({"arrived_at": "yesterday"}, "arrived_at"),
+    ({"arrived_at": -1.0}, "arrived_at"),
+    ({"answered_at": math.nan}, "answered_at"),
+    ({"wait": math.inf}, "wait"),
     ({"ended_at": None}, "ended_at"),
+    ({"ended_at": 1795419700.0}, "before"),
+    ({"total": True}, "total"),
     ({"offers": "none"}, "offers"),
+    ({"offers": [{"when": object()}]}, "offers"),
     ({"caller": 42}, "caller"),
+    ({"queue": ""}, "queue"),
+    ({"outcome": None}, "outcome"),
+    ({"outcome": "Answered!"}, "outcome"),
+    ({"short_abandon": "no"}, "short_abandon"),
+    ({"vendor": ""}, "vendor"),
 ])
 def test_invalid_records_are_refused_and_write_nothing(
         store: CdrStore, broken: dict[str, Any], reason: str) -> None:
-    """A bad record raises CdrError naming the field; the table stays empty."""
+    """A bad record raises CdrError naming the problem; no row is written."""
     with pytest.raises(CdrError, match=reason):
         store.add({**RECORD, **broken})
     assert store.count() == 0
+
+
+def test_a_bad_replay_leaves_the_stored_copy_untouched(store: CdrStore) -> None:
+    """An invalid record for a stored call id neither replaces nor damages the row."""
+    store.add(RECORD)
+    with pytest.raises(CdrError):
+        store.add({**RECORD, "agent_id": "bob", "talk": -3})
+    [row] = store.rows()
+    assert row.agent_id == "alice" and row.talk_ms == 3507
+
+
+def test_a_record_that_is_not_a_mapping_is_refused(store: CdrStore) -> None:
+    """Passing something other than a dict is a CdrError, not an AttributeError."""
+    with pytest.raises(CdrError, match="mapping"):
+        store.add([("call_id", "x")])  # type: ignore[arg-type]
+
+
+def test_cdr_error_is_part_of_the_ccswitch_error_tree() -> None:
+    """Operators see CDR problems as CCSwitchErrors with a stable id."""
+    assert issubclass(CdrError, CCSwitchError) and CdrError.error_id == "cdr.error"
+
+
+def test_a_v1_database_is_migrated_forward_keeping_its_rows(tmp_path: Path) -> None:
+    """Opening a database made by the first schema applies the later steps; old rows stay."""
+    path = tmp_path / "cdr.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(V1_SCHEMA)
+    old.close()
+    store = CdrStore(path)
+    assert store.schema_version == SCHEMA_VERSION > 1
+    [row] = store.rows()
+    assert (row.call_id, row.short_abandon, row.short_abandon_threshold_ms) == (
+        "old-call", True, None)
+    store.add(RECORD)
+    assert store.count() == 2
+    assert next(store.rows(since_ms=1795419742482)).short_abandon_threshold_ms == 5000
+
+
+def test_migration_steps_run_in_order_once(tmp_path: Path) -> None:
+    """Reopening a migrated database runs nothing again (no 'duplicate column' error)."""
+    path = tmp_path / "cdr.sqlite"
+    CdrStore(path).close()
+    again = CdrStore(path)
+    assert again.schema_version == SCHEMA_VERSION == len(store_module.MIGRATIONS)
+
+
+def test_a_database_from_a_newer_ccswitch_is_refused_untouched(tmp_path: Path) -> None:
+    """A schema version above ours is not guessed at: a clear error, and the file unchanged."""
+    path = tmp_path / "cdr.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(CdrError, match=f"schema version {SCHEMA_VERSION + 1}, newer"):
+        CdrStore(path)
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    finally:
+        db.close()
+
+
+def test_a_file_that_is_not_a_database_is_a_cdr_error(tmp_path: Path) -> None:
+    """Garbage at the database path fails with CdrError, not sqlite's own exception."""
+    path = tmp_path / "cdr.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(CdrError, match="cannot open"):
+        CdrStore(path)
+
+
+def test_an_unopenable_path_is_a_cdr_error(tmp_path: Path) -> None:
+    """A database path that is a directory fails with CdrError."""
+    (tmp_path / "db").mkdir()
+    with pytest.raises(CdrError, match="cannot open"):
+        CdrStore(tmp_path / "db")
 
 
 def test_rows_filter_by_arrival_time_and_queue(store: CdrStore) -> None:
@@ -83,18 +240,41 @@ def test_rows_filter_by_arrival_time_and_queue(store: CdrStore) -> None:
                    "arrived_at": 1000.0 + n, "ended_at": 1010.0 + n})
     assert [r.call_id for r in store.rows(since_ms=1_001_000)] == ["c1", "c2"]
     assert [r.call_id for r in store.rows(until_ms=1_001_000)] == ["c0"]
+    assert [r.call_id for r in store.rows(since_ms=1_000_500, until_ms=1_002_000)] == ["c1"]
     assert [r.call_id for r in store.rows(queue="support")] == ["c0", "c2"]
+    assert [r.call_id for r in store.rows(queue="support", since_ms=1_001_000)] == ["c2"]
+
+
+def test_rows_pages_through_more_calls_than_one_query_fetches(
+        store: CdrStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paging by (arrival, call id) returns every call once, even with equal arrival times."""
+    monkeypatch.setattr(store_module, "_PAGE", 3)
+    for n in range(10):
+        store.add({**RECORD, "call_id": f"c{n:02d}", "arrived_at": 1000.0 + n // 4,
+                   "ended_at": 1100.0})
+    assert [r.call_id for r in store.rows()] == [f"c{n:02d}" for n in range(10)]
+
+
+def test_rows_refuses_a_time_that_is_not_integer_ms(store: CdrStore) -> None:
+    """since_ms/until_ms are epoch ms ints; seconds as a float are a mistake caught early."""
+    with pytest.raises(CdrError, match="since_ms"):
+        list(store.rows(since_ms=1000.5))  # type: ignore[arg-type]
 
 
 def test_export_jsonl_writes_one_parseable_object_per_call(store: CdrStore) -> None:
-    """The JSON-lines export has every call, with the same fields as the rows."""
+    """The JSON-lines export has every call in range, with the row's fields."""
     store.add(RECORD)
-    store.add({**RECORD, "call_id": "other"})
+    store.add({**RECORD, "call_id": "later", "arrived_at": 1795419800.0,
+               "ended_at": 1795419900.0})
     out = io.StringIO()
     assert store.export_jsonl(out) == 2
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert {line["call_id"] for line in lines} == {RECORD["call_id"], "other"}
-    assert lines[0]["talk_ms"] == 3507
+    assert [line["call_id"] for line in lines] == [RECORD["call_id"], "later"]
+    assert lines[0]["talk_ms"] == 3507 and lines[0]["offers"][0]["result"] == "answered"
+    assert lines[0]["group"] == "inhouse" and lines[0]["recording_error"] is None
+    one = io.StringIO()
+    assert store.export_jsonl(one, since_ms=1795419800000) == 1
+    assert json.loads(one.getvalue())["call_id"] == "later"
 
 
 def test_records_survive_reopening(tmp_path: Path) -> None:
@@ -102,24 +282,34 @@ def test_records_survive_reopening(tmp_path: Path) -> None:
     first = CdrStore(tmp_path / "cdr.sqlite")
     first.add(RECORD)
     first.close()
+    first.close()  # closing twice is harmless
     assert CdrStore(tmp_path / "cdr.sqlite").count() == 1
 
 
-def test_a_database_from_a_newer_ccswitch_is_refused(tmp_path: Path) -> None:
-    """A schema version above ours is not guessed at: a clear error instead."""
-    path = tmp_path / "cdr.sqlite"
-    db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    db.close()
-    with pytest.raises(CdrError, match="newer"):
-        CdrStore(path)
+def test_writes_from_several_threads_all_land(store: CdrStore) -> None:
+    """The shared connection is lock-guarded: concurrent adds neither fail nor get lost."""
+    errors: list[BaseException] = []
+
+    def writer(prefix: str) -> None:
+        try:
+            for n in range(50):
+                store.add({**RECORD, "call_id": f"{prefix}-{n}"})
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(f"t{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors and store.count() == 200
 
 
-def test_an_unopenable_path_is_a_cdr_error(tmp_path: Path) -> None:
-    """A database path that is a directory fails with CdrError, not sqlite's own error."""
-    (tmp_path / "db").mkdir()
-    with pytest.raises(CdrError, match="cannot open"):
-        CdrStore(tmp_path / "db")
+def test_a_closed_store_refuses_writes_with_a_cdr_error(store: CdrStore) -> None:
+    """Writing after close is a CdrError (logged and counted by the caller), not a crash."""
+    store.close()
+    with pytest.raises(CdrError, match="cannot store"):
+        store.add(RECORD)
 
 
 def test_json_lines_sink_appends(tmp_path: Path) -> None:
@@ -130,3 +320,12 @@ def test_json_lines_sink_appends(tmp_path: Path) -> None:
         sink.add({**RECORD, "call_id": call_id})
         sink.close()
     assert [json.loads(x)["call_id"] for x in path.read_text().splitlines()] == ["a", "b"]
+
+
+def test_json_lines_sink_refuses_a_record_that_is_not_json(tmp_path: Path) -> None:
+    """A record JSON cannot hold raises CdrError and appends nothing."""
+    sink = JsonLinesSink(tmp_path / "cdr.jsonl")
+    with pytest.raises(CdrError, match="not JSON"):
+        sink.add({**RECORD, "bad": object()})
+    sink.close()
+    assert (tmp_path / "cdr.jsonl").read_text() == ""

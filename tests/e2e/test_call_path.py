@@ -124,10 +124,12 @@ def test_caller_hanging_up_while_queued_is_an_abandon(
     assert cdr["call_id"] == meta["call_id"] and cdr["outcome"] == "abandoned"
     assert cdr["qa_notice_played"] is True and cdr["recording_path"] == str(wav)
     assert cdr["wait_ms"] == round(meta["wait"] * 1000)
-    report = node.cli("report", "--format", "json")
+    chart = node.workdir / "kpi.png"
+    report = node.cli("report", "--format", "json", "--chart", str(chart))
     assert report.returncode == 0, report.stderr
     [line] = json.loads(report.stdout)["lines"]
     assert (line["queue"], line["offered"], line["abandoned"]) == ("support", 1, 1)
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_unanswered_agent_times_out_and_the_next_agent_takes_the_call(
