@@ -11,7 +11,6 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from ccswitch import __version__
@@ -126,7 +125,7 @@ def preload_prompts(config: Config) -> None:
 
 
 def record_writer(config: Config, metrics: Metrics) -> Callable[[dict[str, Any]], None]:
-    """Store every finished call's record: SQLite (and JSON lines), on a worker thread.
+    """Store every finished call's record in SQLite (and JSON lines); called on a worker.
 
     A failed write is logged with the whole record, so it can be replayed (the
     store is idempotent per call id), and counted in ccswitch_cdr_write_errors_total.
@@ -137,15 +136,14 @@ def record_writer(config: Config, metrics: Metrics) -> Callable[[dict[str, Any]]
 
     def write(record: dict[str, Any]) -> None:
         for sink in sinks:
-            d = threads.deferToThread(sink.add, record)
-            d.addErrback(failed, sink, record)
-
-    def failed(failure: Failure, sink: CdrStore | JsonLinesSink,
-               record: dict[str, Any]) -> None:
-        metrics.cdr_write_errors.inc()
-        log.error("call {call_id}: record not written to {path}: {error}; record: {record}",
-                  call_id=record.get("call_id"), path=str(sink.path),
-                  error=failure.getErrorMessage(), record=json.dumps(record, sort_keys=True))
+            try:
+                sink.add(record)
+            except CCSwitchError as e:
+                metrics.cdr_write_errors.inc()
+                log.error("call {call_id}: record not written to {path}: {error}; "
+                          "record: {record}", call_id=record.get("call_id"),
+                          path=str(sink.path), error=str(e),
+                          record=json.dumps(record, sort_keys=True))
 
     return write
 

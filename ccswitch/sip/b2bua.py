@@ -8,6 +8,7 @@ and media operations. Nothing here blocks: every call runs on the reactor.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import secrets
 from collections import deque
@@ -517,25 +518,47 @@ class CallController:
         metadata["sip_call_id"] = call.caller.invite.call_id
         if call.recording_error is not None:
             metadata["recording_error"] = call.recording_error
-        if call.recorder is not None:
+        # Finishing the WAV (header, fsync, rename, sidecar) and storing the record touch
+        # the disk: off the reactor when there is a worker pool. Nothing here is used by
+        # the reactor afterwards, and the pool finishes queued jobs before the process exits.
+        job = functools.partial(self._close_call_files, call.id, call.recorder, metadata)
+        if self._defer_to_thread is None:
+            job()
+        else:
+            d = self._defer_to_thread(job)
+            d.addErrback(lambda f: log.failure("call {call_id}: closing files failed", f,
+                                               call_id=call.id))
+
+    def _close_call_files(self, call_id: str, recorder: CallRecorder | None,
+                          metadata: dict[str, Any]) -> None:
+        """Finalise the recording, hand the record to the CDR sink, then make the
+        optional compressed copy (any thread)."""
+        wav: Path | None = None
+        if recorder is not None:
             try:
-                result = call.recorder.finish(metadata)
+                result = recorder.finish(metadata)
             except RecordingError as e:
-                self._recording_failed(call, e)
+                self._metrics.recording_errors.inc()
+                log.error("call {call_id}: recording failed: {error}", call_id=call_id,
+                          error=str(e))
                 metadata["recording_error"] = str(e)
             else:
-                metadata["recording_path"] = str(result.path)
+                wav = result.path
+                metadata["recording_path"] = str(wav)
                 if result.error is not None:
                     metadata.setdefault("recording_error", result.error)
-                fmt = self._config.recordings.compressed_format
-                if fmt is not None and self._defer_to_thread is not None:
-                    d = self._defer_to_thread(export_compressed, result.path, fmt)
-                    d.addErrback(lambda f: log.failure("compressed copy failed", f))
         if self._on_record is not None:
             try:
                 self._on_record(metadata)
             except Exception:
-                log.failure("call {call_id}: storing the call record failed", call_id=call.id)
+                log.failure("call {call_id}: storing the call record failed", call_id=call_id)
+        fmt = self._config.recordings.compressed_format
+        if wav is not None and fmt is not None:
+            try:
+                export_compressed(wav, fmt)
+            except RecordingError as e:
+                log.error("call {call_id}: compressed copy failed: {error}", call_id=call_id,
+                          error=str(e))
 
     def _observe(self, record: CallRecord) -> None:
         m = self._metrics

@@ -181,7 +181,8 @@ class Node:
         raise AssertionError(f"expected {count} CDR row(s), have {rows}\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-20000:]
 
     def stop(self) -> int:

@@ -229,3 +229,24 @@ def test_sipp_caller_hanging_up_while_the_agent_rings_is_an_abandon(
     # SIPp's RTP stream reached the recording's caller channel (under the music on hold).
     assert tone_present(audio[int((ANNOUNCEMENT_S + 0.5) * rate):, 0], rate, CALLER_HZ,
                         min_ratio=0.2)
+
+
+def test_stopping_ccswitch_mid_call_hangs_up_and_keeps_record_and_recording(
+        node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
+    """SIGTERM during a bridged call: both phones get BYE; the WAV, sidecar and CDR row exist."""
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}))
+    agent = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--timeout", "40", name="agent")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--timeout", "40", name="caller")
+    agent.wait_state("CONFIRMED", timeout=15)
+    assert node.stop() == 0, node.log()
+    assert caller.wait_exit(10) == 0, caller.describe()
+    assert agent.wait_exit(10) == 0, agent.describe()
+
+    [wav] = node.recordings_done()
+    meta = sidecar(wav)
+    assert meta["outcome"] == "answered" and meta["agent_id"] == "alice"
+    [cdr] = node.wait_cdr(1, timeout=5)
+    assert cdr["call_id"] == meta["call_id"] and cdr["recording_path"] == str(wav)
