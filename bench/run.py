@@ -36,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.node import ANNOUNCEMENT, MUSIC_ON_HOLD, Node  # noqa: E402
+from tests.e2e.node import Node, agent_uri, dialplan  # noqa: E402
 from tests.phones.client import Sipp, free_udp_port, write_ulaw_tone  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -89,17 +89,9 @@ def active_calls(node: Node) -> float | None:
 
 
 def plan(n: int, agent_port: int) -> dict[str, Any]:
-    agents = {f"a{i:04d}": {"uri": f"sip:a{i:04d}@127.0.0.1:{agent_port}"} for i in range(n)}
-    return {
-        "agents": agents,
-        "groups": {"bench": list(agents)},
-        "queues": {"support": {
-            "group": "bench", "strategy": "longest_idle",
-            "announcement": str(ANNOUNCEMENT), "music_on_hold": str(MUSIC_ON_HOLD),
-            "ring_timeout": 10, "max_misses": 3, "wrap_up": 0,
-        }},
-        "routes": [{"number": "100", "queue": "support"}],
-    }
+    """The e2e tests' one-queue dialplan with ``n`` agents and no wrap-up."""
+    return dialplan({f"a{i:04d}": {"uri": agent_uri(f"a{i:04d}", agent_port)}
+                     for i in range(n)}, wrap_up=0)
 
 
 def sipp_counts(stat_file: Path) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Command line: ``ccswitch run``, ``ccswitch check``, ``ccswitch --version``."""
+"""Command line: ``ccswitch run|check|reload|report|export-cdr`` and ``--version``."""
 
 from __future__ import annotations
 

@@ -24,24 +24,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.node import ANNOUNCEMENT, MUSIC_ON_HOLD, Node  # noqa: E402
+from tests.e2e.node import Node, agent_uri, dialplan  # noqa: E402
 from tests.phones.client import Sipp, free_udp_port, write_ulaw_tone  # noqa: E402
 
 AGENTS = ("anna", "ben")
 
 
 def plan(agent_port: int) -> dict[str, object]:
-    return {
-        "agents": {a: {"uri": f"sip:{a}@127.0.0.1:{agent_port}", "name": a.title()}
-                   for a in AGENTS},
-        "groups": {"support-inhouse": list(AGENTS)},
-        "queues": {"support": {
-            "group": "support-inhouse", "strategy": "longest_idle",
-            "announcement": str(ANNOUNCEMENT), "music_on_hold": str(MUSIC_ON_HOLD),
-            "ring_timeout": 10, "max_misses": 3, "wrap_up": 2, "short_abandon": 5,
-        }},
-        "routes": [{"number": "100", "queue": "support"}],
-    }
+    """The e2e tests' one-queue dialplan with the demo's agents and a 2 s wrap-up."""
+    return dialplan({a: {"uri": agent_uri(a, agent_port), "name": a.title()} for a in AGENTS},
+                    wrap_up=2, short_abandon=5)
 
 
 def callers(name: str, scenario: str, node: Node, workdir: Path, *, rate: float,

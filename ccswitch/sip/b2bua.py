@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from ccswitch.errors import CCSwitchError, MediaError, RecordingError, SdpError, SipParseError
 from ccswitch.media.engine import MediaEngine, MediaLeg
-from ccswitch.media.prompt import Prompt, load_prompt
+from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.registry import Metrics
 from ccswitch.model import Config, Dialplan, IPNetwork, Queue
 from ccswitch.recording.recorder import CallRecorder, export_compressed
@@ -111,9 +111,6 @@ class CallController:
     @property
     def active_calls(self) -> int:
         return len(self._calls)
-
-    def prompt(self, path: Path, codec: str) -> Prompt:
-        return load_prompt(path, codec)
 
     # -- TransactionUser -------------------------------------------------
 
@@ -307,12 +304,12 @@ class CallController:
                               on_no_ack=lambda: self._caller_no_ack(call))
             self._start_recording(call)
         elif isinstance(action, act.PlayAnnouncement):
-            prompt = self.prompt(Path(action.path), caller.negotiated.codec.encoding)
+            prompt = load_prompt(Path(action.path), caller.negotiated.codec.encoding)
             caller.media.play(prompt, on_done=lambda: self._feed(
                 ev.AnnouncementFinished(call_id=call.id)))
         elif isinstance(action, act.StartMusicOnHold):
             if action.path is not None:
-                caller.media.play(self.prompt(Path(action.path),
+                caller.media.play(load_prompt(Path(action.path),
                                               caller.negotiated.codec.encoding), loop=True)
         elif isinstance(action, act.StopMusicOnHold):
             caller.media.stop_playing()
@@ -497,9 +494,13 @@ class CallController:
                            on_error=lambda error: self._recording_failed(call, error))
 
     def _recording_failed(self, call: Call, error: Exception) -> None:
-        self._metrics.recording_errors.inc()
         call.recording_error = str(error)
-        log.error("call {call_id}: recording failed: {error}", call_id=call.id, error=str(error))
+        self._count_recording_error(call.id, error)
+
+    def _count_recording_error(self, call_id: str, error: Exception) -> None:
+        """Metric and log line for a recording that failed (safe on any thread)."""
+        self._metrics.recording_errors.inc()
+        log.error("call {call_id}: recording failed: {error}", call_id=call_id, error=str(error))
 
     def _finish(self, record: CallRecord) -> None:
         call = self._calls.pop(record.call_id, None)
@@ -538,9 +539,7 @@ class CallController:
             try:
                 result = recorder.finish(metadata)
             except RecordingError as e:
-                self._metrics.recording_errors.inc()
-                log.error("call {call_id}: recording failed: {error}", call_id=call_id,
-                          error=str(e))
+                self._count_recording_error(call_id, e)
                 metadata["recording_error"] = str(e)
             else:
                 wav = result.path
