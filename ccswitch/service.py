@@ -56,8 +56,8 @@ class Node:
         """Load ``path`` again and put it in force; on any error keep the running config.
 
         Dialplans, trusted networks and the compressed-copy format change live. Listen
-        addresses, the RTP range, the recordings directory and the state store need a
-        restart: a change there is logged and the running value kept.
+        addresses, the RTP range, the recordings directory, the CDR files and the state
+        store need a restart: a change there is logged and the running value kept.
         """
         result = check_config(path)
         for warning in result.warnings:
@@ -82,13 +82,15 @@ class Node:
             "rtp": old.rtp != new.rtp,
             "http": old.http != new.http,
             "recordings.directory": old.recordings.directory != new.recordings.directory,
+            "cdr": old.cdr != new.cdr,
             "state": old.state != new.state,
         }
         for key in (k for k, changed in fixed.items() if changed):
             log.warn("reload {path}: {key} changed; it takes effect only after a restart",
                      path=str(path), key=key)
         config = attrs.evolve(
-            new, sip=attrs.evolve(old.sip, trusted=new.sip.trusted), rtp=old.rtp, http=old.http, state=old.state,
+            new, sip=attrs.evolve(old.sip, trusted=new.sip.trusted), rtp=old.rtp,
+            http=old.http, cdr=old.cdr, state=old.state,
             recordings=attrs.evolve(old.recordings,
                                     compressed_format=new.recordings.compressed_format))
         self.controller.reload(config)
