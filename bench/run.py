@@ -164,7 +164,7 @@ def run_level(n: int, *, rate: float, hold: float, workdir: Path) -> dict[str, A
                          if s.get("answered_at") and s.get("queued_at"))
         result.update(
             recordings=len(recordings),
-            answered=sum(1 for s in sidecars if s["outcome"] == "answered"),
+            answered=sum(1 for s in sidecars if s["outcome"] == "answered_inhouse"),
             setup_rate=round((len(arrivals) - 1) / (arrivals[-1] - arrivals[0]), 1)
             if len(arrivals) > 1 else None,
             agent_answer_ms_median=round(1000 * answers[len(answers) // 2]) if answers else None,

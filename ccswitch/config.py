@@ -34,9 +34,11 @@ from twisted.logger import Logger
 
 from ccswitch.errors import ConfigError
 from ccswitch.model import (
-    Agent, CdrConfig, Config, Dialplan, Group, HttpConfig, IPNetwork, Queue, RecordingConfig, Route,
-    RtpConfig, SipConfig, Strategy,
+    Agent, CdrConfig, Condition, Config, Dialplan, Group, HttpConfig, IPNetwork, MaxWait,
+    OverflowRule, Queue, RecordingConfig, Route, RtpConfig, ServiceLevel, SipConfig, Strategy,
+    Vendor,
 )
+from ccswitch.routing.calendar import Calendar, CalendarError
 
 __all__ = [
     "CheckResult", "ConfigErrors", "check_config", "load_config", "load_dialplan_file",
@@ -732,6 +734,11 @@ class _Parsed:
     queue_groups: dict[str, tuple[str, str, int]] = attrs.Factory(dict)
     routes: list[_Def[Route]] = attrs.Factory(list)
     route_queues: dict[str, tuple[str, str, int]] = attrs.Factory(dict)
+    vendors: dict[str, _Def[Vendor]] = attrs.Factory(dict)
+    calendars: dict[str, _Def[Calendar]] = attrs.Factory(dict)
+    # (name, key, line) of every vendor / calendar a queue or vendor names
+    vendor_refs: list[tuple[str, str, int]] = attrs.Factory(list)
+    calendar_refs: list[tuple[str, str, int]] = attrs.Factory(list)
 
 
 def _parse_agent(ck: _Checker, name: str, value: object, line: int) -> Agent | None:
@@ -757,7 +764,8 @@ def _parse_queue(ck: _Checker, parsed: _Parsed, name: str, value: object, line: 
                  base: Path) -> Queue | None:
     sec = _section(ck, value, f"queues.{name}", line, required=("group", "announcement"),
                    allowed=("group", "strategy", "announcement", "music_on_hold",
-                            "ring_timeout", "max_misses", "wrap_up", "short_abandon"))
+                            "ring_timeout", "max_misses", "wrap_up", "short_abandon",
+                            "overflow", "max_wait", "inhouse_takeover"))
     if sec is None:
         return None
     before = len(ck.report.errors)
@@ -789,15 +797,236 @@ def _parse_queue(ck: _Checker, parsed: _Parsed, name: str, value: object, line: 
     max_misses = sec.integer("max_misses", minimum=1)
     wrap_up = sec.number("wrap_up", minimum=0, inclusive=True)
     short_abandon = sec.number("short_abandon", minimum=0, inclusive=True)
+    takeover = sec.boolean("inhouse_takeover")
+    rules = _parse_overflow(sec, parsed)
+    max_wait = _parse_max_wait(sec, parsed, base)
     if group is None or "announcement" not in sounds or len(ck.report.errors) > before:
         return None
     return Queue(
         name=name, group=group, strategy=strategy, announcement=sounds["announcement"],
-        music_on_hold=sounds.get("music_on_hold"),
+        music_on_hold=sounds.get("music_on_hold"), overflow=rules, max_wait=max_wait,
+        inhouse_takeover=True if takeover is None else takeover,
         ring_timeout=15.0 if ring_timeout is None else ring_timeout,
         max_misses=3 if max_misses is None else max_misses,
         wrap_up=5.0 if wrap_up is None else wrap_up,
         short_abandon=5.0 if short_abandon is None else short_abandon)
+
+
+_CONDITIONS = tuple(c.value for c in Condition)
+
+
+def _vendor_list(sec: _Section, parsed: _Parsed, name: str) -> tuple[str, ...] | None:
+    """A non-empty list of vendor names (``to:``); references are checked at merge."""
+    value = sec.data.get(name)
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, str) and _NAME.fullmatch(v) for v in value)):
+        sec.error(name, f"must be a non-empty list of vendor names, not {_kind(value)}")
+        return None
+    if len(set(value)) != len(value):
+        sec.error(name, "names a vendor twice")
+        return None
+    for i, vendor in enumerate(value):
+        parsed.vendor_refs.append((vendor, f"{sec.key(name)}[{i}]", sec.line(name)))
+    return tuple(value)
+
+
+def _parse_overflow(queue: _Section, parsed: _Parsed) -> tuple[OverflowRule, ...]:
+    """``overflow:``: ordered rules, each one condition key plus ``to`` (share names its vendor)."""
+    if queue.data.get("overflow") is None:
+        return ()
+    raw = queue.data["overflow"]
+    if not isinstance(raw, list):
+        queue.error("overflow", f"must be a list of rules, not {_kind(raw)}")
+        return ()
+    lines = raw.item_lines if isinstance(raw, _Seq) else []
+    rules: list[OverflowRule] = []
+    shares: dict[str, float] = {}
+    total_share = 0.0
+    for i, item in enumerate(raw):
+        path = queue.key(f"overflow[{i}]")
+        line = lines[i] if i < len(lines) else queue.line("overflow")
+        sec = _section(queue.ck, item, path, line, allowed=(*_CONDITIONS, "to"),
+                       what=f"a mapping with one condition ({', '.join(_CONDITIONS)}) and to")
+        if sec is None:
+            continue
+        given = [c for c in _CONDITIONS if c in sec.data]
+        if len(given) != 1:
+            queue.ck.error(path, "needs exactly one condition, got "
+                           f"{', '.join(given) if given else 'none'}", line)
+            continue
+        condition = Condition(given[0])
+        rule = _parse_rule(sec, parsed, condition)
+        if rule is None:
+            continue
+        if rule.percent is not None:
+            vendor = rule.vendors[0]
+            if vendor in shares:
+                sec.error("share", f"vendor {vendor!r} already has a share in this queue")
+                continue
+            shares[vendor] = rule.percent
+            total_share += rule.percent
+            if total_share > 100 + 1e-9:
+                sec.error("share", f"shares of this queue add up to {total_share:g} %, over 100 %")
+                continue
+        rules.append(rule)
+    return tuple(rules)
+
+
+def _parse_rule(sec: _Section, parsed: _Parsed, condition: Condition) -> OverflowRule | None:
+    name = condition.value
+    before = len(sec.ck.report.errors)
+    if condition is Condition.SHARE:
+        if sec.has("to"):
+            sec.error("to", "a share rule names its vendor in share.vendor; remove to")
+            return None
+        share = _section(sec.ck, sec.data[name], sec.key(name), sec.line(name),
+                         allowed=("vendor", "percent"), required=("vendor", "percent"),
+                         what="a mapping with vendor and percent")
+        if share is None:
+            return None
+        vendors = _vendor_list_of_one(share, parsed)
+        percent = _percent(share, "percent")
+        if vendors is None or percent is None:
+            return None
+        return OverflowRule(condition=condition, vendors=vendors, percent=percent)
+    if not sec.has("to"):
+        sec.error(name, "the rule needs to: [vendor, ...]")
+        return None
+    vendors = _vendor_list(sec, parsed, "to")
+    fields: dict[str, Any] = {}
+    value = sec.data[name]
+    if condition is Condition.WAIT_EXCEEDS:
+        fields["seconds"] = sec.number(name, minimum=0, inclusive=True)
+    elif condition is Condition.QUEUE_LENGTH_EXCEEDS:
+        fields["length"] = sec.integer(name, minimum=0)
+    elif condition in (Condition.NO_AGENTS_LOGGED_IN, Condition.NO_AGENTS_AVAILABLE):
+        if value is not True:
+            sec.error(name, f"must be true (write '{name}: true'), not {_kind(value)}")
+    elif condition is Condition.OUTSIDE_HOURS:
+        calendar = sec.string(name, what="a calendar name")
+        if calendar is not None:
+            parsed.calendar_refs.append((calendar, sec.key(name), sec.line(name)))
+        fields["calendar"] = calendar
+    else:
+        fields["service_level"] = _parse_service_level(sec, name)
+    if vendors is None or len(sec.ck.report.errors) > before:
+        return None
+    return OverflowRule(condition=condition, vendors=vendors, **fields)
+
+
+def _vendor_list_of_one(sec: _Section, parsed: _Parsed) -> tuple[str, ...] | None:
+    vendor = sec.string("vendor", what="a vendor name")
+    if vendor is None:
+        return None
+    parsed.vendor_refs.append((vendor, sec.key("vendor"), sec.line("vendor")))
+    return (vendor,)
+
+
+def _percent(sec: _Section, name: str) -> float | None:
+    value = sec.data.get(name)
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or not 0 < value <= 100):
+        sec.error(name, f"must be a percentage above 0 and at most 100, got {value!r}")
+        return None
+    return float(value)
+
+
+def _parse_service_level(rule: _Section, name: str) -> ServiceLevel | None:
+    sec = _section(rule.ck, rule.data[name], rule.key(name), rule.line(name),
+                   allowed=("percent", "within", "window", "hysteresis", "min_calls"),
+                   required=("percent", "within", "window"),
+                   what="a mapping with percent, within and window")
+    if sec is None or not all(sec.has(k) for k in ("percent", "within", "window")):
+        return None
+    percent = _percent(sec, "percent")
+    within = sec.number("within", minimum=0, inclusive=False)
+    window = sec.number("window", minimum=0, inclusive=False)
+    hysteresis = sec.number("hysteresis", minimum=0, inclusive=True)
+    min_calls = sec.integer("min_calls", minimum=1)
+    if percent is None or within is None or window is None:
+        return None
+    if window < within:
+        sec.error("window", f"must be at least within ({within:g} s), got {window:g}")
+        return None
+    return ServiceLevel(percent=percent, within=within, window=window,
+                        hysteresis=5.0 if hysteresis is None else hysteresis,
+                        min_calls=10 if min_calls is None else min_calls)
+
+
+def _parse_max_wait(queue: _Section, parsed: _Parsed, base: Path) -> MaxWait | None:
+    if queue.data.get("max_wait") is None:
+        return None
+    sec = _section(queue.ck, queue.data["max_wait"], queue.key("max_wait"),
+                   queue.line("max_wait"), allowed=("seconds", "to", "announcement"),
+                   required=("seconds",), what="a mapping with seconds (and to, announcement)")
+    if sec is None:
+        return None
+    before = len(sec.ck.report.errors)
+    seconds = sec.number("seconds", minimum=0, inclusive=False)
+    vendors = _vendor_list(sec, parsed, "to") if sec.has("to") else ()
+    announcement: Path | None = None
+    text = sec.string("announcement", what="a WAV file path")
+    if text is not None:
+        announcement = _resolve(base, text)
+        problem = _wav_problem(announcement)
+        if problem is not None:
+            sec.error("announcement", problem)
+    if seconds is None or vendors is None or len(sec.ck.report.errors) > before:
+        return None
+    return MaxWait(seconds=seconds, vendors=vendors, announcement=announcement)
+
+
+def _parse_vendor(ck: _Checker, parsed: _Parsed, name: str, value: object, line: int
+                  ) -> Vendor | None:
+    sec = _section(ck, value, f"vendors.{name}", line, required=("trunks", "max_channels"),
+                   allowed=("trunks", "max_channels", "schedule", "username", "password",
+                            "ring_timeout", "failures", "cooldown", "probe_interval"),
+                   what="a mapping with trunks and max_channels")
+    if sec is None:
+        return None
+    before = len(ck.report.errors)
+    trunks = sec.data.get("trunks")
+    if isinstance(trunks, str):
+        trunks = [trunks]
+    if not isinstance(trunks, list) or not trunks:
+        sec.error("trunks", f"must be a list of SIP URIs, not {_kind(trunks)}")
+        trunks = []
+    for i, uri in enumerate(trunks):
+        problem = _uri_problem(uri.strip()) if isinstance(uri, str) else "is not a string"
+        if problem is not None:
+            ck.error(f"{sec.key('trunks')}[{i}]", f"{uri!r} {problem}", sec.line("trunks"))
+    max_channels = sec.integer("max_channels", minimum=1)
+    schedule = sec.string("schedule", what="a calendar name")
+    if schedule is not None:
+        parsed.calendar_refs.append((schedule, sec.key("schedule"), sec.line("schedule")))
+    username = sec.string("username")
+    password = sec.data.get("password")
+    if password is not None and not isinstance(password, str):
+        sec.error("password", f"must be a string (quote it), not {_kind(password)}")
+    if (username is None) != (password is None):
+        sec.error("username" if username is None else "password",
+                  "username and password go together")
+    ring_timeout = sec.number("ring_timeout", minimum=0, inclusive=False)
+    failures = sec.integer("failures", minimum=1)
+    cooldown = sec.number("cooldown", minimum=0, inclusive=False)
+    probe_interval = sec.number("probe_interval", minimum=0, inclusive=True)
+    if max_channels is None or len(ck.report.errors) > before:
+        return None
+    return Vendor(
+        name=name, trunks=tuple(t.strip() for t in trunks), max_channels=max_channels,
+        schedule=schedule, username=username, password=password if username else None,
+        ring_timeout=30.0 if ring_timeout is None else ring_timeout,
+        failures=3 if failures is None else failures,
+        cooldown=60.0 if cooldown is None else cooldown,
+        probe_interval=30.0 if probe_interval is None else probe_interval)
+
+
+def _parse_calendar(ck: _Checker, name: str, value: object, line: int) -> Calendar | None:
+    try:
+        return Calendar.from_dict(name, value)
+    except CalendarError as e:
+        ck.error(f"calendars.{name}.{e.key}" if e.key else f"calendars.{name}", e.reason, line)
+        return None
 
 
 def _parse_route(ck: _Checker, parsed: _Parsed, index: int, value: object, line: int
@@ -858,7 +1087,8 @@ def _parse_dialplan(path: Path, report: _Report) -> _Parsed:
     if data is None:
         ck.warn(FILE_KEY, "file is empty")
         return parsed
-    top = _section(ck, data, "", 1, allowed=("agents", "groups", "queues", "routes"),
+    top = _section(ck, data, "", 1,
+                   allowed=("agents", "groups", "queues", "routes", "vendors", "calendars"),
                    what="a mapping with agents, groups, queues and routes", extensions=True)
     if top is None:
         return parsed
@@ -896,6 +1126,15 @@ def _parse_dialplan(path: Path, report: _Report) -> _Parsed:
         parsed.group_members[name] = members
         group = Group(name=name, agents=tuple(m for m, _, _ in members)) if ok else None
         parsed.groups[name] = _Def(value=group, file=file, key=key, line=line)
+    for name, value, line in _named_entries(ck, top.data.get("calendars"), "calendars",
+                                            top.line("calendars"), "calendar"):
+        calendar = _parse_calendar(ck, name, value, line)
+        parsed.calendars[name] = _Def(value=calendar, file=file, key=f"calendars.{name}",
+                                      line=line)
+    for name, value, line in _named_entries(ck, top.data.get("vendors"), "vendors",
+                                            top.line("vendors"), "vendor"):
+        vendor = _parse_vendor(ck, parsed, name, value, line)
+        parsed.vendors[name] = _Def(value=vendor, file=file, key=f"vendors.{name}", line=line)
     for name, value, line in _named_entries(ck, top.data.get("queues"), "queues",
                                             top.line("queues"), "queue"):
         queue = _parse_queue(ck, parsed, name, value, line, base)
@@ -934,10 +1173,27 @@ def _merge(files: Sequence[Path], parts: Sequence[_Parsed], report: _Report) -> 
     agents: dict[str, _Def[Agent]] = {}
     groups: dict[str, _Def[Group]] = {}
     queues: dict[str, _Def[Queue]] = {}
+    vendors: dict[str, _Def[Vendor]] = {}
+    calendars: dict[str, _Def[Calendar]] = {}
     for part in parts:
         _merge_names("agent", part.agents, agents, report)
         _merge_names("group", part.groups, groups, report)
         _merge_names("queue", part.queues, queues, report)
+        _merge_names("vendor", part.vendors, vendors, report)
+        _merge_names("calendar", part.calendars, calendars, report)
+    used_vendors: set[str] = set()
+    for files_part, part in zip(files, parts):
+        file = _display(files_part)
+        for vendor, key, line in part.vendor_refs:
+            used_vendors.add(vendor)
+            if vendor not in vendors:
+                error(file, key, f"unknown vendor {vendor!r}", line)
+        for calendar, key, line in part.calendar_refs:
+            if calendar not in calendars:
+                error(file, key, f"unknown calendar {calendar!r}", line)
+    for name, vdef in vendors.items():
+        if name not in used_vendors:
+            warn(vdef.file, vdef.key, "vendor is not used by any queue", vdef.line)
     routed: set[str] = set()
     numbers: dict[str, _Def[Route]] = {}
     for part in parts:
@@ -986,6 +1242,8 @@ def _merge(files: Sequence[Path], parts: Sequence[_Parsed], report: _Report) -> 
         agents={n: d.value for n, d in agents.items() if d.value is not None},
         groups={n: d.value for n, d in groups.items() if d.value is not None},
         queues={n: d.value for n, d in queues.items() if d.value is not None},
+        vendors={n: d.value for n, d in vendors.items() if d.value is not None},
+        calendars={n: d.value for n, d in calendars.items() if d.value is not None},
         routes=tuple(exact + patterns), files=tuple(files))
 
 

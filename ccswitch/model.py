@@ -9,9 +9,12 @@ import enum
 import ipaddress
 import re
 from pathlib import Path
-from typing import Mapping, Union
+from typing import TYPE_CHECKING, Mapping, Union
 
 import attrs
+
+if TYPE_CHECKING:
+    from ccswitch.routing.calendar import Calendar
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -41,6 +44,88 @@ class Group:
     agents: tuple[str, ...]
 
 
+class Condition(enum.StrEnum):
+    """What makes an overflow rule fire (the value is the ``reason`` metric label)."""
+
+    WAIT_EXCEEDS = "wait_exceeds"
+    NO_AGENTS_LOGGED_IN = "no_agents_logged_in"
+    NO_AGENTS_AVAILABLE = "no_agents_available"
+    QUEUE_LENGTH_EXCEEDS = "queue_length_exceeds"
+    OUTSIDE_HOURS = "outside_hours"
+    SERVICE_LEVEL_BELOW = "service_level_below"
+    SHARE = "share"
+
+
+#: The overflow reason recorded when the queue's ``max_wait`` sends a call on.
+MAX_WAIT_REASON = "max_wait"
+
+
+@attrs.frozen(kw_only=True)
+class ServiceLevel:
+    """``service_level_below``: in-house SL over the last ``window`` seconds.
+
+    The rule turns on when SL < ``percent`` and off again only once SL >=
+    ``percent + hysteresis``; with fewer than ``min_calls`` calls in the window
+    it is off.
+    """
+
+    percent: float
+    within: float
+    window: float
+    hysteresis: float = 5.0
+    min_calls: int = 10
+
+
+@attrs.frozen(kw_only=True)
+class OverflowRule:
+    """One overflow rule of a queue: a condition and the vendors to try, in order.
+
+    Exactly the field of the condition is set: ``seconds`` (wait_exceeds),
+    ``length`` (queue_length_exceeds), ``calendar`` (outside_hours),
+    ``service_level`` (service_level_below) or ``percent`` (share, whose
+    ``vendors`` is the one vendor of the contract).
+    """
+
+    condition: Condition
+    vendors: tuple[str, ...]
+    seconds: float | None = None
+    length: int | None = None
+    calendar: str | None = None
+    service_level: ServiceLevel | None = None
+    percent: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class MaxWait:
+    """The most a caller waits in queue, then: these vendors, else the announcement
+    (if any) and a hang-up."""
+
+    seconds: float
+    vendors: tuple[str, ...] = ()
+    announcement: Path | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Vendor:
+    """An outsourced vendor group behind one or more SIP trunk URIs (tried in order).
+
+    Health: ``failures`` failed attempts or OPTIONS probes in a row take it out of
+    rotation for ``cooldown`` seconds; then OPTIONS probes (every
+    ``probe_interval`` s, 0 = no probes: straight back in) decide.
+    """
+
+    name: str
+    trunks: tuple[str, ...]
+    max_channels: int
+    schedule: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ring_timeout: float = 30.0
+    failures: int = 3
+    cooldown: float = 60.0
+    probe_interval: float = 30.0
+
+
 @attrs.frozen(kw_only=True)
 class Queue:
     """A queue: which group serves it, how, and what callers hear."""
@@ -54,6 +139,9 @@ class Queue:
     max_misses: int = 3
     wrap_up: float = 5.0
     short_abandon: float = 5.0
+    overflow: tuple[OverflowRule, ...] = ()
+    max_wait: MaxWait | None = None
+    inhouse_takeover: bool = True
 
 
 @attrs.frozen(kw_only=True)
@@ -79,6 +167,8 @@ class Dialplan:
     groups: Mapping[str, Group]
     queues: Mapping[str, Queue]
     routes: tuple[Route, ...]
+    vendors: Mapping[str, Vendor] = attrs.Factory(dict)
+    calendars: Mapping[str, Calendar] = attrs.Factory(dict)
     files: tuple[Path, ...] = ()
 
     def route(self, dialed: str) -> Queue | None:

@@ -23,6 +23,7 @@ from ccswitch.metrics.http import build_site_root
 from ccswitch.metrics.registry import LiveStateCollector, Metrics
 from ccswitch.model import Config
 from ccswitch.routing.engine import RoutingEngine
+from ccswitch.routing.states import VendorHealth
 from ccswitch.sip.b2bua import CallController
 from ccswitch.sip.transaction import TransactionLayer
 from ccswitch.sip.transport import SipUdpProtocol
@@ -120,7 +121,8 @@ class Node:
 def preload_prompts(config: Config) -> None:
     """Decode every queue prompt once at start-up, so a bad file fails the start."""
     for queue in config.dialplan.queues.values():
-        for path in (queue.announcement, queue.music_on_hold):
+        farewell = None if queue.max_wait is None else queue.max_wait.announcement
+        for path in (queue.announcement, queue.music_on_hold, farewell):
             if path is not None:
                 for codec in ("PCMU", "PCMA"):
                     load_prompt(path, codec)
@@ -173,8 +175,11 @@ def start_node(config: Config, reactor: Any) -> Node:
                              user_agent=config.sip.user_agent)
     protocol.set_layer(layer)
     controller.attach(layer, port_number)
-    metrics.watch(LiveStateCollector(engine.queue_depths, engine.agent_states,
-                                     lambda: controller.active_calls))
+    metrics.watch(LiveStateCollector(
+        engine.queue_depths, engine.agent_states, lambda: controller.active_calls,
+        vendor_states=lambda: {name: (used, most, health is VendorHealth.UP) for name, (
+            used, most, health) in engine.vendor_states().items()},
+        queue_groups=engine.queue_groups))
 
     def health() -> Mapping[str, object]:
         return {"status": "ok", "version": __version__, "active_calls": controller.active_calls,

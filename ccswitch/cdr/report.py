@@ -6,13 +6,15 @@ sit side by side. A call belongs to the period in which it *arrived*.
 
 Definitions (the ones contact-centre contracts usually use):
 
-- **offered**: calls that arrived. **answered**: calls an agent answered
-  (``answered_ms`` set, whatever the outcome's wording, e.g. ``answered_vendor``,
-  or a call ``interrupted`` after answer). **abandoned**: outcome ``abandoned``
-  (or another outcome starting with ``abandon``). Calls that are neither (say,
-  ``interrupted`` before answer) count only as offered.
-- **short abandons**: abandoned calls flagged ``short_abandon`` (the whole call
-  was shorter than the queue's ``short_abandon`` threshold). By convention they
+- **offered**: calls that arrived. **answered**: calls an agent or a vendor
+  answered (``answered_ms`` set: ``answered_inhouse``, ``answered_vendor``).
+  **abandoned**: ``abandoned_queue``, ``abandoned_ringing`` and
+  ``short_abandon`` (and the pre-v3 ``abandoned``). Calls that are neither
+  (``overflow_failed``, ``timeout``, ``rejected``) count only as offered: the
+  caller was not served, but did not give up either. A call sent to a vendor is
+  never an abandon: its line is the vendor's, as ``overflow_failed``.
+- **short abandons**: outcome ``short_abandon`` (the caller left within the
+  queue's ``short_abandon`` seconds of arrival). By convention they
   are **excluded from the denominators** of service level and abandonment rate:
   a caller who hangs up within seconds never had a chance to be served.
 - **ASA** (average speed of answer): mean queue wait (queue entry, i.e. after the
@@ -21,8 +23,11 @@ Definitions (the ones contact-centre contracts usually use):
   ccswitch does not measure after-call work (wrap-up) yet, so AHT excludes it
   and reads low against an ACD's AHT that includes it.
 - **service level**: answered with a wait <= T seconds / (offered - short
-  abandons); T is ``sl_threshold`` (default 20 s).
-- **abandonment rate**: (abandoned - short abandons) / (offered - short abandons).
+  abandons - rejected); T is ``sl_threshold`` (default 20 s). Rejected calls
+  never reached a queue, so they are left out like short abandons (the
+  Prometheus rules do the same).
+- **abandonment rate**: (abandoned - short abandons) / (offered - short abandons
+  - rejected).
 - **overflow rate** per reason: calls with that ``overflow_reason`` / offered.
 - **repeat-caller rate**: share of calls whose caller had called (any queue) in
   the 24 hours before the call; a first-contact-resolution proxy (a high rate
@@ -177,9 +182,10 @@ def build_report(rows: Iterable[CdrRow], *, period: str = "hour", sl_threshold: 
     lines = []
     for (start_ms, queue, route), calls in sorted(groups.items()):
         answered = [c for c in calls if c.answered_ms is not None]
-        abandoned = [c for c in calls if c.answered_ms is None and c.outcome.startswith("abandon")]
+        abandoned = [c for c in calls if c.answered_ms is None and (
+            c.outcome.startswith("abandon") or c.outcome == "short_abandon")]
         short = sum(1 for c in abandoned if c.short_abandon)
-        counted = len(calls) - short
+        counted = len(calls) - short - sum(1 for c in calls if c.outcome == "rejected")
         in_sl = sum(1 for c in answered if c.wait_ms is not None and c.wait_ms <= threshold_ms)
         reasons: dict[str, int] = defaultdict(int)
         for c in calls:

@@ -85,10 +85,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE calls ADD COLUMN short_abandon_threshold_ms INTEGER",
         "CREATE INDEX calls_agent_arrived ON calls (agent_id, arrived_ms)",
     ),
+    # v3: vendor overflow. When the call was first sent to a vendor, and the
+    # outcome list of issue 2: "answered" splits by route; "abandoned" becomes
+    # short_abandon (flagged short), abandoned_ringing (an agent's offer was
+    # cancelled by the hang-up: with no answer, only the caller leaving cancels
+    # offers) or abandoned_queue.
+    (
+        "ALTER TABLE calls ADD COLUMN overflowed_ms INTEGER",
+        "CREATE INDEX calls_vendor_arrived ON calls (vendor, arrived_ms)",
+        """UPDATE calls SET outcome = CASE
+             WHEN route = 'vendor' THEN 'answered_vendor' ELSE 'answered_inhouse' END
+           WHERE outcome = 'answered'""",
+        """UPDATE calls SET outcome = CASE
+             WHEN short_abandon = 1 THEN 'short_abandon'
+             WHEN offers_json LIKE '%"result": "cancelled"%' THEN 'abandoned_ringing'
+             ELSE 'abandoned_queue' END
+           WHERE outcome = 'abandoned'""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_TIMESTAMPS = ("arrived", "announced", "queued", "answered", "ended")
+_TIMESTAMPS = ("arrived", "announced", "queued", "overflowed", "answered", "ended")
 _DURATIONS = ("wait", "ring", "talk", "hold", "total")
 _OUTCOME = re.compile(r"[a-z][a-z0-9_]*")
 _MAX_SECONDS = 1e11  # about the year 5138: anything above is a unit mistake
@@ -147,6 +164,7 @@ class CdrRow:
     recording_error: str | None
     offers: tuple[Mapping[str, Any], ...]
     short_abandon_threshold_ms: int | None = None
+    overflowed_ms: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``export_jsonl`` line)."""

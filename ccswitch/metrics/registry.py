@@ -36,10 +36,14 @@ class LiveStateCollector(Collector):
         queue_depths: Callable[[], Mapping[str, int]],
         agent_states: Callable[[], Mapping[tuple[str, str], int]],
         active_calls: Callable[[], int],
+        vendor_states: Callable[[], Mapping[str, tuple[int, int, bool]]] = dict,
+        queue_groups: Callable[[], Mapping[str, str]] = dict,
     ) -> None:
         self._queue_depths = queue_depths
         self._agent_states = agent_states
         self._active_calls = active_calls
+        self._vendor_states = vendor_states
+        self._queue_groups = queue_groups
 
     def collect(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily(
@@ -57,6 +61,29 @@ class LiveStateCollector(Collector):
         yield GaugeMetricFamily(
             "ccswitch_active_calls", "Calls in progress on this node.", value=self._active_calls()
         )
+        info = GaugeMetricFamily(
+            "ccswitch_queue_info", "Always 1: the in-house group that serves each queue.",
+            labels=["queue", "group"])
+        for queue, group in sorted(self._queue_groups().items()):
+            info.add_metric([queue, group], 1)
+        yield info
+        in_use = GaugeMetricFamily(
+            "ccswitch_vendor_channels_in_use",
+            "Calls a vendor has now (ringing or answered), on this node.", labels=["vendor"])
+        cap = GaugeMetricFamily(
+            "ccswitch_vendor_channels_max", "A vendor's contractual max_channels.",
+            labels=["vendor"])
+        up = GaugeMetricFamily(
+            "ccswitch_vendor_up",
+            "1 while a vendor is in rotation; 0 once taken out after repeated failures or "
+            "failed OPTIONS probes, until a probe brings it back.", labels=["vendor"])
+        for vendor, (used, most, healthy) in sorted(self._vendor_states().items()):
+            in_use.add_metric([vendor], used)
+            cap.add_metric([vendor], most)
+            up.add_metric([vendor], 1 if healthy else 0)
+        yield in_use
+        yield cap
+        yield up
 
 
 class Metrics:
@@ -67,8 +94,9 @@ class Metrics:
         buckets = buckets_with(short_abandon_thresholds)
         self.queue_wait = Histogram(
             "ccswitch_queue_wait_seconds",
-            "Time callers waited in queue (speed of answer for answered calls).",
-            ["queue", "outcome"], buckets=buckets, registry=self.registry,
+            "Time callers waited in queue (speed of answer for answered calls); route is "
+            "inhouse or vendor, vendor is the vendor's name or empty.",
+            ["queue", "outcome", "route", "vendor"], buckets=buckets, registry=self.registry,
         )
         self.agent_ring = Histogram(
             "ccswitch_agent_ring_seconds",
@@ -77,12 +105,21 @@ class Metrics:
         )
         self.call_talk = Histogram(
             "ccswitch_call_talk_seconds",
-            "Talk time of answered calls, agent answer to hang-up.",
-            ["queue", "group"], buckets=buckets, registry=self.registry,
+            "Talk time of answered calls, agent (or vendor) answer to hang-up.",
+            ["queue", "group", "route", "vendor"], buckets=buckets, registry=self.registry,
         )
         self.calls = Counter(
-            "ccswitch_calls", "Calls ended, by queue and outcome.",
-            ["queue", "outcome"], registry=self.registry,
+            "ccswitch_calls", "Calls ended, by queue, outcome, route and vendor.",
+            ["queue", "outcome", "route", "vendor"], registry=self.registry,
+        )
+        self.overflow = Counter(
+            "ccswitch_overflow", "Calls sent to a vendor, by queue, overflow rule and vendor.",
+            ["queue", "reason", "vendor"], registry=self.registry,
+        )
+        self.overflow_failed = Counter(
+            "ccswitch_overflow_failed",
+            "Overflows a vendor could not take, by cause: full, down, closed, failed.",
+            ["queue", "vendor", "cause"], registry=self.registry,
         )
         self.sip_rejected = Counter(
             "ccswitch_sip_rejected", "Out-of-dialog requests refused, by status code.",

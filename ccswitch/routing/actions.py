@@ -1,13 +1,13 @@
 """Actions the routing engine asks its adapter to perform: frozen, keyword-only values.
 
-Call actions (subclasses of :class:`CallAction`) carry ``call_id``; the others
-(:class:`StartTimer`, :class:`CancelTimer`, :class:`CallFinished`,
-:class:`AgentStateChanged`) do not, and the adapter tells them apart by type
-before it looks for a call.
+Call actions (subclasses of :class:`CallAction`) act on a call's legs or media;
+the others (timers, :class:`CallFinished`, state changes, vendor probes and the
+overflow notices) are not about a live leg, and the adapter tells them apart by
+type (:data:`NON_CALL_ACTIONS`) before it looks for a call.
 
 :data:`Action` is the closed union of every concrete action rather than a base
-class, so a type checker narrows it: once the four non-call actions are ruled out
-by ``isinstance``, what is left has ``call_id``. Every action also derives from
+class, so a type checker narrows it: once the non-call actions are ruled out by
+``isinstance``, what is left has ``call_id``. Every action also derives from
 :class:`BaseAction`, the class to use in ``isinstance`` checks for "any action".
 """
 
@@ -18,7 +18,7 @@ from typing import Any, TypeAlias, Union
 import attrs
 
 from ccswitch.routing.record import CallRecord
-from ccswitch.routing.states import AgentState
+from ccswitch.routing.states import AgentState, VendorHealth
 
 _instance_of = attrs.validators.instance_of
 
@@ -107,7 +107,76 @@ class HangupAgent(CallAction):
     agent_id: str = attrs.field(validator=_non_empty)
 
 
+@attrs.frozen(kw_only=True)
+class RingVendor(CallAction):
+    """Offer the call to a vendor: INVITE one of its trunks."""
+
+    vendor: str = attrs.field(validator=_non_empty)
+    uri: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class CancelVendor(CallAction):
+    """Withdraw the offer to the vendor (CANCEL)."""
+
+    vendor: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class BridgeVendor(CallAction):
+    """Connect the caller's media to the vendor's."""
+
+    vendor: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class HangupVendor(CallAction):
+    """Hang up the bridged vendor (BYE)."""
+
+    vendor: str = attrs.field(validator=_non_empty)
+
+
 # -- other actions --------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ProbeVendor(BaseAction):
+    """Send OPTIONS to each trunk; the result comes back as VendorProbed."""
+
+    vendor: str = attrs.field(validator=_non_empty)
+    uris: tuple[str, ...] = attrs.field(validator=attrs.validators.min_len(1))
+
+
+@attrs.frozen(kw_only=True)
+class VendorHealthChanged(BaseAction):
+    """A vendor went in or out of rotation."""
+
+    vendor: str = attrs.field(validator=_non_empty)
+    old: VendorHealth = attrs.field(validator=_instance_of(VendorHealth))
+    new: VendorHealth = attrs.field(validator=_instance_of(VendorHealth))
+
+
+@attrs.frozen(kw_only=True)
+class OverflowFired(BaseAction):
+    """An overflow rule sent a call to a vendor (counted once per call and vendor)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    queue: str = attrs.field(validator=_non_empty)
+    vendor: str = attrs.field(validator=_non_empty)
+    reason: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class OverflowUnavailable(BaseAction):
+    """A rule wanted a vendor that could not take the call: ``cause`` is full, down,
+    closed or failed (counted once per call, vendor and cause)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    queue: str = attrs.field(validator=_non_empty)
+    vendor: str = attrs.field(validator=_non_empty)
+    cause: str = attrs.field(validator=attrs.validators.in_(("full", "down", "closed",
+                                                               "failed")))
+
 
 
 @attrs.frozen(kw_only=True)
@@ -145,5 +214,7 @@ class AgentStateChanged(BaseAction):
 Action: TypeAlias = Union[
     AnswerCaller, PlayAnnouncement, StartMusicOnHold, StopMusicOnHold, RingAgent,
     CancelAgent, Bridge, HangupCaller, HangupAgent,
+    RingVendor, CancelVendor, BridgeVendor, HangupVendor,
     StartTimer, CancelTimer, CallFinished, AgentStateChanged,
+    ProbeVendor, VendorHealthChanged, OverflowFired, OverflowUnavailable,
 ]

@@ -28,22 +28,52 @@ Rules worth knowing:
 * ``CallFinished`` is the last action about a call; the engine forgets the call,
   and later events about it raise ``UnknownCall``. Timer ids that no longer mean
   anything (a cancelled timer racing its cancel) are ignored.
+
+Overflow to vendors (the queue's ``overflow`` rules, checked in order):
+
+* A waiting call's rules are checked on every dispatch, before in-house agents
+  are offered it. ``share`` and ``queue_length_exceeds`` are decided once, when
+  the call enters the queue. ``no_agents_available``, ``queue_length_exceeds``
+  and ``service_level_below`` only fire while no in-house agent is free for the
+  call; ``wait_exceeds`` fires once the wait is over and the call is not ringing
+  an agent (an agent who just let it ring out does not hold it back); ``share``,
+  ``outside_hours`` and ``no_agents_logged_in`` fire regardless.
+* A rule that holds sends the call to the first of its vendors that is in
+  rotation, inside its schedule, under ``max_channels`` and has not already
+  failed this call; if there is none the next rule is tried, and with no rule
+  left the caller keeps waiting for in-house agents. A call is never dropped
+  because a vendor is full.
+* A vendor's trunks are tried in order on 5xx and 408 (no response); any other
+  error, or its ``ring_timeout``, moves on to the rule's next vendor, then back
+  to the queue. 5xx, 408 and ring timeouts count against the vendor's health.
+* ``share`` is deficit-based: each new call of the queue earns the vendor
+  ``percent``/100 of a call; a credit of one sends the call. A share call the
+  vendor did not take (failed, or an in-house agent took it over) gives the
+  credit back. Credit saved up while the vendor could not take calls is capped
+  at ``SHARE_CREDIT_CAP`` calls.
+* While a vendor rings, an agent who becomes free may be offered the call too
+  (``inhouse_takeover``); whoever answers first gets it.
+* ``max_wait``: when it runs out, in-house offers are withdrawn and the call goes
+  to the ``max_wait`` vendors, else hears the ``announcement`` (if any) and is
+  hung up (outcome ``timeout``). A vendor already ringing is left to finish.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Protocol
 
 import attrs
 from twisted.logger import Logger
 
 from ccswitch.errors import CCSwitchError, IllegalTransition
-from ccswitch.model import Agent, Dialplan, Queue
+from ccswitch.model import MAX_WAIT_REASON, Agent, Condition, Dialplan, Queue, ServiceLevel, Vendor
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
-from ccswitch.routing.record import CallRecord, Offer, Outcome
+from ccswitch.routing.record import CallRecord, Offer, Outcome, Route
 from ccswitch.routing.states import (
-    AGENT_TRANSITIONS, CALL_TRANSITIONS, AgentState, CallState, transition,
+    AGENT_TRANSITIONS, CALL_TRANSITIONS, VENDOR_TRANSITIONS, AgentState, CallState, VendorHealth,
+    transition,
 )
 from ccswitch.routing.strategies import STRATEGIES, AgentView
 
@@ -51,6 +81,15 @@ log = Logger()
 
 RING_TIMER_PREFIX = "ring:"
 WRAP_UP_TIMER_PREFIX = "wrapup:"
+VENDOR_RING_TIMER_PREFIX = "vring:"
+WAIT_TIMER_PREFIX = "wait:"
+MAX_WAIT_TIMER_PREFIX = "maxwait:"
+PROBE_TIMER_PREFIX = "probe:"
+COOLDOWN_TIMER_PREFIX = "cooldown:"
+
+#: Share credit a vendor can save up while it cannot take calls, in calls.
+SHARE_CREDIT_CAP = 3.0
+_EPSILON = 1e-9
 
 
 def ring_timer(call_id: str) -> str:
@@ -112,6 +151,29 @@ class _Agent:
 
 
 @attrs.define(kw_only=True, eq=False)
+class _Vendor:
+    vendor: Vendor
+    health: VendorHealth = VendorHealth.UP
+    failures: int = 0  # in a row
+    in_use: int = 0
+    removed: bool = False  # dropped by a reload: forget it once its last call ends
+
+
+@attrs.define(kw_only=True, eq=False)
+class _VendorTry:
+    """The call's offer to a vendor: which trunk, why, and who comes next."""
+
+    vendor: str
+    reason: str
+    fallbacks: tuple[str, ...]
+    trunk: int = 0
+    seq: int = 0
+    offered_at: float = 0.0
+    answered: bool = False
+    share: bool = False  # sent by a share rule: give the credit back if the vendor does not take it
+
+
+@attrs.define(kw_only=True, eq=False)
 class _Call:
     seq: int
     queue: Queue
@@ -121,6 +183,11 @@ class _Call:
     ended_offers: list[tuple[int, Offer]] = attrs.Factory(list)
     tried: set[str] = attrs.Factory(set)
     offer_seq: int = 0
+    vendor: _VendorTry | None = None
+    failed_vendors: set[str] = attrs.Factory(set)
+    noted: set[tuple[str, str]] = attrs.Factory(set)  # (vendor, cause) already reported
+    entering: bool = True  # rules not yet checked since it entered the queue
+    final: bool = False  # max_wait ran out: no way back to the queue
 
 
 class RoutingEngine:
@@ -137,6 +204,13 @@ class RoutingEngine:
         }
         self._calls: dict[str, _Call] = {}
         self._seq = 0
+        self._vendors: dict[str, _Vendor] = {
+            name: _Vendor(vendor=vendor) for name, vendor in dialplan.vendors.items()}
+        self._started = False
+        # Per queue: (time, wait) of calls the in-house agents handled; wait None = abandoned.
+        self._samples: dict[str, deque[tuple[float, float | None]]] = {}
+        self._sl_on: dict[tuple[str, int], bool] = {}  # service_level_below rule is on
+        self._credit: dict[tuple[str, str], float] = {}  # share credit per (queue, vendor)
 
     def reload(self, dialplan: Dialplan) -> list[act.Action]:
         """Put a new dialplan in force without touching calls in progress.
@@ -178,7 +252,36 @@ class RoutingEngine:
                     actions.extend(self._presence(presence(agent_id=agent_id), now))
                 except IllegalTransition:
                     pass  # already in the state the file asks for
+        actions.extend(self._reload_vendors(old_plan, dialplan))
+        if old_plan.queues != dialplan.queues:
+            self._sl_on.clear()
+            self._credit = {key: credit for key, credit in self._credit.items()
+                            if _shares(dialplan.queues.get(key[0]), key[1])}
         actions.extend(self._dispatch(now))
+        return actions
+
+    def _reload_vendors(self, old_plan: Dialplan, dialplan: Dialplan) -> list[act.Action]:
+        """New vendors start in rotation (and get probed); changed ones keep their health;
+        removed ones finish their calls and are forgotten."""
+        actions: list[act.Action] = []
+        for name, gone in list(self._vendors.items()):
+            if name not in dialplan.vendors:
+                if gone.in_use:
+                    gone.removed = True
+                else:
+                    del self._vendors[name]
+        for name, vendor in dialplan.vendors.items():
+            existing = self._vendors.get(name)
+            if existing is None:
+                self._vendors[name] = _Vendor(vendor=vendor)
+                if self._started:
+                    actions.extend(self._probe(name))
+                continue
+            old = old_plan.vendors.get(name)
+            existing.vendor = vendor
+            existing.removed = False
+            if self._started and old is not None and old.probe_interval != vendor.probe_interval:
+                actions.extend(self._probe(name))
         return actions
 
     # -- the one entry point ------------------------------------------------
@@ -206,6 +309,18 @@ class RoutingEngine:
                 actions = self._timer_fired(event, now)
             case ev.AgentLogin() | ev.AgentLogout() | ev.AgentReady() | ev.AgentPause():
                 actions = self._presence(event, now)
+            case ev.VendorRinging():
+                actions = self._vendor_ringing(event)
+            case ev.VendorAnswered():
+                actions = self._vendor_answered(event, now)
+            case ev.VendorFailed():
+                actions = self._vendor_failed(event, now)
+            case ev.VendorHungUp():
+                actions = self._vendor_hung_up(event, now)
+            case ev.VendorProbed():
+                actions = self._vendor_probed(event, now)
+            case ev.NodeStarted():
+                actions = self._node_started()
             case _:
                 raise TypeError(f"not a routing event: {event!r}")
         actions.extend(self._dispatch(now))
@@ -214,12 +329,26 @@ class RoutingEngine:
     # -- queries ----------------------------------------------------------
 
     def queue_depths(self) -> dict[str, int]:
-        """Callers waiting per queue (queued or being offered), every queue present."""
+        """Callers waiting per queue (queued, or offered to agents or a vendor), every
+        queue present."""
         depths = dict.fromkeys(self._dialplan.queues, 0)
         for call in self._calls.values():
-            if call.state in (CallState.QUEUED, CallState.RINGING):
+            if call.state in (CallState.QUEUED, CallState.RINGING, CallState.OVERFLOW):
                 depths[call.queue.name] = depths.get(call.queue.name, 0) + 1
         return depths
+
+    def queue_groups(self) -> dict[str, str]:
+        """The in-house group of each queue of the dialplan in force."""
+        return {name: queue.group for name, queue in self._dialplan.queues.items()}
+
+    def vendor_states(self) -> dict[str, tuple[int, int, VendorHealth]]:
+        """Per vendor of the dialplan: (channels in use, max_channels, health)."""
+        return {name: (rt.in_use, rt.vendor.max_channels, rt.health)
+                for name, rt in self._vendors.items() if not rt.removed}
+
+    def vendor_health(self, vendor: str) -> VendorHealth:
+        """One vendor's health; raises KeyError for a vendor the dialplan lacks."""
+        return self._vendors[vendor].health
 
     def agent_states(self) -> dict[tuple[str, str], int]:
         """Agents per (group, state value), for every group and state, zeros included."""
@@ -256,6 +385,7 @@ class RoutingEngine:
                 call_id: {
                     "state": call.state.value, "queue": call.queue.name,
                     "ringing": list(call.ringing), "tried": sorted(call.tried),
+                    "vendor": None if call.vendor is None else call.vendor.vendor,
                     "record": call.record.to_dict(),
                 }
                 for call_id, call in self._calls.items()
@@ -267,6 +397,11 @@ class RoutingEngine:
                 }
                 for agent_id, agent in self._agents.items()
             },
+            "vendors": {
+                name: {"health": rt.health.value, "failures": rt.failures, "in_use": rt.in_use}
+                for name, rt in self._vendors.items()
+            },
+            "share_credit": {f"{q}/{v}": c for (q, v), c in self._credit.items()},
         }
 
     # -- lookups ------------------------------------------------------------
@@ -310,14 +445,26 @@ class RoutingEngine:
     def _announcement_finished(self, event: ev.AnnouncementFinished,
                                now: float) -> list[act.Action]:
         call = self._call(event.call_id)
-        call.state = transition(f"call {event.call_id}", CALL_TRANSITIONS, call.state,
+        call_id = event.call_id
+        call.state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state,
                                 "AnnouncementFinished")
+        if call.state is CallState.ENDED:  # the max-wait farewell is over
+            return [act.HangupCaller(call_id=call_id), *self._finish(call, Outcome.TIMEOUT, now)]
         record = call.record
         record.qa_notice_played = True
         record.announced_at = record.queued_at = now
         moh = call.queue.music_on_hold
-        return [act.StartMusicOnHold(call_id=event.call_id,
-                                     path=None if moh is None else str(moh))]
+        actions: list[act.Action] = [act.StartMusicOnHold(call_id=call_id,
+                                                          path=None if moh is None else str(moh))]
+        waits = sorted({rule.seconds for rule in call.queue.overflow
+                        if rule.condition is Condition.WAIT_EXCEEDS and rule.seconds})
+        for i, seconds in enumerate(waits):
+            actions.append(act.StartTimer(timer_id=f"{WAIT_TIMER_PREFIX}{call_id}:{i}",
+                                          delay=seconds))
+        if call.queue.max_wait is not None:
+            actions.append(act.StartTimer(timer_id=f"{MAX_WAIT_TIMER_PREFIX}{call_id}",
+                                          delay=call.queue.max_wait.seconds))
+        return actions
 
     def _agent_ringing(self, event: ev.AgentRinging) -> list[act.Action]:
         call = self._call(event.call_id)
@@ -331,6 +478,10 @@ class RoutingEngine:
         new_state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state, "AgentAnswered")
         actions: list[act.Action] = [act.CancelTimer(timer_id=ring_timer(call_id)),
                                      act.StopMusicOnHold(call_id=call_id)]
+        if call.vendor is not None:  # taken over from the vendor
+            actions.extend(self._withdraw_vendor(call, "cancelled", now))
+        call.record.route = Route.INHOUSE
+        call.record.vendor = None
         others = [a for a in call.ringing if a != event.agent_id]
         for other in others:
             actions.append(act.CancelAgent(call_id=call_id, agent_id=other))
@@ -339,6 +490,7 @@ class RoutingEngine:
         call.state = new_state
         call.record.agent_id = event.agent_id
         call.record.answered_at = now
+        self._sample(call, now)
         actions.append(act.Bridge(call_id=call_id, agent_id=event.agent_id))
         old = agent.state
         agent.state = transition(f"agent {event.agent_id}", AGENT_TRANSITIONS, old,
@@ -383,21 +535,37 @@ class RoutingEngine:
         transition(f"call {call_id}", CALL_TRANSITIONS, call.state, "CallerHungUp")
         if call.state is CallState.BRIDGED:
             agent_id = call.record.agent_id
-            assert agent_id is not None
+            if agent_id is None:
+                assert call.vendor is not None
+                return [act.HangupVendor(call_id=call_id, vendor=call.vendor.vendor),
+                        *self._finish(call, Outcome.ANSWERED_VENDOR, now)]
             return [act.HangupAgent(call_id=call_id, agent_id=agent_id),
-                    self._finish(call, Outcome.ANSWERED, now),
+                    *self._finish(call, Outcome.ANSWERED_INHOUSE, now),
                     *self._after_call(self._agents[agent_id], call.queue, now)]
+        if call.state is CallState.CLOSING:
+            return self._finish(call, Outcome.TIMEOUT, now)
         actions: list[act.Action] = []
+        if call.vendor is not None:
+            actions.extend(self._withdraw_vendor(call, "cancelled", now))
         ringing = list(call.ringing)
         if ringing:
             actions.append(act.CancelTimer(timer_id=ring_timer(call_id)))
         for agent_id in ringing:
             actions.append(act.CancelAgent(call_id=call_id, agent_id=agent_id))
             self._end_offer(call, agent_id, "cancelled", now)
-        actions.append(self._finish(call, Outcome.ABANDONED, now))
+        actions.extend(self._finish(call, self._unanswered(call, bool(ringing), now), now))
         for agent_id in ringing:
             actions.extend(self._release(self._agents[agent_id], "cancel", now, fresh=False))
         return actions
+
+    def _unanswered(self, call: _Call, ringing: bool, now: float) -> Outcome:
+        """The outcome of a caller who left before anyone answered."""
+        record = call.record
+        if record.overflow_reason is not None:
+            return Outcome.OVERFLOW_FAILED
+        if now - record.arrived_at < record.short_abandon_threshold:
+            return Outcome.SHORT_ABANDON
+        return Outcome.ABANDONED_RINGING if ringing else Outcome.ABANDONED_QUEUE
 
     def _agent_hung_up(self, event: ev.AgentHungUp, now: float) -> list[act.Action]:
         call = self._call(event.call_id)
@@ -407,8 +575,124 @@ class RoutingEngine:
             raise IllegalTransition(f"offer {event.call_id}->{event.agent_id}", "not bridged",
                                     "AgentHungUp")
         return [act.HangupCaller(call_id=event.call_id),
-                self._finish(call, Outcome.ANSWERED, now),
+                *self._finish(call, Outcome.ANSWERED_INHOUSE, now),
                 *self._after_call(agent, call.queue, now)]
+
+    # -- vendor events --------------------------------------------------------
+
+    def _trying(self, call: _Call, vendor: str, event: str) -> _VendorTry:
+        """The call's vendor offer, which must be to ``vendor`` (else IllegalTransition)."""
+        trying = call.vendor
+        if trying is None or trying.vendor != vendor:
+            raise IllegalTransition(f"offer {call.record.call_id}->vendor {vendor}", "none", event)
+        return trying
+
+    def _vendor_ringing(self, event: ev.VendorRinging) -> list[act.Action]:
+        call = self._call(event.call_id)
+        trying = self._trying(call, event.vendor, "VendorRinging")
+        if trying.answered:
+            raise IllegalTransition(f"offer {event.call_id}->vendor {event.vendor}", "answered",
+                                    "VendorRinging")
+        transition(f"call {event.call_id}", CALL_TRANSITIONS, call.state, "VendorRinging")
+        return []
+
+    def _vendor_answered(self, event: ev.VendorAnswered, now: float) -> list[act.Action]:
+        call = self._call(event.call_id)
+        trying = self._trying(call, event.vendor, "VendorAnswered")
+        call_id = event.call_id
+        new_state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state, "VendorAnswered")
+        actions: list[act.Action] = [
+            act.CancelTimer(timer_id=f"{VENDOR_RING_TIMER_PREFIX}{call_id}"),
+            act.StopMusicOnHold(call_id=call_id)]
+        ringing = list(call.ringing)
+        if ringing:
+            actions.append(act.CancelTimer(timer_id=ring_timer(call_id)))
+        for agent_id in ringing:
+            actions.append(act.CancelAgent(call_id=call_id, agent_id=agent_id))
+            self._end_offer(call, agent_id, "cancelled", now)
+        self._end_vendor_offer(call, trying, "answered", now)
+        trying.answered = True
+        call.state = new_state
+        call.record.answered_at = now
+        actions.append(act.BridgeVendor(call_id=call_id, vendor=event.vendor))
+        actions.extend(self._vendor_result(event.vendor, ok=True, now=now))
+        for agent_id in ringing:
+            actions.extend(self._release(self._agents[agent_id], "cancel", now, fresh=False))
+        return actions
+
+    def _vendor_failed(self, event: ev.VendorFailed, now: float) -> list[act.Action]:
+        call = self._call(event.call_id)
+        trying = self._trying(call, event.vendor, "VendorFailed")
+        if trying.answered:
+            raise IllegalTransition(f"offer {event.call_id}->vendor {event.vendor}", "answered",
+                                    "VendorFailed")
+        transition(f"call {event.call_id}", CALL_TRANSITIONS, call.state, "VendorFailed")
+        status = event.status
+        trunk_down = status == 408 or 500 <= status < 600
+        actions: list[act.Action] = [
+            act.CancelTimer(timer_id=f"{VENDOR_RING_TIMER_PREFIX}{event.call_id}")]
+        self._end_vendor_offer(call, trying, f"failed:{status}", now)
+        if trunk_down:
+            actions.extend(self._vendor_result(event.vendor, ok=False, now=now))
+        rt = self._vendors.get(event.vendor)
+        if (trunk_down and rt is not None and trying.trunk + 1 < len(rt.vendor.trunks)
+                and rt.health is VendorHealth.UP):
+            trying.trunk += 1
+            actions.extend(self._ring_trunk(call, rt, trying, now))
+            return actions
+        actions.extend(self._vendor_gave_up(call, now))
+        return actions
+
+    def _vendor_ring_timeout(self, call_id: str, now: float) -> list[act.Action]:
+        call = self._calls.get(call_id)
+        trying = None if call is None else call.vendor
+        if call is None or trying is None or trying.answered:
+            return []  # stale
+        actions: list[act.Action] = [act.CancelVendor(call_id=call_id, vendor=trying.vendor)]
+        self._end_vendor_offer(call, trying, "no_answer", now)
+        actions.extend(self._vendor_result(trying.vendor, ok=False, now=now))
+        actions.extend(self._vendor_gave_up(call, now))
+        return actions
+
+    def _vendor_gave_up(self, call: _Call, now: float) -> list[act.Action]:
+        """The vendor offer ended unanswered: its next vendor, else back to the queue."""
+        trying = call.vendor
+        assert trying is not None
+        call.failed_vendors.add(trying.vendor)
+        actions = self._release_vendor(call)
+        actions.extend(self._note(call, trying.vendor, "failed"))
+        actions.extend(self._send_to_vendor(call, trying.fallbacks, trying.reason, now))
+        if call.vendor is not None:
+            return actions
+        if call.final:
+            return actions + self._close(call, now)
+        trigger = "vendors_exhausted_ringing" if call.ringing else "vendors_exhausted"
+        call.state = transition(f"call {call.record.call_id}", CALL_TRANSITIONS, call.state,
+                                trigger)
+        return actions
+
+    def _vendor_hung_up(self, event: ev.VendorHungUp, now: float) -> list[act.Action]:
+        call = self._call(event.call_id)
+        trying = self._trying(call, event.vendor, "VendorHungUp")
+        transition(f"call {event.call_id}", CALL_TRANSITIONS, call.state, "VendorHungUp")
+        assert trying.answered
+        return [act.HangupCaller(call_id=event.call_id),
+                *self._finish(call, Outcome.ANSWERED_VENDOR, now)]
+
+    def _vendor_probed(self, event: ev.VendorProbed, now: float) -> list[act.Action]:
+        if event.vendor not in self._vendors:
+            log.debug("probe result for unknown vendor {vendor}", vendor=event.vendor)
+            return []
+        return self._vendor_result(event.vendor, ok=event.ok, now=now)
+
+    def _node_started(self) -> list[act.Action]:
+        if self._started:
+            raise IllegalTransition("node", "started", "NodeStarted")
+        self._started = True
+        actions: list[act.Action] = []
+        for name in self._vendors:
+            actions.extend(self._probe(name))
+        return actions
 
     # -- timers and presence ------------------------------------------------
 
@@ -420,6 +704,16 @@ class RoutingEngine:
             agent = self._agents.get(timer_id[len(WRAP_UP_TIMER_PREFIX):])
             if agent is not None and agent.state is AgentState.WRAP_UP:
                 return self._release(agent, "wrap_up_done", now, fresh=True)
+        elif timer_id.startswith(VENDOR_RING_TIMER_PREFIX):
+            return self._vendor_ring_timeout(timer_id[len(VENDOR_RING_TIMER_PREFIX):], now)
+        elif timer_id.startswith(WAIT_TIMER_PREFIX):
+            return []  # nothing to do but the dispatch that follows every event
+        elif timer_id.startswith(MAX_WAIT_TIMER_PREFIX):
+            return self._max_wait(timer_id[len(MAX_WAIT_TIMER_PREFIX):], now)
+        elif timer_id.startswith(PROBE_TIMER_PREFIX):
+            return self._probe(timer_id[len(PROBE_TIMER_PREFIX):])
+        elif timer_id.startswith(COOLDOWN_TIMER_PREFIX):
+            return self._cooldown_over(timer_id[len(COOLDOWN_TIMER_PREFIX):])
         log.debug("ignoring stale or unknown timer {timer_id}", timer_id=timer_id)
         return []
 
@@ -448,20 +742,32 @@ class RoutingEngine:
     # -- dispatch -------------------------------------------------------------
 
     def _dispatch(self, now: float) -> list[act.Action]:
-        """Offer waiting calls, oldest first, to the READY agents their strategy picks."""
-        waiting = [c for c in self._calls.values() if c.state is CallState.QUEUED]
+        """Check waiting calls' overflow rules, then offer them, oldest first, to the READY
+        agents their strategy picks (calls with a vendor too, if the queue allows a
+        takeover: to agents who became free after the call went to the vendor)."""
+        waiting = [c for c in self._calls.values() if c.state is CallState.QUEUED or (
+            c.state is CallState.OVERFLOW and c.queue.inhouse_takeover and not c.ringing
+            and c.vendor is not None and not c.vendor.answered)]
         if not waiting:
             return []
         waiting.sort(key=lambda c: (c.record.queued_at, c.seq))
         actions: list[act.Action] = []
         for call in waiting:
             members = self._members.get(call.queue.group, ())
+            since = call.vendor.offered_at if call.vendor is not None else None
             candidates = [
                 AgentView(id=agent_id, idle_since=agent.idle_since, misses=agent.misses,
                           order=order)
                 for order, agent_id in enumerate(members)
                 if (agent := self._agents[agent_id]).state is AgentState.READY
+                and (since is None or agent.idle_since > since)
             ]
+            if call.state is CallState.QUEUED:
+                if call.queue.overflow:
+                    actions.extend(self._overflow(call, bool(candidates), now))
+                call.entering = False
+                if call.state is not CallState.QUEUED:
+                    continue  # just sent to a vendor: agents free now are not a takeover
             if not candidates:
                 continue
             ready = {c.id for c in candidates}
@@ -486,6 +792,297 @@ class RoutingEngine:
             actions.append(act.StartTimer(timer_id=ring_timer(call_id),
                                           delay=call.queue.ring_timeout))
         return actions
+
+    # -- overflow ---------------------------------------------------------------
+
+    def _overflow(self, call: _Call, agent_free: bool, now: float) -> list[act.Action]:
+        """Check the queue's rules in order; the first that holds and has a vendor able to
+        take the call sends it there."""
+        queue = call.queue
+        if call.entering:
+            for rule in queue.overflow:
+                if rule.condition is Condition.SHARE:
+                    assert rule.percent is not None
+                    key = (queue.name, rule.vendors[0])
+                    self._credit[key] = min(SHARE_CREDIT_CAP,
+                                            self._credit.get(key, 0.0) + rule.percent / 100)
+        actions: list[act.Action] = []
+        for index, rule in enumerate(queue.overflow):
+            if not self._holds(call, index, agent_free, now):
+                continue
+            share = rule.condition is Condition.SHARE
+            actions.extend(self._send_to_vendor(call, rule.vendors, rule.condition.value, now,
+                                                share=share))
+            if call.vendor is not None:
+                break
+        return actions
+
+    def _holds(self, call: _Call, index: int, agent_free: bool, now: float) -> bool:
+        rule = call.queue.overflow[index]
+        queue = call.queue
+        match rule.condition:
+            case Condition.WAIT_EXCEEDS:
+                assert rule.seconds is not None and call.record.queued_at is not None
+                return now - call.record.queued_at >= rule.seconds - _EPSILON
+            case Condition.NO_AGENTS_AVAILABLE:
+                return not agent_free
+            case Condition.NO_AGENTS_LOGGED_IN:
+                return all(self._agents[a].state is AgentState.LOGGED_OUT
+                           for a in self._members.get(queue.group, ()))
+            case Condition.QUEUE_LENGTH_EXCEEDS:
+                assert rule.length is not None
+                if not call.entering or agent_free:
+                    return False
+                ahead = sum(1 for c in self._calls.values() if c is not call
+                            and c.queue.name == queue.name
+                            and c.state in (CallState.QUEUED, CallState.RINGING))
+                return ahead > rule.length
+            case Condition.OUTSIDE_HOURS:
+                assert rule.calendar is not None
+                calendar = self._dialplan.calendars.get(rule.calendar)
+                return calendar is not None and not calendar.is_open(now)
+            case Condition.SERVICE_LEVEL_BELOW:
+                assert rule.service_level is not None
+                on = self._service_level_low(queue, index, rule.service_level, now)
+                return on and not agent_free
+            case Condition.SHARE:
+                return (call.entering
+                        and self._credit.get((queue.name, rule.vendors[0]), 0.0) >= 1 - _EPSILON)
+        return False  # pragma: no cover - every condition is matched above
+
+    def _service_level_low(self, queue: Queue, index: int, target: ServiceLevel,
+                           now: float) -> bool:
+        """The rule's on/off state, with hysteresis: on below ``percent``, off again at
+        ``percent + hysteresis``; off with fewer than ``min_calls`` calls in the window."""
+        samples = self._samples.get(queue.name)
+        horizon = max((r.service_level.window for r in queue.overflow
+                       if r.service_level is not None), default=target.window)
+        if samples is not None:
+            while samples and samples[0][0] < now - horizon:
+                samples.popleft()
+        recent = [wait for at, wait in samples or () if at >= now - target.window]
+        key = (queue.name, index)
+        if len(recent) < target.min_calls:
+            self._sl_on[key] = False
+            return False
+        within = sum(1 for wait in recent if wait is not None and wait <= target.within)
+        level = 100.0 * within / len(recent)
+        on = self._sl_on.get(key, False)
+        if on and level >= target.percent + target.hysteresis:
+            on = False
+        elif not on and level < target.percent:
+            on = True
+        self._sl_on[key] = on
+        return on
+
+    def _sample(self, call: _Call, now: float) -> None:
+        """Remember an in-house-handled call for service_level_below rules."""
+        if not any(r.service_level is not None for r in call.queue.overflow):
+            return
+        if call.record.overflow_reason is not None and call.record.answered_at is None:
+            return
+        self._samples.setdefault(call.queue.name, deque()).append((now, call.record.wait))
+
+    def _send_to_vendor(self, call: _Call, vendors: tuple[str, ...], reason: str, now: float,
+                        *, share: bool = False) -> list[act.Action]:
+        """Offer the call to the first of ``vendors`` that can take it (none: no change)."""
+        actions: list[act.Action] = []
+        for i, name in enumerate(vendors):
+            rt = self._vendors.get(name)
+            if rt is None or rt.removed or name in call.failed_vendors:
+                continue
+            cause = self._unavailable(rt, now)
+            if cause is not None:
+                actions.extend(self._note(call, name, cause))
+                continue
+            trying = _VendorTry(vendor=name, reason=reason, fallbacks=vendors[i + 1:],
+                                share=share)
+            record = call.record
+            call_id = record.call_id
+            if call.state is not CallState.OVERFLOW:
+                call.state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state,
+                                        "overflow")
+            call.vendor = trying
+            rt.in_use += 1
+            if share:
+                key = (call.queue.name, name)
+                self._credit[key] = self._credit.get(key, 0.0) - 1
+            if record.overflow_reason is None:
+                record.overflow_reason = reason
+                record.overflowed_at = now
+            record.route = Route.VENDOR
+            record.vendor = name
+            log.info("call {call_id} overflows to vendor {vendor}: {reason}", call_id=call_id,
+                     vendor=name, reason=reason, queue=call.queue.name)
+            actions.append(act.OverflowFired(call_id=call_id, queue=call.queue.name,
+                                             vendor=name, reason=reason))
+            actions.extend(self._ring_trunk(call, rt, trying, now))
+            break
+        return actions
+
+    def _unavailable(self, rt: _Vendor, now: float) -> str | None:
+        """Why a vendor cannot take a call now (down, closed, full), or None."""
+        if rt.health is not VendorHealth.UP:
+            return "down"
+        schedule = rt.vendor.schedule
+        if schedule is not None:
+            calendar = self._dialplan.calendars.get(schedule)
+            if calendar is not None and not calendar.is_open(now):
+                return "closed"
+        if rt.in_use >= rt.vendor.max_channels:
+            return "full"
+        return None
+
+    def _note(self, call: _Call, vendor: str, cause: str) -> list[act.Action]:
+        """An OverflowUnavailable, once per call, vendor and cause."""
+        if (vendor, cause) in call.noted:
+            return []
+        call.noted.add((vendor, cause))
+        return [act.OverflowUnavailable(call_id=call.record.call_id, queue=call.queue.name,
+                                        vendor=vendor, cause=cause)]
+
+    def _ring_trunk(self, call: _Call, rt: _Vendor, trying: _VendorTry,
+                    now: float) -> list[act.Action]:
+        call.offer_seq += 1
+        trying.seq = call.offer_seq
+        trying.offered_at = now
+        call_id = call.record.call_id
+        return [act.RingVendor(call_id=call_id, vendor=trying.vendor,
+                               uri=rt.vendor.trunks[trying.trunk]),
+                act.StartTimer(timer_id=f"{VENDOR_RING_TIMER_PREFIX}{call_id}",
+                               delay=rt.vendor.ring_timeout)]
+
+    def _end_vendor_offer(self, call: _Call, trying: _VendorTry, result: str,
+                          now: float) -> None:
+        rt = self._vendors.get(trying.vendor)
+        trunk = rt.vendor.trunks[trying.trunk] if rt is not None else "?"
+        call.ended_offers.append((trying.seq, Offer(
+            vendor=trying.vendor, trunk=trunk, offered_at=trying.offered_at, ended_at=now,
+            result=result)))
+        call.ended_offers.sort(key=lambda item: item[0])
+        call.record.offers = [offer for _, offer in call.ended_offers]
+
+    def _withdraw_vendor(self, call: _Call, result: str, now: float) -> list[act.Action]:
+        """Cancel the vendor offer still ringing (someone else answered, the caller left)."""
+        trying = call.vendor
+        assert trying is not None and not trying.answered
+        call_id = call.record.call_id
+        self._end_vendor_offer(call, trying, result, now)
+        return [act.CancelVendor(call_id=call_id, vendor=trying.vendor),
+                act.CancelTimer(timer_id=f"{VENDOR_RING_TIMER_PREFIX}{call_id}"),
+                *self._release_vendor(call)]
+
+    def _release_vendor(self, call: _Call) -> list[act.Action]:
+        """The call no longer holds a channel of its vendor."""
+        trying = call.vendor
+        assert trying is not None
+        call.vendor = None
+        rt = self._vendors.get(trying.vendor)
+        if rt is None:
+            return []
+        rt.in_use -= 1
+        if trying.share and not trying.answered:
+            key = (call.queue.name, trying.vendor)
+            self._credit[key] = min(SHARE_CREDIT_CAP, self._credit.get(key, 0.0) + 1)
+        if rt.removed and rt.in_use == 0:
+            del self._vendors[trying.vendor]
+        return []
+
+    def _max_wait(self, call_id: str, now: float) -> list[act.Action]:
+        call = self._calls.get(call_id)
+        if call is None or call.state not in (CallState.QUEUED, CallState.RINGING,
+                                              CallState.OVERFLOW):
+            return []
+        max_wait = call.queue.max_wait
+        assert max_wait is not None
+        call.final = True
+        log.info("call {call_id} waited the queue's max_wait of {seconds}s", call_id=call_id,
+                 seconds=max_wait.seconds, queue=call.queue.name)
+        actions = self._withdraw_agents(call, now)
+        if call.vendor is not None:
+            return actions  # a vendor already has it: its answer or failure decides
+        actions.extend(self._send_to_vendor(call, max_wait.vendors, MAX_WAIT_REASON, now))
+        if call.vendor is None:
+            actions.extend(self._close(call, now))
+        return actions
+
+    def _withdraw_agents(self, call: _Call, now: float) -> list[act.Action]:
+        ringing = list(call.ringing)
+        if not ringing:
+            return []
+        call_id = call.record.call_id
+        actions: list[act.Action] = [act.CancelTimer(timer_id=ring_timer(call_id))]
+        for agent_id in ringing:
+            actions.append(act.CancelAgent(call_id=call_id, agent_id=agent_id))
+            self._end_offer(call, agent_id, "cancelled", now)
+        for agent_id in ringing:
+            actions.extend(self._release(self._agents[agent_id], "cancel", now, fresh=False))
+        return actions
+
+    def _close(self, call: _Call, now: float) -> list[act.Action]:
+        """The final action of max_wait: the announcement (if any), then hang up."""
+        actions = self._withdraw_agents(call, now)
+        call_id = call.record.call_id
+        call.state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state, "close")
+        max_wait = call.queue.max_wait
+        if max_wait is None or max_wait.announcement is None:
+            call.state = CallState.CLOSING
+            return [*actions, act.HangupCaller(call_id=call_id),
+                    *self._finish(call, Outcome.TIMEOUT, now)]
+        return [*actions, act.StopMusicOnHold(call_id=call_id),
+                act.PlayAnnouncement(call_id=call_id, path=str(max_wait.announcement))]
+
+    # -- vendor health ------------------------------------------------------------
+
+    def _vendor_result(self, vendor: str, *, ok: bool, now: float) -> list[act.Action]:
+        """Count a call attempt's or probe's result towards the vendor's health."""
+        rt = self._vendors.get(vendor)
+        if rt is None:
+            return []
+        if ok:
+            rt.failures = 0
+            trigger = "success"
+        else:
+            rt.failures += 1
+            trigger = "failure_limit" if rt.failures >= rt.vendor.failures else "failure"
+        return self._vendor_transition(rt, trigger)
+
+    def _vendor_transition(self, rt: _Vendor, trigger: str) -> list[act.Action]:
+        old = rt.health
+        name = rt.vendor.name
+        rt.health = transition(f"vendor {name}", VENDOR_TRANSITIONS, old, trigger)
+        if rt.health is old:
+            return []
+        actions: list[act.Action] = [act.VendorHealthChanged(vendor=name, old=old,
+                                                             new=rt.health)]
+        rt.failures = 0
+        if rt.health is VendorHealth.DOWN:
+            log.warn("vendor {vendor} out of rotation for {cooldown}s", vendor=name,
+                     cooldown=rt.vendor.cooldown)
+            actions.append(act.StartTimer(timer_id=f"{COOLDOWN_TIMER_PREFIX}{name}",
+                                          delay=rt.vendor.cooldown))
+        elif rt.health is VendorHealth.PROBING:
+            actions.append(act.ProbeVendor(vendor=name, uris=rt.vendor.trunks))
+        else:
+            log.info("vendor {vendor} back in rotation", vendor=name)
+        return actions
+
+    def _cooldown_over(self, vendor: str) -> list[act.Action]:
+        rt = self._vendors.get(vendor)
+        if rt is None or rt.health is not VendorHealth.DOWN:
+            return []
+        probes = rt.vendor.probe_interval > 0
+        return self._vendor_transition(rt, "cooldown_over" if probes
+                                       else "cooldown_over_no_probes")
+
+    def _probe(self, vendor: str) -> list[act.Action]:
+        """Probe a vendor's trunks now and again after its probe_interval."""
+        rt = self._vendors.get(vendor)
+        if rt is None or rt.removed or rt.vendor.probe_interval <= 0:
+            return []
+        return [act.ProbeVendor(vendor=vendor, uris=rt.vendor.trunks),
+                act.StartTimer(timer_id=f"{PROBE_TIMER_PREFIX}{vendor}",
+                               delay=rt.vendor.probe_interval)]
 
     # -- helpers ------------------------------------------------------------
 
@@ -539,13 +1136,26 @@ class RoutingEngine:
         call.ended_offers.sort(key=lambda item: item[0])
         call.record.offers = [offer for _, offer in call.ended_offers]
 
-    def _finish(self, call: _Call, outcome: Outcome, now: float) -> act.CallFinished:
+    def _finish(self, call: _Call, outcome: Outcome, now: float) -> list[act.Action]:
+        """End the call: its timers go, its vendor channel is freed, the record is final."""
         call.state = CallState.ENDED
         record = call.record
         record.outcome = outcome
         record.ended_at = now
-        del self._calls[record.call_id]
-        return act.CallFinished(record=record)
+        call_id = record.call_id
+        del self._calls[call_id]
+        actions: list[act.Action] = []
+        if call.vendor is not None:
+            actions.extend(self._release_vendor(call))
+        if outcome in (Outcome.ABANDONED_QUEUE, Outcome.ABANDONED_RINGING):
+            self._sample(call, now)
+        waits = {r.seconds for r in call.queue.overflow if r.condition is Condition.WAIT_EXCEEDS}
+        actions.extend(act.CancelTimer(timer_id=f"{WAIT_TIMER_PREFIX}{call_id}:{i}")
+                       for i in range(len(waits)))
+        if call.queue.max_wait is not None:
+            actions.append(act.CancelTimer(timer_id=f"{MAX_WAIT_TIMER_PREFIX}{call_id}"))
+        actions.append(act.CallFinished(record=record))
+        return actions
 
 
 def _memberships(dialplan: Dialplan) -> tuple[dict[str, tuple[str, ...]], dict[str, list[str]]]:
@@ -558,6 +1168,12 @@ def _memberships(dialplan: Dialplan) -> tuple[dict[str, tuple[str, ...]], dict[s
         for agent_id in ids:
             member_of[agent_id].append(name)
     return members, member_of
+
+
+def _shares(queue: Queue | None, vendor: str) -> bool:
+    """Whether ``queue`` has a share rule for ``vendor``."""
+    return queue is not None and any(
+        r.condition is Condition.SHARE and r.vendors == (vendor,) for r in queue.overflow)
 
 
 def _new_agent(agent: Agent, groups: list[str], now: float) -> _Agent:

@@ -130,3 +130,52 @@ class AgentPause(Event):
     """An agent goes not-ready (deferred until a call in progress is over)."""
 
     agent_id: str = attrs.field(validator=_non_empty)
+
+
+# -- vendors (outsourced groups behind SIP trunks) ----------------------------
+
+
+@attrs.frozen(kw_only=True)
+class VendorRinging(Event):
+    """The vendor trunk the call was sent to is ringing (a 18x arrived)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    vendor: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class VendorAnswered(Event):
+    """The vendor answered the call (2xx with usable media)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    vendor: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class VendorFailed(Event):
+    """The vendor trunk answered a final error status (408 for no response at all)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    vendor: str = attrs.field(validator=_non_empty)
+    status: int = attrs.field(validator=_sip_status)
+
+
+@attrs.frozen(kw_only=True)
+class VendorHungUp(Event):
+    """The bridged vendor hung up."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    vendor: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class VendorProbed(Event):
+    """An OPTIONS probe round of a vendor's trunks ended: ``ok`` if any trunk is alive."""
+
+    vendor: str = attrs.field(validator=_non_empty)
+    ok: bool = attrs.field(validator=attrs.validators.instance_of(bool))
+
+
+@attrs.frozen(kw_only=True)
+class NodeStarted(Event):
+    """The node is up and can send SIP: start the vendor probes."""

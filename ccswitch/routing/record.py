@@ -13,10 +13,31 @@ OFFER_RESULT = re.compile(r"answered|no_answer|cancelled|failed:[1-6][0-9][0-9]"
 
 
 class Outcome(enum.StrEnum):
-    """How a call ended (the value is the ``outcome`` metric label)."""
+    """How a call ended, one per call (the value is the ``outcome`` metric label).
 
-    ANSWERED = "answered"
-    ABANDONED = "abandoned"  # the caller hung up before an agent answered
+    A call that was sent to a vendor is never counted as abandoned: if nobody
+    answered it, it is ``overflow_failed``.
+    """
+
+    ANSWERED_INHOUSE = "answered_inhouse"
+    ANSWERED_VENDOR = "answered_vendor"
+    ABANDONED_QUEUE = "abandoned_queue"  # caller left while waiting (or hearing the notice)
+    ABANDONED_RINGING = "abandoned_ringing"  # caller left while an in-house agent rang
+    SHORT_ABANDON = "short_abandon"  # caller left within the queue's short_abandon seconds
+    OVERFLOW_FAILED = "overflow_failed"  # sent to a vendor, answered by nobody
+    TIMEOUT = "timeout"  # the queue's max_wait ran out: final announcement and hang-up
+    REJECTED = "rejected"  # refused before it reached the queue (unusable SDP, no ports)
+
+    @property
+    def answered(self) -> bool:
+        return self in (Outcome.ANSWERED_INHOUSE, Outcome.ANSWERED_VENDOR)
+
+
+class Route(enum.StrEnum):
+    """Where a call went: in-house agents, or a vendor (the ``route`` metric label)."""
+
+    INHOUSE = "inhouse"
+    VENDOR = "vendor"
 
 
 def _result(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
@@ -25,17 +46,26 @@ def _result(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> Non
                          f"failed:<status>, got {value!r}")
 
 
+def _one_target(instance: "Offer", attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if (instance.agent_id is None) == (instance.vendor is None):
+        raise ValueError("an offer goes to exactly one agent or one vendor")
+    if instance.vendor is not None and not instance.trunk:
+        raise ValueError("a vendor offer names the trunk it went to")
+
+
 @attrs.frozen(kw_only=True)
 class Offer:
-    """One finished offer of a call to one agent.
+    """One finished offer of a call to one agent, or to one trunk of a vendor.
 
     ``result`` is ``"answered"``, ``"no_answer"`` (ring timeout), ``"failed:<status>"``
-    (the agent's side answered an error) or ``"cancelled"`` (another agent answered,
+    (the far side answered an error) or ``"cancelled"`` (someone else answered,
     or the caller hung up). Offers are recorded once they end, so ``ended_at`` is
     always set.
     """
 
-    agent_id: str = attrs.field(validator=attrs.validators.min_len(1))
+    agent_id: str | None = None
+    vendor: str | None = None
+    trunk: str | None = attrs.field(default=None, validator=_one_target)
     offered_at: float
     ended_at: float
     result: str = attrs.field(validator=_result)
@@ -47,7 +77,7 @@ class Offer:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "agent_id": self.agent_id,
+            "agent_id": self.agent_id, "vendor": self.vendor, "trunk": self.trunk,
             "offered_at": _ts(self.offered_at), "offered_at_iso": _iso(self.offered_at),
             "ended_at": _ts(self.ended_at), "ended_at_iso": _iso(self.ended_at),
             "ring": _ts(self.ring),
@@ -61,6 +91,9 @@ class CallRecord:
 
     ``announced_at`` is when the announcement ended, which is also ``queued_at``.
     ``short_abandon_threshold`` is the queue's ``short_abandon`` at arrival.
+    ``route`` is ``vendor`` once the call was sent to a vendor, unless an in-house
+    agent answered it in the end; ``vendor`` is the last vendor it went to (None
+    on the in-house route). ``overflow_reason`` is the rule that first sent it on.
     """
 
     call_id: str
@@ -78,6 +111,10 @@ class CallRecord:
     ended_at: float | None = None
     offers: list[Offer] = attrs.Factory(list)
     qa_notice_played: bool = False
+    route: Route = Route.INHOUSE
+    vendor: str | None = None
+    overflow_reason: str | None = None
+    overflowed_at: float | None = None
 
     @property
     def wait(self) -> float | None:
@@ -89,11 +126,9 @@ class CallRecord:
 
     @property
     def ring(self) -> float | None:
-        """How long the answering agent's phone rang; None if unanswered."""
-        if self.agent_id is None:
-            return None
+        """How long the answering agent's phone (or vendor trunk) rang; None if unanswered."""
         for offer in reversed(self.offers):
-            if offer.agent_id == self.agent_id and offer.result == "answered":
+            if offer.result == "answered":
                 return offer.ring
         return None
 
@@ -111,10 +146,8 @@ class CallRecord:
 
     @property
     def short_abandon(self) -> bool:
-        """Abandoned within the queue's short-abandon threshold (of the whole call)."""
-        total = self.total
-        return (self.outcome is Outcome.ABANDONED and total is not None
-                and total < self.short_abandon_threshold)
+        """The caller left within the queue's short-abandon threshold (of the whole call)."""
+        return self.outcome is Outcome.SHORT_ABANDON
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view: ms-precision epoch seconds plus ISO-8601 UTC twins."""
@@ -126,8 +159,12 @@ class CallRecord:
             "group": self.group,
             "agent_id": self.agent_id,
             "outcome": None if self.outcome is None else self.outcome.value,
+            "route": self.route.value,
+            "vendor": self.vendor,
+            "overflow_reason": self.overflow_reason,
         }
-        for name in ("arrived_at", "announced_at", "queued_at", "answered_at", "ended_at"):
+        for name in ("arrived_at", "announced_at", "queued_at", "overflowed_at", "answered_at",
+                     "ended_at"):
             value: float | None = getattr(self, name)
             out[name] = _ts(value)
             out[f"{name}_iso"] = _iso(value)

@@ -31,12 +31,22 @@ class CallState(enum.StrEnum):
 
     ANNOUNCING = "announcing"
     QUEUED = "queued"
-    RINGING = "ringing"
+    RINGING = "ringing"  # offered to in-house agents
+    OVERFLOW = "overflow"  # offered to a vendor trunk (and maybe in-house agents too)
     BRIDGED = "bridged"
+    CLOSING = "closing"  # max wait ran out: final announcement, then hang-up
     ENDED = "ended"
 
 
-S = TypeVar("S", AgentState, CallState)
+class VendorHealth(enum.StrEnum):
+    """Whether a vendor is in rotation."""
+
+    UP = "up"
+    DOWN = "down"  # out of rotation, cooling down
+    PROBING = "probing"  # cool-down over, out of rotation until an OPTIONS probe succeeds
+
+
+S = TypeVar("S", AgentState, CallState, VendorHealth)
 
 A = AgentState
 C = CallState
@@ -73,10 +83,29 @@ AGENT_TRANSITIONS: Mapping[tuple[AgentState, str], AgentState] = {
     (A.WRAP_UP, "wrap_up_done"): A.READY,
 }
 
-#: A customer call, from answer to the end.
+#: A customer call, from answer to the end. While a vendor has the call
+#: (OVERFLOW), in-house agents may be offered it too (the queue's
+#: ``inhouse_takeover``); whoever answers first gets it.
 CALL_TRANSITIONS: Mapping[tuple[CallState, str], CallState] = {
     (C.ANNOUNCING, "AnnouncementFinished"): C.QUEUED,
     (C.QUEUED, "offer"): C.RINGING,
+    (C.QUEUED, "overflow"): C.OVERFLOW,
+    (C.RINGING, "overflow"): C.OVERFLOW,  # max wait: the in-house offers are withdrawn first
+    (C.OVERFLOW, "offer"): C.OVERFLOW,
+    (C.OVERFLOW, "AgentRinging"): C.OVERFLOW,
+    (C.OVERFLOW, "AgentFailed"): C.OVERFLOW,
+    (C.OVERFLOW, "round_over"): C.OVERFLOW,
+    (C.OVERFLOW, "ring_timeout"): C.OVERFLOW,
+    (C.OVERFLOW, "AgentAnswered"): C.BRIDGED,
+    (C.OVERFLOW, "VendorRinging"): C.OVERFLOW,
+    (C.OVERFLOW, "VendorFailed"): C.OVERFLOW,  # the next trunk or vendor is tried
+    (C.OVERFLOW, "VendorAnswered"): C.BRIDGED,
+    (C.OVERFLOW, "vendors_exhausted"): C.QUEUED,  # back to waiting for in-house agents
+    (C.OVERFLOW, "vendors_exhausted_ringing"): C.RINGING,  # ... who are already ringing
+    (C.QUEUED, "close"): C.CLOSING,
+    (C.RINGING, "close"): C.CLOSING,
+    (C.OVERFLOW, "close"): C.CLOSING,
+    (C.CLOSING, "AnnouncementFinished"): C.ENDED,
     (C.RINGING, "AgentRinging"): C.RINGING,
     (C.RINGING, "AgentFailed"): C.RINGING,  # one offer of the round ended
     (C.RINGING, "round_over"): C.QUEUED,  # every offer of the round ended unanswered
@@ -85,8 +114,30 @@ CALL_TRANSITIONS: Mapping[tuple[CallState, str], CallState] = {
     (C.ANNOUNCING, "CallerHungUp"): C.ENDED,
     (C.QUEUED, "CallerHungUp"): C.ENDED,
     (C.RINGING, "CallerHungUp"): C.ENDED,
+    (C.OVERFLOW, "CallerHungUp"): C.ENDED,
+    (C.CLOSING, "CallerHungUp"): C.ENDED,
     (C.BRIDGED, "CallerHungUp"): C.ENDED,
     (C.BRIDGED, "AgentHungUp"): C.ENDED,
+    (C.BRIDGED, "VendorHungUp"): C.ENDED,
+}
+
+V = VendorHealth
+
+#: A vendor's health. ``failure`` is a failed call attempt (5xx, 408, ring
+#: timeout) or a failed OPTIONS probe; ``failure_limit`` is the one that reaches
+#: the vendor's ``failures`` in a row.
+VENDOR_TRANSITIONS: Mapping[tuple[VendorHealth, str], VendorHealth] = {
+    (V.UP, "success"): V.UP,
+    (V.UP, "failure"): V.UP,
+    (V.UP, "failure_limit"): V.DOWN,
+    (V.DOWN, "success"): V.DOWN,  # a late answer does not cut the cool-down short
+    (V.DOWN, "failure"): V.DOWN,
+    (V.DOWN, "failure_limit"): V.DOWN,
+    (V.DOWN, "cooldown_over"): V.PROBING,
+    (V.DOWN, "cooldown_over_no_probes"): V.UP,
+    (V.PROBING, "success"): V.UP,
+    (V.PROBING, "failure"): V.DOWN,
+    (V.PROBING, "failure_limit"): V.DOWN,
 }
 
 

@@ -28,8 +28,9 @@ from ccswitch.recording.recorder import CallRecorder, export_compressed
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
-from ccswitch.routing.record import CallRecord
+from ccswitch.routing.record import CallRecord, Outcome
 from ccswitch.sip.dialog import Dialog
+from ccswitch.sip.digest import DigestError, authorization, choose_challenge
 from ccswitch.sip.message import (
     Headers, NameAddr, Request, Response, SipURI, new_call_id, new_tag,
 )
@@ -57,13 +58,30 @@ class CallerLeg:
 
 
 @attrs.define(kw_only=True, eq=False)
-class AgentLeg:
-    agent_id: str
+class OutLeg:
+    """A leg we place: to an in-house agent (``kind`` agent) or a vendor trunk (vendor)."""
+
+    kind: str
+    target: str  # the agent id or the vendor name
     invite: Request
     media: MediaLeg
     tx: ClientTransaction | None = None
     dialog: Dialog | None = None
     state: str = "calling"  # calling -> ringing -> answered -> ended | cancelled
+    authenticated: bool = False  # the INVITE was resent with credentials once
+
+    @property
+    def key(self) -> str:
+        return leg_key(self.kind, self.target)
+
+
+def leg_key(kind: str, target: str) -> str:
+    """Where a call keeps a leg: agent ids as they are, vendors as ``vendor:<name>``."""
+    return target if kind == AGENT else f"{VENDOR}:{target}"
+
+
+AGENT = "agent"
+VENDOR = "vendor"
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -71,7 +89,7 @@ class Call:
     id: str
     queue: Queue
     caller: CallerLeg
-    agents: dict[str, AgentLeg] = attrs.Factory(dict)
+    legs: dict[str, OutLeg] = attrs.Factory(dict)
     recorder: CallRecorder | None = None
     recording_error: str | None = None
 
@@ -107,6 +125,7 @@ class CallController:
         """Bind to the transaction layer once the SIP port is listening."""
         self._layer = layer
         self._contact = f"<sip:ccswitch@{_host(self._config.sip.advertised_host)}:{listen_port}>"
+        self._feed(ev.NodeStarted())
 
     @property
     def active_calls(self) -> int:
@@ -139,7 +158,7 @@ class CallController:
         if response.status // 100 != 2 or response.cseq[1] != "INVITE":
             return
         call = self._dialogs.get(response.call_id)
-        leg = _agent_leg_for(call, response.call_id) if call else None
+        leg = _out_leg_for(call, response.call_id) if call else None
         if leg is not None and leg.dialog is not None:
             self._send_ack(leg.dialog, response.cseq[0])
 
@@ -180,6 +199,7 @@ class CallController:
             return
         if not request.body:
             self._reject(tx, 488, "Offer Required")
+            self._record_rejected(request, queue)
             return
         try:
             offer = parse_sdp(request.body)
@@ -188,6 +208,7 @@ class CallController:
             log.info("INVITE {sip_call_id} refused: {reason}", sip_call_id=request.call_id,
                      reason=e.reason)
             self._reject(tx, e.status, e.reason)
+            self._record_rejected(request, queue)
             return
         call_id = _routing_call_id(self._clock.seconds())
         try:
@@ -195,6 +216,7 @@ class CallController:
         except MediaError as e:
             log.error("no media port for new call: {error}", error=str(e))
             self._reject(tx, 503, "No Media Ports", headers=[("Retry-After", "5")])
+            self._record_rejected(request, queue, call_id)
             return
         leg.configure(remote=(offer.address, offer.port), codec=negotiated.codec.encoding,
                       payload_type=negotiated.codec.payload_type,
@@ -225,10 +247,10 @@ class CallController:
                 call.caller.ended = True
                 self._feed(ev.CallerHungUp(call_id=call.id))
             return
-        leg = _agent_leg_for(call, request.call_id)
+        leg = _out_leg_for(call, request.call_id)
         if leg is not None and leg.state == "answered":
             leg.state = "ended"
-            self._feed(ev.AgentHungUp(call_id=call.id, agent_id=leg.agent_id))
+            self._feed(_leg_event(call, leg, "hung_up"))
 
     def _reinvite(self, request: Request, tx: ServerTransaction) -> None:
         """Session refresh or hold from either side: keep media anchored, answer as before."""
@@ -289,6 +311,19 @@ class CallController:
                      group=action.group, old=str(action.old), new=str(action.new))
         elif isinstance(action, act.CallFinished):
             self._finish(action.record)
+        elif isinstance(action, act.OverflowFired):
+            self._metrics.overflow.labels(queue=action.queue, reason=action.reason,
+                                          vendor=action.vendor).inc()
+        elif isinstance(action, act.OverflowUnavailable):
+            self._metrics.overflow_failed.labels(queue=action.queue, vendor=action.vendor,
+                                                 cause=action.cause).inc()
+            log.info("call {call_id}: vendor {vendor} cannot take it ({cause})",
+                     call_id=action.call_id, vendor=action.vendor, cause=action.cause)
+        elif isinstance(action, act.VendorHealthChanged):
+            log.info("vendor {vendor}: {old} -> {new}", vendor=action.vendor,
+                     old=str(action.old), new=str(action.new))
+        elif isinstance(action, act.ProbeVendor):
+            self._probe(action.vendor, action.uris)
         else:
             call = self._calls.get(action.call_id)
             if call is None:
@@ -314,16 +349,18 @@ class CallController:
         elif isinstance(action, act.StopMusicOnHold):
             caller.media.stop_playing()
         elif isinstance(action, act.RingAgent):
-            self._ring_agent(call, action.agent_id, action.uri)
-        elif isinstance(action, act.CancelAgent):
-            leg = call.agents.pop(action.agent_id, None)
+            self._ring(call, AGENT, action.agent_id, action.uri)
+        elif isinstance(action, act.RingVendor):
+            self._ring(call, VENDOR, action.vendor, action.uri)
+        elif isinstance(action, (act.CancelAgent, act.CancelVendor)):
+            leg = call.legs.pop(_action_key(action), None)
             if leg is not None:
                 leg.state = "cancelled"
                 if leg.tx is not None:
                     leg.tx.cancel()
                 leg.media.close()
-        elif isinstance(action, act.Bridge):
-            leg = call.agents[action.agent_id]
+        elif isinstance(action, (act.Bridge, act.BridgeVendor)):
+            leg = call.legs[_action_key(action)]
             self._media.bridge(caller.media, leg.media)
             if call.recorder is not None:
                 self._media.record_agent(leg.media, call.recorder)
@@ -331,8 +368,8 @@ class CallController:
             if not caller.ended:
                 caller.ended = True
                 self._send_bye(caller.dialog)
-        elif isinstance(action, act.HangupAgent):
-            leg = call.agents.get(action.agent_id)
+        elif isinstance(action, (act.HangupAgent, act.HangupVendor)):
+            leg = call.legs.get(_action_key(action))
             if leg is not None and leg.dialog is not None and leg.state == "answered":
                 leg.state = "ended"
                 self._send_bye(leg.dialog)
@@ -350,15 +387,16 @@ class CallController:
 
         self._timers[timer_id] = self._clock.callLater(delay, fire)
 
-    # -- agent legs -------------------------------------------------------
+    # -- outgoing legs (agents and vendor trunks) -------------------------------
 
-    def _ring_agent(self, call: Call, agent_id: str, uri_text: str) -> None:
+    def _ring(self, call: Call, kind: str, target: str, uri_text: str) -> None:
         assert self._layer is not None
         try:
-            media = self._media.open_leg(call.id, f"agent:{agent_id}")
+            media = self._media.open_leg(call.id, f"{kind}:{target}")
         except MediaError as e:
-            log.error("no media port to ring {agent}: {error}", agent=agent_id, error=str(e))
-            self._feed(ev.AgentFailed(call_id=call.id, agent_id=agent_id, status=503))
+            log.error("no media port to ring {kind} {target}: {error}", kind=kind,
+                      target=target, error=str(e))
+            self._feed(_failed_event(call.id, kind, target, 503))
             return
         uri = SipURI.parse(uri_text)
         negotiated = call.caller.negotiated
@@ -384,26 +422,33 @@ class CallController:
         headers.add("User-Agent", self._user_agent)
         headers.add("Content-Type", SDP)
         invite = Request(method="INVITE", uri=uri, headers=headers, body=body)
-        leg = AgentLeg(agent_id=agent_id, invite=invite, media=media)
-        call.agents[agent_id] = leg
+        leg = OutLeg(kind=kind, target=target, invite=invite, media=media)
+        call.legs[leg.key] = leg
         self._dialogs[invite.call_id] = call
-        leg.tx = self._layer.request(
-            invite, uri.host_port(),
-            on_response=lambda response: self._agent_response(call, leg, response),
-            on_timeout=lambda: self._agent_failed(call, leg, 408))
-        log.info("call {call_id}: ringing agent {agent} at {uri}", call_id=call.id,
-                 agent=agent_id, uri=uri_text)
+        self._send_invite(call, leg)
+        log.info("call {call_id}: ringing {kind} {target} at {uri}", call_id=call.id,
+                 kind=kind, target=target, uri=uri_text)
 
-    def _agent_response(self, call: Call, leg: AgentLeg, response: Response) -> None:
+    def _send_invite(self, call: Call, leg: OutLeg) -> None:
+        assert self._layer is not None
+        leg.tx = self._layer.request(
+            leg.invite, leg.invite.uri.host_port(),
+            on_response=lambda response: self._leg_response(call, leg, response),
+            on_timeout=lambda: self._leg_failed(call, leg, 408))
+
+    def _leg_response(self, call: Call, leg: OutLeg, response: Response) -> None:
         status = response.status
         if status < 200:
             if status > 100 and leg.state == "calling":
                 leg.state = "ringing"
-                self._feed(ev.AgentRinging(call_id=call.id, agent_id=leg.agent_id))
+                self._feed(_leg_event(call, leg, "ringing"))
             return
+        if status in (401, 407) and leg.state in ("calling", "ringing"):
+            if self._authenticate(call, leg, response):
+                return
         if status >= 300:
             if leg.state in ("calling", "ringing"):
-                self._agent_failed(call, leg, status)
+                self._leg_failed(call, leg, status)
             return
         # 2xx: the first one makes the dialog; retransmissions are ACKed again.
         if leg.dialog is not None:
@@ -413,32 +458,86 @@ class CallController:
         self._send_ack(leg.dialog, response.cseq[0])
         if leg.state not in ("calling", "ringing"):
             # Answered after we gave up on it (CANCEL crossed the 200): hang up at once.
-            log.info("call {call_id}: late answer from {agent}, hanging up", call_id=call.id,
-                     agent=leg.agent_id)
+            log.info("call {call_id}: late answer from {kind} {target}, hanging up",
+                     call_id=call.id, kind=leg.kind, target=leg.target)
             self._send_bye(leg.dialog)
             return
         try:
             answer = parse_sdp(response.body)
             agreed = negotiate(answer, supported=(call.caller.negotiated.codec.encoding,))
         except SdpError as e:
-            log.warn("call {call_id}: agent {agent} answered with unusable SDP: {reason}",
-                     call_id=call.id, agent=leg.agent_id, reason=e.reason)
+            log.warn("call {call_id}: {kind} {target} answered with unusable SDP: {reason}",
+                     call_id=call.id, kind=leg.kind, target=leg.target, reason=e.reason)
             self._send_bye(leg.dialog)
-            self._agent_failed(call, leg, 488)
+            self._leg_failed(call, leg, 488)
             return
         leg.media.configure(remote=(answer.address, answer.port),
                             codec=agreed.codec.encoding, payload_type=agreed.codec.payload_type,
                             dtmf_payload_type=_pt(agreed.telephone_event))
         leg.state = "answered"
-        self._feed(ev.AgentAnswered(call_id=call.id, agent_id=leg.agent_id))
+        self._feed(_leg_event(call, leg, "answered"))
 
-    def _agent_failed(self, call: Call, leg: AgentLeg, status: int) -> None:
-        if call.agents.get(leg.agent_id) is not leg:
+    def _authenticate(self, call: Call, leg: OutLeg, response: Response) -> bool:
+        """Resend a vendor INVITE once with digest credentials; False if we cannot."""
+        vendor = self._config.dialplan.vendors.get(leg.target) if leg.kind == VENDOR else None
+        if (vendor is None or vendor.username is None or vendor.password is None
+                or leg.authenticated):
+            return False
+        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        try:
+            challenge = choose_challenge(response.headers.get_all(header))
+        except DigestError as e:
+            log.warn("call {call_id}: vendor {vendor} sent an unusable challenge: {reason}",
+                     call_id=call.id, vendor=leg.target, reason=e.reason)
+            return False
+        invite = leg.invite
+        credentials = authorization(
+            challenge, method="INVITE", uri=str(invite.uri), username=vendor.username,
+            password=vendor.password, cnonce=secrets.token_hex(8))
+        headers = invite.headers.copy()
+        headers.set("CSeq", f"{invite.cseq[0] + 1} INVITE")
+        headers.set("Authorization" if response.status == 401 else "Proxy-Authorization",
+                    credentials)
+        leg.invite = Request(method="INVITE", uri=invite.uri, headers=headers, body=invite.body)
+        leg.authenticated = True
+        self._send_invite(call, leg)
+        return True
+
+    def _leg_failed(self, call: Call, leg: OutLeg, status: int) -> None:
+        if call.legs.get(leg.key) is not leg:
             return
         leg.state = "ended"
-        del call.agents[leg.agent_id]
+        del call.legs[leg.key]
         leg.media.close()
-        self._feed(ev.AgentFailed(call_id=call.id, agent_id=leg.agent_id, status=status))
+        self._feed(_failed_event(call.id, leg.kind, leg.target, status))
+
+    def _probe(self, vendor: str, uris: tuple[str, ...]) -> None:
+        """OPTIONS to each trunk; the vendor is alive if any trunk answers something other
+        than 5xx (408 included: no answer at all)."""
+        assert self._layer is not None
+        results: list[bool] = []
+
+        def done(ok: bool) -> None:
+            results.append(ok)
+            if len(results) == len(uris):
+                self._feed(ev.VendorProbed(vendor=vendor, ok=any(results)))
+
+        for uri_text in uris:
+            uri = SipURI.parse(uri_text)
+            headers = Headers()
+            headers.add("Max-Forwards", "70")
+            headers.add("From", str(NameAddr(uri=SipURI(
+                user="ccswitch", host=_host(self._config.sip.advertised_host)),
+                params=(("tag", new_tag()),))))
+            headers.add("To", str(NameAddr(uri=uri)))
+            headers.add("Call-ID", new_call_id(self._config.sip.advertised_host))
+            headers.add("CSeq", "1 OPTIONS")
+            headers.add("User-Agent", self._user_agent)
+            options = Request(method="OPTIONS", uri=uri, headers=headers, body=b"")
+            self._layer.request(
+                options, uri.host_port(),
+                on_response=lambda r: None if r.status < 200 else done(r.status < 500),
+                on_timeout=lambda: done(False))
 
     # -- helpers ----------------------------------------------------------
 
@@ -508,11 +607,11 @@ class CallController:
         if call is None:
             return
         for sip_call_id in [call.caller.invite.call_id, *(
-                leg.invite.call_id for leg in call.agents.values())]:
+                leg.invite.call_id for leg in call.legs.values())]:
             self._dialogs.pop(sip_call_id, None)
         self._media.stop_recording(call.caller.media)
         call.caller.media.close()
-        for leg in call.agents.values():
+        for leg in call.legs.values():
             leg.media.close()
         log.info("call {call_id} ended: {outcome}", call_id=call.id, outcome=str(record.outcome))
         metadata = record.to_dict()
@@ -522,13 +621,17 @@ class CallController:
         # Finishing the WAV (header, fsync, rename, sidecar) and storing the record touch
         # the disk: off the reactor when there is a worker pool. Nothing here is used by
         # the reactor afterwards, and the pool finishes queued jobs before the process exits.
-        job = functools.partial(self._close_call_files, call.id, call.recorder, metadata)
+        self._run_job(call.id, functools.partial(self._close_call_files, call.id, call.recorder,
+                                                 metadata))
+
+    def _run_job(self, call_id: str, job: Callable[[], None]) -> None:
+        """Run disk work for a call on the worker pool (if any)."""
         if self._defer_to_thread is None:
             job()
         else:
             d = self._defer_to_thread(job)
             d.addErrback(lambda f: log.failure("call {call_id}: closing files failed", f,
-                                               call_id=call.id))
+                                               call_id=call_id))
 
     def _close_call_files(self, call_id: str, recorder: CallRecorder | None,
                           metadata: dict[str, Any]) -> None:
@@ -559,17 +662,37 @@ class CallController:
                 log.error("call {call_id}: compressed copy failed: {error}", call_id=call_id,
                           error=str(e))
 
+    def _record_rejected(self, request: Request, queue: Queue, call_id: str | None = None
+                         ) -> None:
+        """A call routed to ``queue`` but refused before it got there still gets a record
+        (outcome ``rejected``) and counts in the metrics."""
+        now = self._clock.seconds()
+        record = CallRecord(
+            call_id=call_id or _routing_call_id(now), caller=_caller_id(request.from_),
+            dialed=request.uri.user or "", queue=queue.name, group=queue.group,
+            arrived_at=now, short_abandon_threshold=queue.short_abandon,
+            outcome=Outcome.REJECTED, ended_at=now)
+        self._observe(record)
+        metadata = record.to_dict()
+        metadata["sip_call_id"] = request.call_id
+        self._run_job(record.call_id, functools.partial(
+            self._close_call_files, record.call_id, None, metadata))
+
     def _observe(self, record: CallRecord) -> None:
         m = self._metrics
         outcome = str(record.outcome)
-        m.calls.labels(queue=record.queue, outcome=outcome).inc()
+        route = str(record.route)
+        vendor = record.vendor or ""
+        m.calls.labels(queue=record.queue, outcome=outcome, route=route, vendor=vendor).inc()
         if record.wait is not None:
-            m.queue_wait.labels(queue=record.queue, outcome=outcome).observe(record.wait)
+            m.queue_wait.labels(queue=record.queue, outcome=outcome, route=route,
+                                vendor=vendor).observe(record.wait)
         for offer in record.offers:
-            m.agent_ring.labels(queue=record.queue, group=record.group).observe(
-                offer.ended_at - offer.offered_at)
+            if offer.agent_id is not None:
+                m.agent_ring.labels(queue=record.queue, group=record.group).observe(offer.ring)
         if record.talk is not None:
-            m.call_talk.labels(queue=record.queue, group=record.group).observe(record.talk)
+            m.call_talk.labels(queue=record.queue, group=record.group, route=route,
+                               vendor=vendor).observe(record.talk)
 
     def shutdown(self) -> None:
         """Stopping the node: hang up every call so each one gets its record."""
@@ -580,13 +703,38 @@ class CallController:
                 self._feed(ev.CallerHungUp(call_id=call.id))
 
 
-def _agent_leg_for(call: Call | None, sip_call_id: str) -> AgentLeg | None:
+def _out_leg_for(call: Call | None, sip_call_id: str) -> OutLeg | None:
     if call is None:
         return None
-    for leg in call.agents.values():
+    for leg in call.legs.values():
         if leg.invite.call_id == sip_call_id:
             return leg
     return None
+
+
+def _action_key(action: act.CancelAgent | act.CancelVendor | act.Bridge | act.BridgeVendor
+                | act.HangupAgent | act.HangupVendor) -> str:
+    if isinstance(action, (act.CancelVendor, act.BridgeVendor, act.HangupVendor)):
+        return leg_key(VENDOR, action.vendor)
+    return leg_key(AGENT, action.agent_id)
+
+
+def _leg_event(call: Call, leg: OutLeg, what: str) -> ev.Event:
+    """The engine event for ``what`` (ringing, answered, hung_up) happening on a leg."""
+    if leg.kind == VENDOR:
+        vendor_events: dict[str, type[ev.VendorRinging | ev.VendorAnswered | ev.VendorHungUp]] = {
+            "ringing": ev.VendorRinging, "answered": ev.VendorAnswered,
+            "hung_up": ev.VendorHungUp}
+        return vendor_events[what](call_id=call.id, vendor=leg.target)
+    agent_events: dict[str, type[ev.AgentRinging | ev.AgentAnswered | ev.AgentHungUp]] = {
+        "ringing": ev.AgentRinging, "answered": ev.AgentAnswered, "hung_up": ev.AgentHungUp}
+    return agent_events[what](call_id=call.id, agent_id=leg.target)
+
+
+def _failed_event(call_id: str, kind: str, target: str, status: int) -> ev.Event:
+    if kind == VENDOR:
+        return ev.VendorFailed(call_id=call_id, vendor=target, status=status)
+    return ev.AgentFailed(call_id=call_id, agent_id=target, status=status)
 
 
 def _routing_call_id(now: float) -> str:

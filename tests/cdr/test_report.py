@@ -117,6 +117,19 @@ def test_interrupted_calls_count_as_answered_only_if_an_agent_answered() -> None
     assert line.service_level == pytest.approx(1 / 2)
 
 
+def test_new_outcomes_count_as_answered_abandoned_or_neither() -> None:
+    """The outcome list: short_abandon and abandoned_* are abandons, overflow_failed and
+    timeout only offered, rejected left out of the SL and abandon denominators."""
+    line = only([row("a", outcome="answered_inhouse", wait=5),
+                 row("b", at=T0 + 1, outcome="abandoned_ringing", wait=30),
+                 row("c", at=T0 + 2, outcome="short_abandon", wait=1, short=True),
+                 row("d", at=T0 + 3, outcome="timeout", wait=600),
+                 row("e", at=T0 + 4, outcome="rejected", wait=None)])
+    assert (line.offered, line.answered, line.abandoned, line.short_abandons) == (5, 1, 2, 1)
+    assert line.service_level == pytest.approx(1 / 3)  # a of a, b, d
+    assert line.abandon_rate == pytest.approx(1 / 3)
+
+
 def test_calls_are_bucketed_per_hour_of_arrival_in_utc() -> None:
     """Hour lines start at the top of the UTC hour in which the calls arrived."""
     rows = [row("a", at=T0 + 30 * 60 * S), row("b", at=T0 + 59 * 60 * S),

@@ -195,6 +195,38 @@ def test_a_v1_database_is_migrated_forward_keeping_its_rows(tmp_path: Path) -> N
     assert next(store.rows(since_ms=1795419742482)).short_abandon_threshold_ms == 5000
 
 
+def test_v3_migration_maps_old_outcomes_to_the_outcome_list(tmp_path: Path) -> None:
+    """answered/abandoned rows from before vendors get the outcome list's values."""
+    path = tmp_path / "cdr.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(V1_SCHEMA)
+    cancelled = '[{"agent_id": "alice", "result": "cancelled"}]'
+    for call_id, outcome, short, route, offers in (
+            ("a-in", "answered", 0, "inhouse", "[]"), ("a-v", "answered", 0, "vendor", "[]"),
+            ("ab-q", "abandoned", 0, "inhouse", "[]"),
+            ("ab-r", "abandoned", 0, "inhouse", cancelled)):
+        old.execute("INSERT INTO calls (call_id, caller, dialed, queue, grp, route, outcome, "
+                    "arrived_ms, ended_ms, total_ms, short_abandon, qa_notice_played, "
+                    "offers_json) VALUES (?, '1', '100', 'support', 'g', ?, ?, 1, 2, 1, ?, 1, ?)",
+                    (call_id, route, outcome, short, offers))
+    old.commit()
+    old.close()
+    outcomes = {row.call_id: row.outcome for row in CdrStore(path).rows()}
+    assert outcomes == {"old-call": "short_abandon", "a-in": "answered_inhouse",
+                        "a-v": "answered_vendor", "ab-q": "abandoned_queue",
+                        "ab-r": "abandoned_ringing"}
+
+
+def test_vendor_fields_are_stored(store: CdrStore) -> None:
+    """route, vendor, overflow reason and the overflow time (ms) are kept."""
+    store.add({**RECORD, "outcome": "answered_vendor", "route": "vendor", "vendor": "acme",
+               "agent_id": None, "overflow_reason": "wait_exceeds",
+               "overflowed_at": 1795419746.5})
+    [row] = store.rows()
+    assert (row.route, row.vendor, row.overflow_reason, row.overflowed_ms) == (
+        "vendor", "acme", "wait_exceeds", 1795419746500)
+
+
 def test_migration_steps_run_in_order_once(tmp_path: Path) -> None:
     """Reopening a migrated database runs nothing again (no 'duplicate column' error)."""
     path = tmp_path / "cdr.sqlite"

@@ -55,7 +55,7 @@ def test_answered_call_is_recorded_with_each_party_on_its_own_channel(
 
     [wav] = node.wait_recordings(1)
     meta = sidecar(wav)
-    assert meta["outcome"] == "answered"
+    assert meta["outcome"] == "answered_inhouse"
     assert meta["agent_id"] == "alice"
     assert meta["queue"] == "support" and meta["dialed"] == "100"
     assert meta["qa_notice_played"] is True
@@ -84,9 +84,9 @@ def test_answered_call_is_recorded_with_each_party_on_its_own_channel(
     before = right[: int(answered * rate)]
     assert band_power(before, rate, AGENT_HZ) < 1e-3 * band_power(right[talk], rate, AGENT_HZ)
 
-    assert node.metric("ccswitch_calls_total", queue="support", outcome="answered") == 1
+    assert node.metric("ccswitch_calls_total", queue="support", outcome="answered_inhouse") == 1
     assert node.metric("ccswitch_queue_wait_seconds_count", queue="support",
-                       outcome="answered") == 1
+                       outcome="answered_inhouse") == 1
     assert node.metric("ccswitch_call_talk_seconds_count", queue="support",
                        group="inhouse") == 1
     assert node.metric("ccswitch_queue_depth", queue="support") == 0
@@ -94,7 +94,7 @@ def test_answered_call_is_recorded_with_each_party_on_its_own_channel(
 
 def test_caller_hanging_up_while_queued_is_an_abandon(
         node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
-    """No agent logged in: the caller hears the notice, waits, hangs up -> outcome abandoned."""
+    """No agent logged in: the caller hears the notice, waits, hangs up -> abandoned_queue."""
     node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", free_udp_port()),
                                             "logged_in": False}}), log_format="json")
     caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
@@ -104,13 +104,13 @@ def test_caller_hanging_up_while_queued_is_an_abandon(
 
     [wav] = node.wait_recordings(1)
     meta = sidecar(wav)
-    assert meta["outcome"] == "abandoned"
+    assert meta["outcome"] == "abandoned_queue"
     assert meta["agent_id"] is None
     assert meta["wait"] == pytest.approx(2.0, abs=0.7)
-    assert node.metric("ccswitch_calls_total", queue="support", outcome="abandoned") == 1
-    assert node.metric("ccswitch_calls_total", queue="support", outcome="answered") in (None, 0)
+    assert node.metric("ccswitch_calls_total", queue="support", outcome="abandoned_queue") == 1
+    assert node.metric("ccswitch_calls_total", queue="support", outcome="answered_inhouse") in (None, 0)
     assert node.metric("ccswitch_queue_wait_seconds_count", queue="support",
-                       outcome="abandoned") == 1
+                       outcome="abandoned_queue") == 1
 
     # JSON logs: every line about this call carries its id as a field.
     events = [json.loads(line) for line in node.log_path.read_text().splitlines()
@@ -121,7 +121,7 @@ def test_caller_hanging_up_while_queued_is_an_abandon(
 
     # The call detail record agrees with the sidecar and the report counts it.
     [cdr] = node.wait_cdr(1)
-    assert cdr["call_id"] == meta["call_id"] and cdr["outcome"] == "abandoned"
+    assert cdr["call_id"] == meta["call_id"] and cdr["outcome"] == "abandoned_queue"
     assert cdr["qa_notice_played"] is True and cdr["recording_path"] == str(wav)
     assert cdr["wait_ms"] == round(meta["wait"] * 1000)
     chart = node.workdir / "kpi.png"
@@ -153,7 +153,7 @@ def test_unanswered_agent_times_out_and_the_next_agent_takes_the_call(
 
     [wav] = node.wait_recordings(1)
     meta = sidecar(wav)
-    assert meta["outcome"] == "answered" and meta["agent_id"] == "bob"
+    assert meta["outcome"] == "answered_inhouse" and meta["agent_id"] == "bob"
     offers = meta["offers"]
     assert [o["agent_id"] for o in offers] == ["alice", "bob"]
     assert offers[0]["result"] == "no_answer"
@@ -183,7 +183,7 @@ def test_agent_hanging_up_ends_the_call_for_the_caller(
 
     [wav] = node.wait_recordings(1)
     meta = sidecar(wav)
-    assert meta["outcome"] == "answered" and meta["agent_id"] == "alice"
+    assert meta["outcome"] == "answered_inhouse" and meta["agent_id"] == "alice"
     assert meta["talk"] == pytest.approx(2.0, abs=0.5)
     assert node.metric("ccswitch_agents", group="inhouse", state="wrap_up") == 1  # 60 s
 
@@ -222,9 +222,9 @@ def test_sipp_caller_hanging_up_while_the_agent_rings_is_an_abandon(
 
     [wav] = node.wait_recordings(1)
     meta = sidecar(wav)
-    assert meta["outcome"] == "abandoned"
+    assert meta["outcome"] == "abandoned_ringing"
     assert [o["result"] for o in meta["offers"]] == ["cancelled"]
-    assert node.metric("ccswitch_calls_total", queue="support", outcome="abandoned") == 1
+    assert node.metric("ccswitch_calls_total", queue="support", outcome="abandoned_ringing") == 1
     rate, audio = read_wav(wav)
     # SIPp's RTP stream reached the recording's caller channel (under the music on hold).
     assert tone_present(audio[int((ANNOUNCEMENT_S + 0.5) * rate):, 0], rate, CALLER_HZ,
@@ -247,6 +247,6 @@ def test_stopping_ccswitch_mid_call_hangs_up_and_keeps_record_and_recording(
 
     [wav] = node.recordings_done()
     meta = sidecar(wav)
-    assert meta["outcome"] == "answered" and meta["agent_id"] == "alice"
+    assert meta["outcome"] == "answered_inhouse" and meta["agent_id"] == "alice"
     [cdr] = node.wait_cdr(1, timeout=5)
     assert cdr["call_id"] == meta["call_id"] and cdr["recording_path"] == str(wav)

@@ -30,7 +30,7 @@ def test_reload_adds_an_agent_who_takes_the_waiting_caller(
 
     [wav] = node.wait_recordings(1)
     meta = json.loads(wav.with_suffix(".json").read_text())
-    assert meta["outcome"] == "answered" and meta["agent_id"] == "bob"
+    assert meta["outcome"] == "answered_inhouse" and meta["agent_id"] == "bob"
     assert node.metric("ccswitch_config_reloads_total", result="ok") == 1
     assert node.metric("ccswitch_agents", group="inhouse", state="logged_out") == 1
 

@@ -8,7 +8,8 @@ from typing import Iterable
 from twisted.internet import task
 from twisted.internet.interfaces import IDelayedCall
 
-from ccswitch.model import Agent, Dialplan, Group, Queue, Strategy
+from ccswitch.model import Agent, Dialplan, Group, Queue, Strategy, Vendor
+from ccswitch.routing.calendar import Calendar
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
@@ -35,9 +36,21 @@ def make_queue(name: str = QUEUE, group: str = GROUP, **options: object) -> Queu
     return Queue(name=name, group=group, **fields)  # type: ignore[arg-type]
 
 
+def trunk(vendor: str, n: int = 1) -> str:
+    return f"sip:{vendor}{n}@127.0.0.1:5070"
+
+
+def make_vendor(name: str, *, trunks: int = 1, **options: object) -> Vendor:
+    fields: dict[str, object] = {"max_channels": 10, "probe_interval": 0.0}
+    fields.update(options)
+    return Vendor(name=name, trunks=tuple(trunk(name, n) for n in range(1, trunks + 1)),
+                  **fields)  # type: ignore[arg-type]
+
+
 def make_dialplan(agents: Iterable[str] = ("alice", "bob"), *, logged_out: Iterable[str] = (),
                   groups: dict[str, tuple[str, ...]] | None = None,
-                  queues: Iterable[Queue] | None = None, **options: object) -> Dialplan:
+                  queues: Iterable[Queue] | None = None, vendors: Iterable[Vendor] = (),
+                  calendars: Iterable[Calendar] = (), **options: object) -> Dialplan:
     """One group and one queue by default; ``options`` go to the default queue."""
     agent_ids = tuple(agents)
     out = set(logged_out)
@@ -49,6 +62,8 @@ def make_dialplan(agents: Iterable[str] = ("alice", "bob"), *, logged_out: Itera
         agents={a: Agent(id=a, uri=uri(a), logged_in=a not in out) for a in agent_ids},
         groups={name: Group(name=name, agents=members) for name, members in groups.items()},
         queues={q.name: q for q in queues},
+        vendors={v.name: v for v in vendors},
+        calendars={c.name: c for c in calendars},
         routes=(),
     )
 
@@ -113,6 +128,19 @@ class Driver:
 
     def agent_hangup(self, call_id: str, agent_id: str) -> list[act.Action]:
         return self.feed(ev.AgentHungUp(call_id=call_id, agent_id=agent_id))
+
+    def vendor_answer(self, call_id: str, vendor: str) -> list[act.Action]:
+        return self.feed(ev.VendorAnswered(call_id=call_id, vendor=vendor))
+
+    def vendor_fail(self, call_id: str, vendor: str, status: int = 503) -> list[act.Action]:
+        return self.feed(ev.VendorFailed(call_id=call_id, vendor=vendor, status=status))
+
+    def vendor_hangup(self, call_id: str, vendor: str) -> list[act.Action]:
+        return self.feed(ev.VendorHungUp(call_id=call_id, vendor=vendor))
+
+    def rung(self, call_id: str) -> list[act.RingVendor]:
+        """Every RingVendor of a call so far, in order."""
+        return [a for a in self.log if isinstance(a, act.RingVendor) and a.call_id == call_id]
 
     # the adapter's side ------------------------------------------------------
 

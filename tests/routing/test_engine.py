@@ -84,7 +84,7 @@ def test_happy_path_record() -> None:
     [r] = d.records
     assert (r.call_id, r.caller, r.dialed, r.queue, r.group) == (
         "c1", "5550100", "100", QUEUE, GROUP)
-    assert (r.outcome, r.agent_id, r.qa_notice_played) == (Outcome.ANSWERED, "alice", True)
+    assert (r.outcome, r.agent_id, r.qa_notice_played) == (Outcome.ANSWERED_INHOUSE, "alice", True)
     assert (r.arrived_at, r.announced_at, r.queued_at, r.answered_at, r.ended_at) == (
         T0, T0 + 3, T0 + 3, T0 + 5.5, T0 + 65.5)
     assert (r.wait, r.ring, r.talk, r.total, r.short_abandon) == (2.5, 2.5, 60, 65.5, False)
@@ -268,7 +268,7 @@ def test_agent_ready_resets_the_miss_count() -> None:
 
 
 def test_abandon_while_announcing() -> None:
-    """A caller leaving during the announcement: ABANDONED, never queued, short abandon."""
+    """A caller leaving during the announcement within short_abandon: SHORT_ABANDON."""
     d = Driver(make_dialplan())
     d.arrive("c1")
     d.advance(2)
@@ -276,13 +276,13 @@ def test_abandon_while_announcing() -> None:
     [r] = d.records
     assert actions == [act.CallFinished(record=r)]
     assert (r.outcome, r.qa_notice_played, r.announced_at, r.queued_at) == (
-        Outcome.ABANDONED, False, None, None)
+        Outcome.SHORT_ABANDON, False, None, None)
     assert (r.ended_at, r.wait, r.total, r.short_abandon) == (T0 + 2, None, 2, True)
     assert d.engine.calls() == []
 
 
 def test_abandon_while_queued() -> None:
-    """A caller leaving while waiting with nobody ready: ABANDONED with its wait."""
+    """A caller leaving while waiting with nobody ready: ABANDONED_QUEUE with its wait."""
     d = Driver(make_dialplan(logged_out=("alice", "bob")))
     d.arrive("c1")
     d.advance(3)
@@ -292,15 +292,16 @@ def test_abandon_while_queued() -> None:
     [r] = d.records
     assert actions == [act.CallFinished(record=r)]
     assert (r.outcome, r.agent_id, r.queued_at, r.ended_at) == (
-        Outcome.ABANDONED, None, T0 + 3, T0 + 23)
+        Outcome.ABANDONED_QUEUE, None, T0 + 3, T0 + 23)
     assert (r.wait, r.talk, r.ring, r.total, r.short_abandon) == (20, None, None, 23, False)
 
 
 def test_abandon_while_ringing() -> None:
-    """A caller leaving while an agent rings: offer cancelled, agent READY in place, ABANDONED."""
+    """A caller leaving while an agent rings: offer cancelled, agent READY in place,
+    ABANDONED_RINGING (the call is older than short_abandon)."""
     d = Driver(make_dialplan())
     d.queued("c1")
-    d.advance(4)
+    d.advance(6)
     actions = d.caller_hangup("c1")
     [r] = d.records
     assert actions == [
@@ -309,7 +310,7 @@ def test_abandon_while_ringing() -> None:
         act.CallFinished(record=r),
         asc("alice", A, R),
     ]
-    assert (r.outcome, r.wait) == (Outcome.ABANDONED, 4)
+    assert (r.outcome, r.wait) == (Outcome.ABANDONED_RINGING, 6)
     assert [(o.agent_id, o.result) for o in r.offers] == [("alice", "cancelled")]
     alice = d.engine.snapshot()["agents"]["alice"]
     assert (alice["misses"], alice["idle_since"]) == (0, T0)
@@ -328,7 +329,7 @@ def test_caller_hangup_while_bridged() -> None:
     assert actions[:2] == [act.HangupAgent(call_id="c1", agent_id="alice"),
                            act.CallFinished(record=r)]
     assert not any(isinstance(a, act.HangupCaller) for a in actions)
-    assert (r.outcome, r.agent_id, r.talk) == (Outcome.ANSWERED, "alice", 42)
+    assert (r.outcome, r.agent_id, r.talk) == (Outcome.ANSWERED_INHOUSE, "alice", 42)
 
 
 def test_agent_hangup_while_bridged() -> None:
@@ -344,7 +345,7 @@ def test_agent_hangup_while_bridged() -> None:
         asc("alice", AgentState.ON_CALL, AgentState.WRAP_UP),
         act.StartTimer(timer_id="wrapup:alice", delay=5.0),
     ]
-    assert (r.outcome, r.talk) == (Outcome.ANSWERED, 30)
+    assert (r.outcome, r.talk) == (Outcome.ANSWERED_INHOUSE, 30)
 
 
 def test_wrap_up_delays_the_next_offer() -> None:
@@ -631,18 +632,20 @@ def test_record_to_dict_is_json_with_the_expected_keys() -> None:
     d.advance(10)
     d.caller_hangup("c1")
     data = json.loads(json.dumps(d.records[0].to_dict()))
-    times = ["arrived_at", "announced_at", "queued_at", "answered_at", "ended_at"]
+    times = ["arrived_at", "announced_at", "queued_at", "overflowed_at", "answered_at",
+             "ended_at"]
     assert set(data) == {
-        "call_id", "caller", "dialed", "queue", "group", "agent_id", "outcome",
+        "call_id", "caller", "dialed", "queue", "group", "agent_id", "outcome", "route",
+        "vendor", "overflow_reason",
         *times, *(f"{t}_iso" for t in times), "wait", "ring", "talk", "total",
         "short_abandon", "short_abandon_threshold", "qa_notice_played", "offers"}
     assert data["arrived_at"] == T0 and data["arrived_at_iso"] == "2023-11-14T22:13:20.000Z"
     assert data["answered_at_iso"] == "2023-11-14T22:13:39.250Z"
     assert (data["outcome"], data["agent_id"], data["wait"], data["ring"], data["talk"]) == (
-        "answered", "bob", 16.25, 1.25, 10)
+        "answered_inhouse", "bob", 16.25, 1.25, 10)
     assert [(o["agent_id"], o["result"], o["ring"]) for o in data["offers"]] == [
         ("alice", "no_answer", 15), ("bob", "answered", 1.25)]
-    assert set(data["offers"][0]) == {"agent_id", "offered_at", "offered_at_iso", "ended_at",
+    assert set(data["offers"][0]) == {"agent_id", "vendor", "trunk", "offered_at", "offered_at_iso", "ended_at",
                                       "ended_at_iso", "ring", "result"}
 
 

@@ -37,7 +37,7 @@ def test_unchanged_agents_keep_their_runtime_state() -> None:
     assert d.reload(make_dialplan(["alice", "bob"])) == []
     assert d.engine.agent_state("alice") is AgentState.ON_CALL
     d.caller_hangup("c1")
-    assert d.records[-1].outcome is Outcome.ANSWERED and d.records[-1].agent_id == "alice"
+    assert d.records[-1].outcome is Outcome.ANSWERED_INHOUSE and d.records[-1].agent_id == "alice"
 
 
 def test_removed_idle_agent_disappears_at_once() -> None:

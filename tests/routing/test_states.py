@@ -8,7 +8,8 @@ import pytest
 
 from ccswitch.errors import CCSwitchError, IllegalTransition
 from ccswitch.routing.states import (
-    AGENT_TRANSITIONS, CALL_TRANSITIONS, AgentState, CallState, transition,
+    AGENT_TRANSITIONS, CALL_TRANSITIONS, VENDOR_TRANSITIONS, AgentState, CallState, VendorHealth,
+    transition,
 )
 
 AGENT_EVENTS = sorted({event for _, event in AGENT_TRANSITIONS})
@@ -18,6 +19,9 @@ AGENT_ILLEGAL = [(s, e) for s, e in itertools.product(AgentState, AGENT_EVENTS)
                  if (s, e) not in AGENT_TRANSITIONS]
 CALL_ILLEGAL = [(s, e) for s, e in itertools.product(CallState, CALL_EVENTS)
                 if (s, e) not in CALL_TRANSITIONS]
+VENDOR_EVENTS = sorted({event for _, event in VENDOR_TRANSITIONS})
+VENDOR_ILLEGAL = [(s, e) for s, e in itertools.product(VendorHealth, VENDOR_EVENTS)
+                  if (s, e) not in VENDOR_TRANSITIONS]
 
 EXPECTED_AGENT = {
     (AgentState.LOGGED_OUT, "AgentLogin"): AgentState.READY,
@@ -59,6 +63,42 @@ EXPECTED_CALL = {
     (CallState.RINGING, "CallerHungUp"): CallState.ENDED,
     (CallState.BRIDGED, "CallerHungUp"): CallState.ENDED,
     (CallState.BRIDGED, "AgentHungUp"): CallState.ENDED,
+    # vendors
+    (CallState.QUEUED, "overflow"): CallState.OVERFLOW,
+    (CallState.RINGING, "overflow"): CallState.OVERFLOW,
+    (CallState.OVERFLOW, "offer"): CallState.OVERFLOW,
+    (CallState.OVERFLOW, "AgentRinging"): CallState.OVERFLOW,
+    (CallState.OVERFLOW, "AgentFailed"): CallState.OVERFLOW,
+    (CallState.OVERFLOW, "round_over"): CallState.OVERFLOW,
+    (CallState.OVERFLOW, "ring_timeout"): CallState.OVERFLOW,
+    (CallState.OVERFLOW, "AgentAnswered"): CallState.BRIDGED,
+    (CallState.OVERFLOW, "VendorRinging"): CallState.OVERFLOW,
+    (CallState.OVERFLOW, "VendorFailed"): CallState.OVERFLOW,
+    (CallState.OVERFLOW, "VendorAnswered"): CallState.BRIDGED,
+    (CallState.OVERFLOW, "vendors_exhausted"): CallState.QUEUED,
+    (CallState.OVERFLOW, "vendors_exhausted_ringing"): CallState.RINGING,
+    (CallState.OVERFLOW, "CallerHungUp"): CallState.ENDED,
+    (CallState.BRIDGED, "VendorHungUp"): CallState.ENDED,
+    # max wait
+    (CallState.QUEUED, "close"): CallState.CLOSING,
+    (CallState.RINGING, "close"): CallState.CLOSING,
+    (CallState.OVERFLOW, "close"): CallState.CLOSING,
+    (CallState.CLOSING, "AnnouncementFinished"): CallState.ENDED,
+    (CallState.CLOSING, "CallerHungUp"): CallState.ENDED,
+}
+
+EXPECTED_VENDOR = {
+    (VendorHealth.UP, "success"): VendorHealth.UP,
+    (VendorHealth.UP, "failure"): VendorHealth.UP,
+    (VendorHealth.UP, "failure_limit"): VendorHealth.DOWN,
+    (VendorHealth.DOWN, "success"): VendorHealth.DOWN,
+    (VendorHealth.DOWN, "failure"): VendorHealth.DOWN,
+    (VendorHealth.DOWN, "failure_limit"): VendorHealth.DOWN,
+    (VendorHealth.DOWN, "cooldown_over"): VendorHealth.PROBING,
+    (VendorHealth.DOWN, "cooldown_over_no_probes"): VendorHealth.UP,
+    (VendorHealth.PROBING, "success"): VendorHealth.UP,
+    (VendorHealth.PROBING, "failure"): VendorHealth.DOWN,
+    (VendorHealth.PROBING, "failure_limit"): VendorHealth.DOWN,
 }
 
 
@@ -70,9 +110,9 @@ def test_agent_state_values_are_the_metric_labels() -> None:
 
 
 def test_call_state_values() -> None:
-    """CallState has the five call phases, with lower-case string values."""
+    """CallState has the seven call phases, with lower-case string values."""
     assert [s.value for s in CallState] == [
-        "announcing", "queued", "ringing", "bridged", "ended"]
+        "announcing", "queued", "ringing", "overflow", "bridged", "closing", "ended"]
 
 
 def test_agent_table_is_exactly_the_documented_one() -> None:
@@ -83,6 +123,21 @@ def test_agent_table_is_exactly_the_documented_one() -> None:
 def test_call_table_is_exactly_the_documented_one() -> None:
     """The call table holds exactly the documented transitions (nothing more)."""
     assert dict(CALL_TRANSITIONS) == EXPECTED_CALL
+
+
+def test_vendor_table_is_exactly_the_documented_one() -> None:
+    """The vendor health table holds exactly the documented transitions."""
+    assert dict(VENDOR_TRANSITIONS) == EXPECTED_VENDOR
+
+
+@pytest.mark.parametrize(("state", "event"), VENDOR_ILLEGAL)
+def test_illegal_vendor_transition_raises_and_keeps_state(state: VendorHealth,
+                                                          event: str) -> None:
+    """A trigger the vendor machine does not accept (probing needs no cool-down) raises."""
+    current = state
+    with pytest.raises(IllegalTransition):
+        current = transition("vendor acme", VENDOR_TRANSITIONS, current, event)
+    assert current is state
 
 
 @pytest.mark.parametrize(("state", "event"), list(EXPECTED_AGENT))

@@ -1,0 +1,177 @@
+"""Dialplan vendors, calendars and overflow rules: what the loader builds and what it refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ccswitch.config import check_config
+from ccswitch.model import Condition, MaxWait, ServiceLevel
+from tests.test_config import failed, plan, plan_error, reason_of, setup
+
+
+def vendor_plan(**queue: Any) -> dict[str, Any]:
+    """plan() plus two vendors, a calendar and the given queue options."""
+    data = plan()
+    data["calendars"] = {"office": {"timezone": "Europe/Berlin",
+                                    "hours": {"mon-fri": ["08:00-18:00"]}}}
+    data["vendors"] = {
+        "acme": {"trunks": ["sip:overflow@127.0.0.1:5070", "sip:overflow@127.0.0.1:5071"],
+                 "max_channels": 20, "schedule": "office", "username": "cc",
+                 "password": "secret"},
+        "globex": {"trunks": "sip:q@127.0.0.1:5072", "max_channels": 5, "ring_timeout": 20,
+                   "failures": 2, "cooldown": 120, "probe_interval": 0},
+    }
+    data["queues"]["support"].update(queue)
+    return data
+
+
+RULES = [
+    {"no_agents_logged_in": True, "to": ["acme", "globex"]},
+    {"wait_exceeds": 60, "to": ["acme"]},
+    {"queue_length_exceeds": 5, "to": ["globex"]},
+    {"outside_hours": "office", "to": ["globex"]},
+    {"service_level_below": {"percent": 80, "within": 20, "window": 900}, "to": ["acme"]},
+    {"share": {"vendor": "acme", "percent": 20}},
+]
+
+
+def test_vendors_calendars_and_rules_are_loaded(tmp_path: Path) -> None:
+    """A full vendor set-up loads into typed vendors, calendars and rules in order."""
+    path = setup(tmp_path, plans={"main.yaml": vendor_plan(
+        overflow=RULES, max_wait={"seconds": 600, "to": ["globex"],
+                                  "announcement": "sounds/a.wav"},
+        inhouse_takeover=False)})
+    result = check_config(path)
+    assert result.config is not None, result.errors
+    dialplan = result.config.dialplan
+    acme, globex = dialplan.vendors["acme"], dialplan.vendors["globex"]
+    assert (acme.trunks, acme.max_channels, acme.schedule, acme.username) == (
+        ("sip:overflow@127.0.0.1:5070", "sip:overflow@127.0.0.1:5071"), 20, "office", "cc")
+    assert (globex.trunks, globex.ring_timeout, globex.failures, globex.cooldown,
+            globex.probe_interval) == (("sip:q@127.0.0.1:5072",), 20.0, 2, 120.0, 0.0)
+    assert (acme.ring_timeout, acme.failures, acme.cooldown, acme.probe_interval) == (
+        30.0, 3, 60.0, 30.0)
+    queue = dialplan.queues["support"]
+    assert [r.condition for r in queue.overflow] == [
+        Condition.NO_AGENTS_LOGGED_IN, Condition.WAIT_EXCEEDS, Condition.QUEUE_LENGTH_EXCEEDS,
+        Condition.OUTSIDE_HOURS, Condition.SERVICE_LEVEL_BELOW, Condition.SHARE]
+    assert queue.overflow[0].vendors == ("acme", "globex")
+    assert (queue.overflow[1].seconds, queue.overflow[2].length, queue.overflow[3].calendar) == (
+        60.0, 5, "office")
+    assert queue.overflow[4].service_level == ServiceLevel(percent=80.0, within=20.0,
+                                                           window=900.0)
+    assert (queue.overflow[5].vendors, queue.overflow[5].percent) == (("acme",), 20.0)
+    assert queue.max_wait == MaxWait(seconds=600.0, vendors=("globex",),
+                                     announcement=tmp_path / "plans" / "sounds" / "a.wav")
+    assert queue.inhouse_takeover is False
+    assert dialplan.calendars["office"].timezone == "Europe/Berlin"
+
+
+def test_a_queue_without_rules_keeps_the_defaults(tmp_path: Path) -> None:
+    """No overflow keys: no rules, no max wait, takeover allowed."""
+    result = check_config(setup(tmp_path))
+    assert result.config is not None
+    queue = result.config.dialplan.queues["support"]
+    assert (queue.overflow, queue.max_wait, queue.inhouse_takeover) == ((), None, True)
+
+
+@pytest.mark.parametrize(("rules", "key", "reason"), [
+    ([{"wait_exceeds": 10, "to": ["initech"]}], "queues.support.overflow[0].to[0]",
+     "unknown vendor 'initech'"),
+    ([{"share": {"vendor": "initech", "percent": 10}}],
+     "queues.support.overflow[0].share.vendor", "unknown vendor 'initech'"),
+    ([{"outside_hours": "weekend", "to": ["acme"]}], "queues.support.overflow[0].outside_hours",
+     "unknown calendar 'weekend'"),
+    ([{"share": {"vendor": "acme", "percent": 70}}, {"share": {"vendor": "globex",
+                                                               "percent": 40}}],
+     "queues.support.overflow[1].share", "add up to 110 %, over 100 %"),
+    ([{"share": {"vendor": "acme", "percent": 10}}, {"share": {"vendor": "acme",
+                                                               "percent": 10}}],
+     "queues.support.overflow[1].share", "already has a share"),
+    ([{"wait_exceeds": 10}], "queues.support.overflow[0].wait_exceeds", "needs to:"),
+    ([{"wait_exceeds": 10, "no_agents_available": True, "to": ["acme"]}],
+     "queues.support.overflow[0]", "exactly one condition"),
+    ([{"to": ["acme"]}], "queues.support.overflow[0]", "exactly one condition, got none"),
+    ([{"wait_exceeds": -1, "to": ["acme"]}], "queues.support.overflow[0].wait_exceeds",
+     ">= 0"),
+    ([{"no_agents_available": "yes", "to": ["acme"]}],
+     "queues.support.overflow[0].no_agents_available", "must be true"),
+    ([{"wait_exceeds": 5, "to": []}], "queues.support.overflow[0].to", "non-empty list"),
+    ([{"wait_exceeds": 5, "to": ["acme", "acme"]}], "queues.support.overflow[0].to",
+     "names a vendor twice"),
+    ([{"share": {"vendor": "acme", "percent": 0}}],
+     "queues.support.overflow[0].share.percent", "above 0 and at most 100"),
+    ([{"share": {"vendor": "acme", "percent": 10}, "to": ["acme"]}],
+     "queues.support.overflow[0].to", "names its vendor in share.vendor"),
+    ([{"service_level_below": {"percent": 80, "within": 20, "window": 10}, "to": ["acme"]}],
+     "queues.support.overflow[0].service_level_below.window", "at least within"),
+    ([{"service_level_below": {"percent": 80, "within": 20}, "to": ["acme"]}],
+     "queues.support.overflow[0].service_level_below.window", "is required"),
+    ([{"wait_exceeds": 5, "to": ["acme"], "when": 1}], "queues.support.overflow[0].when",
+     "unknown key"),
+    ("fast", "queues.support.overflow", "must be a list of rules"),
+])
+def test_bad_overflow_rules_are_refused_with_file_key_and_reason(
+        tmp_path: Path, rules: Any, key: str, reason: str) -> None:
+    """Each bad rule is reported at its key with a reason."""
+    assert reason in plan_error(tmp_path, vendor_plan(overflow=rules), key)
+
+
+@pytest.mark.parametrize(("vendor", "key", "reason"), [
+    ({"max_channels": 5}, "vendors.acme.trunks", "is required"),
+    ({"trunks": [], "max_channels": 5}, "vendors.acme.trunks", "list of SIP URIs"),
+    ({"trunks": ["http://x"], "max_channels": 5}, "vendors.acme.trunks[0]", "'http://x'"),
+    ({"trunks": ["sip:a@h"], "max_channels": 0}, "vendors.acme.max_channels", ">= 1"),
+    ({"trunks": ["sip:a@h"]}, "vendors.acme.max_channels", "is required"),
+    ({"trunks": ["sip:a@h"], "max_channels": 5, "username": "u"}, "vendors.acme.password",
+     "go together"),
+    ({"trunks": ["sip:a@h"], "max_channels": 5, "schedule": "nights"}, "vendors.acme.schedule",
+     "unknown calendar 'nights'"),
+    ({"trunks": ["sip:a@h"], "max_channels": 5, "cooldown": 0}, "vendors.acme.cooldown", "> 0"),
+    ({"trunks": ["sip:a@h"], "max_channels": 5, "channels": 3}, "vendors.acme.channels",
+     "unknown key"),
+])
+def test_bad_vendors_are_refused(tmp_path: Path, vendor: dict[str, Any], key: str,
+                                 reason: str) -> None:
+    """Vendor definitions are checked key by key."""
+    data = vendor_plan(overflow=[{"wait_exceeds": 5, "to": ["acme", "globex"]}])
+    data["vendors"]["acme"] = vendor
+    assert reason in plan_error(tmp_path, data, key)
+
+
+@pytest.mark.parametrize(("calendar", "key", "reason"), [
+    ({"timezone": "Mars/Olympus", "hours": {}}, "calendars.office.timezone",
+     "unknown time zone"),
+    ({"timezone": "UTC", "hours": {"mon": ["08:00-12:00", "11:00-13:00"]}},
+     "calendars.office.hours.mon[1]", "overlaps"),
+    ({"timezone": "UTC", "hours": {"mon": ["18:00-08:00"]}}, "calendars.office.hours.mon[0]",
+     "overnight"),
+    ("always", "calendars.office", "must be a mapping"),
+])
+def test_bad_calendars_are_refused(tmp_path: Path, calendar: Any, key: str,
+                                   reason: str) -> None:
+    """Invalid or overlapping calendars fail with the calendar's key."""
+    data = vendor_plan(overflow=[{"outside_hours": "office", "to": ["acme", "globex"]}])
+    data["calendars"]["office"] = calendar
+    assert reason in plan_error(tmp_path, data, key)
+
+
+def test_vendors_and_calendars_may_live_in_another_file(tmp_path: Path) -> None:
+    """Names are global: a queue in one file may use a vendor and calendar from another."""
+    main = vendor_plan(overflow=[{"outside_hours": "office", "to": ["acme"]}])
+    shared = {"vendors": main.pop("vendors"), "calendars": main.pop("calendars")}
+    result = check_config(setup(tmp_path, plans={"a.yaml": main, "b.yaml": shared}))
+    assert result.config is not None, result.errors
+    assert "globex" in result.config.dialplan.vendors
+    assert any("vendor is not used" in w for w in result.warnings)
+
+
+def test_a_vendor_defined_twice_is_an_error(tmp_path: Path) -> None:
+    """The same vendor name in two files is refused, naming the first."""
+    main = vendor_plan()
+    other = {"vendors": {"acme": {"trunks": ["sip:a@h"], "max_channels": 1}}}
+    errors = failed(setup(tmp_path, plans={"a.yaml": main, "b.yaml": other}))
+    assert "already defined" in reason_of(errors, "vendors.acme")
