@@ -38,7 +38,13 @@ SERIES = re.compile(r"(?<![\w:])(?:[a-zA-Z_]\w*:)?ccswitch_\w*(?::\w+)?")
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 # Label ccswitch puts on the series of each queue; such queries must honour $queue.
 QUEUE_SERIES = ("ccswitch_queue_depth", "ccswitch_calls_total", "ccswitch_queue_wait_seconds",
-                "ccswitch_agent_ring_seconds", "ccswitch_call_talk_seconds", "queue:")
+                "ccswitch_agent_ring_seconds", "ccswitch_call_talk_seconds", "ccswitch_queue_info",
+                "ccswitch_overflow_total", "ccswitch_overflow_failed_total", "queue:", "queue_route:",
+                "queue_vendor:")
+# Series with a vendor label naming a vendor; such queries must honour $vendor.
+VENDOR_SERIES = ("ccswitch_vendor_channels_in_use", "ccswitch_vendor_channels_max",
+                 "ccswitch_vendor_up", "ccswitch_overflow_total", "ccswitch_overflow_failed_total",
+                 "queue_vendor:")
 
 
 def exported_series() -> set[str]:
@@ -157,6 +163,18 @@ def test_queue_variable_filters_every_queue_query() -> None:
             assert 'queue=~"$queue"' in expr, expr
 
 
+def test_vendor_variable_filters_every_vendor_query() -> None:
+    """$vendor lists the vendors and every query over per-vendor series is filtered by it."""
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    vendor = variables["vendor"]
+    assert vendor["type"] == "query" and vendor["multi"] and vendor["includeAll"]
+    assert vendor["query"]["query"] == "label_values(ccswitch_vendor_channels_max, vendor)"
+    for panel in all_panels(dashboard()["panels"]):
+        for target in panel.get("targets", []):
+            if any(series in target["expr"] for series in VENDOR_SERIES):
+                assert 'vendor=~"$vendor"' in target["expr"], (panel["title"], target["expr"])
+
+
 def test_panels_have_unique_ids_and_do_not_overlap() -> None:
     """Panel ids are unique and the 24-column grid has no two panels on the same cell."""
     panels = list(all_panels(dashboard()["panels"]))
@@ -172,19 +190,41 @@ def test_panels_have_unique_ids_and_do_not_overlap() -> None:
         cells |= mine
 
 
-def test_dashboard_is_current_schema_with_a_vendor_row_reserved() -> None:
-    """Schema 39, and an empty collapsed 'Vendors' row keeps the place for issue 2's panels."""
+def test_dashboard_is_current_schema() -> None:
+    """Schema 39 and the dashboard's fixed uid."""
     data = dashboard()
     assert data["schemaVersion"] == 39 and data["uid"] == "ccswitch"
-    [vendors] = [p for p in data["panels"] if p["type"] == "row" and "Vendors" in p["title"]]
-    assert vendors["collapsed"] is True and vendors["panels"] == []
+
+
+def test_vendors_row_shows_capacity_health_overflow_and_route_comparison() -> None:
+    """The open 'Vendors' row: channels vs max, up, overflows, failures, in-house vs vendor KPIs."""
+    panels = dashboard()["panels"]
+    [start] = [i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == "Vendors"]
+    assert panels[start]["collapsed"] is False and panels[start]["panels"] == []
+    end = next((i for i in range(start + 1, len(panels)) if panels[i]["type"] == "row"),
+               len(panels))
+    exprs = [t["expr"] for p in panels[start + 1:end] for t in p["targets"]]
+    used = {name for expr in exprs for name in SERIES.findall(expr)}
+    for series in ("ccswitch_vendor_channels_in_use", "ccswitch_vendor_channels_max",
+                   "ccswitch_vendor_up", "ccswitch_overflow_total", "ccswitch_overflow_failed_total"):
+        assert series in used, f"the Vendors row does not show {series}"
+    for kpi in ("service_level:ratio_rate1h", "asa_seconds:mean1h", "aht_seconds:mean1h"):
+        for level in ("queue_route", "queue_vendor"):
+            assert f"{level}:ccswitch_{kpi}" in used, f"the Vendors row does not compare {kpi}"
+    # Vendor calls are never abandoned: their counterpart is the overflow-failed rate.
+    assert {"queue_route:ccswitch_abandon:ratio_rate1h",
+            "queue_vendor:ccswitch_overflow_failed:ratio_rate1h"} <= used
+    assert any("sum by (queue, reason)" in e and "ccswitch_overflow_total" in e for e in exprs)
+    assert any("sum by (queue, vendor)" in e and "ccswitch_overflow_total" in e for e in exprs)
+    assert any("by (vendor, cause)" in e and "ccswitch_overflow_failed_total" in e for e in exprs)
 
 
 @pytest.mark.skipif(PROMTOOL is None and not REQUIRED, reason="promtool is missing")
 def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
     """promtool parses every panel query (Grafana's variables replaced by sample values)."""
     assert PROMTOOL is not None, "promtool is required here but not installed"
-    substitutions = {"$__rate_interval": "5m", "$queue": ".*", "$group": ".*", "$instance": ".*"}
+    substitutions = {"$__rate_interval": "5m", "$queue": ".*", "$group": ".*", "$instance": ".*",
+                     "$vendor": ".*"}
     records = []
     for number, expr in enumerate(panel_exprs()):
         for variable, value in substitutions.items():
