@@ -237,8 +237,10 @@ def format_text(report: Report) -> str:
     t = f"{report.sl_threshold:g}"
     head = (f"KPIs per {report.period} ({report.tz}); a call counts in the {report.period} "
             f"it arrived\n"
-            f"SL = answered within {t} s / (offered - short abandons); abandon = (abandoned - "
-            f"short abandons) / (offered - short abandons)\n"
+            f"SL = answered within {t} s / counted; abandon = (abandoned - short abandons) / "
+            f"counted; counted = offered - short abandons - rejected\n"
+            f"route = inhouse or the vendor; a call sent to a vendor that nobody answered is "
+            f"overflow_failed, never an abandon\n"
             f"ASA, AHT in seconds; AHT = talk + hold (wrap-up not measured); repeat = caller "
             f"also called in the 24 h before\n\n")
     if not report.lines:

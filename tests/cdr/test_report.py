@@ -232,7 +232,7 @@ def test_text_table_has_aligned_columns_and_the_conventions() -> None:
     report = build_report([*SIX, row("g", at=T0 + H, queue="a-much-longer-queue")])
     text = format_text(report)
     intro, table = text.split("\n\n")
-    assert "(offered - short abandons)" in intro and "wrap-up not measured" in intro
+    assert "counted = offered - short abandons - rejected" in intro and "wrap-up not measured" in intro
     header, dashes, *data = table.splitlines()
     spans = [m.span() for m in re.finditer("-+", dashes)]
 
