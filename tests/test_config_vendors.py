@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ccswitch.config import check_config
+from ccswitch.config import check_config, load_dialplans
 from ccswitch.model import Condition, MaxWait, ServiceLevel
 from tests.test_config import failed, plan, plan_error, reason_of, setup
 
@@ -175,3 +175,41 @@ def test_a_vendor_defined_twice_is_an_error(tmp_path: Path) -> None:
     other = {"vendors": {"acme": {"trunks": ["sip:a@h"], "max_channels": 1}}}
     errors = failed(setup(tmp_path, plans={"a.yaml": main, "b.yaml": other}))
     assert "already defined" in reason_of(errors, "vendors.acme")
+
+
+def uncomment_examples(text: str) -> str:
+    """Uncomment the lines between "# --- example: ... ---" and "# --- end of example ---"."""
+    out, inside = [], False
+    for line in text.splitlines():
+        marker = line.strip()
+        if marker.startswith("# --- example:"):
+            inside = True
+        elif marker == "# --- end of example ---":
+            inside = False
+        elif inside and marker == "#":
+            line = ""
+        elif inside:
+            indent = len(line) - len(line.lstrip())
+            assert line[indent:].startswith("# "), f"not commented YAML: {line!r}"
+            line = line[:indent] + line[indent + 2:]
+        out.append(line)
+    assert not inside
+    return "\n".join(out) + "\n"
+
+
+def test_the_commented_vendor_example_loads_when_uncommented(tmp_path: Path) -> None:
+    """dialplans/example.yaml's commented overflow, calendar and vendor examples are valid."""
+    repo = Path(__file__).resolve().parents[1]
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    (plans / "sounds").symlink_to(repo / "dialplans" / "sounds")
+    (plans / "example.yaml").write_text(
+        uncomment_examples((repo / "dialplans" / "example.yaml").read_text()))
+    dialplan = load_dialplans(plans)
+    queue = dialplan.queues["support"]
+    assert [r.condition.value for r in queue.overflow] == [
+        "share", "outside_hours", "no_agents_logged_in", "no_agents_available",
+        "queue_length_exceeds", "service_level_below", "wait_exceeds"]
+    assert queue.max_wait is not None and queue.inhouse_takeover is True
+    assert dialplan.vendors["acme"].trunks[1] == "sip:overflow@10.0.0.6:5060"
+    assert dialplan.calendars["office"].timezone == "Europe/Berlin"
