@@ -98,6 +98,12 @@ class Metrics:
             "inhouse or vendor, vendor is the vendor's name or empty.",
             ["queue", "outcome", "route", "vendor"], buckets=buckets, registry=self.registry,
         )
+        self.vendor_wait = Histogram(
+            "ccswitch_vendor_wait_seconds",
+            "Vendor speed of answer: first offer to the vendor to its answer (or to the end "
+            "if unanswered), for calls on the vendor route.",
+            ["queue", "vendor", "outcome"], buckets=buckets, registry=self.registry,
+        )
         self.agent_ring = Histogram(
             "ccswitch_agent_ring_seconds",
             "Time an agent's phone rang per offer, whatever the offer's result.",

@@ -133,6 +133,16 @@ class CallRecord:
         return None
 
     @property
+    def vendor_wait(self) -> float | None:
+        """On the vendor route: from the first offer to the vendor the call ended with, to
+        its answer (or the end if unanswered), the vendor's own speed of answer; else None."""
+        if self.route is not Route.VENDOR or self.vendor is None:
+            return None
+        first = next((o.offered_at for o in self.offers if o.vendor == self.vendor), None)
+        end = self.answered_at if self.answered_at is not None else self.ended_at
+        return None if first is None or end is None else end - first
+
+    @property
     def talk(self) -> float | None:
         """Answer to hang-up; None if unanswered or still going."""
         if self.answered_at is None or self.ended_at is None:
@@ -169,7 +179,8 @@ class CallRecord:
             out[name] = _ts(value)
             out[f"{name}_iso"] = _iso(value)
         out.update(
-            wait=_ts(self.wait), ring=_ts(self.ring), talk=_ts(self.talk), total=_ts(self.total),
+            wait=_ts(self.wait), vendor_wait=_ts(self.vendor_wait), ring=_ts(self.ring),
+            talk=_ts(self.talk), total=_ts(self.total),
             short_abandon=self.short_abandon,
             short_abandon_threshold=self.short_abandon_threshold,
             qa_notice_played=self.qa_notice_played,

@@ -687,6 +687,9 @@ class CallController:
         if record.wait is not None:
             m.queue_wait.labels(queue=record.queue, outcome=outcome, route=route,
                                 vendor=vendor).observe(record.wait)
+        if record.vendor_wait is not None:
+            m.vendor_wait.labels(queue=record.queue, vendor=vendor, outcome=outcome).observe(
+                record.vendor_wait)
         for offer in record.offers:
             if offer.agent_id is not None:
                 m.agent_ring.labels(queue=record.queue, group=record.group).observe(offer.ring)

@@ -85,6 +85,8 @@ def test_no_agent_logged_in_sends_the_call_to_a_vendor_and_records_it(
     assert node.metric("ccswitch_calls_total", queue="support", outcome="answered_vendor",
                        route="vendor", vendor="acme") == 1
     assert node.metric("ccswitch_call_talk_seconds_count", route="vendor", vendor="acme") == 1
+    assert node.metric("ccswitch_vendor_wait_seconds_count", vendor="acme",
+                       outcome="answered_vendor") == 1
     node.wait_metric(0, "ccswitch_vendor_channels_in_use", vendor="acme")
     assert node.metric("ccswitch_vendor_channels_max", vendor="acme") == 5
 

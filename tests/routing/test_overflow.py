@@ -91,6 +91,7 @@ def test_vendor_answer_bridges_and_the_record_carries_vendor_and_reason() -> Non
     assert (r.outcome, r.route, r.vendor, r.overflow_reason) == (
         Outcome.ANSWERED_VENDOR, Route.VENDOR, "acme", "no_agents_logged_in")
     assert (r.overflowed_at, r.answered_at, r.wait, r.ring, r.talk) == (T0, T0 + 4, 4, 4, 60)
+    assert r.vendor_wait == 4
     assert [(o.vendor, o.trunk, o.result) for o in r.offers] == [
         ("acme", trunk("acme", 1), "answered")]
     assert d.engine.vendor_states()["acme"][0] == 0
@@ -234,6 +235,9 @@ def test_every_trunk_failing_moves_to_the_rules_next_vendor() -> None:
     assert fired(actions) == [("globex", "no_agents_logged_in")]
     assert [(a.vendor, a.uri) for a in d.rung("c1")] == [
         ("acme", trunk("acme", 1)), ("acme", trunk("acme", 2)), ("globex", trunk("globex", 1))]
+    d.advance(2)
+    d.vendor_answer("c1", "globex")
+    assert d.engine.record("c1").vendor_wait == 2  # globex's own speed of answer
     assert unavailable(d) == [("acme", "failed")]
     assert d.engine.vendor_states()["acme"][0] == 0
     assert d.engine.vendor_states()["globex"][0] == 1
