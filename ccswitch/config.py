@@ -542,13 +542,15 @@ def _parse_sip(ck: _Checker, value: object, line: int) -> SipConfig | None:
 
 
 def _parse_rtp(ck: _Checker, value: object, line: int) -> RtpConfig | None:
-    sec = _section(ck, value, "rtp", line, allowed=("address", "ports"),
+    sec = _section(ck, value, "rtp", line, allowed=("address", "ports", "timeout"),
                    required=("address", "ports"))
     if sec is None:
         return None
     address = sec.string("address", what="an IP address")
     ports = sec.string("ports", what="a port range such as 20000-29999")
-    ok = address is not None and ports is not None
+    timeout = sec.number("timeout", minimum=0, inclusive=True)
+    ok = address is not None and ports is not None and (
+        timeout is not None or not sec.has("timeout"))
     if address is not None:
         try:
             if _parse_ip(address.strip()).is_unspecified:
@@ -578,7 +580,8 @@ def _parse_rtp(ck: _Checker, value: object, line: int) -> RtpConfig | None:
                 ok = False
     if not ok or address is None:
         return None
-    return RtpConfig(address=address.strip(), port_min=port_min, port_max=port_max)
+    return RtpConfig(address=address.strip(), port_min=port_min, port_max=port_max,
+                     timeout=60.0 if timeout is None else timeout)
 
 
 def _parse_http(ck: _Checker, value: object, line: int) -> HttpConfig | None:

@@ -194,6 +194,7 @@ class RtpConfig:
     address: str = "127.0.0.1"
     port_min: int = 20000
     port_max: int = 29999
+    timeout: float = 60.0  # no RTP from a leg for this long ends the call; 0 = never
 
 
 @attrs.frozen(kw_only=True)

@@ -297,6 +297,8 @@ class RoutingEngine:
                 actions = self._announcement_finished(event, now)
             case ev.CallerHungUp():
                 actions = self._caller_hung_up(event, now)
+            case ev.MediaTimedOut():
+                actions = self._media_timed_out(event, now)
             case ev.AgentRinging():
                 actions = self._agent_ringing(event)
             case ev.AgentAnswered():
@@ -530,20 +532,32 @@ class RoutingEngine:
         return actions
 
     def _caller_hung_up(self, event: ev.CallerHungUp, now: float) -> list[act.Action]:
+        return self._caller_gone(self._call(event.call_id), now)
+
+    def _media_timed_out(self, event: ev.MediaTimedOut, now: float) -> list[act.Action]:
+        """A silent party ends the whole call: both sides are hung up, outcome media_timeout."""
         call = self._call(event.call_id)
-        call_id = event.call_id
+        log.warn("call {call_id}: no RTP from the {leg} for too long, ending the call",
+                 call_id=event.call_id, leg=event.leg)
+        return [act.HangupCaller(call_id=event.call_id),
+                *self._caller_gone(call, now, Outcome.MEDIA_TIMEOUT)]
+
+    def _caller_gone(self, call: _Call, now: float,
+                     outcome: Outcome | None = None) -> list[act.Action]:
+        """The caller's side is gone: end the call (``outcome`` None: the one it earned)."""
+        call_id = call.record.call_id
         transition(f"call {call_id}", CALL_TRANSITIONS, call.state, "CallerHungUp")
         if call.state is CallState.BRIDGED:
             agent_id = call.record.agent_id
             if agent_id is None:
                 assert call.vendor is not None
                 return [act.HangupVendor(call_id=call_id, vendor=call.vendor.vendor),
-                        *self._finish(call, Outcome.ANSWERED_VENDOR, now)]
+                        *self._finish(call, outcome or Outcome.ANSWERED_VENDOR, now)]
             return [act.HangupAgent(call_id=call_id, agent_id=agent_id),
-                    *self._finish(call, Outcome.ANSWERED_INHOUSE, now),
+                    *self._finish(call, outcome or Outcome.ANSWERED_INHOUSE, now),
                     *self._after_call(self._agents[agent_id], call.queue, now)]
         if call.state is CallState.CLOSING:
-            return self._finish(call, Outcome.TIMEOUT, now)
+            return self._finish(call, outcome or Outcome.TIMEOUT, now)
         actions: list[act.Action] = []
         if call.vendor is not None:
             actions.extend(self._withdraw_vendor(call, "cancelled", now))
@@ -553,7 +567,8 @@ class RoutingEngine:
         for agent_id in ringing:
             actions.append(act.CancelAgent(call_id=call_id, agent_id=agent_id))
             self._end_offer(call, agent_id, "cancelled", now)
-        actions.extend(self._finish(call, self._unanswered(call, bool(ringing), now), now))
+        actions.extend(self._finish(call, outcome or self._unanswered(call, bool(ringing), now),
+                                    now))
         for agent_id in ringing:
             actions.extend(self._release(self._agents[agent_id], "cancel", now, fresh=False))
         return actions

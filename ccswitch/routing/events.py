@@ -59,6 +59,14 @@ class CallerHungUp(Event):
 
 
 @attrs.frozen(kw_only=True)
+class MediaTimedOut(Event):
+    """A party of the call (``leg``: caller, agent or vendor) sent no RTP for too long."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    leg: str = attrs.field(validator=attrs.validators.in_(("caller", "agent", "vendor")))
+
+
+@attrs.frozen(kw_only=True)
 class AgentRinging(Event):
     """An offered agent's phone is ringing (a 18x arrived)."""
 

@@ -27,6 +27,8 @@ class Outcome(enum.StrEnum):
     OVERFLOW_FAILED = "overflow_failed"  # sent to a vendor, answered by nobody
     TIMEOUT = "timeout"  # the queue's max_wait ran out: final announcement and hang-up
     REJECTED = "rejected"  # refused before it reached the queue (unusable SDP, no ports)
+    MEDIA_TIMEOUT = "media_timeout"  # a party sent no RTP for rtp.timeout seconds
+    INTERRUPTED = "interrupted"  # ccswitch stopped during the call (found on restart)
 
     @property
     def answered(self) -> bool:

@@ -55,6 +55,7 @@ class CallerLeg:
     dialog: Dialog
     sdp: bytes
     ended: bool = False
+    on_hold: bool = False  # the caller's last re-INVITE said sendonly or inactive
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -69,6 +70,7 @@ class OutLeg:
     dialog: Dialog | None = None
     state: str = "calling"  # calling -> ringing -> answered -> ended | cancelled
     authenticated: bool = False  # the INVITE was resent with credentials once
+    answered_at: float = 0.0
 
     @property
     def key(self) -> str:
@@ -88,6 +90,7 @@ VENDOR = "vendor"
 class Call:
     id: str
     queue: Queue
+    started: float
     caller: CallerLeg
     legs: dict[str, OutLeg] = attrs.Factory(dict)
     recorder: CallRecorder | None = None
@@ -115,6 +118,7 @@ class CallController:
         self._pending: deque[ev.Event | Dialplan] = deque()
         self._feeding = False
         self._trusted: tuple[IPNetwork, ...] = config.sip.trusted
+        self._media_watch: IDelayedCall | None = None
         host = config.sip.advertised_host
         self._contact = f"<sip:ccswitch@{_host(host)}:{config.sip.listen_port}>"
         self._user_agent = config.sip.user_agent
@@ -126,6 +130,28 @@ class CallController:
         self._layer = layer
         self._contact = f"<sip:ccswitch@{_host(self._config.sip.advertised_host)}:{listen_port}>"
         self._feed(ev.NodeStarted())
+        if self._config.rtp.timeout > 0:
+            self._watch_media()
+
+    def _watch_media(self) -> None:
+        """Every second: a caller (not on hold) or an answered agent/vendor that has sent no
+        RTP for ``rtp.timeout`` seconds ends its call."""
+        timeout = self._config.rtp.timeout
+        now = self._clock.seconds()
+        for call in list(self._calls.values()):
+            caller = call.caller
+            if caller.ended:
+                continue
+            silent: str | None = None
+            if not caller.on_hold and now - (caller.media.last_packet_at or call.started) > timeout:
+                silent = "caller"
+            for leg in call.legs.values():
+                if leg.state == "answered" and now - (
+                        leg.media.last_packet_at or leg.answered_at) > timeout:
+                    silent = silent or leg.kind
+            if silent is not None:
+                self._feed(ev.MediaTimedOut(call_id=call.id, leg=silent))
+        self._media_watch = self._clock.callLater(1.0, self._watch_media)
 
     @property
     def active_calls(self) -> int:
@@ -226,7 +252,7 @@ class CallController:
                         formats=answer_formats(negotiated), session_id=session_id,
                         session_version=session_id)
         dialog = Dialog.as_uas(request, local_tag=new_tag(), contact=self._contact)
-        call = Call(id=call_id, queue=queue, caller=CallerLeg(
+        call = Call(id=call_id, queue=queue, started=self._clock.seconds(), caller=CallerLeg(
             invite=request, tx=tx, media=leg, negotiated=negotiated, dialog=dialog, sdp=sdp))
         self._calls[call_id] = call
         self._dialogs[request.call_id] = call
@@ -259,6 +285,12 @@ class CallController:
             tx.respond(481)
             return
         if request.call_id == call.caller.invite.call_id:
+            if request.body:
+                try:
+                    direction = parse_sdp(request.body).direction
+                except SdpError:
+                    direction = "sendrecv"
+                call.caller.on_hold = direction in ("sendonly", "inactive")
             tx.respond(200, to_tag=call.caller.dialog.local.tag, body=call.caller.sdp,
                        content_type=SDP, headers=[("Contact", self._contact)])
             return
@@ -475,6 +507,7 @@ class CallController:
                             codec=agreed.codec.encoding, payload_type=agreed.codec.payload_type,
                             dtmf_payload_type=_pt(agreed.telephone_event))
         leg.state = "answered"
+        leg.answered_at = self._clock.seconds()
         self._feed(_leg_event(call, leg, "answered"))
 
     def _authenticate(self, call: Call, leg: OutLeg, response: Response) -> bool:
@@ -699,6 +732,8 @@ class CallController:
 
     def shutdown(self) -> None:
         """Stopping the node: hang up every call so each one gets its record."""
+        if self._media_watch is not None and self._media_watch.active():
+            self._media_watch.cancel()
         for call in list(self._calls.values()):
             if not call.caller.ended:
                 call.caller.ended = True

@@ -63,7 +63,8 @@ class Node:
 
     def __init__(self, workdir: Path, plan: dict[str, Any], *,
                  trusted: tuple[str, ...] = ("127.0.0.0/8",), rtp_ports: int = 400,
-                 log_level: str = "debug", log_format: str = "text") -> None:
+                 log_level: str = "debug", log_format: str = "text",
+                 rtp_timeout: float | None = None) -> None:
         self.workdir = workdir
         self.sip_port = free_udp_port()
         self.http_port = free_tcp_port()
@@ -74,9 +75,13 @@ class Node:
         plans.mkdir(parents=True, exist_ok=True)
         self.plan_path = plans / "test.yaml"
         self.plan_path.write_text(yaml.safe_dump(plan))
+        rtp: dict[str, Any] = {"address": "127.0.0.1",
+                               "ports": f"{rtp_base}-{rtp_base + rtp_ports}"}
+        if rtp_timeout is not None:
+            rtp["timeout"] = rtp_timeout
         config = {
             "sip": {"listen": f"127.0.0.1:{self.sip_port}", "trusted": list(trusted)},
-            "rtp": {"address": "127.0.0.1", "ports": f"{rtp_base}-{rtp_base + rtp_ports}"},
+            "rtp": rtp,
             "http": {"listen": f"127.0.0.1:{self.http_port}"},
             "recordings": {"directory": str(self.recordings)},
             "dialplans": str(plans),

@@ -606,3 +606,30 @@ def test_reload_keeps_a_busy_removed_vendor_until_its_call_ends() -> None:
     d.vendor_hangup("c1", "acme")
     assert d.records[0].outcome is Outcome.ANSWERED_VENDOR
     assert "acme" not in d.engine.snapshot()["vendors"]
+
+
+# -- media timeout ------------------------------------------------------------------------
+
+
+def test_media_timeout_on_a_bridged_call_hangs_up_both_sides() -> None:
+    """A silent party on an answered call: BYE both ways, outcome media_timeout, agent freed."""
+    d = driver()
+    d.queued("c1")
+    d.answer("c1", "alice")
+    actions = d.feed(ev.MediaTimedOut(call_id="c1", leg="agent"))
+    assert actions[:2] == [act.HangupCaller(call_id="c1"),
+                           act.HangupAgent(call_id="c1", agent_id="alice")]
+    [r] = d.records
+    assert r.outcome is Outcome.MEDIA_TIMEOUT and r.agent_id == "alice"
+    assert d.engine.agent_state("alice") is AgentState.WRAP_UP
+
+
+def test_media_timeout_while_a_vendor_rings_cancels_it() -> None:
+    """A silent caller whose call is with a vendor: the vendor is cancelled, its channel
+    freed, and the outcome is media_timeout rather than overflow_failed."""
+    d = driver(rule(Condition.NO_AGENTS_LOGGED_IN), logged_out=("alice", "bob"))
+    d.queued("c1")
+    actions = d.feed(ev.MediaTimedOut(call_id="c1", leg="caller"))
+    assert act.CancelVendor(call_id="c1", vendor="acme") in actions
+    assert d.records[0].outcome is Outcome.MEDIA_TIMEOUT
+    assert d.engine.vendor_states()["acme"][0] == 0

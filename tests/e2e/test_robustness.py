@@ -1,0 +1,42 @@
+"""Robustness end to end: a real ccswitch process against misbehaving peers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.node import ANNOUNCEMENT_S, CALLER_HZ, NodeFactory, agent_uri, dialplan
+from tests.phones.client import PhoneFactory, SippFactory, free_udp_port
+
+pytestmark = pytest.mark.e2e
+
+
+def sidecar(wav: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(wav.with_suffix(".json").read_text())
+    return data
+
+
+def test_an_agent_sending_no_rtp_ends_the_call_as_media_timeout(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        sipp_factory: SippFactory) -> None:
+    """A SIPp agent that answers but never sends RTP: after rtp.timeout both sides get a BYE
+    and the call is recorded with outcome media_timeout."""
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}),
+                        rtp_timeout=2)
+    agent = sipp_factory("uas_answer.xml", "-m", "1", "-i", "127.0.0.1", "-p", str(agent_port),
+                         "-mp", str(free_udp_port()), "-timeout", "30s", name="silent-agent")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--timeout", "30", name="caller")
+    assert caller.wait_exit(25) == 0, caller.describe()
+    assert caller.find("hangup") == []  # ccswitch hung up, not the caller
+    assert agent.wait(10) == 0, agent.describe()  # it got its BYE
+    [wav] = node.wait_recordings(1)
+    meta = sidecar(wav)
+    assert (meta["outcome"], meta["agent_id"]) == ("media_timeout", "alice")
+    assert meta["answered_at"] - meta["arrived_at"] == pytest.approx(ANNOUNCEMENT_S, abs=1.0)
+    assert 2.0 <= meta["talk"] <= 4.0
+    assert node.metric("ccswitch_calls_total", outcome="media_timeout") == 1
