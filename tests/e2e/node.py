@@ -64,7 +64,7 @@ class Node:
     def __init__(self, workdir: Path, plan: dict[str, Any], *,
                  trusted: tuple[str, ...] = ("127.0.0.0/8",), rtp_ports: int = 400,
                  log_level: str = "debug", log_format: str = "text",
-                 rtp_timeout: float | None = None) -> None:
+                 rtp_timeout: float | None = None, file_size_limit: int | None = None) -> None:
         self.workdir = workdir
         self.sip_port = free_udp_port()
         self.http_port = free_tcp_port()
@@ -91,9 +91,12 @@ class Node:
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / "ccswitch.log"
         self._log = self.log_path.open("wb")
+        # file_size_limit: RLIMIT_FSIZE for the process, so any file it writes past that
+        # size fails with EFBIG (a full disk, as seen by the writer; Python ignores SIGXFSZ).
+        limit = [] if file_size_limit is None else ["prlimit", f"--fsize={file_size_limit}", "--"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ccswitch.cli", "run", "--config", str(self.config_path),
-             "--log-level", log_level, "--log-format", log_format],
+            [*limit, sys.executable, "-m", "ccswitch.cli", "run", "--config",
+             str(self.config_path), "--log-level", log_level, "--log-format", log_format],
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self._wait_healthy(timeout=20)

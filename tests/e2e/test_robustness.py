@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.node import ANNOUNCEMENT_S, CALLER_HZ, NodeFactory, agent_uri, dialplan
+from tests.audio import read_wav
+from tests.e2e.node import (
+    AGENT_HZ, ANNOUNCEMENT_S, CALLER_HZ, NodeFactory, agent_uri, dialplan,
+)
 from tests.phones.client import PhoneFactory, SippFactory, free_udp_port
 
 pytestmark = pytest.mark.e2e
@@ -40,3 +43,33 @@ def test_an_agent_sending_no_rtp_ends_the_call_as_media_timeout(
     assert meta["answered_at"] - meta["arrived_at"] == pytest.approx(ANNOUNCEMENT_S, abs=1.0)
     assert 2.0 <= meta["talk"] <= 4.0
     assert node.metric("ccswitch_calls_total", outcome="media_timeout") == 1
+
+
+def test_a_recording_write_failure_keeps_the_call_and_says_so_in_the_record(
+        node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
+    """Recording files may not grow past 160 kB (EFBIG, as on a full disk): the call goes on
+    to its normal end, the error is counted and logged, and the sidecar and the CDR row say
+    the recording is incomplete; what was written is a valid WAV."""
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}),
+                        log_level="info", file_size_limit=160_000)
+    agent = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--timeout", "40", name="agent")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--hangup-after", str(ANNOUNCEMENT_S + 8.0), "--timeout", "40",
+                           name="caller")
+    assert caller.wait_exit(30) == 0, caller.describe()
+    assert agent.wait_exit(10) == 0, agent.describe()
+    [hung_up] = caller.find("hangup")  # the caller ended it, on schedule
+    [wav] = node.wait_recordings(1)
+    meta = sidecar(wav)
+    assert meta["outcome"] == "answered_inhouse"
+    assert meta["talk"] == pytest.approx(8.0, abs=1.0)
+    assert "File too large" in meta["recording"]["error"]
+    rate, audio = read_wav(wav)
+    assert 3.0 < len(audio) / rate < 5.5  # 160 kB of 32 kB/s stereo, then nothing more
+    [cdr] = node.wait_cdr(1)
+    assert "File too large" in cdr["recording_error"]
+    assert cdr["recording_path"] == str(wav) and cdr["outcome"] == "answered_inhouse"
+    assert node.metric("ccswitch_recording_errors_total") == 1
+    assert "recording failed" in node.log()
