@@ -42,7 +42,7 @@ from ccswitch.routing.calendar import Calendar, CalendarError
 
 __all__ = [
     "CheckResult", "ConfigErrors", "check_config", "load_config", "load_dialplan_file",
-    "load_dialplans",
+    "load_dialplans", "read_token",
 ]
 
 log = Logger()
@@ -584,14 +584,51 @@ def _parse_rtp(ck: _Checker, value: object, line: int) -> RtpConfig | None:
                      timeout=60.0 if timeout is None else timeout)
 
 
-def _parse_http(ck: _Checker, value: object, line: int) -> HttpConfig | None:
-    sec = _section(ck, value, "http", line, allowed=("listen",), required=("listen",))
+def _parse_http(ck: _Checker, value: object, line: int, base: Path) -> HttpConfig | None:
+    sec = _section(ck, value, "http", line, allowed=("listen", "api_token_file"),
+                   required=("listen",))
     if sec is None:
         return None
     listen = _listen(sec, "listen")
+    token_file: Path | None = None
+    text = sec.string("api_token_file", what="a file path")
+    if text is not None:
+        token_file = _resolve(base, text)
+        problem = _token_problem(token_file)
+        if problem is not None:
+            sec.error("api_token_file", problem)
+            return None
+        if token_file.stat().st_mode & 0o077:
+            sec.warn("api_token_file", f"{_display(token_file)} is readable by other users; "
+                     "chmod 600 it")
     if listen is None:
         return None
-    return HttpConfig(listen_host=listen[0], listen_port=listen[1])
+    return HttpConfig(listen_host=listen[0], listen_port=listen[1], api_token_file=token_file)
+
+
+#: Shortest API token accepted (characters): guessing must be hopeless.
+MIN_TOKEN_LENGTH: Final = 24
+
+
+def read_token(path: Path) -> str:
+    """The API token in ``path`` (surrounding whitespace removed); ValueError if unusable."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read {_display(path)}: {e}") from e
+    if len(token) < MIN_TOKEN_LENGTH or any(c.isspace() or ord(c) < 33 for c in token):
+        raise ValueError(f"{_display(path)} must hold one token of at least "
+                         f"{MIN_TOKEN_LENGTH} printable characters without spaces "
+                         "(e.g. made by: openssl rand -hex 32)")
+    return token
+
+
+def _token_problem(path: Path) -> str | None:
+    try:
+        read_token(path)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
@@ -691,7 +728,8 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
     base = path.absolute().parent
     sip = _parse_sip(ck, top.data["sip"], top.line("sip")) if top.has("sip") else None
     rtp = _parse_rtp(ck, top.data["rtp"], top.line("rtp")) if top.has("rtp") else None
-    http = _parse_http(ck, top.data["http"], top.line("http")) if top.has("http") else None
+    http = (_parse_http(ck, top.data["http"], top.line("http"), base) if top.has("http")
+            else None)
     recordings = (_parse_recordings(ck, top.data["recordings"], top.line("recordings"), base)
                   if top.has("recordings") else None)
     cdr = _parse_cdr(ck, top.data.get("cdr"), top.line("cdr") if top.has("cdr") else 1,

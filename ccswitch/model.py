@@ -201,6 +201,7 @@ class RtpConfig:
 class HttpConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 9060
+    api_token_file: Path | None = None  # None: no /api (only /metrics and /healthz)
 
 
 @attrs.frozen(kw_only=True)

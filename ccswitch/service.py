@@ -14,9 +14,11 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from ccswitch import __version__
+from ccswitch.api.control import NodeControl
+from ccswitch.api.http import ApiResource
 from ccswitch.cdr.store import CdrStore, JsonLinesSink
-from ccswitch.config import check_config
-from ccswitch.errors import CCSwitchError
+from ccswitch.config import check_config, read_token
+from ccswitch.errors import CCSwitchError, ConfigError
 from ccswitch.media.engine import MediaEngine
 from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.http import build_site_root
@@ -185,8 +187,18 @@ def start_node(config: Config, reactor: Any) -> Node:
         return {"status": "ok", "version": __version__, "active_calls": controller.active_calls,
                 "sip_port": port_number}
 
+    api: ApiResource | None = None
+    if config.http.api_token_file is not None:
+        control = NodeControl(engine=engine, controller=controller,
+                              cdr=CdrStore(config.cdr.database),
+                              recordings=config.recordings.directory, clock=reactor)
+        try:
+            token = read_token(config.http.api_token_file)
+        except ValueError as e:
+            raise ConfigError(str(config.source), "http.api_token_file", str(e)) from e
+        api = ApiResource(control, token)
     http_port = reactor.listenTCP(config.http.listen_port,
-                                  Site(build_site_root(metrics.registry, health)),
+                                  Site(build_site_root(metrics.registry, health, api)),
                                   interface=config.http.listen_host)
     media.start()
     node = Node(config=config, controller=controller, engine=engine, media=media,

@@ -213,3 +213,19 @@ def test_the_commented_vendor_example_loads_when_uncommented(tmp_path: Path) -> 
     assert queue.max_wait is not None and queue.inhouse_takeover is True
     assert dialplan.vendors["acme"].trunks[1] == "sip:overflow@10.0.0.6:5060"
     assert dialplan.calendars["office"].timezone == "Europe/Berlin"
+
+
+def test_api_token_file_is_checked(tmp_path: Path) -> None:
+    """http.api_token_file: a short token is refused; a readable-by-others file warns."""
+    from tests.test_config import service
+    cfg = service()
+    token = tmp_path / "token"
+    cfg["http"]["api_token_file"] = str(token)
+    token.write_text("short\n")
+    errors = failed(setup(tmp_path, config=cfg))
+    assert "at least 24 printable characters" in reason_of(errors, "http.api_token_file")
+    token.write_text("k" * 32 + "\n")
+    token.chmod(0o644)
+    result = check_config(tmp_path / "ccswitch.yaml")
+    assert result.config is not None and result.config.http.api_token_file == token
+    assert any("readable by other users" in w for w in result.warnings)

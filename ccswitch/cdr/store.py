@@ -388,6 +388,15 @@ class CdrStore:
             except sqlite3.Error as e:
                 raise CdrError(f"cannot read {self.path}: {e}") from e
 
+    def get(self, call_id: str) -> CdrRow | None:
+        """One call's row, or None."""
+        with self._lock:
+            try:
+                found = self._db.execute(f"{_SELECT} WHERE call_id = ?", (call_id,)).fetchone()
+            except sqlite3.Error as e:
+                raise CdrError(f"cannot read {self.path}: {e}") from e
+        return None if found is None else _row(found)
+
     def rows(self, *, since_ms: int | None = None, until_ms: int | None = None,
              queue: str | None = None) -> Iterator[CdrRow]:
         """Calls that arrived in [since_ms, until_ms) (and in ``queue``), oldest first.

@@ -383,6 +383,7 @@ class RecordingTap:
         self.recorder = recorder
         self._on_error = on_error
         self.active = True
+        self.paused = False  # PCI: write silence on both channels while set
         self.error: RecordingError | None = None
         n = engine.frame_samples
         self._left: Int16Array = np.zeros(n, dtype=np.int16)
@@ -431,6 +432,9 @@ class RecordingTap:
         if agent is not None and agent.fifo is not None:
             agent.fifo.pop_into(right)
         else:
+            right[:] = 0
+        if self.paused:
+            left[:] = 0
             right[:] = 0
         try:
             self.recorder.write(left, right)

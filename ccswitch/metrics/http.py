@@ -1,4 +1,5 @@
-"""The HTTP face of ccswitch: ``/metrics`` for Prometheus and ``/healthz``."""
+"""The HTTP face of ccswitch: ``/metrics`` for Prometheus, ``/healthz``, and the operator
+API (``ccswitch.api.http``) under ``/api`` when a token is configured."""
 
 from __future__ import annotations
 
@@ -42,10 +43,13 @@ class HealthPage(Resource):
 
 
 def build_site_root(
-    registry: CollectorRegistry, status: Callable[[], Mapping[str, object]]
+    registry: CollectorRegistry, status: Callable[[], Mapping[str, object]],
+    api: Resource | None = None,
 ) -> Resource:
-    """The resource tree served on the HTTP port."""
+    """The resource tree served on the HTTP port (``/api`` only when given)."""
     root = Resource()
     root.putChild(b"metrics", MetricsPage(registry))
     root.putChild(b"healthz", HealthPage(status))
+    if api is not None:
+        root.putChild(b"api", api)
     return root

@@ -339,6 +339,10 @@ class RoutingEngine:
                 depths[call.queue.name] = depths.get(call.queue.name, 0) + 1
         return depths
 
+    def agent_groups(self, agent_id: str) -> list[str]:
+        """The groups an agent belongs to, in dialplan order; raises UnknownAgent."""
+        return list(self._agent(agent_id).groups)
+
     def queue_groups(self) -> dict[str, str]:
         """The in-house group of each queue of the dialplan in force."""
         return {name: queue.group for name, queue in self._dialplan.queues.items()}

@@ -95,6 +95,7 @@ class Call:
     legs: dict[str, OutLeg] = attrs.Factory(dict)
     recorder: CallRecorder | None = None
     recording_error: str | None = None
+    recording_pauses: list[list[float | None]] = attrs.Factory(list)  # [from, to] epoch s
 
 
 class CallController:
@@ -306,6 +307,70 @@ class CallController:
         self._config = config
         self._trusted = config.sip.trusted
         self._feed(config.dialplan)
+
+    # -- operator control (the HTTP API) -------------------------------------
+
+    def control(self, event: ev.Event) -> None:
+        """Apply an operator's event (agent login, pause, ...) now; the engine's
+        CCSwitchError (unknown agent, not allowed in this state) goes to the caller and
+        changes nothing."""
+        actions = self._engine.handle(event)
+        self._feeding = True
+        try:
+            for action in actions:
+                try:
+                    self._execute(action)
+                except Exception:
+                    log.failure("action {action} failed", action=action)
+        finally:
+            self._feeding = False
+        if self._pending:
+            self._feed(self._pending.popleft())
+
+    def live_calls(self) -> list[dict[str, Any]]:
+        """The calls in progress, oldest first, as JSON-ready dicts."""
+        now = self._clock.seconds()
+        out = []
+        for call in self._calls.values():
+            try:
+                record = self._engine.record(call.id)
+                state = str(self._engine.call_state(call.id))
+            except CCSwitchError:
+                continue  # ending right now
+            out.append({
+                "call_id": call.id, "queue": record.queue, "state": state,
+                "caller": record.caller, "dialed": record.dialed,
+                "agent_id": record.agent_id, "route": str(record.route),
+                "vendor": record.vendor, "overflow_reason": record.overflow_reason,
+                "seconds": round(now - record.arrived_at, 3),
+                "recording": self._recording_state(call),
+            })
+        return out
+
+    def _recording_state(self, call: Call) -> str:
+        if call.recorder is None or call.recording_error is not None:
+            return "failed"
+        return "paused" if call.recording_pauses and call.recording_pauses[-1][1] is None \
+            else "recording"
+
+    def pause_recording(self, call_id: str, paused: bool) -> str:
+        """PCI pause/resume: silence on both channels while paused; the pauses go into the
+        sidecar. Returns the new recording state; KeyError for an unknown call,
+        CCSwitchError when the call has no working recording."""
+        call = self._calls[call_id]
+        tap = self._media.tap_for(call.caller.media)
+        if tap is None or call.recorder is None:
+            raise RecordingError(f"call {call_id} has no recording in progress")
+        now = self._clock.seconds()
+        was_paused = tap.paused
+        tap.paused = paused
+        if paused and not was_paused:
+            call.recording_pauses.append([now, None])
+        elif not paused and was_paused:
+            call.recording_pauses[-1][1] = now
+        log.info("call {call_id}: recording {what}", call_id=call_id,
+                 what="paused" if paused else "resumed")
+        return self._recording_state(call)
 
     def _feed(self, item: ev.Event | Dialplan) -> None:
         """Hand an event (or a new dialplan) to the engine; items raised while executing
@@ -649,6 +714,10 @@ class CallController:
         log.info("call {call_id} ended: {outcome}", call_id=call.id, outcome=str(record.outcome))
         metadata = record.to_dict()
         metadata["sip_call_id"] = call.caller.invite.call_id
+        if call.recording_pauses:
+            metadata["recording_pauses"] = [
+                {"from": start, "to": end if end is not None else record.ended_at}
+                for start, end in call.recording_pauses]
         if call.recording_error is not None:
             metadata["recording_error"] = call.recording_error
         # Finishing the WAV (header, fsync, rename, sidecar) and storing the record touch

@@ -64,7 +64,8 @@ class Node:
     def __init__(self, workdir: Path, plan: dict[str, Any], *,
                  trusted: tuple[str, ...] = ("127.0.0.0/8",), rtp_ports: int = 400,
                  log_level: str = "debug", log_format: str = "text",
-                 rtp_timeout: float | None = None, file_size_limit: int | None = None) -> None:
+                 rtp_timeout: float | None = None, file_size_limit: int | None = None,
+                 api_token: str | None = None) -> None:
         self.workdir = workdir
         self.sip_port = free_udp_port()
         self.http_port = free_tcp_port()
@@ -79,10 +80,16 @@ class Node:
                                "ports": f"{rtp_base}-{rtp_base + rtp_ports}"}
         if rtp_timeout is not None:
             rtp["timeout"] = rtp_timeout
+        http: dict[str, Any] = {"listen": f"127.0.0.1:{self.http_port}"}
+        if api_token is not None:
+            token_file = workdir / "api-token"
+            token_file.write_text(api_token + "\n")
+            token_file.chmod(0o600)
+            http["api_token_file"] = str(token_file)
         config = {
             "sip": {"listen": f"127.0.0.1:{self.sip_port}", "trusted": list(trusted)},
             "rtp": rtp,
-            "http": {"listen": f"127.0.0.1:{self.http_port}"},
+            "http": http,
             "recordings": {"directory": str(self.recordings)},
             "dialplans": str(plans),
             "state": "embedded",
@@ -134,6 +141,19 @@ class Node:
             time.sleep(0.1)
         raise AssertionError(f"{name}{labels} != {value} after {timeout}s "
                              f"(is {self.metric(name, **labels)})\n{self.log()}")
+
+    def api(self, method: str, path: str, token: str | None = None) -> tuple[int, Any]:
+        """Call the operator API; (status, decoded JSON or raw bytes)."""
+        request = urllib.request.Request(self.url(f"/api/v1/{path}"), method=method,
+                                         data=b"" if method == "POST" else None)
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as r:
+                status, body, kind = r.status, r.read(), r.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as e:
+            status, body, kind = e.code, e.read(), e.headers.get("Content-Type", "")
+        return status, json.loads(body) if kind == "application/json" else body
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.http_port}{path}"
