@@ -39,12 +39,12 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), 
 # Label ccswitch puts on the series of each queue; such queries must honour $queue.
 QUEUE_SERIES = ("ccswitch_queue_depth", "ccswitch_calls_total", "ccswitch_queue_wait_seconds",
                 "ccswitch_agent_ring_seconds", "ccswitch_call_talk_seconds", "ccswitch_queue_info",
-                "ccswitch_overflow_total", "ccswitch_overflow_failed_total", "queue:", "queue_route:",
-                "queue_vendor:")
+                "ccswitch_overflow_total", "ccswitch_overflow_failed_total",
+                "ccswitch_vendor_wait_seconds", "queue:", "queue_route:", "queue_vendor:")
 # Series with a vendor label naming a vendor; such queries must honour $vendor.
 VENDOR_SERIES = ("ccswitch_vendor_channels_in_use", "ccswitch_vendor_channels_max",
                  "ccswitch_vendor_up", "ccswitch_overflow_total", "ccswitch_overflow_failed_total",
-                 "queue_vendor:")
+                 "ccswitch_vendor_wait_seconds", "queue_vendor:")
 
 
 def exported_series() -> set[str]:
@@ -217,6 +217,19 @@ def test_vendors_row_shows_capacity_health_overflow_and_route_comparison() -> No
     assert any("sum by (queue, reason)" in e and "ccswitch_overflow_total" in e for e in exprs)
     assert any("sum by (queue, vendor)" in e and "ccswitch_overflow_total" in e for e in exprs)
     assert any("by (vendor, cause)" in e and "ccswitch_overflow_failed_total" in e for e in exprs)
+
+
+def test_vendor_speed_panels_explain_both_clocks() -> None:
+    """Panels comparing in-house and vendor SL or ASA say route waits run from queue entry
+    and vendor waits from the vendor's offer."""
+    kpis = ("queue_vendor:ccswitch_service_level:", "queue_vendor:ccswitch_asa_seconds:")
+    panels = [p for p in all_panels(dashboard()["panels"])
+              if any(k in t["expr"] for t in p.get("targets", []) for k in kpis)]
+    assert len(panels) >= 2
+    for panel in panels:
+        text = panel["description"].lower()
+        assert "queue entry" in text, panel["title"]
+        assert "offered the call" in text, panel["title"]
 
 
 @pytest.mark.skipif(PROMTOOL is None and not REQUIRED, reason="promtool is missing")

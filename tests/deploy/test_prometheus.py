@@ -139,16 +139,35 @@ def test_runbook_sections_give_meaning_checks_and_remedies() -> None:
 
 
 def test_bucket_edges_in_the_rules_are_what_ccswitch_exposes() -> None:
-    """Every le="..." the rules select appears verbatim in ccswitch's exposition (20.0)."""
+    """Every histogram bucket the rules select (name and le="...") is in ccswitch's exposition."""
     metrics = Metrics(short_abandon_thresholds=[5])
     metrics.queue_wait.labels(queue="q", outcome="answered_inhouse", route="inhouse",
                               vendor="").observe(1)
+    metrics.vendor_wait.labels(queue="q", vendor="v", outcome="answered_vendor").observe(1)
     text = generate_latest(metrics.registry).decode()
-    edges = set(re.findall(r'le="([^"]+)"', RULES.read_text()))
-    assert edges == {"20.0"}
-    for edge in edges:
-        assert re.search(rf'^ccswitch_queue_wait_seconds_bucket{{[^}}]*le="{re.escape(edge)}"',
-                         text, flags=re.M), edge
+    selected = set(re.findall(r'(ccswitch_\w+_bucket)\{[^}]*le="([^"]+)"', RULES.read_text()))
+    assert {edge for _, edge in selected} == {"20.0"}
+    assert {"ccswitch_queue_wait_seconds_bucket",
+            "ccswitch_vendor_wait_seconds_bucket"} <= {name for name, _ in selected}
+    for name, edge in selected:
+        assert re.search(rf'^{name}{{[^}}]*le="{re.escape(edge)}"', text, flags=re.M), (name, edge)
+
+
+def test_vendor_speed_of_answer_runs_on_the_vendor_clock() -> None:
+    """Per-vendor SL and ASA read ccswitch_vendor_wait_seconds; per-route ones the queue wait."""
+    exprs = {rule["record"]: rule["expr"] for rule in rules() if "record" in rule}
+    for window in ("rate5m", "rate1h"):
+        mean = window.replace("rate", "mean")
+        for name in (f"queue_vendor:ccswitch_calls_answered_within_threshold:{window}",
+                     f"queue_vendor:ccswitch_asa_seconds:{mean}",
+                     f"queue_vendor:ccswitch_vendor_wait_seconds_count:{window}"):
+            assert "ccswitch_vendor_wait_seconds" in exprs[name], name
+            assert "ccswitch_queue_wait_seconds" not in exprs[name], name
+        assert (f"queue_vendor:ccswitch_vendor_wait_seconds_count:{window}"
+                in exprs[f"queue_vendor:ccswitch_service_level:ratio_{window}"])
+        for name in (f"queue_route:ccswitch_calls_answered_within_threshold:{window}",
+                     f"queue_route:ccswitch_asa_seconds:{mean}"):
+            assert "ccswitch_queue_wait_seconds" in exprs[name], name
 
 
 def test_scrape_job_is_the_one_the_down_alert_watches() -> None:
