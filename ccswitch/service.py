@@ -24,6 +24,7 @@ from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.http import build_site_root
 from ccswitch.metrics.registry import LiveStateCollector, Metrics
 from ccswitch.model import Config
+from ccswitch.recording.recovery import recover_incomplete
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import VendorHealth
 from ccswitch.sip.b2bua import CallController
@@ -165,9 +166,12 @@ def start_node(config: Config, reactor: Any) -> Node:
     engine = RoutingEngine(config.dialplan, clock=reactor)
     media = MediaEngine(reactor, address=config.rtp.address, port_min=config.rtp.port_min,
                         port_max=config.rtp.port_max)
+    write_record = record_writer(config, metrics)
+    for recovered in recover_incomplete(config.recordings.directory, now=reactor.seconds()):
+        write_record(dict(recovered.record))
     controller = CallController(clock=reactor, config=config, engine=engine, media=media,
                                 metrics=metrics, defer_to_thread=threads.deferToThread,
-                                on_record=record_writer(config, metrics))
+                                on_record=write_record)
     protocol = SipUdpProtocol(max_size=config.sip.max_message_size)
     sip_port = reactor.listenUDP(config.sip.listen_port, protocol,
                                  interface=config.sip.listen_host)

@@ -101,12 +101,24 @@ class Node:
         # file_size_limit: RLIMIT_FSIZE for the process, so any file it writes past that
         # size fails with EFBIG (a full disk, as seen by the writer; Python ignores SIGXFSZ).
         limit = [] if file_size_limit is None else ["prlimit", f"--fsize={file_size_limit}", "--"]
+        self._command = [*limit, sys.executable, "-m", "ccswitch.cli", "run", "--config",
+                         str(self.config_path), "--log-level", log_level,
+                         "--log-format", log_format]
+        self.start()
+
+    def start(self) -> None:
+        """Start (or restart, after ``kill``) the process and wait until it is healthy."""
+        if self._log.closed:
+            self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [*limit, sys.executable, "-m", "ccswitch.cli", "run", "--config",
-             str(self.config_path), "--log-level", log_level, "--log-format", log_format],
-            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+            self._command, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self._wait_healthy(timeout=20)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all, as in a crash."""
+        self.process.kill()
+        self.process.wait(timeout=5)
 
     @property
     def dial_uri(self) -> str:

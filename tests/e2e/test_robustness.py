@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.audio import read_wav
+from tests.audio import read_wav, tone_present
 from tests.e2e.node import (
     AGENT_HZ, ANNOUNCEMENT_S, CALLER_HZ, NodeFactory, agent_uri, dialplan,
 )
@@ -73,3 +75,40 @@ def test_a_recording_write_failure_keeps_the_call_and_says_so_in_the_record(
     assert cdr["recording_path"] == str(wav) and cdr["outcome"] == "answered_inhouse"
     assert node.metric("ccswitch_recording_errors_total") == 1
     assert "recording failed" in node.log()
+
+
+def test_kill_9_mid_call_then_restart_recovers_the_recording_and_its_record(
+        node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
+    """SIGKILL during a recorded call; on restart the temp WAV is repaired and put in place,
+    playable, with its audio, and sidecar and CDR row say interrupted."""
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}))
+    agent = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--timeout", "40", name="agent")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--timeout", "40", name="caller")
+    node.wait_metric(1, "ccswitch_agents", timeout=20, group="inhouse", state="on_call")
+    time.sleep(3.0)  # a few seconds of talk reach the disk (1 s write buffer)
+    node.kill()
+    caller.stop()
+    agent.stop()
+    assert node.recordings_done() == []
+    node.start()
+
+    [wav] = node.wait_recordings(1)
+    meta = sidecar(wav)
+    assert meta["outcome"] == "interrupted" and meta["queue"] == "support"
+    assert meta["recording"]["error"].startswith("interrupted")
+    rate, audio = read_wav(wav)
+    assert len(audio) / rate > ANNOUNCEMENT_S + 1.0
+    talk = audio[int((ANNOUNCEMENT_S + 0.5) * rate):]
+    assert tone_present(talk[:, 0], rate, CALLER_HZ)
+    assert tone_present(talk[:, 1], rate, AGENT_HZ)
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=channels",
+                            "-of", "csv=p=0", str(wav)], capture_output=True, text=True,
+                           timeout=20)
+    assert (probe.returncode, probe.stdout.strip()) == (0, "2")
+    [cdr] = node.wait_cdr(1)
+    assert (cdr["call_id"], cdr["outcome"], cdr["recording_path"]) == (
+        meta["call_id"], "interrupted", str(wav))
+    assert not list((node.recordings / ".incomplete").iterdir())
