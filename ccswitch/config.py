@@ -39,6 +39,7 @@ from ccswitch.model import (
     Vendor,
 )
 from ccswitch.routing.calendar import Calendar, CalendarError
+from ccswitch.sip.guard import AdmissionConfig, GuardConfig
 
 __all__ = [
     "CheckResult", "ConfigErrors", "check_config", "load_config", "load_dialplan_file",
@@ -490,7 +491,8 @@ def _listen(sec: _Section, name: str) -> tuple[str, int] | None:
 
 def _parse_sip(ck: _Checker, value: object, line: int) -> SipConfig | None:
     sec = _section(ck, value, "sip", line, required=("listen", "trusted"), allowed=(
-        "listen", "advertised_address", "trusted", "user_agent", "max_message_size"))
+        "listen", "advertised_address", "trusted", "user_agent", "max_message_size",
+        "max_calls", "max_call_rate", "retry_after", "flood"))
     if sec is None:
         return None
     before = len(ck.report.errors)
@@ -532,13 +534,59 @@ def _parse_sip(ck: _Checker, value: object, line: int) -> SipConfig | None:
                 sec.warn("trusted", "is empty: every INVITE will be rejected")
     user_agent = sec.string("user_agent")
     max_size = sec.integer("max_message_size", minimum=1024, maximum=65535)
-    if listen is None or len(ck.report.errors) > before:
+    max_calls = sec.integer("max_calls", minimum=0)
+    max_call_rate = sec.number("max_call_rate", minimum=0, inclusive=False)
+    retry_after = sec.integer("retry_after", minimum=1, maximum=3600)
+    flood = _parse_flood(sec, tuple(trusted))
+    if listen is None or flood is None or len(ck.report.errors) > before:
         return None
     host = advertised if advertised is not None else listen[0]
     return SipConfig(
         listen_host=listen[0], listen_port=listen[1], advertised_host=host,
         trusted=tuple(trusted), user_agent=user_agent.strip() if user_agent else "ccswitch",
-        max_message_size=max_size if max_size is not None else 65535)
+        max_message_size=max_size if max_size is not None else 65535,
+        admission=AdmissionConfig(max_calls=max_calls, max_call_rate=max_call_rate,
+                                  retry_after=5 if retry_after is None else retry_after),
+        flood=flood)
+
+
+def _parse_flood(sip: _Section, trusted: tuple[IPNetwork, ...]) -> GuardConfig | None:
+    """``sip.flood``: per-source limits. The trusted networks are always exempt (a
+    spoofed flood must not get the PBX banned), plus any listed under ``exempt``."""
+    if sip.data.get("flood") is None:
+        return GuardConfig(exempt=trusted)
+    sec = _section(sip.ck, sip.data["flood"], sip.key("flood"), sip.line("flood"),
+                   allowed=("rate", "burst", "ban_after", "ban_seconds", "exempt",
+                            "scanner_agents"))
+    if sec is None:
+        return None
+    before = len(sip.ck.report.errors)
+    fields: dict[str, Any] = {}
+    for name, value in (("rate", sec.number("rate", minimum=0, inclusive=False)),
+                        ("burst", sec.integer("burst", minimum=1)),
+                        ("ban_after", sec.integer("ban_after", minimum=1)),
+                        ("ban_seconds", sec.number("ban_seconds", minimum=0, inclusive=False))):
+        if value is not None:
+            fields[name] = value
+    exempt = list(trusted)
+    for i, item in enumerate(sec.data.get("exempt") or ()):
+        try:
+            exempt.append(ipaddress.ip_network(str(item).strip(), strict=True))
+        except ValueError as e:
+            sip.ck.error(f"{sec.key('exempt')}[{i}]", f"invalid CIDR: {e}", sec.line("exempt"))
+    if sec.has("scanner_agents"):
+        agents = sec.data["scanner_agents"]
+        if not isinstance(agents, list) or not all(isinstance(a, str) and a for a in agents):
+            sec.error("scanner_agents", "must be a list of User-Agent substrings")
+        else:
+            fields["scanner_agents"] = tuple(agents)
+    if len(sip.ck.report.errors) > before:
+        return None
+    try:
+        return GuardConfig(exempt=tuple(exempt), **fields)
+    except ValueError as e:
+        sip.error("flood", str(e))
+        return None
 
 
 def _parse_rtp(ck: _Checker, value: object, line: int) -> RtpConfig | None:

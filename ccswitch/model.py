@@ -6,17 +6,18 @@ The engine and adapters only ever see these frozen objects, never raw dicts.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Union
+from typing import TYPE_CHECKING, Mapping
 
 import attrs
+
+from ccswitch.sip.guard import AdmissionConfig, GuardConfig
+from ccswitch.sip.guard import IPNetwork as IPNetwork  # re-exported for config and b2bua
 
 if TYPE_CHECKING:
     from ccswitch.routing.calendar import Calendar
 
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 class Strategy(enum.Enum):
@@ -187,6 +188,8 @@ class SipConfig:
     trusted: tuple[IPNetwork, ...] = ()
     user_agent: str = "ccswitch"
     max_message_size: int = 65535
+    admission: AdmissionConfig = attrs.Factory(AdmissionConfig)  # overload: 503 + Retry-After
+    flood: GuardConfig = attrs.Factory(GuardConfig)  # per-source rate limit, bans, scanners
 
 
 @attrs.frozen(kw_only=True)

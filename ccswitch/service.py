@@ -28,6 +28,7 @@ from ccswitch.recording.recovery import recover_incomplete
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import VendorHealth
 from ccswitch.sip.b2bua import CallController
+from ccswitch.sip.guard import SourceGuard
 from ccswitch.sip.transaction import TransactionLayer
 from ccswitch.sip.transport import SipUdpProtocol
 
@@ -83,6 +84,7 @@ class Node:
             "sip.advertised_address": old.sip.advertised_host != new.sip.advertised_host,
             "sip.max_message_size": old.sip.max_message_size != new.sip.max_message_size,
             "sip.user_agent": old.sip.user_agent != new.sip.user_agent,
+            "sip.flood": old.sip.flood != new.sip.flood,
             "rtp": old.rtp != new.rtp,
             "http": old.http != new.http,
             "recordings.directory": old.recordings.directory != new.recordings.directory,
@@ -93,7 +95,8 @@ class Node:
             log.warn("reload {path}: {key} changed; it takes effect only after a restart",
                      path=str(path), key=key)
         config = attrs.evolve(
-            new, sip=attrs.evolve(old.sip, trusted=new.sip.trusted), rtp=old.rtp,
+            new, sip=attrs.evolve(old.sip, trusted=new.sip.trusted,
+                                  admission=new.sip.admission), rtp=old.rtp,
             http=old.http, cdr=old.cdr, state=old.state,
             recordings=attrs.evolve(old.recordings,
                                     compressed_format=new.recordings.compressed_format))
@@ -172,7 +175,11 @@ def start_node(config: Config, reactor: Any) -> Node:
     controller = CallController(clock=reactor, config=config, engine=engine, media=media,
                                 metrics=metrics, defer_to_thread=threads.deferToThread,
                                 on_record=write_record)
-    protocol = SipUdpProtocol(max_size=config.sip.max_message_size)
+    guard = SourceGuard(config.sip.flood, reactor)
+    metrics.sip_banned_sources.set_function(lambda: len(guard.banned()))
+    protocol = SipUdpProtocol(max_size=config.sip.max_message_size, guard=guard,
+                              dropped=lambda reason: metrics.sip_dropped.labels(
+                                  reason=reason).inc())
     sip_port = reactor.listenUDP(config.sip.listen_port, protocol,
                                  interface=config.sip.listen_host)
     port_number = sip_port.getHost().port

@@ -131,6 +131,20 @@ class Metrics:
             "ccswitch_sip_rejected", "Out-of-dialog requests refused, by status code.",
             ["status"], registry=self.registry,
         )
+        self.sip_dropped = Counter(
+            "ccswitch_sip_dropped",
+            "Requests dropped unanswered by the source guard: scanner, rate_limited, banned.",
+            ["reason"], registry=self.registry,
+        )
+        self.sip_banned_sources = Gauge(
+            "ccswitch_sip_banned_sources", "Sources (IPs, IPv6 /64s) serving a flood ban now.",
+            registry=self.registry,
+        )
+        self.overload_refused = Counter(
+            "ccswitch_overload_refused",
+            "New calls answered 503 + Retry-After by the overload limits: calls (sip.max_calls) "
+            "or rate (sip.max_call_rate).", ["limit"], registry=self.registry,
+        )
         self.recording_errors = Counter(
             "ccswitch_recording_errors",
             "Recordings that could not be written or finalised.",

@@ -31,6 +31,7 @@ from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.record import CallRecord, Outcome
 from ccswitch.sip.dialog import Dialog
 from ccswitch.sip.digest import DigestError, authorization, choose_challenge
+from ccswitch.sip.guard import CallAdmission
 from ccswitch.sip.message import (
     Headers, NameAddr, Request, Response, SipURI, new_call_id, new_tag,
 )
@@ -119,6 +120,7 @@ class CallController:
         self._pending: deque[ev.Event | Dialplan] = deque()
         self._feeding = False
         self._trusted: tuple[IPNetwork, ...] = config.sip.trusted
+        self._admission = CallAdmission(config.sip.admission, clock)
         self._media_watch: IDelayedCall | None = None
         host = config.sip.advertised_host
         self._contact = f"<sip:ccswitch@{_host(host)}:{config.sip.listen_port}>"
@@ -224,6 +226,16 @@ class CallController:
             log.info("no route for dialed number {dialed!r}", dialed=dialed)
             self._reject(tx, 404, "No Route")
             return
+        refusal = self._admission.admit(len(self._calls))
+        if refusal is not None:
+            limit = "calls" if refusal.reason.endswith("(call limit)") else "rate"
+            self._metrics.overload_refused.labels(limit=limit).inc()
+            log.info("INVITE {sip_call_id} refused: {reason}", sip_call_id=request.call_id,
+                     reason=refusal.reason)
+            self._reject(tx, refusal.status, refusal.reason,
+                         headers=[("Retry-After", str(refusal.retry_after))])
+            self._record_rejected(request, queue)
+            return
         if not request.body:
             self._reject(tx, 488, "Offer Required")
             self._record_rejected(request, queue)
@@ -306,6 +318,8 @@ class CallController:
         """
         self._config = config
         self._trusted = config.sip.trusted
+        if config.sip.admission != self._admission.config:
+            self._admission = CallAdmission(config.sip.admission, self._clock)
         self._feed(config.dialplan)
 
     # -- operator control (the HTTP API) -------------------------------------

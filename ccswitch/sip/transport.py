@@ -1,20 +1,24 @@
 """SIP over UDP on Twisted: datagrams in, parsed messages to the transaction layer.
 
 Forgiving at the edge: keep-alives are ignored, oversize and unparseable
-datagrams are logged with their source and dropped, and a malformed request
+datagrams are logged with their source and dropped, requests the source guard
+refuses (scanners, floods, banned sources) are dropped unanswered, and a malformed request
 that still names Via, From, To, Call-ID and CSeq gets a stateless 400 (or the
 status the parser chose, e.g. 505). Nothing raised below reaches the reactor.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from ccswitch.errors import SipParseError
-from ccswitch.sip.message import REASONS, Headers, Response, Via, new_tag, parse_message
+from ccswitch.sip.guard import SourceGuard, Verdict
+from ccswitch.sip.message import (
+    REASONS, Headers, Request, Response, Via, new_tag, parse_message,
+)
 from ccswitch.sip.transaction import TransactionLayer
 
 __all__ = ["SipUdpProtocol"]
@@ -34,9 +38,14 @@ _REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
 class SipUdpProtocol(DatagramProtocol):
     """The SIP UDP socket: feeds a :class:`TransactionLayer` and sends for it."""
 
-    def __init__(self, *, max_size: int = 65535) -> None:
+    def __init__(self, *, max_size: int = 65535, guard: SourceGuard | None = None,
+                 dropped: Callable[[str], None] | None = None) -> None:
+        """``guard`` screens every request (scanners, per-source rate, bans); ``dropped``
+        is told the verdict of each request it refuses (for a metric)."""
         self._max_size = max_size
         self._layer: TransactionLayer | None = None
+        self._guard = guard
+        self._dropped = dropped
 
     def set_layer(self, layer: TransactionLayer) -> None:
         """Attach the transaction layer that gets every parsed message."""
@@ -72,6 +81,12 @@ class SipUdpProtocol(DatagramProtocol):
         except Exception:
             log.failure("SIP parser failed on a datagram from {source}", source=source)
             return
+        guard = self._guard
+        if guard is not None and isinstance(message, Request):
+            verdict = guard.check(source[0], message.headers.get("User-Agent"))
+            if verdict is not Verdict.ALLOW:
+                self._refused(guard, verdict, source)
+                return
         layer = self._layer
         if layer is None:
             log.warn("no transaction layer yet: dropped a message from {source}",
@@ -81,6 +96,15 @@ class SipUdpProtocol(DatagramProtocol):
             layer.receive(message, source)
         except Exception:
             log.failure("handling a SIP message from {source} failed", source=source)
+
+    def _refused(self, guard: SourceGuard, verdict: Verdict, source: Address) -> None:
+        """A request the guard refused: dropped without an answer (answering a scanner or
+        a flood only helps it); each new ban is logged once."""
+        for banned in guard.take_new_bans():
+            log.warn("SIP source {banned} banned for {seconds:g}s (request flood)",
+                     banned=banned, seconds=guard.config.ban_seconds, source=source)
+        if self._dropped is not None:
+            self._dropped(verdict.value)
 
     def _malformed(self, datagram: bytes, source: Address, error: SipParseError) -> None:
         """Answer a readable but malformed request statelessly; drop anything else."""

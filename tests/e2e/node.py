@@ -65,7 +65,7 @@ class Node:
                  trusted: tuple[str, ...] = ("127.0.0.0/8",), rtp_ports: int = 400,
                  log_level: str = "debug", log_format: str = "text",
                  rtp_timeout: float | None = None, file_size_limit: int | None = None,
-                 api_token: str | None = None) -> None:
+                 api_token: str | None = None, sip: dict[str, Any] | None = None) -> None:
         self.workdir = workdir
         self.sip_port = free_udp_port()
         self.http_port = free_tcp_port()
@@ -87,7 +87,8 @@ class Node:
             token_file.chmod(0o600)
             http["api_token_file"] = str(token_file)
         config = {
-            "sip": {"listen": f"127.0.0.1:{self.sip_port}", "trusted": list(trusted)},
+            "sip": {"listen": f"127.0.0.1:{self.sip_port}", "trusted": list(trusted),
+                    **(sip or {})},
             "rtp": rtp,
             "http": http,
             "recordings": {"directory": str(self.recordings)},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from tests.audio import read_wav, tone_present
 from tests.e2e.node import (
     AGENT_HZ, ANNOUNCEMENT_S, CALLER_HZ, NodeFactory, agent_uri, dialplan,
 )
-from tests.phones.client import PhoneFactory, SippFactory, free_udp_port
+from tests.phones.client import PhoneFactory, SippFactory, free_udp_port, write_ulaw_tone
 
 pytestmark = pytest.mark.e2e
 
@@ -112,3 +113,136 @@ def test_kill_9_mid_call_then_restart_recovers_the_recording_and_its_record(
     assert (cdr["call_id"], cdr["outcome"], cdr["recording_path"]) == (
         meta["call_id"], "interrupted", str(wav))
     assert not list((node.recordings / ".incomplete").iterdir())
+
+
+def test_ten_times_the_call_rate_limit_refuses_cleanly_and_records_every_call(
+        node_factory: NodeFactory, sipp_factory: SippFactory) -> None:
+    """SIPp offers 20 calls/s against max_call_rate 2: the excess gets 503 + Retry-After,
+    the admitted calls complete with recordings, and every one of the 60 calls has a
+    call record (answered or rejected)."""
+    agent_port = free_udp_port()  # one SIPp answers for 12 agents
+    node = node_factory(dialplan({f"a{n}": {"uri": agent_uri(f"a{n}", agent_port)}
+                                  for n in range(12)}, wrap_up=0),
+                        sip={"max_call_rate": 2, "retry_after": 7}, log_level="info")
+    agents = sipp_factory("uas_answer.xml", "-i", "127.0.0.1", "-p", str(agent_port),
+                          "-mp", str(free_udp_port()), "-rtp_echo", name="agent")
+    write_ulaw_tone(sipp_factory.cwd / "caller_audio.ulaw", CALLER_HZ, seconds=1.0)
+    callers = sipp_factory("uac_overload.xml", f"127.0.0.1:{node.sip_port}", "-s", "100",
+                           "-m", "60", "-r", "20", "-d", "6000", "-l", "60",
+                           "-i", "127.0.0.1", "-p", str(free_udp_port()),
+                           "-mp", str(free_udp_port()), "-timeout", "90s", name="callers")
+    assert callers.wait(90) == 0, callers.describe()
+    records = node.wait_cdr(60, timeout=30)
+    outcomes = [r["outcome"] for r in records]
+    admitted = outcomes.count("answered_inhouse")
+    assert admitted + outcomes.count("rejected") == 60
+    assert 4 <= admitted <= 12  # 2/s over the 3 s of arrivals, plus the burst of 2
+    assert node.metric("ccswitch_overload_refused_total", limit="rate") == 60 - admitted
+    assert node.metric("ccswitch_sip_rejected_total", status="503") == 60 - admitted
+    node.wait_metric(0, "ccswitch_active_calls", timeout=20)
+    assert len(node.wait_recordings(admitted)) == admitted
+    agents.stop()
+
+
+def test_scanners_floods_and_bans_are_dropped_while_trusted_peers_are_served(
+        node_factory: NodeFactory) -> None:
+    """From an untrusted source (127.0.0.2): a scanner User-Agent gets no answer at all;
+    a flood is answered up to its burst, then dropped, then banned; the trusted source
+    (127.0.0.1) is answered throughout; the ban ends after ban_seconds."""
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", free_udp_port())}}),
+                        trusted=("127.0.0.1/32",), log_level="info",
+                        sip={"flood": {"rate": 1, "burst": 5, "ban_after": 10,
+                                       "ban_seconds": 3}})
+    outsider = Probe("127.0.0.2", node.sip_port)
+    insider = Probe("127.0.0.1", node.sip_port)
+    try:
+        assert outsider.options(user_agent="friendly-scanner") is None
+        assert node.metric("ccswitch_sip_dropped_total", reason="scanner") == 1
+        assert outsider.flood(20) in (5, 6)  # the burst (and maybe one refilled token)
+        node.wait_metric(1, "ccswitch_sip_banned_sources")
+        assert node.metric("ccswitch_sip_dropped_total", reason="banned") >= 1
+        assert "SIP source 127.0.0.2 banned for 3s" in node.log()
+        assert insider.options() == 200
+        time.sleep(3.5)
+        assert outsider.options() == 200  # the ban is over
+        assert node.metric("ccswitch_sip_banned_sources") == 0
+    finally:
+        outsider.close()
+        insider.close()
+
+
+def test_max_calls_zero_drains_the_node_with_503_and_retry_after(
+        node_factory: NodeFactory) -> None:
+    """max_calls 0 (drain): an INVITE gets 503 with the configured Retry-After, and the
+    refused call still has a call record."""
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", free_udp_port())}}),
+                        sip={"max_calls": 0, "retry_after": 30})
+    probe = Probe("127.0.0.1", node.sip_port)
+    try:
+        answer = probe.request("INVITE")
+    finally:
+        probe.close()
+    assert answer is not None and answer.startswith(b"SIP/2.0 503 ")
+    assert b"\r\nRetry-After: 30\r\n" in answer
+    [cdr] = node.wait_cdr(1)
+    assert (cdr["outcome"], cdr["queue"]) == ("rejected", "support")
+    assert node.metric("ccswitch_overload_refused_total", limit="calls") == 1
+
+
+class Probe:
+    """A bare UDP socket on ``host`` sending OPTIONS and waiting for the status code."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.host, self.port, self.n = host, port, 0
+
+    def options(self, *, user_agent: str = "probe", timeout: float = 1.0) -> int | None:
+        self.sock.sendto(self._message(user_agent), ("127.0.0.1", self.port))
+        self.sock.settimeout(timeout)
+        try:
+            data, _ = self.sock.recvfrom(65535)
+        except socket.timeout:
+            return None
+        return int(data.split(b" ", 2)[1])
+
+    def flood(self, count: int) -> int:
+        """Send ``count`` OPTIONS back to back; how many were answered (within 1 s)."""
+        for _ in range(count):
+            self.sock.sendto(self._message("probe"), ("127.0.0.1", self.port))
+        answered = 0
+        self.sock.settimeout(1.0)
+        try:
+            while answered < count:
+                self.sock.recvfrom(65535)
+                answered += 1
+        except socket.timeout:
+            pass
+        return answered
+
+    def request(self, method: str, timeout: float = 2.0) -> bytes | None:
+        """Send one ``method`` request to number 100; the first final response, raw."""
+        self.sock.sendto(self._message("probe", method), ("127.0.0.1", self.port))
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                data, _ = self.sock.recvfrom(65535)
+                if not data.startswith(b"SIP/2.0 1"):
+                    return data
+        except socket.timeout:
+            return None
+
+    def _message(self, user_agent: str, method: str = "OPTIONS") -> bytes:
+        self.n += 1
+        local = self.sock.getsockname()[1]
+        return (
+            f"{method} sip:100@127.0.0.1:{self.port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {self.host}:{local};branch=z9hG4bK-probe-{self.n}\r\n"
+            f"From: <sip:probe@{self.host}>;tag=p{self.n}\r\n"
+            f"To: <sip:ccswitch@127.0.0.1>\r\nCall-ID: probe-{self.n}@{self.host}\r\n"
+            f"CSeq: {self.n} {method}\r\nMax-Forwards: 70\r\nUser-Agent: {user_agent}\r\n"
+            f"Contact: <sip:probe@{self.host}:{local}>\r\n"
+            "Content-Length: 0\r\n\r\n").encode()
+
+    def close(self) -> None:
+        self.sock.close()
