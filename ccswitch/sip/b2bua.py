@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import urllib.parse
 import secrets
 from collections import deque
 from pathlib import Path
@@ -39,6 +40,8 @@ from ccswitch.sip.sdp import (
     MediaFormat, Negotiated, answer_formats, build_sdp, negotiate, parse_sdp,
 )
 from ccswitch.sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer
+from ccswitch.sip.validate import check_request
+from ccswitch.state.presence import PresenceFile
 
 log = Logger()
 
@@ -105,7 +108,8 @@ class CallController:
     def __init__(self, *, clock: IReactorTime, config: Config, engine: RoutingEngine,
                  media: MediaEngine, metrics: Metrics,
                  defer_to_thread: Callable[..., Any] | None = None,
-                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 presence: PresenceFile | None = None) -> None:
         self._clock = clock
         self._config = config
         self._engine = engine
@@ -122,6 +126,8 @@ class CallController:
         self._trusted: tuple[IPNetwork, ...] = config.sip.trusted
         self._admission = CallAdmission(config.sip.admission, clock)
         self._media_watch: IDelayedCall | None = None
+        self._presence = presence  # where agent presence is kept across restarts
+        self._presence_save: IDelayedCall | None = None
         host = config.sip.advertised_host
         self._contact = f"<sip:ccswitch@{_host(host)}:{config.sip.listen_port}>"
         self._user_agent = config.sip.user_agent
@@ -132,6 +138,12 @@ class CallController:
         """Bind to the transaction layer once the SIP port is listening."""
         self._layer = layer
         self._contact = f"<sip:ccswitch@{_host(self._config.sip.advertised_host)}:{listen_port}>"
+        if self._presence is not None:
+            saved = self._presence.load()
+            for action in self._engine.restore(saved):
+                self._execute(action)
+            log.info("agent presence restored from {path} ({count} agent(s))",
+                     path=str(self._presence.path), count=len(saved))
         self._feed(ev.NodeStarted())
         if self._config.rtp.timeout > 0:
             self._watch_media()
@@ -195,6 +207,14 @@ class CallController:
 
     def _dispatch_request(self, request: Request, source: tuple[str, int],
                           tx: ServerTransaction) -> None:
+        rejection = check_request(request)
+        if rejection is not None:
+            log.info("{method} from {source} refused: {status} {reason}",
+                     method=request.method, source=source, status=rejection.status,
+                     reason=rejection.reason)
+            self._metrics.sip_rejected.labels(status=str(rejection.status)).inc()
+            tx.respond(rejection.status, rejection.reason, headers=list(rejection.headers))
+            return
         method = request.method
         if method == "INVITE" and request.to.tag is None:
             self._new_call(request, source, tx)
@@ -220,7 +240,7 @@ class CallController:
         if request.call_id in self._dialogs:
             self._reject(tx, 482, "Loop Detected")
             return
-        dialed = request.uri.user or ""
+        dialed = urllib.parse.unquote(request.uri.user or "")  # RFC 3261 19.1.4
         queue = self._config.dialplan.route(dialed)
         if queue is None:
             log.info("no route for dialed number {dialed!r}", dialed=dialed)
@@ -249,6 +269,7 @@ class CallController:
             self._reject(tx, e.status, e.reason)
             self._record_rejected(request, queue)
             return
+        dialog = Dialog.as_uas(request, local_tag=new_tag(), contact=self._contact)
         call_id = _routing_call_id(self._clock.seconds())
         try:
             leg = self._media.open_leg(call_id, "caller")
@@ -264,7 +285,6 @@ class CallController:
         sdp = build_sdp(address=self._config.rtp.address, port=leg.local_port,
                         formats=answer_formats(negotiated), session_id=session_id,
                         session_version=session_id)
-        dialog = Dialog.as_uas(request, local_tag=new_tag(), contact=self._contact)
         call = Call(id=call_id, queue=queue, started=self._clock.seconds(), caller=CallerLeg(
             invite=request, tx=tx, media=leg, negotiated=negotiated, dialog=dialog, sdp=sdp))
         self._calls[call_id] = call
@@ -318,6 +338,7 @@ class CallController:
         """
         self._config = config
         self._trusted = config.sip.trusted
+        self._save_presence_soon()
         if config.sip.admission != self._admission.config:
             self._admission = CallAdmission(config.sip.admission, self._clock)
         self._feed(config.dialplan)
@@ -420,6 +441,7 @@ class CallController:
         elif isinstance(action, act.AgentStateChanged):
             log.info("agent {agent} in {group}: {old} -> {new}", agent=action.agent_id,
                      group=action.group, old=str(action.old), new=str(action.new))
+            self._save_presence_soon()
         elif isinstance(action, act.CallFinished):
             self._finish(action.record)
         elif isinstance(action, act.OverflowFired):
@@ -486,6 +508,20 @@ class CallController:
                 self._send_bye(leg.dialog)
         else:
             log.warn("unhandled action {action}", action=action)
+
+    def _save_presence_soon(self) -> None:
+        """Save agent presence once, after the current burst of changes."""
+        if self._presence is None or (self._presence_save is not None
+                                      and self._presence_save.active()):
+            return
+        self._presence_save = self._clock.callLater(0, self._save_presence)
+
+    def _save_presence(self) -> None:
+        assert self._presence is not None
+        try:
+            self._presence.save(self._engine.presence())
+        except CCSwitchError as e:
+            log.error("agent presence not saved: {error}", error=str(e))
 
     def _start_timer(self, timer_id: str, delay: float) -> None:
         old = self._timers.pop(timer_id, None)
@@ -565,8 +601,15 @@ class CallController:
         if leg.dialog is not None:
             self._send_ack(leg.dialog, response.cseq[0])
             return
-        leg.dialog = Dialog.as_uac(leg.invite, response, contact=self._contact)
-        self._send_ack(leg.dialog, response.cseq[0])
+        try:
+            leg.dialog = Dialog.as_uac(leg.invite, response, contact=self._contact)
+            self._send_ack(leg.dialog, response.cseq[0])
+        except SipParseError as e:
+            log.warn("call {call_id}: {kind} {target} answered with an unusable dialog "
+                     "({reason})", call_id=call.id, kind=leg.kind, target=leg.target,
+                     reason=e.reason)
+            self._leg_failed(call, leg, 502)
+            return
         if leg.state not in ("calling", "ringing"):
             # Answered after we gave up on it (CANCEL crossed the 200): hang up at once.
             log.info("call {call_id}: late answer from {kind} {target}, hanging up",
@@ -665,9 +708,17 @@ class CallController:
             self._feed(ev.CallerHungUp(call_id=call.id))
 
     def _send_bye(self, dialog: Dialog) -> None:
+        """BYE the dialog's far end; a dialog whose route cannot be used is logged (the
+        call ends on our side all the same)."""
         assert self._layer is not None
-        bye = dialog.request("BYE", user_agent=self._user_agent)
-        self._layer.request(bye, dialog.destination(), on_response=lambda r: None,
+        try:
+            bye = dialog.request("BYE", user_agent=self._user_agent)
+            destination = dialog.destination()
+        except SipParseError as e:
+            log.warn("no BYE for {sip_call_id}: unusable route ({reason})",
+                     sip_call_id=dialog.call_id, reason=e.reason)
+            return
+        self._layer.request(bye, destination, on_response=lambda r: None,
                             on_timeout=lambda: log.warn("BYE for {sip_call_id} timed out",
                                                         sip_call_id=dialog.call_id))
 
