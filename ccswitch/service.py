@@ -29,6 +29,7 @@ from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import VendorHealth
 from ccswitch.sip.b2bua import CallController
 from ccswitch.sip.guard import SourceGuard
+from ccswitch.state.presence import PresenceFile
 from ccswitch.sip.transaction import TransactionLayer
 from ccswitch.sip.transport import SipUdpProtocol
 
@@ -158,6 +159,10 @@ def record_writer(config: Config, metrics: Metrics) -> Callable[[dict[str, Any]]
     return write
 
 
+#: The embedded store's agent presence file, next to the CDR database.
+PRESENCE_FILE = "agents.json"
+
+
 def start_node(config: Config, reactor: Any) -> Node:
     """Listen on the SIP and HTTP ports and start the media clock."""
     preload_prompts(config)
@@ -174,7 +179,9 @@ def start_node(config: Config, reactor: Any) -> Node:
         write_record(dict(recovered.record))
     controller = CallController(clock=reactor, config=config, engine=engine, media=media,
                                 metrics=metrics, defer_to_thread=threads.deferToThread,
-                                on_record=write_record)
+                                on_record=write_record,
+                                presence=PresenceFile(config.cdr.database.with_name(
+                                    PRESENCE_FILE)))
     guard = SourceGuard(config.sip.flood, reactor)
     metrics.sip_banned_sources.set_function(lambda: len(guard.banned()))
     protocol = SipUdpProtocol(max_size=config.sip.max_message_size, guard=guard,

@@ -339,6 +339,46 @@ class RoutingEngine:
                 depths[call.queue.name] = depths.get(call.queue.name, 0) + 1
         return depths
 
+    def presence(self) -> dict[str, tuple[str, bool]]:
+        """Per agent: the presence it returns to once free (logged_out, ready, not_ready)
+        and its dialplan ``logged_in`` (what the embedded store saves)."""
+        out: dict[str, tuple[str, bool]] = {}
+        for agent_id, agent in self._agents.items():
+            if agent.removed:
+                continue
+            state = agent.state
+            if state in (AgentState.LOGGED_OUT, AgentState.NOT_READY):
+                presence = state.value
+            elif agent.pending == "AgentLogout":
+                presence = AgentState.LOGGED_OUT.value
+            elif agent.pending == "AgentPause":
+                presence = AgentState.NOT_READY.value
+            else:
+                presence = AgentState.READY.value
+            out[agent_id] = (presence, agent.agent.logged_in)
+        return out
+
+    def restore(self, saved: dict[str, tuple[str, bool]]) -> list[act.Action]:
+        """Put agents back into a saved presence (before any call); the dialplan wins for
+        an agent whose ``logged_in`` changed since the save, or that is not in it."""
+        actions: list[act.Action] = []
+        now = self._clock.seconds()
+        for agent_id, (presence, logged_in) in saved.items():
+            agent = self._agents.get(agent_id)
+            if agent is None or agent.agent.logged_in != logged_in:
+                continue
+            wanted = AgentState(presence)
+            if agent.state is wanted:
+                continue
+            event: ev.AgentLogin | ev.AgentLogout | ev.AgentPause = (
+                ev.AgentLogin(agent_id=agent_id) if wanted is AgentState.READY
+                else ev.AgentLogout(agent_id=agent_id) if wanted is AgentState.LOGGED_OUT
+                else ev.AgentPause(agent_id=agent_id))
+            if wanted is AgentState.NOT_READY and agent.state is AgentState.LOGGED_OUT:
+                actions.extend(self._presence(ev.AgentLogin(agent_id=agent_id), now))
+            actions.extend(self._presence(event, now))
+        return actions
+
     def agent_groups(self, agent_id: str) -> list[str]:
         """The groups an agent belongs to, in dialplan order; raises UnknownAgent."""
         return list(self._agent(agent_id).groups)

@@ -131,3 +131,22 @@ def test_recording_pause_silences_both_channels_and_downloads_are_logged(
         call["call_id"], "127.0.0.1", str(wav), len(body))
     assert node.api("GET", "recordings/unknown-call", TOKEN)[0] == 404
     assert oct(Path(node.recordings / "downloads.log").stat().st_mode & 0o777) == "0o600"
+
+
+def test_agent_presence_set_through_the_api_survives_a_kill_9(
+        node_factory: NodeFactory) -> None:
+    """alice (logged out in the dialplan) logged in and bob paused through the API; after
+    SIGKILL and a restart both are as the supervisors left them."""
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", free_udp_port()),
+                                            "logged_in": False},
+                                  "bob": {"uri": agent_uri("bob", free_udp_port())}}),
+                        api_token=TOKEN)
+    node.api("POST", "agents/alice/login", TOKEN)
+    node.api("POST", "agents/bob/pause", TOKEN)
+    wait_for(lambda: (node.recordings / "agents.json").exists())
+    time.sleep(0.3)
+    node.kill()
+    node.start()
+    states = {a["agent_id"]: a["state"] for a in node.api("GET", "agents", TOKEN)[1]["agents"]}
+    assert states == {"alice": "ready", "bob": "not_ready"}
+    assert "agent presence restored" in node.log()

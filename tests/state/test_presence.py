@@ -1,0 +1,60 @@
+"""Agent presence across restarts: the engine's view, the file, and restoring it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ccswitch.routing import events as ev
+from ccswitch.routing.states import AgentState
+from ccswitch.state.presence import PresenceFile
+from tests.routing.driver import Driver, make_dialplan
+
+
+def test_presence_is_where_each_agent_returns_once_free() -> None:
+    """Busy agents count as ready, unless a pause or logout waits for the call's end."""
+    d = Driver(make_dialplan(("alice", "bob", "carol", "dave"), logged_out=("dave",)))
+    d.queued("c1")
+    d.answer("c1", "alice")
+    d.queued("c2")
+    d.answer("c2", "bob")
+    d.feed(ev.AgentPause(agent_id="bob"))
+    d.feed(ev.AgentPause(agent_id="carol"))
+    assert d.engine.presence() == {"alice": ("ready", True), "bob": ("not_ready", True),
+                                   "carol": ("not_ready", True), "dave": ("logged_out", False)}
+
+
+def test_restore_puts_agents_back_and_the_dialplan_wins_when_it_changed() -> None:
+    """Saved presence is applied on a fresh engine, except for agents whose logged_in in the
+    dialplan differs from the saved one, or that are gone."""
+    d = Driver(make_dialplan(("alice", "bob", "carol"), logged_out=("alice", "carol")))
+    d.engine.restore({"alice": ("ready", False), "bob": ("not_ready", True),
+                      "carol": ("ready", True), "zed": ("ready", True)})
+    assert [d.engine.agent_state(a) for a in ("alice", "bob", "carol")] == [
+        AgentState.READY, AgentState.NOT_READY, AgentState.LOGGED_OUT]
+
+
+def test_restore_of_not_ready_for_a_logged_out_agent_logs_in_then_pauses() -> None:
+    """A logged-out (by default) agent saved as not_ready comes back not ready."""
+    d = Driver(make_dialplan(("alice",), logged_out=("alice",)))
+    d.engine.restore({"alice": ("not_ready", False)})
+    assert d.engine.agent_state("alice") is AgentState.NOT_READY
+
+
+def test_the_file_round_trips_and_is_replaced_whole(tmp_path: Path) -> None:
+    """save then load gives the same mapping; no temp file is left; mode 0600."""
+    store = PresenceFile(tmp_path / "state" / "agents.json")
+    store.save({"alice": ("ready", False), "bob": ("logged_out", True)})
+    assert store.load() == {"alice": ("ready", False), "bob": ("logged_out", True)}
+    assert [p.name for p in store.path.parent.iterdir()] == ["agents.json"]
+    assert store.path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_missing_or_corrupt_file_means_the_dialplan_decides(tmp_path: Path) -> None:
+    """No file, broken JSON or bad entries: nothing (or only the good entries) is loaded."""
+    store = PresenceFile(tmp_path / "agents.json")
+    assert store.load() == {}
+    store.path.write_text("{not json")
+    assert store.load() == {}
+    store.path.write_text('{"agents": {"a": {"presence": "dancing", "logged_in": true},'
+                          ' "b": {"presence": "ready", "logged_in": true}}}')
+    assert store.load() == {"b": ("ready", True)}
