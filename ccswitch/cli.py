@@ -1,12 +1,14 @@
-"""Command line: ``ccswitch run|check|reload|report|export-cdr`` and ``--version``."""
+"""Command line: ``ccswitch run|check|reload|report|export-cdr|purge`` and ``--version``."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
 import os
+import math
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Sequence, TextIO
 
@@ -56,7 +58,27 @@ def _parser() -> argparse.ArgumentParser:
                        "(SIGHUP); nothing is signalled if the config is invalid")
     reload.add_argument("--config", required=True, type=Path, help="service config YAML")
     reload.add_argument("--pid", required=True, type=int, help="process id of ccswitch run")
+    purge = sub.add_parser(
+        "purge", help="delete recordings (WAV, sidecar, compressed copies) of calls that "
+                      "arrived more than --older-than days ago; each deletion is logged to "
+                      "purge.log in the recordings directory")
+    purge.add_argument("--config", required=True, type=Path, help="service config YAML")
+    purge.add_argument("--older-than", required=True, type=_days, metavar="DAYS",
+                       help="retention period in days (may be fractional)")
+    purge.add_argument("--dry-run", action="store_true",
+                       help="delete nothing; list the call ids that would go")
     return parser
+
+
+def _days(text: str) -> float:
+    """A positive, finite number of days."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if not (math.isfinite(days) and days > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of days: {text!r}")
+    return days
 
 
 def _when(text: str) -> int:
@@ -149,6 +171,40 @@ def _check(path: Path, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _printable(text: str) -> str:
+    """``text`` with control and other non-printable characters escaped (ids come from
+    sidecars, which hold values from the network)."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def _purge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ccswitch.config import check_config
+    from ccswitch.recording.retention import purge
+
+    result = check_config(args.config)
+    if result.errors or result.config is None:
+        for error in result.errors:
+            err.write(f"error: {error}\n")
+        return EXIT_CONFIG
+    directory = result.config.recordings.directory
+    try:
+        outcome = purge(directory, older_than_days=args.older_than, now=time.time(),
+                        dry_run=args.dry_run)
+    except CCSwitchError as e:
+        err.write(f"error: {e}\n")
+        return EXIT_FAILURE
+    if args.dry_run:
+        for call_id in outcome.deleted:
+            out.write(f"{_printable(call_id)}\n")
+    for problem in outcome.errors:
+        err.write(f"error: {_printable(problem)}\n")
+    verb = "would purge" if args.dry_run else "purged"
+    out.write(f"{verb} {len(outcome.deleted)} recording(s) older than {args.older_than:g} "
+              f"days from {directory} ({outcome.bytes_freed} bytes), {outcome.kept} kept, "
+              f"{len(outcome.errors)} error(s)\n")
+    return EXIT_FAILURE if outcome.errors else EXIT_OK
+
+
 def _start_logging(fmt: str, level: str) -> None:
     observer: ILogObserver = (jsonFileLogObserver(sys.stdout) if fmt == "json"
                               else textFileLogObserver(sys.stdout))
@@ -215,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _export(args, sys.stdout, sys.stderr)
     if args.command == "reload":
         return _reload(args.config, args.pid, sys.stdout)
+    if args.command == "purge":
+        return _purge(args, sys.stdout, sys.stderr)
     return _run(args.config, args.log_format, args.log_level)
 
 
