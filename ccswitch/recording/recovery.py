@@ -25,7 +25,6 @@ ended normally, so its own outcome is kept).
 
 from __future__ import annotations
 
-import datetime
 import functools
 import json
 import math
@@ -44,6 +43,7 @@ from ccswitch.recording.recorder import (
     BLOCK_ALIGN, HEADER_SIZE, INCOMPLETE_DIR, SAMPLE_RATE, START_SUFFIX, _fsync_dir,
     _wav_header, safe_call_id,
 )
+from ccswitch.routing.record import Outcome, epoch, iso_utc
 
 __all__ = [
     "INTERRUPTED", "INTERRUPTED_ERROR", "START_SUFFIX", "RecoveredCall", "RecoveryError",
@@ -52,7 +52,7 @@ __all__ = [
 
 log = Logger()
 
-INTERRUPTED: Final = "interrupted"
+INTERRUPTED: Final = Outcome.INTERRUPTED.value
 INTERRUPTED_ERROR: Final = "interrupted: ccswitch stopped during the call"
 #: Recovery's own temp sidecar, ``.<stem>.recovered`` (no safe id starts with a dot).
 _RECOVERED_SUFFIX: Final = ".recovered"
@@ -302,12 +302,12 @@ def _interrupted_record(start: _Start, started_at: float, duration: float,
         "overflow_reason": _text(meta, "overflow_reason") or None,
     }
     for name, value in times.items():
-        record[name] = _ts(value)
-        record[f"{name}_iso"] = _iso(value)
+        record[name] = epoch(value)
+        record[f"{name}_iso"] = iso_utc(value)
     record.update(
         wait=None, vendor_wait=None, ring=None,
-        talk=_ts(None if answered_at is None else ended_at - answered_at),
-        total=_ts(ended_at - arrived_at),
+        talk=epoch(None if answered_at is None else ended_at - answered_at),
+        total=epoch(ended_at - arrived_at),
         short_abandon=False,
         short_abandon_threshold=_seconds(meta.get("short_abandon_threshold")),
         qa_notice_played=meta.get("qa_notice_played") is True,
@@ -394,13 +394,4 @@ def _seconds(value: Any) -> float | None:
     return value if math.isfinite(value) and 0.0 <= value < 1e11 else None
 
 
-def _ts(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
-def _iso(value: float | None) -> str | None:
-    if value is None:
-        return None
-    moment = datetime.datetime.fromtimestamp(round(value, 3), tz=datetime.timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

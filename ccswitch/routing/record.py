@@ -80,9 +80,9 @@ class Offer:
     def to_dict(self) -> dict[str, Any]:
         return {
             "agent_id": self.agent_id, "vendor": self.vendor, "trunk": self.trunk,
-            "offered_at": _ts(self.offered_at), "offered_at_iso": _iso(self.offered_at),
-            "ended_at": _ts(self.ended_at), "ended_at_iso": _iso(self.ended_at),
-            "ring": _ts(self.ring),
+            "offered_at": epoch(self.offered_at), "offered_at_iso": iso_utc(self.offered_at),
+            "ended_at": epoch(self.ended_at), "ended_at_iso": iso_utc(self.ended_at),
+            "ring": epoch(self.ring),
             "result": self.result,
         }
 
@@ -178,11 +178,11 @@ class CallRecord:
         for name in ("arrived_at", "announced_at", "queued_at", "overflowed_at", "answered_at",
                      "ended_at"):
             value: float | None = getattr(self, name)
-            out[name] = _ts(value)
-            out[f"{name}_iso"] = _iso(value)
+            out[name] = epoch(value)
+            out[f"{name}_iso"] = iso_utc(value)
         out.update(
-            wait=_ts(self.wait), vendor_wait=_ts(self.vendor_wait), ring=_ts(self.ring),
-            talk=_ts(self.talk), total=_ts(self.total),
+            wait=epoch(self.wait), vendor_wait=epoch(self.vendor_wait), ring=epoch(self.ring),
+            talk=epoch(self.talk), total=epoch(self.total),
             short_abandon=self.short_abandon,
             short_abandon_threshold=self.short_abandon_threshold,
             qa_notice_played=self.qa_notice_played,
@@ -191,11 +191,13 @@ class CallRecord:
         return out
 
 
-def _ts(value: float | None) -> float | None:
+def epoch(value: float | None) -> float | None:
+    """Epoch seconds rounded to the millisecond, as records carry them."""
     return None if value is None else round(value, 3)
 
 
-def _iso(value: float | None) -> str | None:
+def iso_utc(value: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 UTC with milliseconds (``...T08:22:26.442Z``)."""
     if value is None:
         return None
     moment = datetime.datetime.fromtimestamp(round(value, 3), tz=datetime.timezone.utc)

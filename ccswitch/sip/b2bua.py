@@ -352,11 +352,7 @@ class CallController:
         actions = self._engine.handle(event)
         self._feeding = True
         try:
-            for action in actions:
-                try:
-                    self._execute(action)
-                except Exception:
-                    log.failure("action {action} failed", action=action)
+            self._execute_all(actions)
         finally:
             self._feeding = False
         if self._pending:
@@ -423,13 +419,17 @@ class CallController:
                 except CCSwitchError as e:
                     log.warn("engine refused {event}: {error}", event=item, error=str(e))
                     continue
-                for action in actions:
-                    try:
-                        self._execute(action)
-                    except Exception:
-                        log.failure("action {action} failed", action=action)
+                self._execute_all(actions)
         finally:
             self._feeding = False
+
+    def _execute_all(self, actions: list[act.Action]) -> None:
+        """Carry out the engine's actions in order; one failing is logged, not fatal."""
+        for action in actions:
+            try:
+                self._execute(action)
+            except Exception:
+                log.failure("action {action} failed", action=action)
 
     def _execute(self, action: act.Action) -> None:
         if isinstance(action, act.StartTimer):
