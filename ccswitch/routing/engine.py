@@ -171,6 +171,7 @@ class _VendorTry:
     offered_at: float = 0.0
     answered: bool = False
     share: bool = False  # sent by a share rule: give the credit back if the vendor does not take it
+    prior: tuple[Route, str | None, str | None, float | None] = (Route.INHOUSE, None, None, None)
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -323,6 +324,14 @@ class RoutingEngine:
                 actions = self._vendor_probed(event, now)
             case ev.NodeStarted():
                 actions = self._node_started()
+            case ev.AgentBusyElsewhere():
+                actions = self._busy_elsewhere(event)
+            case ev.AgentFreeElsewhere():
+                actions = self._free_elsewhere(event, now)
+            case ev.AgentTaken():
+                actions = self._agent_taken(event, now)
+            case ev.VendorFull():
+                actions = self._vendor_full(event, now)
             case _:
                 raise TypeError(f"not a routing event: {event!r}")
         actions.extend(self._dispatch(now))
@@ -382,6 +391,17 @@ class RoutingEngine:
     def agent_groups(self, agent_id: str) -> list[str]:
         """The groups an agent belongs to, in dialplan order; raises UnknownAgent."""
         return list(self._agent(agent_id).groups)
+
+    def waiting(self) -> list[tuple[str, str, float]]:
+        """(queue, call, queued_at) of the calls waiting for an agent and not ringing one."""
+        return [(c.queue.name, call_id, c.record.queued_at)
+                for call_id, c in self._calls.items()
+                if c.state is CallState.QUEUED and c.record.queued_at is not None]
+
+    def queues_served_by(self, agent_id: str) -> list[str]:
+        """The queues whose group holds the agent (the callers it may be owed to)."""
+        groups = set(self._agent(agent_id).groups)
+        return sorted(name for name, q in self._dialplan.queues.items() if q.group in groups)
 
     def queue_groups(self) -> dict[str, str]:
         """The in-house group of each queue of the dialplan in force."""
@@ -636,6 +656,64 @@ class RoutingEngine:
         return [act.HangupCaller(call_id=event.call_id),
                 *self._finish(call, Outcome.ANSWERED_INHOUSE, now),
                 *self._after_call(agent, call.queue, now)]
+
+    # -- shared state -----------------------------------------------------------
+
+    def _busy_elsewhere(self, event: ev.AgentBusyElsewhere) -> list[act.Action]:
+        agent = self._agents.get(event.agent_id)
+        if agent is None or agent.state is not AgentState.READY:
+            return []  # busy here (our own hold), away, or not in our dialplan
+        old = agent.state
+        agent.state = transition(f"agent {event.agent_id}", AGENT_TRANSITIONS, old,
+                                 "remote_busy")
+        return self._changed(agent, old)
+
+    def _free_elsewhere(self, event: ev.AgentFreeElsewhere, now: float) -> list[act.Action]:
+        agent = self._agents.get(event.agent_id)
+        if agent is None or agent.state is not AgentState.REMOTE:
+            return []
+        actions = self._release(agent, "remote_free", now, fresh=False)
+        agent.idle_since = now if event.idle_since is None else event.idle_since
+        return actions
+
+    def _agent_taken(self, event: ev.AgentTaken, now: float) -> list[act.Action]:
+        """Our reservation was refused: withdraw the offer without counting a miss."""
+        call = self._call(event.call_id)
+        agent = self._offered(call, event.agent_id, "AgentTaken")
+        call_id = event.call_id
+        actions: list[act.Action] = [act.CancelAgent(call_id=call_id, agent_id=event.agent_id)]
+        self._end_offer(call, event.agent_id, "cancelled", now)
+        call.tried.discard(event.agent_id)
+        if not call.ringing:
+            actions.append(act.CancelTimer(timer_id=ring_timer(call_id)))
+            trigger = "round_over"
+            call.state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state, trigger)
+        old = agent.state
+        agent.state = transition(f"agent {event.agent_id}", AGENT_TRANSITIONS, old, "taken")
+        agent.call_id = None
+        actions.extend(self._changed(agent, old))
+        return actions
+
+    def _vendor_full(self, event: ev.VendorFull, now: float) -> list[act.Action]:
+        """The vendor is full over all nodes: like a vendor at its cap here."""
+        call = self._call(event.call_id)
+        trying = self._trying(call, event.vendor, "VendorFull")
+        call_id = event.call_id
+        actions: list[act.Action] = [
+            act.CancelVendor(call_id=call_id, vendor=event.vendor),
+            act.CancelTimer(timer_id=f"{VENDOR_RING_TIMER_PREFIX}{call_id}")]
+        record = call.record  # no offer was made: the record is as before it
+        record.route, record.vendor, record.overflow_reason, record.overflowed_at = trying.prior
+        call.failed_vendors.add(event.vendor)
+        actions.extend(self._release_vendor(call))
+        actions.extend(self._note(call, event.vendor, "full"))
+        actions.extend(self._send_to_vendor(call, trying.fallbacks, trying.reason, now))
+        if call.vendor is None:
+            if call.final:
+                return actions + self._close(call, now)
+            trigger = "vendors_exhausted_ringing" if call.ringing else "vendors_exhausted"
+            call.state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state, trigger)
+        return actions
 
     # -- vendor events --------------------------------------------------------
 
@@ -954,9 +1032,11 @@ class RoutingEngine:
             if cause is not None:
                 actions.extend(self._note(call, name, cause))
                 continue
-            trying = _VendorTry(vendor=name, reason=reason, fallbacks=vendors[i + 1:],
-                                share=share)
             record = call.record
+            trying = _VendorTry(vendor=name, reason=reason, fallbacks=vendors[i + 1:],
+                                share=share, prior=(record.route, record.vendor,
+                                                    record.overflow_reason,
+                                                    record.overflowed_at))
             call_id = record.call_id
             if call.state is not CallState.OVERFLOW:
                 call.state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state,

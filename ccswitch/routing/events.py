@@ -184,6 +184,41 @@ class VendorProbed(Event):
     ok: bool = attrs.field(validator=attrs.validators.instance_of(bool))
 
 
+# -- shared state (several nodes) ---------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class AgentBusyElsewhere(Event):
+    """Another node reserved the agent: do not offer it here until it is free."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class AgentFreeElsewhere(Event):
+    """The other node's hold on the agent ended (released, or expired with its node)."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+    idle_since: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AgentTaken(Event):
+    """The shared store refused our reservation of an offered agent (another node holds
+    it, or an older caller elsewhere is owed it): the offer is withdrawn, not missed."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    agent_id: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class VendorFull(Event):
+    """The shared store refused a vendor channel (max_channels reached over all nodes)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    vendor: str = attrs.field(validator=_non_empty)
+
+
 @attrs.frozen(kw_only=True)
 class NodeStarted(Event):
     """The node is up and can send SIP: start the vendor probes."""

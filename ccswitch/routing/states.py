@@ -24,6 +24,7 @@ class AgentState(enum.StrEnum):
     ON_CALL = "on_call"
     WRAP_UP = "wrap_up"
     NOT_READY = "not_ready"
+    REMOTE = "remote"  # reserved or busy on another node (shared state store)
 
 
 class CallState(enum.StrEnum):
@@ -81,6 +82,15 @@ AGENT_TRANSITIONS: Mapping[tuple[AgentState, str], AgentState] = {
     (A.ON_CALL, "call_end"): A.WRAP_UP,
     (A.ON_CALL, "call_end_no_wrap_up"): A.READY,  # queue has wrap_up 0
     (A.WRAP_UP, "wrap_up_done"): A.READY,
+    # Shared state: another node holds the agent. Presence changes meanwhile wait, as
+    # for an agent busy here, and apply when the other node frees it.
+    (A.READY, "remote_busy"): A.REMOTE,
+    (A.RESERVED, "taken"): A.REMOTE,  # our reservation was refused: another node has it
+    (A.REMOTE, "remote_free"): A.READY,
+    (A.REMOTE, "AgentLogin"): A.REMOTE,
+    (A.REMOTE, "AgentReady"): A.REMOTE,
+    (A.REMOTE, "AgentPause"): A.REMOTE,
+    (A.REMOTE, "AgentLogout"): A.REMOTE,
 }
 
 #: A customer call, from answer to the end. While a vendor has the call

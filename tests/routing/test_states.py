@@ -48,6 +48,13 @@ EXPECTED_AGENT = {
     (AgentState.ON_CALL, "call_end"): AgentState.WRAP_UP,
     (AgentState.ON_CALL, "call_end_no_wrap_up"): AgentState.READY,
     (AgentState.WRAP_UP, "wrap_up_done"): AgentState.READY,
+    (AgentState.READY, "remote_busy"): AgentState.REMOTE,
+    (AgentState.RESERVED, "taken"): AgentState.REMOTE,
+    (AgentState.REMOTE, "remote_free"): AgentState.READY,
+    (AgentState.REMOTE, "AgentLogin"): AgentState.REMOTE,
+    (AgentState.REMOTE, "AgentReady"): AgentState.REMOTE,
+    (AgentState.REMOTE, "AgentPause"): AgentState.REMOTE,
+    (AgentState.REMOTE, "AgentLogout"): AgentState.REMOTE,
 }
 
 EXPECTED_CALL = {
@@ -105,7 +112,7 @@ EXPECTED_VENDOR = {
 def test_agent_state_values_are_the_metric_labels() -> None:
     """AgentState values are the strings exported as the `state` label."""
     assert [s.value for s in AgentState] == [
-        "logged_out", "ready", "reserved", "on_call", "wrap_up", "not_ready"]
+        "logged_out", "ready", "reserved", "on_call", "wrap_up", "not_ready", "remote"]
     assert str(AgentState.ON_CALL) == "on_call"
 
 
