@@ -249,3 +249,19 @@ def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
     result = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_protection_row_shows_drops_bans_refusals_and_media_timeouts() -> None:
+    """The open 'Protection' row: drops by reason, bans, overload refusals by limit, media
+    timeouts by queue."""
+    panels = dashboard()["panels"]
+    [start] = [i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == "Protection"]
+    assert panels[start]["collapsed"] is False and panels[start]["panels"] == []
+    end = next((i for i in range(start + 1, len(panels)) if panels[i]["type"] == "row"),
+               len(panels))
+    exprs = [t["expr"] for p in panels[start + 1:end] for t in p["targets"]]
+    assert any("sum by (reason)" in e and "ccswitch_sip_dropped_total" in e for e in exprs)
+    assert any("ccswitch_sip_banned_sources" in e for e in exprs)
+    assert any("limit)" in e and "ccswitch_overload_refused_total" in e for e in exprs)
+    assert any("sum by (queue)" in e and 'outcome="media_timeout"' in e
+               and "ccswitch_calls_total" in e for e in exprs)

@@ -19,6 +19,7 @@ import yaml
 from prometheus_client import generate_latest
 
 from ccswitch.metrics.registry import Metrics
+from ccswitch.routing.record import Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
@@ -50,6 +51,15 @@ def rules() -> list[dict[str, Any]]:
 
 def alerts() -> list[dict[str, Any]]:
     return [rule for rule in rules() if "alert" in rule]
+
+
+def outcome_matchers(expr: str, op: str) -> list[str]:
+    """The values of every outcome matcher with operator ``op`` (=, !=, =~, !~) in ``expr``."""
+    return re.findall(rf'outcome{re.escape(op)}"([^"]*)"', expr)
+
+
+def records() -> dict[str, str]:
+    return {rule["record"]: rule["expr"] for rule in rules() if "record" in rule}
 
 
 def github_anchor(heading: str) -> str:
@@ -178,3 +188,48 @@ def test_scrape_job_is_the_one_the_down_alert_watches() -> None:
     assert jobs["ccswitch"].get("metrics_path", "/metrics") == "/metrics"
     [down] = [alert for alert in alerts() if alert["alert"] == "CcswitchDown"]
     assert 'up{job="ccswitch"}' in down["expr"]
+
+
+def test_rules_only_name_outcomes_prometheus_sees() -> None:
+    """Every outcome a rule matches on is one ccswitch counts; interrupted (CDR only) never is."""
+    live = {str(o) for o in Outcome} - {str(Outcome.INTERRUPTED)}
+    for rule in rules():
+        for op in ("=", "!=", "=~", "!~"):
+            for value in outcome_matchers(rule["expr"], op):
+                assert set(value.split("|")) <= live, (rule.get("record") or rule["alert"], value)
+
+
+def test_rules_header_classifies_every_outcome() -> None:
+    """The header comment names every outcome, so a new one cannot slip in unclassified."""
+    header = RULES.read_text().split("\ngroups:", 1)[0]
+    for outcome in Outcome:
+        assert str(outcome) in header, f"the rules header does not mention {outcome}"
+
+
+def test_media_timeout_is_counted_but_neither_answered_nor_abandoned() -> None:
+    """media_timeout stays in the SL denominator and out of answered and abandoned counts."""
+    exprs = records()
+    checked = 0
+    for name, expr in exprs.items():
+        if ":ccswitch_calls_sl_offered:" in name:
+            [excluded] = outcome_matchers(expr, "!~")
+            assert re.fullmatch(excluded, "rejected") and re.fullmatch(excluded, "short_abandon")
+            assert not re.fullmatch(excluded, "media_timeout"), name
+            checked += 1
+        elif re.search(r":ccswitch_calls_(answered|abandoned|answered_within_threshold):", name):
+            for included in outcome_matchers(expr, "=~") + outcome_matchers(expr, "="):
+                assert not re.fullmatch(included, "media_timeout"), name
+            checked += 1
+    assert checked >= 12
+
+
+def test_protection_alerts_watch_the_guard_overload_and_media_metrics() -> None:
+    """SipFloodBans reads the ban gauge, OverloadRefusingCalls the refusals per node and limit,
+    MediaTimeouts the media_timeout calls per queue."""
+    exprs = {alert["alert"]: alert["expr"] for alert in alerts()}
+    assert "ccswitch_sip_banned_sources" in exprs["SipFloodBans"]
+    assert "sum by (job, instance, limit) (increase(ccswitch_overload_refused_total" in (
+        exprs["OverloadRefusingCalls"])
+    assert 'sum by (queue) (increase(ccswitch_calls_total{outcome="media_timeout"}' in (
+        exprs["MediaTimeouts"])
+    assert "ccswitch_sip_rejected_total" in exprs["UntrustedSipFlood"]
