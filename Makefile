@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= deploy/ccswitch.yaml
 # prometheus (promtool), logrotate and systemd (systemd-analyze) check the deploy/ files.
-DEB_PACKAGES := sip-tester ffmpeg sox redis-server prometheus logrotate systemd
+DEB_PACKAGES := sip-tester ffmpeg sox redis-server prometheus logrotate systemd kamailio
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test unit e2e check bench demo typecheck deps system-deps clean

@@ -24,6 +24,8 @@ import ipaddress
 import math
 import os
 import re
+import socket
+import urllib.parse
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Collection, Final, Generic, Sequence, TypeVar
@@ -739,18 +741,47 @@ def _parse_cdr(ck: _Checker, value: object, line: int, base: Path,
 
 
 def _parse_state(sec: _Section) -> str | None:
+    """``state``: ``embedded`` (one node) or a Redis URL shared by every node of the
+    center: ``redis://[:password@]host:port/db``, ``rediss://...`` (TLS) or
+    ``redis+sentinel://host1:port1,host2:port2/service/db``."""
     if not sec.has("state"):
         return "embedded"
-    state = sec.string("state", what="'embedded'")
+    state = sec.string("state", what="'embedded' or a redis:// URL")
     if state is None:
         return None
-    if state.startswith(("redis://", "rediss://", "unix://")):
-        sec.error("state", "a redis state store is not supported yet; use 'embedded'")
-        return None
-    if state not in STATE_BACKENDS:
-        sec.error("state", f"unknown state backend {state!r}; only 'embedded' is supported")
-        return None
-    return state
+    state = state.strip()
+    if state in STATE_BACKENDS:
+        return state
+    if state.startswith(REDIS_SCHEMES):
+        try:
+            redis_url_problem(state)
+        except ValueError as e:
+            sec.error("state", str(e))
+            return None
+        return state
+    sec.error("state", f"unknown state backend {state!r}; use 'embedded' or a URL starting "
+              f"with {', '.join(REDIS_SCHEMES)}")
+    return None
+
+
+REDIS_SCHEMES: Final = ("redis://", "rediss://", "redis+sentinel://")
+
+
+def redis_url_problem(url: str) -> None:
+    """Raise ValueError naming what is wrong with a state store URL."""
+    parsed = urllib.parse.urlsplit(url)
+    hosts = parsed.netloc.rpartition("@")[2]
+    if not hosts:
+        raise ValueError(f"{url!r} has no host")
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
+        if port and (not port.isdigit() or not 1 <= int(port) <= 65535):
+            raise ValueError(f"{url!r}: bad port {port!r}")
+        if not (name or host):
+            raise ValueError(f"{url!r}: empty host")
+    if parsed.scheme == "redis+sentinel" and not parsed.path.strip("/"):
+        raise ValueError(f"{url!r}: a sentinel URL names the service: "
+                         "redis+sentinel://host:port,host:port/<service>[/db]")
 
 
 def _check_port_clash(ck: _Checker, sip: SipConfig, rtp: RtpConfig, line: int) -> None:
@@ -769,7 +800,8 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
     if isinstance(data, _Failed):
         return None, report
     top = _section(ck, data, "", 1, what="a mapping with sip, rtp, http, recordings, dialplans",
-                   allowed=("sip", "rtp", "http", "recordings", "cdr", "dialplans", "state"),
+                   allowed=("sip", "rtp", "http", "recordings", "cdr", "dialplans", "state",
+                            "node", "hold_ttl"),
                    required=("sip", "rtp", "http", "recordings", "dialplans"))
     if top is None:
         return None, report
@@ -783,6 +815,11 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
     cdr = _parse_cdr(ck, top.data.get("cdr"), top.line("cdr") if top.has("cdr") else 1,
                      base, recordings)
     state = _parse_state(top)
+    hold_ttl = top.number("hold_ttl", minimum=1, inclusive=True)
+    node = top.string("node", what="a node name")
+    if node is not None and not _NAME.fullmatch(node):
+        top.error("node", "must be 1-64 letters, digits, '_', '-' or '.'")
+        node = None
     if sip is not None and rtp is not None:
         _check_port_clash(ck, sip, rtp, top.line("rtp"))
     dialplan_dir: Path | None = None
@@ -795,8 +832,10 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
             or cdr is None or state is None or dialplan_dir is None or dialplan is None):
         return None, report
     return Config(sip=sip, rtp=rtp, http=http, recordings=recordings, cdr=cdr,
-                  dialplan_dir=dialplan_dir,
-                  dialplan=dialplan, state=state, source=path.absolute()), report
+                  dialplan_dir=dialplan_dir, dialplan=dialplan, state=state,
+                  node=node or f"{socket.gethostname()}-{sip.listen_port}",
+                  hold_ttl=15.0 if hold_ttl is None else hold_ttl,
+                  source=path.absolute()), report
 
 
 # -- dialplans --------------------------------------------------------------------------

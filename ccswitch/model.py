@@ -232,5 +232,7 @@ class Config:
     cdr: CdrConfig
     dialplan_dir: Path
     dialplan: Dialplan
-    state: str = "embedded"
+    state: str = "embedded"  # or the Redis URL shared by the center's nodes
+    node: str = "ccswitch"  # this node's name in the shared state (config key ``node``)
+    hold_ttl: float = 15.0  # shared state: a dead node's agent holds expire after this
     source: Path | None = None

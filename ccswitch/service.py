@@ -30,6 +30,8 @@ from ccswitch.routing.states import VendorHealth
 from ccswitch.sip.b2bua import CallController
 from ccswitch.sip.guard import SourceGuard
 from ccswitch.state.presence import PresenceFile
+from ccswitch.state.redis_store import RedisStore
+from ccswitch.state.sync import SharedState
 from ccswitch.sip.transaction import TransactionLayer
 from ccswitch.sip.transport import SipUdpProtocol
 
@@ -161,6 +163,17 @@ def record_writer(config: Config, metrics: Metrics) -> Callable[[dict[str, Any]]
 
 #: The embedded store's agent presence file, next to the CDR database.
 PRESENCE_FILE = "agents.json"
+#: Call records waiting for an unreachable shared store, next to the CDR database.
+RECORD_SPOOL_FILE = "record-spool.jsonl"
+
+
+def _redacted(url: str) -> str:
+    """A store URL without its password, for logs."""
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, _, _ = head.partition("://")
+    return f"{scheme}://***@{tail}"
 
 
 def start_node(config: Config, reactor: Any) -> Node:
@@ -169,19 +182,35 @@ def start_node(config: Config, reactor: Any) -> Node:
     config.recordings.directory.mkdir(parents=True, exist_ok=True)
     metrics = Metrics(short_abandon_thresholds=[
         q.short_abandon for q in config.dialplan.queues.values()])
-    metrics.state_backend_up.set(1)  # the embedded store lives in this process
+    metrics.state_backend_up.set(1)  # the embedded store lives in this process; shared: below
     metrics.config_reloaded_at.set_to_current_time()
     engine = RoutingEngine(config.dialplan, clock=reactor)
     media = MediaEngine(reactor, address=config.rtp.address, port_min=config.rtp.port_min,
                         port_max=config.rtp.port_max)
     write_record = record_writer(config, metrics)
-    for recovered in recover_incomplete(config.recordings.directory, now=reactor.seconds()):
-        write_record(dict(recovered.record))
+    shared_records: list[SharedState] = []
+
+    def on_record(record: dict[str, Any]) -> None:
+        write_record(record)
+        for shared in shared_records:
+            shared.record(record)
+
     controller = CallController(clock=reactor, config=config, engine=engine, media=media,
                                 metrics=metrics, defer_to_thread=threads.deferToThread,
-                                on_record=write_record,
+                                on_record=on_record,
                                 presence=PresenceFile(config.cdr.database.with_name(
                                     PRESENCE_FILE)))
+    if config.state != "embedded":
+        shared = SharedState(store=RedisStore.from_url(config.state, node=config.node),
+                             engine=engine, feed=controller.submit, reactor=reactor,
+                             metrics=metrics, hold_ttl=config.hold_ttl,
+                             spool=config.cdr.database.with_name(RECORD_SPOOL_FILE))
+        controller.share(shared)
+        shared_records.append(shared)
+        log.info("shared state in {url} as node {node}", url=_redacted(config.state),
+                 node=config.node)
+    for recovered in recover_incomplete(config.recordings.directory, now=reactor.seconds()):
+        on_record(dict(recovered.record))
     guard = SourceGuard(config.sip.flood, reactor)
     metrics.sip_banned_sources.set_function(lambda: len(guard.banned()))
     protocol = SipUdpProtocol(max_size=config.sip.max_message_size, guard=guard,

@@ -386,11 +386,30 @@ def test_rtp_range_contains_sip_port(tmp_path: Path) -> None:
     assert "20050" in config_error(tmp_path, cfg, "rtp.ports")
 
 
-def test_redis_state_not_supported(tmp_path: Path) -> None:
-    """state: redis://... is rejected with 'not supported yet'."""
+def test_redis_state_urls_and_the_node_name(tmp_path: Path) -> None:
+    """state takes a redis:// or sentinel URL; node names this node (default host-port)."""
+    for url in ("redis://127.0.0.1:6379/0", "redis+sentinel://10.0.0.1:26379,10.0.0.2/cc/0"):
+        cfg = service()
+        cfg["state"] = url
+        cfg["node"] = "node-a"
+        (tmp_path / url.split(":")[0]).mkdir()
+        result = check_config(setup(tmp_path / url.split(":")[0], config=cfg))
+        assert result.config is not None, result.errors
+        assert (result.config.state, result.config.node) == (url, "node-a")
     cfg = service()
-    cfg["state"] = "redis://127.0.0.1:6379/0"
-    assert "not supported yet" in config_error(tmp_path, cfg, "state")
+    (tmp_path / "default").mkdir()
+    result = check_config(setup(tmp_path / "default", config=cfg))
+    assert result.config is not None and result.config.node.endswith("-5060")
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("redis://:0/0", "bad port"), ("redis+sentinel://10.0.0.1:26379", "names the service"),
+    ("redis://", "no host")])
+def test_bad_redis_urls(tmp_path: Path, url: str, reason: str) -> None:
+    """A state URL with no host, a bad port or a sentinel URL without service is refused."""
+    cfg = service()
+    cfg["state"] = url
+    assert reason in config_error(tmp_path, cfg, "state")
 
 
 def test_unknown_state(tmp_path: Path) -> None:
@@ -715,7 +734,7 @@ def test_load_config_raises_all_errors_together(tmp_path: Path) -> None:
 def test_error_str_is_file_key_reason(tmp_path: Path) -> None:
     """Each error renders as 'file: key: reason'."""
     cfg = service()
-    cfg["state"] = "redis://localhost"
+    cfg["state"] = "memory"
     path = setup(tmp_path, config=cfg)
     error = find(failed(path), "state")
     assert str(error) == f"{path}: state: {error.reason}"

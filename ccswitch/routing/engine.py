@@ -324,6 +324,8 @@ class RoutingEngine:
                 actions = self._vendor_probed(event, now)
             case ev.NodeStarted():
                 actions = self._node_started()
+            case ev.PresenceSet():
+                actions = self._set_presence(event.agent_id, event.presence, now)
             case ev.AgentBusyElsewhere():
                 actions = self._busy_elsewhere(event)
             case ev.AgentFreeElsewhere():
@@ -374,23 +376,25 @@ class RoutingEngine:
         now = self._clock.seconds()
         for agent_id, (presence, logged_in) in saved.items():
             agent = self._agents.get(agent_id)
-            if agent is None or agent.agent.logged_in != logged_in:
-                continue
-            wanted = AgentState(presence)
-            if agent.state is wanted:
-                continue
-            event: ev.AgentLogin | ev.AgentLogout | ev.AgentPause = (
-                ev.AgentLogin(agent_id=agent_id) if wanted is AgentState.READY
-                else ev.AgentLogout(agent_id=agent_id) if wanted is AgentState.LOGGED_OUT
-                else ev.AgentPause(agent_id=agent_id))
-            if wanted is AgentState.NOT_READY and agent.state is AgentState.LOGGED_OUT:
-                actions.extend(self._presence(ev.AgentLogin(agent_id=agent_id), now))
-            actions.extend(self._presence(event, now))
+            if agent is not None and agent.agent.logged_in == logged_in:
+                actions.extend(self._set_presence(agent_id, presence, now))
         return actions
 
     def agent_groups(self, agent_id: str) -> list[str]:
         """The groups an agent belongs to, in dialplan order; raises UnknownAgent."""
         return list(self._agent(agent_id).groups)
+
+    def call_vendor(self, call_id: str) -> str | None:
+        """The vendor a call is offered to or bridged with now; None for none or an
+        unknown call."""
+        call = self._calls.get(call_id)
+        return None if call is None or call.vendor is None else call.vendor.vendor
+
+    def busy_agents(self) -> dict[str, str]:
+        """agent -> call of the agents this node holds (reserved, on a call, wrapping up)."""
+        return {agent_id: agent.call_id for agent_id, agent in self._agents.items()
+                if agent.call_id is not None and agent.state in (
+                    AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP)}
 
     def waiting(self) -> list[tuple[str, str, float]]:
         """(queue, call, queued_at) of the calls waiting for an agent and not ringing one."""
@@ -658,6 +662,27 @@ class RoutingEngine:
                 *self._after_call(agent, call.queue, now)]
 
     # -- shared state -----------------------------------------------------------
+
+    def _set_presence(self, agent_id: str, presence: str, now: float) -> list[act.Action]:
+        """Move an agent towards ``presence`` (a busy one gets it when free); unknown
+        agents are ignored (another node's dialplan may differ)."""
+        agent = self._agents.get(agent_id)
+        if agent is None or self.presence().get(agent_id, ("", True))[0] == presence:
+            return []
+        actions: list[act.Action] = []
+        if presence == AgentState.LOGGED_OUT.value:
+            steps: tuple[type[ev.AgentLogin | ev.AgentLogout | ev.AgentPause | ev.AgentReady],
+                         ...] = (ev.AgentLogout,)
+        elif presence == AgentState.READY.value:
+            steps = (ev.AgentLogin,) if agent.state is AgentState.LOGGED_OUT else (
+                ev.AgentReady,)
+        elif agent.state is AgentState.LOGGED_OUT:
+            steps = (ev.AgentLogin, ev.AgentPause)
+        else:
+            steps = (ev.AgentPause,)
+        for step in steps:
+            actions.extend(self._presence(step(agent_id=agent_id), now))
+        return actions
 
     def _busy_elsewhere(self, event: ev.AgentBusyElsewhere) -> list[act.Action]:
         agent = self._agents.get(event.agent_id)

@@ -188,6 +188,16 @@ class VendorProbed(Event):
 
 
 @attrs.frozen(kw_only=True)
+class PresenceSet(Event):
+    """Another node (or the saved state) says where the agent should be: logged_out,
+    ready or not_ready; applied through login/pause/logout (deferred while busy)."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+    presence: str = attrs.field(validator=attrs.validators.in_(
+        ("logged_out", "ready", "not_ready")))
+
+
+@attrs.frozen(kw_only=True)
 class AgentBusyElsewhere(Event):
     """Another node reserved the agent: do not offer it here until it is free."""
 

@@ -42,6 +42,7 @@ from ccswitch.sip.sdp import (
 from ccswitch.sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer
 from ccswitch.sip.validate import check_request
 from ccswitch.state.presence import PresenceFile
+from ccswitch.state.sync import SharedState
 
 log = Logger()
 
@@ -128,9 +129,19 @@ class CallController:
         self._media_watch: IDelayedCall | None = None
         self._presence = presence  # where agent presence is kept across restarts
         self._presence_save: IDelayedCall | None = None
+        self._shared: SharedState | None = None
+        self._held_overflow: dict[tuple[str, str], act.OverflowFired] = {}
         host = config.sip.advertised_host
         self._contact = f"<sip:ccswitch@{_host(host)}:{config.sip.listen_port}>"
         self._user_agent = config.sip.user_agent
+
+    def submit(self, event: ev.Event) -> None:
+        """Hand an event from another part of the node (the shared state) to the engine."""
+        self._feed(event)
+
+    def share(self, shared: SharedState) -> None:
+        """Coordinate with other nodes through a shared state store (before attach)."""
+        self._shared = shared
 
     # -- wiring -----------------------------------------------------------
 
@@ -145,6 +156,8 @@ class CallController:
             log.info("agent presence restored from {path} ({count} agent(s))",
                      path=str(self._presence.path), count=len(saved))
         self._feed(ev.NodeStarted())
+        if self._shared is not None:
+            self._shared.start()
         if self._config.rtp.timeout > 0:
             self._watch_media()
 
@@ -357,6 +370,7 @@ class CallController:
             self._feeding = False
         if self._pending:
             self._feed(self._pending.popleft())
+        self._shared_changed()
 
     def live_calls(self) -> list[dict[str, Any]]:
         """The calls in progress, oldest first, as JSON-ready dicts."""
@@ -422,6 +436,8 @@ class CallController:
                 self._execute_all(actions)
         finally:
             self._feeding = False
+        if self._shared is not None:
+            self._shared.changed()
 
     def _execute_all(self, actions: list[act.Action]) -> None:
         """Carry out the engine's actions in order; one failing is logged, not fatal."""
@@ -445,8 +461,10 @@ class CallController:
         elif isinstance(action, act.CallFinished):
             self._finish(action.record)
         elif isinstance(action, act.OverflowFired):
-            self._metrics.overflow.labels(queue=action.queue, reason=action.reason,
-                                          vendor=action.vendor).inc()
+            if self._shared is not None and self._shared.up:
+                self._held_overflow[(action.call_id, action.vendor)] = action  # on grant
+            else:
+                self._count_overflow(action)
         elif isinstance(action, act.OverflowUnavailable):
             self._metrics.overflow_failed.labels(queue=action.queue, vendor=action.vendor,
                                                  cause=action.cause).inc()
@@ -482,9 +500,15 @@ class CallController:
         elif isinstance(action, act.StopMusicOnHold):
             caller.media.stop_playing()
         elif isinstance(action, act.RingAgent):
-            self._ring(call, AGENT, action.agent_id, action.uri)
+            if self._shared is None:
+                self._ring(call, AGENT, action.agent_id, action.uri)
+            else:
+                self._reserve_and_ring(call, action)
         elif isinstance(action, act.RingVendor):
-            self._ring(call, VENDOR, action.vendor, action.uri)
+            if self._shared is None:
+                self._ring(call, VENDOR, action.vendor, action.uri)
+            else:
+                self._acquire_and_ring(call, action)
         elif isinstance(action, (act.CancelAgent, act.CancelVendor)):
             leg = call.legs.pop(_action_key(action), None)
             if leg is not None:
@@ -533,6 +557,62 @@ class CallController:
             self._feed(ev.TimerFired(timer_id=timer_id))
 
         self._timers[timer_id] = self._clock.callLater(delay, fire)
+
+    # -- shared state: reserve before ringing ------------------------------------
+
+    def _reserve_and_ring(self, call: Call, action: act.RingAgent) -> None:
+        assert self._shared is not None
+        agent_id = action.agent_id
+
+        def still_offered() -> bool:
+            try:
+                return (self._calls.get(call.id) is call and agent_id not in call.legs
+                        and agent_id in self._engine.ringing_agents(call.id))
+            except CCSwitchError:
+                return False
+
+        def decided(granted: bool) -> None:
+            if not still_offered():
+                self._shared_changed()  # a hold nobody uses is given back
+            elif granted:
+                self._ring(call, AGENT, agent_id, action.uri)
+            else:
+                self._feed(ev.AgentTaken(call_id=call.id, agent_id=agent_id))
+
+        d = self._shared.reserve(call.id, agent_id, call.queue.name)
+        d.addCallback(decided)
+        d.addErrback(lambda f: log.failure("call {call_id}: reserving {agent} failed", f,
+                                           call_id=call.id, agent=agent_id))
+
+    def _acquire_and_ring(self, call: Call, action: act.RingVendor) -> None:
+        assert self._shared is not None
+        vendor = action.vendor
+        spec = self._config.dialplan.vendors.get(vendor)
+        most = spec.max_channels if spec is not None else 0
+
+        def decided(granted: bool) -> None:
+            held = self._held_overflow.pop((call.id, vendor), None)
+            if self._calls.get(call.id) is not call or self._engine.call_vendor(call.id) != vendor:
+                self._shared_changed()
+            elif granted:
+                if held is not None:
+                    self._count_overflow(held)
+                self._ring(call, VENDOR, vendor, action.uri)
+            else:
+                self._feed(ev.VendorFull(call_id=call.id, vendor=vendor))
+
+        d = self._shared.acquire_channel(call.id, vendor, most)
+        d.addCallback(decided)
+        d.addErrback(lambda f: log.failure("call {call_id}: vendor channel for {vendor} "
+                                           "failed", f, call_id=call.id, vendor=vendor))
+
+    def _shared_changed(self) -> None:
+        if self._shared is not None:
+            self._shared.changed()
+
+    def _count_overflow(self, action: act.OverflowFired) -> None:
+        self._metrics.overflow.labels(queue=action.queue, reason=action.reason,
+                                      vendor=action.vendor).inc()
 
     # -- outgoing legs (agents and vendor trunks) -------------------------------
 
@@ -868,6 +948,8 @@ class CallController:
         """Stopping the node: hang up every call so each one gets its record."""
         if self._media_watch is not None and self._media_watch.active():
             self._media_watch.cancel()
+        if self._shared is not None:
+            self._shared.changed()
         for call in list(self._calls.values()):
             if not call.caller.ended:
                 call.caller.ended = True

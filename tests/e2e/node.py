@@ -65,7 +65,9 @@ class Node:
                  trusted: tuple[str, ...] = ("127.0.0.0/8",), rtp_ports: int = 400,
                  log_level: str = "debug", log_format: str = "text",
                  rtp_timeout: float | None = None, file_size_limit: int | None = None,
-                 api_token: str | None = None, sip: dict[str, Any] | None = None) -> None:
+                 api_token: str | None = None, sip: dict[str, Any] | None = None,
+                 state: str | None = None, node: str | None = None,
+                 hold_ttl: float | None = None) -> None:
         self.workdir = workdir
         self.sip_port = free_udp_port()
         self.http_port = free_tcp_port()
@@ -93,8 +95,12 @@ class Node:
             "http": http,
             "recordings": {"directory": str(self.recordings)},
             "dialplans": str(plans),
-            "state": "embedded",
+            "state": state or "embedded",
         }
+        if node is not None:
+            config["node"] = node
+        if hold_ttl is not None:
+            config["hold_ttl"] = hold_ttl
         self.config_path = workdir / "ccswitch.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / "ccswitch.log"

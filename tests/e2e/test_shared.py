@@ -1,0 +1,154 @@
+"""Several ccswitch nodes sharing one real redis-server: one agent, calls on both nodes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.e2e.node import (
+    AGENT_HZ, ANNOUNCEMENT_S, CALLER_HZ, Node, NodeFactory, agent_uri, dialplan,
+)
+from tests.phones.client import Phone, PhoneFactory, free_udp_port
+from tests.redisd import RedisServer
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def wait_for(check: Any, timeout: float = 20.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not true after {timeout}s: {what or check}")
+
+
+def two_nodes(node_factory: NodeFactory, redis_server: RedisServer, agent_port: int,
+              **options: Any) -> tuple[Node, Node]:
+    plan = dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}, wrap_up=0)
+    return tuple(node_factory(plan, state=redis_server.url, node=name, **options)  # type: ignore[return-value]
+                 for name in ("node-a", "node-b"))
+
+
+def caller(phone_factory: PhoneFactory, node: Node, name: str, stay: float) -> Phone:
+    return phone_factory("--role", "caller", "--user", name, "--dial", node.dial_uri,
+                         "--tone", str(CALLER_HZ), "--hangup-after", str(stay),
+                         "--timeout", "60", name=name)
+
+
+def records(*nodes: Node, count: int) -> dict[str, dict[str, Any]]:
+    """Every node's CDR rows, by caller, once there are ``count`` in all."""
+    def collect() -> dict[str, dict[str, Any]] | None:
+        rows = [row for node in nodes for row in node.wait_cdr(0)]
+        return {row["caller"]: row for row in rows} if len(rows) >= count else None
+    found: dict[str, dict[str, Any]] = wait_for(collect, what=f"{count} call records")
+    return found
+
+
+def test_one_agent_two_nodes_one_call_at_a_time_in_global_order(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        redis_server: RedisServer) -> None:
+    """alice is on a call from node A; a caller waits on node B, then a younger one on A.
+    When A frees alice she goes to B's older caller, not A's own, and never has two calls."""
+    agent_port = free_udp_port()
+    node_a, node_b = two_nodes(node_factory, redis_server, agent_port)
+    alice = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--calls", "3", "--timeout", "90",
+                          name="alice")
+    first = caller(phone_factory, node_a, "first", ANNOUNCEMENT_S + 12.0)
+    node_a.wait_metric(1, "ccswitch_agents", timeout=20, group="inhouse", state="on_call")
+    node_b.wait_metric(1, "ccswitch_agents", timeout=5, group="inhouse", state="remote")
+    older = caller(phone_factory, node_b, "older", ANNOUNCEMENT_S + 12.0)
+    node_b.wait_metric(1, "ccswitch_queue_depth", timeout=20, queue="support")
+    time.sleep(1.0)
+    younger = caller(phone_factory, node_a, "younger", ANNOUNCEMENT_S + 12.0)
+    node_a.wait_metric(1, "ccswitch_queue_depth", timeout=20, queue="support")
+    assert node_a.metric("ccswitch_agents", group="inhouse", state="on_call") == 1
+    for phone in (first, older, younger):
+        assert phone.wait_exit(60) == 0, phone.describe()
+    assert alice.wait_exit(10) == 0, alice.describe()
+
+    calls = records(node_a, node_b, count=3)
+    assert {c: (r["outcome"], r["agent_id"]) for c, r in calls.items()} == {
+        c: ("answered_inhouse", "alice") for c in ("first", "older", "younger")}
+    assert calls["older"]["queued_ms"] < calls["younger"]["queued_ms"]
+    ordered = sorted(calls.values(), key=lambda r: r["answered_ms"])
+    assert [r["caller"] for r in ordered] == ["first", "older", "younger"]
+    for before, after in zip(ordered, ordered[1:]):
+        assert after["answered_ms"] >= before["ended_ms"]  # never two calls at once
+    assert calls["older"]["call_id"] in {r["call_id"] for r in node_b.wait_cdr(1)}
+
+
+def test_a_killed_nodes_reservation_expires_and_the_agent_serves_the_other_node(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        redis_server: RedisServer) -> None:
+    """Node A dies (SIGKILL) with alice on its call; after hold_ttl her hold is gone and
+    node B's caller gets her."""
+    agent_port = free_udp_port()
+    node_a, node_b = two_nodes(node_factory, redis_server, agent_port, hold_ttl=3)
+    alice = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--calls", "2", "--timeout", "60",
+                          name="alice")
+    doomed = caller(phone_factory, node_a, "doomed", 60.0)
+    node_a.wait_metric(1, "ccswitch_agents", timeout=20, group="inhouse", state="on_call")
+    node_b.wait_metric(1, "ccswitch_agents", timeout=5, group="inhouse", state="remote")
+    node_a.kill()
+    killed_at = time.time()
+    doomed.stop()
+    later = caller(phone_factory, node_b, "later", ANNOUNCEMENT_S + 8.0)
+    assert later.wait_exit(40) == 0, later.describe()
+    [row] = node_b.wait_cdr(1)
+    assert (row["outcome"], row["agent_id"]) == ("answered_inhouse", "alice")
+    assert row["answered_ms"] / 1000 - killed_at < 3 + 1 + ANNOUNCEMENT_S + 2.0
+    alice.stop()
+
+
+def test_redis_outage_degrades_routing_then_recovers_without_losing_records(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        redis_server: RedisServer) -> None:
+    """redis-server stops during a call: the call goes on, a new call is still routed on
+    local knowledge, ccswitch_state_backend_up is 0; once Redis is back the node is up
+    again and the record stream has every call, the outage's included."""
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}},
+                                 wrap_up=0), state=redis_server.url, node="solo", hold_ttl=3)
+    alice = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--calls", "2", "--timeout", "60",
+                          name="alice")
+    during = caller(phone_factory, node, "during", ANNOUNCEMENT_S + 6.0)
+    node.wait_metric(1, "ccswitch_agents", timeout=20, group="inhouse", state="on_call")
+    redis_server.stop()
+    node.wait_metric(0, "ccswitch_state_backend_up", timeout=10)
+    assert during.wait_exit(30) == 0, during.describe()
+    after = caller(phone_factory, node, "after", ANNOUNCEMENT_S + 3.0)
+    assert after.wait_exit(30) == 0, after.describe()
+    assert alice.wait_exit(10) == 0, alice.describe()
+    assert "state store unreachable" in node.log()
+    calls = records(node, count=2)
+    assert calls["after"]["outcome"] == "answered_inhouse"
+
+    redis_server.start()
+    node.wait_metric(1, "ccswitch_state_backend_up", timeout=15)
+    stream = wait_for(lambda: stream_records(redis_server) if len(
+        stream_records(redis_server)) >= 2 else None, timeout=10, what="2 streamed records")
+    assert sorted(r["caller"] for r in stream) == ["after", "during"]
+    assert "replayed 2 spooled call record(s)" in node.log()
+
+
+def stream_records(server: RedisServer) -> list[dict[str, Any]]:
+    entries = server.client().xrange("ccswitch:records")
+    return [json.loads(fields[b"record"]) for _, fields in entries]
