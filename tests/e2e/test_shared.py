@@ -12,10 +12,12 @@ import pytest
 from tests.e2e.node import (
     AGENT_HZ, ANNOUNCEMENT_S, CALLER_HZ, Node, NodeFactory, agent_uri, dialplan,
 )
-from tests.phones.client import Phone, PhoneFactory, free_udp_port
+from tests.phones.client import Phone, PhoneFactory, SippFactory, free_udp_port
 from tests.redisd import RedisServer
 
 pytestmark = pytest.mark.e2e
+
+TOKEN = "shared-" + "0123456789abcdef" * 2
 
 
 @pytest.fixture
@@ -152,3 +154,42 @@ def test_redis_outage_degrades_routing_then_recovers_without_losing_records(
 def stream_records(server: RedisServer) -> list[dict[str, Any]]:
     entries = server.client().xrange("ccswitch:records")
     return [json.loads(fields[b"record"]) for _, fields in entries]
+
+
+def test_vendor_max_channels_and_agent_presence_hold_across_nodes(
+        node_factory: NodeFactory, phone_factory: PhoneFactory, sipp_factory: SippFactory,
+        redis_server: RedisServer) -> None:
+    """acme (max_channels 1) has node A's call: node B's caller is not sent there (full)
+    but waits; an agent logged in through node A's API is ready on node B too and takes
+    B's caller."""
+    agent_port, acme_port = free_udp_port(), free_udp_port()
+    plan = dialplan({"alice": {"uri": agent_uri("alice", agent_port), "logged_in": False}},
+                    wrap_up=0, overflow=[{"no_agents_logged_in": True, "to": ["acme"]}])
+    plan["vendors"] = {"acme": {"trunks": [f"sip:overflow@127.0.0.1:{acme_port}"],
+                                "max_channels": 1, "probe_interval": 0}}
+    node_a, node_b = (node_factory(plan, state=redis_server.url, node=name,
+                                   api_token=TOKEN) for name in ("node-a", "node-b"))
+    acme = sipp_factory("uas_answer.xml", "-m", "1", "-i", "127.0.0.1", "-p", str(acme_port),
+                        "-mp", str(free_udp_port()), "-rtp_echo", "-timeout", "60s",
+                        name="acme")
+    at_vendor = caller(phone_factory, node_a, "at-vendor", ANNOUNCEMENT_S + 14.0)
+    node_a.wait_metric(1, "ccswitch_vendor_channels_in_use", timeout=20, vendor="acme")
+    waiting = caller(phone_factory, node_b, "waiting", ANNOUNCEMENT_S + 12.0)
+    node_b.wait_metric(1, "ccswitch_overflow_failed_total", timeout=20, vendor="acme",
+                       cause="full")
+    assert node_b.metric("ccswitch_queue_depth", queue="support") == 1
+    alice = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--timeout", "60", name="alice")
+    assert node_a.api("POST", "agents/alice/login", TOKEN)[0] == 200
+    for phone in (at_vendor, waiting):
+        assert phone.wait_exit(40) == 0, phone.describe()
+    assert alice.wait_exit(10) == 0, alice.describe()
+    assert acme.wait(10) == 0, acme.describe()
+    calls = records(node_a, node_b, count=2)
+    assert (calls["at-vendor"]["outcome"], calls["at-vendor"]["vendor"]) == (
+        "answered_vendor", "acme")
+    assert (calls["waiting"]["outcome"], calls["waiting"]["agent_id"]) == (
+        "answered_inhouse", "alice")
+    states = {a["agent_id"]: a["state"]
+              for a in node_b.api("GET", "agents", TOKEN)[1]["agents"]}
+    assert states == {"alice": "ready"}
