@@ -31,7 +31,7 @@ def sentinel(tmp_path: Path) -> Iterator[tuple[RedisServer, int]]:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                answer = redis.Redis(port=port, socket_timeout=1).execute_command(
+                answer = redis.Redis(port=port, socket_timeout=1).execute_command(  # type: ignore[no-untyped-call]
                     "SENTINEL", "get-master-addr-by-name", "ccs")
                 if answer:
                     break
