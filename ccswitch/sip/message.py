@@ -747,6 +747,13 @@ _SINGLE = frozenset({"from", "to", "call-id", "cseq", "max-forwards", "content-l
 _HEADER_NAME_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
 
+#: Limits on one message's head: far above what SIP peers send (a few dozen headers, a
+#: few hundred characters each), low enough that a datagram full of tiny or huge header
+#: lines is refused before any per-header work.
+MAX_HEADER_LINES = 256
+MAX_HEADER_LINE = 16384
+
+
 def parse_message(data: bytes) -> Request | Response:
     """Parse one SIP message (one UDP datagram or one framed stream message).
 
@@ -784,6 +791,10 @@ def parse_message(data: bytes) -> Request | Response:
         lines = [line[:-1] if line.endswith("\r") else line for line in head.split("\n")]
         if any("\r" in line for line in lines):
             raise SipParseError("stray CR in headers")
+    if len(lines) > MAX_HEADER_LINES + 1:
+        raise SipParseError(f"more than {MAX_HEADER_LINES} header lines")
+    if max(map(len, lines)) > MAX_HEADER_LINE:
+        raise SipParseError(f"a header line is longer than {MAX_HEADER_LINE} characters")
     start_line = lines[0]
 
     headers = Headers()

@@ -901,3 +901,20 @@ def test_built_requests_round_trip(user: str, host: str, port: int | None, displ
     assert back.from_ == frm
     assert back.cseq == (cseq, "MESSAGE")
     assert back.body == body
+
+
+def test_too_many_header_lines_are_refused() -> None:
+    """A head of more than MAX_HEADER_LINES lines is a 400 before any header is parsed."""
+    from ccswitch.sip.message import MAX_HEADER_LINES
+    head = "OPTIONS sip:a@b SIP/2.0\r\n" + "X-A: 1\r\n" * (MAX_HEADER_LINES + 1) + "\r\n"
+    with pytest.raises(SipParseError, match="header lines") as info:
+        parse_message(head.encode())
+    assert info.value.status == 400
+
+
+def test_an_overlong_header_line_is_refused() -> None:
+    """One header line above MAX_HEADER_LINE characters is a 400."""
+    from ccswitch.sip.message import MAX_HEADER_LINE
+    head = "OPTIONS sip:a@b SIP/2.0\r\nX-A: " + "a" * MAX_HEADER_LINE + "\r\n\r\n"
+    with pytest.raises(SipParseError, match="longer than"):
+        parse_message(head.encode())

@@ -75,7 +75,7 @@ CASES: dict[str, Case] = {
     "utf8_display_name": Case(answer=200),
     "response_weird_reason": Case(answer=None),
     "response_unknown_code": Case(answer=None),
-    "oversize_datagram": Case(answer=None),
+    "oversize_datagram": Case(parse=400),  # a 70 kB header line; the transport drops it first
     "non_sip_from_uri": Case(parse=416, answer=416),  # RFC: should parse (see xfail below)
     # rejected by check_request
     "invite_max_forwards_zero": Case(check=483, answer=483),
