@@ -59,6 +59,7 @@ EXTENSION_PREFIX: Final = "x-"
 """Top-level dialplan keys with this prefix are ignored: use them to hold YAML anchors."""
 
 COMPRESSED_FORMATS: Final = ("mp3", "ogg")
+RECORDING_STARTS: Final = ("after_notice", "answer")
 STATE_BACKENDS: Final = ("embedded",)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -683,8 +684,8 @@ def _token_problem(path: Path) -> str | None:
 
 def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
                       ) -> RecordingConfig | None:
-    sec = _section(ck, value, "recordings", line, allowed=("directory", "compressed_copy"),
-                   required=("directory",))
+    sec = _section(ck, value, "recordings", line,
+                   allowed=("directory", "compressed_copy", "start"), required=("directory",))
     if sec is None:
         return None
     text = sec.string("directory", what="a directory path")
@@ -694,6 +695,10 @@ def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
         sec.error("compressed_copy", f"must be null or one of {', '.join(COMPRESSED_FORMATS)}, "
                   f"got {fmt!r}")
         ok = False
+    start = sec.data.get("start", "after_notice")
+    if start not in RECORDING_STARTS:
+        sec.error("start", f"must be one of {', '.join(RECORDING_STARTS)}, got {start!r}")
+        ok = False
     if text is None:
         return None
     directory = _resolve(base, text)
@@ -702,7 +707,7 @@ def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
         ok = False
     if not ok:
         return None
-    return RecordingConfig(directory=directory, compressed_format=fmt)
+    return RecordingConfig(directory=directory, compressed_format=fmt, start=str(start))
 
 
 def _parse_cdr(ck: _Checker, value: object, line: int, base: Path,

@@ -211,6 +211,9 @@ class HttpConfig:
 class RecordingConfig:
     directory: Path
     compressed_format: str | None = None
+    # after_notice: recording starts once the caller heard the whole QA notice;
+    # answer: from the answer, so the notice itself is on the recording
+    start: str = "after_notice"
 
 
 @attrs.frozen(kw_only=True)

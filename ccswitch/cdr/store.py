@@ -102,10 +102,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
              ELSE 'abandoned_queue' END
            WHERE outcome = 'abandoned'""",
     ),
+    # v4: when the recording started (after the QA notice, or at the answer), so the
+    # record shows the notice came first.
+    (
+        "ALTER TABLE calls ADD COLUMN recording_started_ms INTEGER",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_TIMESTAMPS = ("arrived", "announced", "queued", "overflowed", "answered", "ended")
+_TIMESTAMPS = ("arrived", "announced", "queued", "overflowed", "answered", "ended",
+               "recording_started")
 _DURATIONS = ("wait", "ring", "talk", "hold", "total")
 _OUTCOME = re.compile(r"[a-z][a-z0-9_]*")
 _MAX_SECONDS = 1e11  # about the year 5138: anything above is a unit mistake
@@ -165,6 +171,7 @@ class CdrRow:
     offers: tuple[Mapping[str, Any], ...]
     short_abandon_threshold_ms: int | None = None
     overflowed_ms: int | None = None
+    recording_started_ms: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``export_jsonl`` line)."""

@@ -287,6 +287,7 @@ def _interrupted_record(start: _Start, started_at: float, duration: float,
         "overflowed_at": _seconds(meta.get("overflowed_at")),
         "answered_at": answered_at,
         "ended_at": ended_at,
+        "recording_started_at": started_at,
     }
     record: dict[str, Any] = {
         "call_id": start.call_id,

@@ -29,7 +29,7 @@ from ccswitch.recording.recorder import CallRecorder, export_compressed
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
-from ccswitch.routing.record import CallRecord, Outcome
+from ccswitch.routing.record import CallRecord, Outcome, epoch, iso_utc
 from ccswitch.sip.dialog import Dialog
 from ccswitch.sip.digest import DigestError, authorization, choose_challenge
 from ccswitch.sip.guard import CallAdmission
@@ -101,6 +101,7 @@ class Call:
     recorder: CallRecorder | None = None
     recording_error: str | None = None
     recording_pauses: list[list[float | None]] = attrs.Factory(list)  # [from, to] epoch s
+    recording_started: float | None = None
 
 
 class CallController:
@@ -488,11 +489,11 @@ class CallController:
             caller.tx.respond(200, to_tag=caller.dialog.local.tag, body=caller.sdp,
                               content_type=SDP, headers=self._answer_headers(),
                               on_no_ack=lambda: self._caller_no_ack(call))
-            self._start_recording(call)
+            if self._config.recordings.start == "answer":
+                self._start_recording(call)
         elif isinstance(action, act.PlayAnnouncement):
             prompt = load_prompt(Path(action.path), caller.negotiated.codec.encoding)
-            caller.media.play(prompt, on_done=lambda: self._feed(
-                ev.AnnouncementFinished(call_id=call.id)))
+            caller.media.play(prompt, on_done=lambda: self._announced(call))
         elif isinstance(action, act.StartMusicOnHold):
             if action.path is not None:
                 caller.media.play(load_prompt(Path(action.path),
@@ -821,14 +822,30 @@ class CallController:
 
     # -- recording and the end of a call ------------------------------------
 
+    def _announced(self, call: Call) -> None:
+        """The caller heard the whole announcement: the engine is told, and with
+        ``recordings.start: after_notice`` the recording starts now (once)."""
+        self._feed(ev.AnnouncementFinished(call_id=call.id))
+        if (self._config.recordings.start == "after_notice" and call.recording_started is None
+                and not call.caller.ended and self._calls.get(call.id) is call):
+            self._start_recording(call)
+
+    def _announced_at(self, call: Call) -> float | None:
+        try:
+            return self._engine.record(call.id).announced_at
+        except CCSwitchError:
+            return None
+
     def _start_recording(self, call: Call) -> None:
+        call.recording_started = self._clock.seconds()
         invite = call.caller.invite
         try:
             call.recorder = CallRecorder(
                 self._config.recordings.directory, call.id, self._clock.seconds(),
                 {"call_id": call.id, "sip_call_id": invite.call_id,
                  "caller": _caller_id(invite.from_), "dialed": invite.uri.user or "",
-                 "queue": call.queue.name})
+                 "queue": call.queue.name, "group": call.queue.group,
+                 "arrived_at": call.started, "announced_at": self._announced_at(call)})
         except RecordingError as e:
             self._recording_failed(call, e)
             return
@@ -859,6 +876,8 @@ class CallController:
         log.info("call {call_id} ended: {outcome}", call_id=call.id, outcome=str(record.outcome))
         metadata = record.to_dict()
         metadata["sip_call_id"] = call.caller.invite.call_id
+        metadata["recording_started_at"] = epoch(call.recording_started)
+        metadata["recording_started_at_iso"] = iso_utc(call.recording_started)
         if call.recording_pauses:
             metadata["recording_pauses"] = [
                 {"from": start, "to": end if end is not None else record.ended_at}

@@ -67,7 +67,7 @@ class Node:
                  rtp_timeout: float | None = None, file_size_limit: int | None = None,
                  api_token: str | None = None, sip: dict[str, Any] | None = None,
                  state: str | None = None, node: str | None = None,
-                 hold_ttl: float | None = None) -> None:
+                 hold_ttl: float | None = None, recording_start: str | None = None) -> None:
         self.workdir = workdir
         self.sip_port = free_udp_port()
         self.http_port = free_tcp_port()
@@ -88,12 +88,13 @@ class Node:
             token_file.write_text(api_token + "\n")
             token_file.chmod(0o600)
             http["api_token_file"] = str(token_file)
-        config = {
+        config: dict[str, Any] = {
             "sip": {"listen": f"127.0.0.1:{self.sip_port}", "trusted": list(trusted),
                     **(sip or {})},
             "rtp": rtp,
             "http": http,
-            "recordings": {"directory": str(self.recordings)},
+            "recordings": {"directory": str(self.recordings),
+                           **({"start": recording_start} if recording_start else {})},
             "dialplans": str(plans),
             "state": state or "embedded",
         }

@@ -114,7 +114,7 @@ def test_recording_pause_silences_both_channels_and_downloads_are_logged(
     [pause] = meta["recording_pauses"]
     assert pause["to"] - pause["from"] == pytest.approx(2.0, abs=0.3)
     rate, audio = read_wav(wav)
-    start = meta["arrived_at"]
+    start = meta["recording_started_at"]
     inside = audio[int((pause["from"] - start + 0.3) * rate):int((pause["to"] - start - 0.3)
                                                                    * rate)]
     after = audio[int((pause["to"] - start + 0.5) * rate):]

@@ -38,9 +38,11 @@ def without_band(samples: np.ndarray, rate: int, low: float, high: float) -> np.
 
 def test_answered_call_is_recorded_with_each_party_on_its_own_channel(
         node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
-    """A pjsua2 caller reaches a pjsua2 agent: stereo recording, QA notice first, tones per side."""
+    """A pjsua2 caller reaches a pjsua2 agent; recordings.start answer: stereo recording with
+    the QA notice first, then tones per side."""
     agent_port = free_udp_port()
-    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}))
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}),
+                        recording_start="answer")
     agent = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
                           "--tone", str(AGENT_HZ), "--answer-delay", "0.5", "--timeout", "40",
                           name="agent")
@@ -90,6 +92,43 @@ def test_answered_call_is_recorded_with_each_party_on_its_own_channel(
     assert node.metric("ccswitch_call_talk_seconds_count", queue="support",
                        group="inhouse") == 1
     assert node.metric("ccswitch_queue_depth", queue="support") == 0
+    assert meta["recording_started_at"] == pytest.approx(meta["arrived_at"], abs=0.1)
+
+
+def test_by_default_recording_starts_only_after_the_qa_notice(
+        node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
+    """recordings.start after_notice (the default): nothing before the notice's end is
+    recorded, the record shows recording_started_at after announced_at, and a caller who
+    hangs up during the notice has no recording but a call record."""
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}))
+    agent = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--timeout", "40", name="agent")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--hangup-after", str(ANNOUNCEMENT_S + 4.0), "--timeout", "40",
+                           name="caller")
+    assert caller.wait_exit(30) == 0, caller.describe()
+    assert agent.wait_exit(10) == 0, agent.describe()
+    [wav] = node.wait_recordings(1)
+    meta = sidecar(wav)
+    assert meta["announced_at"] <= meta["recording_started_at"] < meta["announced_at"] + 0.1
+    rate, audio = read_wav(wav)
+    assert len(audio) / rate == pytest.approx(meta["ended_at"] - meta["recording_started_at"],
+                                              abs=0.3)
+    _, notice = read_wav(ANNOUNCEMENT)
+    head = without_band(audio[: 2 * rate, 0], rate, 380, 500)
+    assert normalized_xcorr_max(head, without_band(notice[: 2 * rate], rate, 380, 500)) < 0.5
+    [cdr] = node.wait_cdr(1)
+    assert cdr["recording_started_ms"] >= cdr["announced_ms"]
+
+    quitter = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone",
+                            str(CALLER_HZ), "--hangup-after", "2", "--timeout", "20",
+                            name="quitter")
+    assert quitter.wait_exit(15) == 0, quitter.describe()
+    rows = node.wait_cdr(2)
+    [quit_row] = [r for r in rows if r["call_id"] != meta["call_id"]]
+    assert (quit_row["outcome"], quit_row["recording_path"]) == ("short_abandon", None)
+    assert len(node.recordings_done()) == 1
 
 
 def test_caller_hanging_up_while_queued_is_an_abandon(
@@ -227,8 +266,7 @@ def test_sipp_caller_hanging_up_while_the_agent_rings_is_an_abandon(
     assert node.metric("ccswitch_calls_total", queue="support", outcome="abandoned_ringing") == 1
     rate, audio = read_wav(wav)
     # SIPp's RTP stream reached the recording's caller channel (under the music on hold).
-    assert tone_present(audio[int((ANNOUNCEMENT_S + 0.5) * rate):, 0], rate, CALLER_HZ,
-                        min_ratio=0.2)
+    assert tone_present(audio[int(0.5 * rate):, 0], rate, CALLER_HZ, min_ratio=0.2)
 
 
 def test_stopping_ccswitch_mid_call_hangs_up_and_keeps_record_and_recording(

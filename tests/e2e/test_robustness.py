@@ -101,8 +101,8 @@ def test_kill_9_mid_call_then_restart_recovers_the_recording_and_its_record(
     assert meta["outcome"] == "interrupted" and meta["queue"] == "support"
     assert meta["recording"]["error"].startswith("interrupted")
     rate, audio = read_wav(wav)
-    assert len(audio) / rate > ANNOUNCEMENT_S + 1.0
-    talk = audio[int((ANNOUNCEMENT_S + 0.5) * rate):]
+    assert len(audio) / rate > 1.5  # the talk before the kill (recorded after the notice)
+    talk = audio[int(0.5 * rate):]
     assert tone_present(talk[:, 0], rate, CALLER_HZ)
     assert tone_present(talk[:, 1], rate, AGENT_HZ)
     probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=channels",
