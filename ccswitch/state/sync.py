@@ -89,11 +89,18 @@ class SharedState:
             self._went_down(e)
             presences = {}
         self._take_presences(presences)
-        self._subscription = self.store.subscribe(
-            lambda event: self._reactor.callFromThread(self._on_event, event))
+        try:
+            self._subscribe()
+        except StoreUnavailable as e:  # started during an outage: subscribe on recovery
+            self._went_down(e)
         self._loop = task.LoopingCall(self._tick)
         self._loop.clock = self._reactor
         self._loop.start(self._ttl / 3, now=False)
+
+    def _subscribe(self) -> None:
+        """Follow other nodes' changes (blocking; raises StoreUnavailable)."""
+        self._subscription = self.store.subscribe(
+            lambda event: self._reactor.callFromThread(self._on_event, event))
 
     def stop(self) -> None:
         if self._loop is not None and self._loop.running:
@@ -273,6 +280,8 @@ class SharedState:
 
         def resync() -> dict[str, str]:
             self.store.ping()
+            if self._subscription is None:
+                self._subscribe()
             self.store.heartbeat(self._ttl)
             self.store.resync(waiting=waiting, holds=holds, channels=channels)
             self._replay_spool()

@@ -193,3 +193,25 @@ def test_vendor_max_channels_and_agent_presence_hold_across_nodes(
     states = {a["agent_id"]: a["state"]
               for a in node_b.api("GET", "agents", TOKEN)[1]["agents"]}
     assert states == {"alice": "ready"}
+
+
+def test_a_node_started_during_a_redis_outage_serves_and_joins_later(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        redis_server: RedisServer) -> None:
+    """Redis is down when the node starts: it starts anyway (degraded) and answers calls;
+    once Redis is up it joins: backend up and the agent's presence is in Redis."""
+    redis_server.stop()
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}},
+                                 wrap_up=0), state=redis_server.url, node="early", hold_ttl=3)
+    assert node.metric("ccswitch_state_backend_up") == 0
+    alice = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--timeout", "40", name="alice")
+    solo = caller(phone_factory, node, "solo", ANNOUNCEMENT_S + 2.0)
+    assert solo.wait_exit(30) == 0, solo.describe()
+    assert alice.wait_exit(10) == 0, alice.describe()
+    redis_server.start()
+    node.wait_metric(1, "ccswitch_state_backend_up", timeout=15)
+    assert redis_server.client().hget("ccswitch:presence", "alice") == b"ready"
+    wait_for(lambda: len(stream_records(redis_server)) == 1, timeout=10,
+             what="the outage's record replayed")
