@@ -6,15 +6,15 @@ tests then skip with the reason, unless CCSWITCH_REQUIRE_TOOLS is set (make test
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.deploy.tools import needs, run, unit_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "deploy" / "systemd"
@@ -24,44 +24,14 @@ TIMER = SYSTEMD / "ccswitch-purge.timer"
 PLANS = ROOT / "tests" / "data" / "config" / "good" / "plans"
 INSTALLED = "/opt/ccswitch/.venv/bin/ccswitch"
 CONFIG = "/etc/ccswitch/ccswitch.yaml"
-REQUIRED = bool(os.environ.get("CCSWITCH_REQUIRE_TOOLS"))
 # Settings of the main unit about running a long-lived server, not about the sandbox.
 LIFECYCLE = {"Type", "ExecStartPre", "ExecStart", "ExecReload", "Restart", "RestartSec",
              "RestartPreventExitStatus", "KillSignal", "KillMode", "TimeoutStopSec",
              "LimitNOFILE", "LogsDirectory", "Environment"}
 
 
-def find(tool: str) -> str | None:
-    return shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
-
-
-def needs(tool: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(find(tool) is None and not REQUIRED,
-                              reason=f"{tool} is not installed here")
-
-
-def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
-    path = find(tool)
-    assert path is not None, f"{tool} is required here but not installed"
-    return subprocess.run([path, *args], capture_output=True, text=True, timeout=60)
-
-
 def settings(unit: Path) -> dict[str, dict[str, list[str]]]:
-    """section -> key -> every value, in order (systemd keys may repeat)."""
-    sections: dict[str, dict[str, list[str]]] = {}
-    current: dict[str, list[str]] | None = None
-    for line in unit.read_text().splitlines():
-        line = line.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            current = sections.setdefault(line[1:-1], {})
-            continue
-        assert current is not None, f"setting outside a section: {line}"
-        key, sep, value = line.partition("=")
-        assert sep, f"not a key=value line: {line}"
-        current.setdefault(key.strip(), []).append(value.strip())
-    return sections
+    return unit_settings(unit)
 
 
 def section(unit: Path, name: str) -> dict[str, str]:
