@@ -71,7 +71,8 @@ def gap_percent(recordings: list[Path], sidecars: list[dict[str, Any]]) -> float
             continue
         with wave.open(str(wav)) as f:
             audio = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2").reshape(-1, 2)
-        start = int((meta["answered_at"] - meta["arrived_at"] + 0.5) * 8000)
+        began = meta.get("recording_started_at") or meta["arrived_at"]
+        start = int((meta["answered_at"] - began + 0.5) * 8000)
         talk = audio[start: len(audio) - 4000]
         frames = talk[: len(talk) // 160 * 160].reshape(-1, 160, 2).astype(np.float64)
         level = np.sqrt((frames ** 2).mean(axis=1))

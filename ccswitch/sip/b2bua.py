@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import urllib.parse
 import secrets
+import threading
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -130,6 +131,9 @@ class CallController:
         self._media_watch: IDelayedCall | None = None
         self._presence = presence  # where agent presence is kept across restarts
         self._presence_save: IDelayedCall | None = None
+        self._saved_presence: dict[str, tuple[str, bool]] | None = None
+        self._presence_seq = self._presence_written = 0
+        self._presence_lock = threading.Lock()
         self._shared: SharedState | None = None
         self._held_overflow: dict[tuple[str, str], act.OverflowFired] = {}
         host = config.sip.advertised_host
@@ -542,11 +546,31 @@ class CallController:
         self._presence_save = self._clock.callLater(0, self._save_presence)
 
     def _save_presence(self) -> None:
+        """Write the presence file when it changed (a call ending leaves a ready agent
+        ready: nothing to write), off the reactor when there is a worker pool."""
         assert self._presence is not None
-        try:
-            self._presence.save(self._engine.presence())
-        except CCSwitchError as e:
-            log.error("agent presence not saved: {error}", error=str(e))
+        presence = self._engine.presence()
+        if presence == self._saved_presence:
+            return
+        self._saved_presence = presence
+        self._presence_seq += 1
+        store, seq = self._presence, self._presence_seq
+
+        def save() -> None:
+            with self._presence_lock:  # worker threads may run saves out of order
+                if seq < self._presence_written:
+                    return
+                self._presence_written = seq
+                try:
+                    store.save(presence)
+                except CCSwitchError as e:
+                    log.error("agent presence not saved: {error}", error=str(e))
+
+        if self._defer_to_thread is None:
+            save()
+        else:
+            self._defer_to_thread(save).addErrback(
+                lambda f: log.failure("saving agent presence failed", f))
 
     def _start_timer(self, timer_id: str, delay: float) -> None:
         old = self._timers.pop(timer_id, None)
