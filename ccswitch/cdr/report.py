@@ -18,7 +18,9 @@ Definitions (the ones contact-centre contracts usually use):
   are **excluded from the denominators** of service level and abandonment rate:
   a caller who hangs up within seconds never had a chance to be served.
 - **ASA** (average speed of answer): mean queue wait (queue entry, i.e. after the
-  QA notice, to answer) of answered calls, seconds.
+  QA notice, to answer) of answered calls, seconds. On a vendor's line the clock starts
+  when the call was first offered to that vendor (the vendor's own speed of answer, as
+  Prometheus's ``ccswitch_vendor_wait_seconds``); service level uses the same clock.
 - **AHT** (average handle time): mean talk + hold of answered calls, seconds.
   ccswitch does not measure after-call work (wrap-up) yet, so AHT excludes it
   and reads low against an ACD's AHT that includes it.
@@ -146,6 +148,18 @@ def _caller_key(caller: str) -> str | None:
     return None if key in ANONYMOUS else key
 
 
+def _speed_of_answer(row: CdrRow) -> int | None:
+    """ms to answer: from queue entry, or for a vendor's call from the first offer to that
+    vendor (the vendor's own clock, as ccswitch_vendor_wait_seconds); None if unknown."""
+    if row.vendor is None or row.answered_ms is None:
+        return row.wait_ms
+    for offer in row.offers:
+        offered = offer.get("offered_at")
+        if offer.get("vendor") == row.vendor and isinstance(offered, (int, float)):
+            return max(0, row.answered_ms - round(offered * 1000))
+    return row.wait_ms
+
+
 def build_report(rows: Iterable[CdrRow], *, period: str = "hour", sl_threshold: float = 20.0,
                  tz: str = "UTC", since_ms: int | None = None) -> Report:
     """KPIs per period x queue x route from ``rows`` (any order).
@@ -186,7 +200,8 @@ def build_report(rows: Iterable[CdrRow], *, period: str = "hour", sl_threshold: 
             c.outcome.startswith("abandon") or c.outcome == "short_abandon")]
         short = sum(1 for c in abandoned if c.short_abandon)
         counted = len(calls) - short - sum(1 for c in calls if c.outcome == "rejected")
-        in_sl = sum(1 for c in answered if c.wait_ms is not None and c.wait_ms <= threshold_ms)
+        waits = {c.call_id: _speed_of_answer(c) for c in answered}
+        in_sl = sum(1 for w in waits.values() if w is not None and w <= threshold_ms)
         reasons: dict[str, int] = defaultdict(int)
         for c in calls:
             if c.overflow_reason:
@@ -196,7 +211,7 @@ def build_report(rows: Iterable[CdrRow], *, period: str = "hour", sl_threshold: 
             period_start=starts[start_ms], period_start_ms=start_ms, queue=queue, route=route,
             offered=len(calls), answered=len(answered), abandoned=len(abandoned),
             short_abandons=short, answered_in_sl=in_sl,
-            asa=_mean([c.wait_ms / 1000 for c in answered if c.wait_ms is not None]),
+            asa=_mean([w / 1000 for w in waits.values() if w is not None]),
             aht=_mean([(c.talk_ms + (c.hold_ms or 0)) / 1000
                        for c in answered if c.talk_ms is not None]),
             service_level=_ratio(in_sl, counted),

@@ -8,6 +8,7 @@ import json
 import re
 from typing import Any
 
+import attrs
 import pytest
 
 from ccswitch.cdr.report import (
@@ -280,3 +281,16 @@ def test_bad_parameters_are_report_errors(kwargs: dict[str, Any], reason: str) -
     with pytest.raises(ReportError, match=reason) as caught:
         build_report([row("a")], **kwargs)
     assert isinstance(caught.value, CdrError) and isinstance(caught.value, ValueError)
+
+
+def test_vendor_lines_measure_from_the_offer_to_the_vendor() -> None:
+    """A call that waited 40 s in-house and 5 s at the vendor: the vendor's ASA is 5 s and
+    it is within the service level; the in-house line keeps the queue-entry clock."""
+    vendor_call = attrs.evolve(
+        row("v", outcome="answered_vendor", wait=45, vendor="acme", reason="wait_exceeds"),
+        agent_id=None,
+        offers=({"vendor": "acme", "offered_at": (T0 + 4 * S + 40 * S) / 1000,
+                 "result": "answered"},))
+    vendor, inhouse = build_report([row("i", wait=30), vendor_call]).lines  # by route name
+    assert (vendor.route, vendor.asa, vendor.service_level) == ("acme", 5.0, 1.0)
+    assert (inhouse.route, inhouse.asa, inhouse.service_level) == ("inhouse", 30.0, 0.0)
