@@ -228,22 +228,35 @@ class SourceGuard:
         # IPv6 address -> bucket key (None: exempt); parsing costs ~9 us, a hit ~0.1 us.
         self._v6_keys: dict[str, str | None] = {}
 
+    def is_banned(self, source_ip: str) -> bool:
+        """Whether ``source_ip`` serves a live ban: a cheap look before any parsing (the
+        datagram can then be dropped unread); O(1), nothing when there are no bans."""
+        if not self._bans:
+            return False
+        key = self._key(source_ip)
+        end = None if key is None else self._bans.get(key)
+        return end is not None and self._clock.seconds() < end
+
+    def _key(self, source_ip: str) -> str | None:
+        """The bucket key of a source: the IPv4 address, or the IPv6 prefix (cached);
+        None for an exempt IPv6 source."""
+        if ":" not in source_ip:
+            return source_ip
+        v6_keys = self._v6_keys
+        if source_ip in v6_keys:
+            return v6_keys[source_ip]
+        v6_key = self._v6_key(source_ip)
+        if len(v6_keys) >= self._max:
+            v6_keys.clear()  # amortised O(1); a miss only costs a parse
+        v6_keys[source_ip] = v6_key
+        return v6_key
+
     def check(self, source_ip: str, user_agent: str | None) -> Verdict:
         """The verdict for one incoming request from ``source_ip``; O(1)."""
         now = self._clock.seconds()
-        key = source_ip
-        if ":" in source_ip:
-            v6_keys = self._v6_keys
-            if source_ip in v6_keys:
-                v6_key = v6_keys[source_ip]
-            else:
-                v6_key = self._v6_key(source_ip)
-                if len(v6_keys) >= self._max:
-                    v6_keys.clear()  # amortised O(1); a miss only costs a parse
-                v6_keys[source_ip] = v6_key
-            if v6_key is None:
-                return Verdict.ALLOW
-            key = v6_key
+        key = self._key(source_ip)
+        if key is None:
+            return Verdict.ALLOW
         fresh = self._burst
         bans = self._bans
         if bans:

@@ -73,6 +73,11 @@ class SipUdpProtocol(DatagramProtocol):
             log.warn("dropped oversize SIP datagram ({size} bytes) from {source}",
                      size=size, source=source)
             return
+        guard = self._guard
+        if guard is not None and guard.is_banned(source[0]):
+            if self._dropped is not None:
+                self._dropped(Verdict.BANNED.value)
+            return  # a banned source's datagrams are not even parsed
         try:
             message = parse_message(datagram)
         except SipParseError as e:
@@ -81,7 +86,6 @@ class SipUdpProtocol(DatagramProtocol):
         except Exception:
             log.failure("SIP parser failed on a datagram from {source}", source=source)
             return
-        guard = self._guard
         if guard is not None and isinstance(message, Request):
             verdict = guard.check(source[0], message.headers.get("User-Agent"))
             if verdict is not Verdict.ALLOW:

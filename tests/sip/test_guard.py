@@ -490,3 +490,18 @@ def test_defaults_are_valid() -> None:
     config = GuardConfig()
     assert (config.rate, config.burst, config.ban_after, config.ban_seconds,
             config.max_sources) == (20.0, 60, 100, 300.0, 10000)
+
+
+def test_is_banned_follows_the_ban_and_costs_nothing_without_bans() -> None:
+    """is_banned: False with no bans; True for a banned source (IPv4 and its IPv6 /64)
+    until the ban ends; other sources stay unbanned."""
+    clock = Clock()
+    guard = SourceGuard(GuardConfig(rate=1.0, burst=1, ban_after=2, ban_seconds=10.0), clock)
+    assert not guard.is_banned("192.0.2.1")
+    for source in ("192.0.2.1", "2001:db8:1:2::1"):
+        while guard.check(source, None) is not Verdict.BANNED:
+            pass
+    assert guard.is_banned("192.0.2.1") and guard.is_banned("2001:db8:1:2::99")
+    assert not guard.is_banned("192.0.2.2") and not guard.is_banned("2001:db8:1:3::1")
+    clock.advance(10.0)
+    assert not guard.is_banned("192.0.2.1") and not guard.is_banned("2001:db8:1:2::1")
