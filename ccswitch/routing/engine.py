@@ -353,21 +353,8 @@ class RoutingEngine:
     def presence(self) -> dict[str, tuple[str, bool]]:
         """Per agent: the presence it returns to once free (logged_out, ready, not_ready)
         and its dialplan ``logged_in`` (what the embedded store saves)."""
-        out: dict[str, tuple[str, bool]] = {}
-        for agent_id, agent in self._agents.items():
-            if agent.removed:
-                continue
-            state = agent.state
-            if state in (AgentState.LOGGED_OUT, AgentState.NOT_READY):
-                presence = state.value
-            elif agent.pending == "AgentLogout":
-                presence = AgentState.LOGGED_OUT.value
-            elif agent.pending == "AgentPause":
-                presence = AgentState.NOT_READY.value
-            else:
-                presence = AgentState.READY.value
-            out[agent_id] = (presence, agent.agent.logged_in)
-        return out
+        return {agent_id: (_presence_of(agent), agent.agent.logged_in)
+                for agent_id, agent in self._agents.items() if not agent.removed}
 
     def restore(self, saved: dict[str, tuple[str, bool]]) -> list[act.Action]:
         """Put agents back into a saved presence (before any call); the dialplan wins for
@@ -379,6 +366,10 @@ class RoutingEngine:
             if agent is not None and agent.agent.logged_in == logged_in:
                 actions.extend(self._set_presence(agent_id, presence, now))
         return actions
+
+    def agents(self) -> dict[str, AgentState]:
+        """Every agent's state, by id."""
+        return {agent_id: agent.state for agent_id, agent in self._agents.items()}
 
     def agent_groups(self, agent_id: str) -> list[str]:
         """The groups an agent belongs to, in dialplan order; raises UnknownAgent."""
@@ -526,14 +517,8 @@ class RoutingEngine:
         moh = call.queue.music_on_hold
         actions: list[act.Action] = [act.StartMusicOnHold(call_id=call_id,
                                                           path=None if moh is None else str(moh))]
-        waits = sorted({rule.seconds for rule in call.queue.overflow
-                        if rule.condition is Condition.WAIT_EXCEEDS and rule.seconds})
-        for i, seconds in enumerate(waits):
-            actions.append(act.StartTimer(timer_id=f"{WAIT_TIMER_PREFIX}{call_id}:{i}",
-                                          delay=seconds))
-        if call.queue.max_wait is not None:
-            actions.append(act.StartTimer(timer_id=f"{MAX_WAIT_TIMER_PREFIX}{call_id}",
-                                          delay=call.queue.max_wait.seconds))
+        actions.extend(act.StartTimer(timer_id=timer_id, delay=delay)
+                       for timer_id, delay in _queue_timers(call.queue, call_id))
         return actions
 
     def _agent_ringing(self, event: ev.AgentRinging) -> list[act.Action]:
@@ -629,16 +614,11 @@ class RoutingEngine:
         actions: list[act.Action] = []
         if call.vendor is not None:
             actions.extend(self._withdraw_vendor(call, "cancelled", now))
-        ringing = list(call.ringing)
-        if ringing:
-            actions.append(act.CancelTimer(timer_id=ring_timer(call_id)))
-        for agent_id in ringing:
-            actions.append(act.CancelAgent(call_id=call_id, agent_id=agent_id))
-            self._end_offer(call, agent_id, "cancelled", now)
+        cancels, ringing = self._cancel_ringing(call, now)
+        actions.extend(cancels)
         actions.extend(self._finish(call, outcome or self._unanswered(call, bool(ringing), now),
                                     now))
-        for agent_id in ringing:
-            actions.extend(self._release(self._agents[agent_id], "cancel", now, fresh=False))
+        actions.extend(self._release_cancelled(ringing, now))
         return actions
 
     def _unanswered(self, call: _Call, ringing: bool, now: float) -> Outcome:
@@ -667,7 +647,7 @@ class RoutingEngine:
         """Move an agent towards ``presence`` (a busy one gets it when free); unknown
         agents are ignored (another node's dialplan may differ)."""
         agent = self._agents.get(agent_id)
-        if agent is None or self.presence().get(agent_id, ("", True))[0] == presence:
+        if agent is None or agent.removed or _presence_of(agent) == presence:
             return []
         actions: list[act.Action] = []
         if presence == AgentState.LOGGED_OUT.value:
@@ -729,16 +709,7 @@ class RoutingEngine:
             act.CancelTimer(timer_id=f"{VENDOR_RING_TIMER_PREFIX}{call_id}")]
         record = call.record  # no offer was made: the record is as before it
         record.route, record.vendor, record.overflow_reason, record.overflowed_at = trying.prior
-        call.failed_vendors.add(event.vendor)
-        actions.extend(self._release_vendor(call))
-        actions.extend(self._note(call, event.vendor, "full"))
-        actions.extend(self._send_to_vendor(call, trying.fallbacks, trying.reason, now))
-        if call.vendor is None:
-            if call.final:
-                return actions + self._close(call, now)
-            trigger = "vendors_exhausted_ringing" if call.ringing else "vendors_exhausted"
-            call.state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state, trigger)
-        return actions
+        return actions + self._leave_vendor(call, trying, "full", now)
 
     # -- vendor events --------------------------------------------------------
 
@@ -766,20 +737,15 @@ class RoutingEngine:
         actions: list[act.Action] = [
             act.CancelTimer(timer_id=f"{VENDOR_RING_TIMER_PREFIX}{call_id}"),
             act.StopMusicOnHold(call_id=call_id)]
-        ringing = list(call.ringing)
-        if ringing:
-            actions.append(act.CancelTimer(timer_id=ring_timer(call_id)))
-        for agent_id in ringing:
-            actions.append(act.CancelAgent(call_id=call_id, agent_id=agent_id))
-            self._end_offer(call, agent_id, "cancelled", now)
+        cancels, ringing = self._cancel_ringing(call, now)
+        actions.extend(cancels)
         self._end_vendor_offer(call, trying, "answered", now)
         trying.answered = True
         call.state = new_state
         call.record.answered_at = now
         actions.append(act.BridgeVendor(call_id=call_id, vendor=event.vendor))
         actions.extend(self._vendor_result(event.vendor, ok=True, now=now))
-        for agent_id in ringing:
-            actions.extend(self._release(self._agents[agent_id], "cancel", now, fresh=False))
+        actions.extend(self._release_cancelled(ringing, now))
         return actions
 
     def _vendor_failed(self, event: ev.VendorFailed, now: float) -> list[act.Action]:
@@ -820,9 +786,16 @@ class RoutingEngine:
         """The vendor offer ended unanswered: its next vendor, else back to the queue."""
         trying = call.vendor
         assert trying is not None
+        return self._leave_vendor(call, trying, "failed", now)
+
+    def _leave_vendor(self, call: _Call, trying: _VendorTry, cause: str,
+                      now: float) -> list[act.Action]:
+        """The vendor did not take the call (``cause`` full or failed): its channel is
+        freed, then the rule's next vendor; with none left the call goes back to the
+        queue, or after max_wait to its final action."""
         call.failed_vendors.add(trying.vendor)
-        actions = self._release_vendor(call)
-        actions.extend(self._note(call, trying.vendor, "failed"))
+        self._release_vendor(call)
+        actions = self._note(call, trying.vendor, cause)
         actions.extend(self._send_to_vendor(call, trying.fallbacks, trying.reason, now))
         if call.vendor is not None:
             return actions
@@ -1132,25 +1105,24 @@ class RoutingEngine:
         assert trying is not None and not trying.answered
         call_id = call.record.call_id
         self._end_vendor_offer(call, trying, result, now)
+        self._release_vendor(call)
         return [act.CancelVendor(call_id=call_id, vendor=trying.vendor),
-                act.CancelTimer(timer_id=f"{VENDOR_RING_TIMER_PREFIX}{call_id}"),
-                *self._release_vendor(call)]
+                act.CancelTimer(timer_id=f"{VENDOR_RING_TIMER_PREFIX}{call_id}")]
 
-    def _release_vendor(self, call: _Call) -> list[act.Action]:
+    def _release_vendor(self, call: _Call) -> None:
         """The call no longer holds a channel of its vendor."""
         trying = call.vendor
         assert trying is not None
         call.vendor = None
         rt = self._vendors.get(trying.vendor)
         if rt is None:
-            return []
+            return
         rt.in_use -= 1
         if trying.share and not trying.answered:
             key = (call.queue.name, trying.vendor)
             self._credit[key] = min(SHARE_CREDIT_CAP, self._credit.get(key, 0.0) + 1)
         if rt.removed and rt.in_use == 0:
             del self._vendors[trying.vendor]
-        return []
 
     def _max_wait(self, call_id: str, now: float) -> list[act.Action]:
         call = self._calls.get(call_id)
@@ -1171,15 +1143,26 @@ class RoutingEngine:
         return actions
 
     def _withdraw_agents(self, call: _Call, now: float) -> list[act.Action]:
+        cancels, ringing = self._cancel_ringing(call, now)
+        return cancels + self._release_cancelled(ringing, now)
+
+    def _cancel_ringing(self, call: _Call, now: float) -> tuple[list[act.Action], list[str]]:
+        """CANCEL every offer of the call still ringing (recorded as cancelled): the
+        actions, and the agents, whom ``_release_cancelled`` then frees."""
         ringing = list(call.ringing)
         if not ringing:
-            return []
+            return [], []
         call_id = call.record.call_id
         actions: list[act.Action] = [act.CancelTimer(timer_id=ring_timer(call_id))]
         for agent_id in ringing:
             actions.append(act.CancelAgent(call_id=call_id, agent_id=agent_id))
             self._end_offer(call, agent_id, "cancelled", now)
-        for agent_id in ringing:
+        return actions, ringing
+
+    def _release_cancelled(self, agent_ids: list[str], now: float) -> list[act.Action]:
+        """Agents whose offer was cancelled are ready again, keeping their place in line."""
+        actions: list[act.Action] = []
+        for agent_id in agent_ids:
             actions.extend(self._release(self._agents[agent_id], "cancel", now, fresh=False))
         return actions
 
@@ -1308,16 +1291,12 @@ class RoutingEngine:
         record.ended_at = now
         call_id = record.call_id
         del self._calls[call_id]
-        actions: list[act.Action] = []
         if call.vendor is not None:
-            actions.extend(self._release_vendor(call))
+            self._release_vendor(call)
         if outcome in (Outcome.ABANDONED_QUEUE, Outcome.ABANDONED_RINGING):
             self._sample(call, now)
-        waits = {r.seconds for r in call.queue.overflow if r.condition is Condition.WAIT_EXCEEDS}
-        actions.extend(act.CancelTimer(timer_id=f"{WAIT_TIMER_PREFIX}{call_id}:{i}")
-                       for i in range(len(waits)))
-        if call.queue.max_wait is not None:
-            actions.append(act.CancelTimer(timer_id=f"{MAX_WAIT_TIMER_PREFIX}{call_id}"))
+        actions: list[act.Action] = [act.CancelTimer(timer_id=timer_id)
+                                     for timer_id, _ in _queue_timers(call.queue, call_id)]
         actions.append(act.CallFinished(record=record))
         return actions
 
@@ -1334,10 +1313,32 @@ def _memberships(dialplan: Dialplan) -> tuple[dict[str, tuple[str, ...]], dict[s
     return members, member_of
 
 
+def _queue_timers(queue: Queue, call_id: str) -> list[tuple[str, float]]:
+    """(timer id, delay) of the timers a call starts on entering ``queue``: one per
+    distinct wait_exceeds time (the dispatch after it checks the rules) and max_wait."""
+    waits = sorted({rule.seconds for rule in queue.overflow
+                    if rule.condition is Condition.WAIT_EXCEEDS and rule.seconds})
+    timers = [(f"{WAIT_TIMER_PREFIX}{call_id}:{i}", seconds) for i, seconds in enumerate(waits)]
+    if queue.max_wait is not None:
+        timers.append((f"{MAX_WAIT_TIMER_PREFIX}{call_id}", queue.max_wait.seconds))
+    return timers
+
+
 def _shares(queue: Queue | None, vendor: str) -> bool:
     """Whether ``queue`` has a share rule for ``vendor``."""
     return queue is not None and any(
         r.condition is Condition.SHARE and r.vendors == (vendor,) for r in queue.overflow)
+
+
+def _presence_of(agent: _Agent) -> str:
+    """Where an agent returns to once free: logged_out, ready or not_ready."""
+    if agent.state in (AgentState.LOGGED_OUT, AgentState.NOT_READY):
+        return agent.state.value
+    if agent.pending == "AgentLogout":
+        return AgentState.LOGGED_OUT.value
+    if agent.pending == "AgentPause":
+        return AgentState.NOT_READY.value
+    return AgentState.READY.value
 
 
 def _new_agent(agent: Agent, groups: list[str], now: float) -> _Agent:

@@ -257,11 +257,11 @@ class SharedState:
         """Agents remote here but held by nobody are free (an expiry, a lost event); agents
         ready here but held by another node are busy."""
         prefix = f"{self.store.node}/"
-        for agent_id, info in self._engine.snapshot()["agents"].items():
+        for agent_id, state in self._engine.agents().items():
             holder = holders.get(agent_id)
-            if info["state"] == AgentState.REMOTE.value and holder is None:
+            if state is AgentState.REMOTE and holder is None:
                 self._feed(ev.AgentFreeElsewhere(agent_id=agent_id))
-            elif (info["state"] == AgentState.READY.value and holder is not None
+            elif (state is AgentState.READY and holder is not None
                   and not holder.startswith(prefix)):
                 self._feed(ev.AgentBusyElsewhere(agent_id=agent_id))
 
