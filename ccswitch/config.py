@@ -25,7 +25,6 @@ import math
 import os
 import re
 import socket
-import urllib.parse
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Collection, Final, Generic, Sequence, TypeVar
@@ -42,6 +41,7 @@ from ccswitch.model import (
 )
 from ccswitch.routing.calendar import Calendar, CalendarError
 from ccswitch.sip.guard import AdmissionConfig, GuardConfig
+from ccswitch.state.redis_store import StateUrlError, check_url
 
 __all__ = [
     "CheckResult", "ConfigErrors", "check_config", "load_config", "load_dialplan_file",
@@ -759,8 +759,8 @@ def _parse_state(sec: _Section) -> str | None:
         return state
     if state.startswith(REDIS_SCHEMES):
         try:
-            redis_url_problem(state)
-        except ValueError as e:
+            check_url(state)
+        except StateUrlError as e:
             sec.error("state", str(e))
             return None
         return state
@@ -770,23 +770,6 @@ def _parse_state(sec: _Section) -> str | None:
 
 
 REDIS_SCHEMES: Final = ("redis://", "rediss://", "redis+sentinel://")
-
-
-def redis_url_problem(url: str) -> None:
-    """Raise ValueError naming what is wrong with a state store URL."""
-    parsed = urllib.parse.urlsplit(url)
-    hosts = parsed.netloc.rpartition("@")[2]
-    if not hosts:
-        raise ValueError(f"{url!r} has no host")
-    for host in hosts.split(","):
-        name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
-        if port and (not port.isdigit() or not 1 <= int(port) <= 65535):
-            raise ValueError(f"{url!r}: bad port {port!r}")
-        if not (name or host):
-            raise ValueError(f"{url!r}: empty host")
-    if parsed.scheme == "redis+sentinel" and not parsed.path.strip("/"):
-        raise ValueError(f"{url!r}: a sentinel URL names the service: "
-                         "redis+sentinel://host:port,host:port/<service>[/db]")
 
 
 def _check_port_clash(ck: _Checker, sip: SipConfig, rtp: RtpConfig, line: int) -> None:

@@ -188,11 +188,11 @@ def start_node(config: Config, reactor: Any) -> Node:
     media = MediaEngine(reactor, address=config.rtp.address, port_min=config.rtp.port_min,
                         port_max=config.rtp.port_max)
     write_record = record_writer(config, metrics)
-    shared_records: list[SharedState] = []
+    shared: SharedState | None = None  # set below with a Redis state
 
     def on_record(record: dict[str, Any]) -> None:
         write_record(record)
-        for shared in shared_records:
+        if shared is not None:
             shared.record(record)
 
     controller = CallController(clock=reactor, config=config, engine=engine, media=media,
@@ -206,7 +206,6 @@ def start_node(config: Config, reactor: Any) -> Node:
                              metrics=metrics, hold_ttl=config.hold_ttl,
                              spool=config.cdr.database.with_name(RECORD_SPOOL_FILE))
         controller.share(shared)
-        shared_records.append(shared)
         log.info("shared state in {url} as node {node}", url=_redacted(config.state),
                  node=config.node)
     for recovered in recover_incomplete(config.recordings.directory, now=reactor.seconds()):

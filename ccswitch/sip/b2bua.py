@@ -266,8 +266,7 @@ class CallController:
             return
         refusal = self._admission.admit(len(self._calls))
         if refusal is not None:
-            limit = "calls" if refusal.reason.endswith("(call limit)") else "rate"
-            self._metrics.overload_refused.labels(limit=limit).inc()
+            self._metrics.overload_refused.labels(limit=refusal.limit).inc()
             log.info("INVITE {sip_call_id} refused: {reason}", sip_call_id=request.call_id,
                      reason=refusal.reason)
             self._reject(tx, refusal.status, refusal.reason,
@@ -660,15 +659,7 @@ class CallController:
         body = build_sdp(address=self._config.rtp.address, port=media.local_port,
                          formats=formats, session_id=session_id, session_version=session_id)
         caller = call.caller.invite.from_
-        headers = Headers()
-        headers.add("Max-Forwards", "70")
-        local = NameAddr(display=caller.display, uri=SipURI(
-            user=caller.uri.user, host=_host(self._config.sip.advertised_host)),
-            params=(("tag", new_tag()),))
-        headers.add("From", str(local))
-        headers.add("To", str(NameAddr(uri=uri)))
-        headers.add("Call-ID", new_call_id(self._config.sip.advertised_host))
-        headers.add("CSeq", "1 INVITE")
+        headers = self._new_request_headers("INVITE", uri, caller.uri.user, caller.display)
         headers.add("Contact", self._contact)
         headers.add("Allow", ALLOW)
         headers.add("User-Agent", self._user_agent)
@@ -784,14 +775,7 @@ class CallController:
 
         for uri_text in uris:
             uri = SipURI.parse(uri_text)
-            headers = Headers()
-            headers.add("Max-Forwards", "70")
-            headers.add("From", str(NameAddr(uri=SipURI(
-                user="ccswitch", host=_host(self._config.sip.advertised_host)),
-                params=(("tag", new_tag()),))))
-            headers.add("To", str(NameAddr(uri=uri)))
-            headers.add("Call-ID", new_call_id(self._config.sip.advertised_host))
-            headers.add("CSeq", "1 OPTIONS")
+            headers = self._new_request_headers("OPTIONS", uri, "ccswitch")
             headers.add("User-Agent", self._user_agent)
             options = Request(method="OPTIONS", uri=uri, headers=headers, body=b"")
             self._layer.request(
@@ -800,6 +784,20 @@ class CallController:
                 on_timeout=lambda: done(False))
 
     # -- helpers ----------------------------------------------------------
+
+    def _new_request_headers(self, method: str, uri: SipURI, user: str | None,
+                             display: str | None = None) -> Headers:
+        """Max-Forwards, From (``user`` at our address, a new tag), To, a new Call-ID and
+        CSeq 1: the head of a request outside any dialog."""
+        headers = Headers()
+        headers.add("Max-Forwards", "70")
+        headers.add("From", str(NameAddr(display=display, uri=SipURI(
+            user=user, host=_host(self._config.sip.advertised_host)),
+            params=(("tag", new_tag()),))))
+        headers.add("To", str(NameAddr(uri=uri)))
+        headers.add("Call-ID", new_call_id(self._config.sip.advertised_host))
+        headers.add("CSeq", f"1 {method}")
+        return headers
 
     def _answer_headers(self) -> list[tuple[str, str]]:
         return [("Contact", self._contact), ("Allow", ALLOW),

@@ -372,6 +372,7 @@ class Refusal:
     status: int
     reason: str
     retry_after: int
+    limit: str  # which limit refused: calls (max_calls) or rate (max_call_rate)
 
 
 class CallAdmission:
@@ -386,9 +387,9 @@ class CallAdmission:
         self._tokens = self._burst
         self._stamp = clock.seconds()
         self._call_limit = Refusal(status=503, reason="Service Unavailable (call limit)",
-                                   retry_after=config.retry_after)
+                                   retry_after=config.retry_after, limit="calls")
         self._rate_limit = Refusal(status=503, reason="Service Unavailable (call rate limit)",
-                                   retry_after=config.retry_after)
+                                   retry_after=config.retry_after, limit="rate")
 
     def admit(self, active_calls: int) -> Refusal | None:
         """None to accept one new call (spending a rate token), else why to refuse it."""

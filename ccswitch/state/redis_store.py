@@ -109,7 +109,8 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
         sentinels.append(_host_port(part, url))
     parts = [p for p in path.split("/") if p]
     if not parts or len(parts) > 2:
-        raise StateUrlError(f"expected /service_name[/db] in {url!r}")
+        raise StateUrlError(f"{url!r}: a sentinel URL names the service: "
+                            "redis+sentinel://host:port,host:port/<service>[/db]")
     db = 0
     if len(parts) == 2:
         if not parts[1].isdigit():
@@ -117,6 +118,26 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
         db = int(parts[1])
     return SentinelTarget(sentinels=tuple(sentinels), service=urllib.parse.unquote(parts[0]),
                           db=db, password=password)
+
+
+def check_url(url: str) -> None:
+    """Raise StateUrlError naming what is wrong with a state store URL (``redis://``,
+    ``rediss://``, ``unix://`` or ``redis+sentinel://``); nothing is connected."""
+    scheme = url.partition("://")[0]
+    if scheme == "redis+sentinel":
+        parse_sentinel_url(url)
+        return
+    if scheme not in ("redis", "rediss", "unix"):
+        raise StateUrlError(f"unsupported state store URL scheme {scheme!r}")
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise StateUrlError(f"{url!r}: bad port {parts.netloc.rpartition(':')[2]!r}")
+    if scheme != "unix" and not parts.hostname:
+        raise StateUrlError(f"{url!r} has no host")
 
 
 def _host_port(part: str, url: str) -> tuple[str, int]:
@@ -133,7 +154,7 @@ def _host_port(part: str, url: str) -> tuple[str, int]:
     if not port_text:
         return host, SENTINEL_PORT
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise StateUrlError(f"bad sentinel port {port_text!r} in {url!r}")
+        raise StateUrlError(f"{url!r}: bad port {port_text!r} for a sentinel")
     return host, int(port_text)
 
 
@@ -461,6 +482,7 @@ class RedisStore:
             "socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout,
             "decode_responses": True, "retry": Retry(NoBackoff(), 0),
         }
+        check_url(url)
         scheme = url.partition("://")[0]
         if scheme == "redis+sentinel":
             target = parse_sentinel_url(url)
@@ -476,8 +498,6 @@ class RedisStore:
                        prefix=prefix, stream_maxlen=stream_maxlen,
                        socket_timeout=socket_timeout, resync_hold_ttl=resync_hold_ttl,
                        extra_clients=sentinel.sentinels)
-        if scheme not in ("redis", "rediss", "unix"):
-            raise StateUrlError(f"unsupported state store URL scheme {scheme!r}")
         try:
             client = redis.Redis.from_url(url, **common)
         except ValueError as e:

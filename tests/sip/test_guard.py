@@ -385,7 +385,7 @@ def test_concurrent_limit_refuses_with_retry_after() -> None:
     """At max_calls active calls a new call gets 503 (call limit) with Retry-After."""
     admission = CallAdmission(AdmissionConfig(max_calls=10, retry_after=7), Clock())
     assert admission.admit(10) == Refusal(
-        status=503, reason="Service Unavailable (call limit)", retry_after=7)
+        status=503, reason="Service Unavailable (call limit)", retry_after=7, limit="calls")
 
 
 def test_below_concurrent_limit_admitted() -> None:
@@ -405,7 +405,8 @@ def test_call_rate_limit_refuses_with_retry_after() -> None:
     admission = CallAdmission(AdmissionConfig(max_call_rate=2.0, retry_after=3), Clock())
     assert [admission.admit(0) for _ in range(2)] == [None, None]
     assert admission.admit(0) == Refusal(
-        status=503, reason="Service Unavailable (call rate limit)", retry_after=3)
+        status=503, reason="Service Unavailable (call rate limit)", retry_after=3,
+        limit="rate")
 
 
 def test_call_rate_refills() -> None:
