@@ -397,6 +397,8 @@ class CallController:
         return out
 
     def _recording_state(self, call: Call) -> str:
+        if call.recording_started is None:
+            return "not_started"  # recordings.start after_notice: the notice still plays
         if call.recorder is None or call.recording_error is not None:
             return "failed"
         return "paused" if call.recording_pauses and call.recording_pauses[-1][1] is None \

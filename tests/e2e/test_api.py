@@ -87,8 +87,9 @@ def test_agents_are_controlled_through_the_api_and_calls_follow(
 
 def test_recording_pause_silences_both_channels_and_downloads_are_logged(
         node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
-    """PCI pause: silence on both channels between pause and resume, the pause in the
-    sidecar; the finished WAV downloads with the token and the download is logged."""
+    """PCI pause: before the notice ends nothing records (not_started); silence on both
+    channels between pause and resume, the pause in the sidecar; the finished WAV
+    downloads with the token and the download is logged."""
     agent_port = free_udp_port()
     node = api_node(node_factory, agent_port)
     node.api("POST", "agents/alice/login", TOKEN)
@@ -97,6 +98,8 @@ def test_recording_pause_silences_both_channels_and_downloads_are_logged(
     caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
                            "--hangup-after", str(ANNOUNCEMENT_S + 7.0), "--timeout", "40",
                            name="caller")
+    [announcing] = wait_for(lambda: node.api("GET", "calls", TOKEN)[1]["calls"])
+    assert (announcing["state"], announcing["recording"]) == ("announcing", "not_started")
     [call] = wait_for(lambda: [c for c in node.api("GET", "calls", TOKEN)[1]["calls"]
                                if c["state"] == "bridged"])
     time.sleep(1.5)
