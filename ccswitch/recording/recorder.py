@@ -216,17 +216,6 @@ class CallRecorder:
         self._fill = 0
         self._flushed = 0
 
-    def _final_path(self) -> tuple[Path, Path]:
-        day = time.gmtime(self.started_at)
-        folder = self.directory / f"{day.tm_year:04d}" / f"{day.tm_mon:02d}" / f"{day.tm_mday:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for n in range(1, 1000):
-            stem = self.safe_id if n == 1 else f"{self.safe_id}-{n}"
-            wav, sidecar = folder / f"{stem}.wav", folder / f"{stem}.json"
-            if not wav.exists() and not sidecar.exists():
-                return wav, sidecar
-        raise RecordingError(f"no free final name for {self.safe_id} in {folder}")
-
     def finish(self, metadata: Mapping[str, Any] | None = None) -> RecordingResult:
         """Finalise: fix the header, fsync, move into place, write the sidecar. Call once.
 
@@ -257,7 +246,8 @@ class CallRecorder:
         frames = self._data_bytes // BLOCK_ALIGN
         duration = frames / SAMPLE_RATE
         try:
-            wav_path, sidecar_path = self._final_path()
+            wav_path, sidecar_path = final_paths(self.directory, self.safe_id,
+                                                 self.started_at)
             os.replace(self.temp_path, wav_path)
             _fsync_dir(wav_path.parent)
             document: dict[str, Any] = {**self._metadata, **(metadata or {})}
@@ -274,7 +264,7 @@ class CallRecorder:
             body = json.dumps(document, indent=2, sort_keys=True, default=str).encode()
             fd, temp_json = _open_exclusive(self.temp_path.parent, self.temp_path.stem, ".json")
             try:
-                self._write_fd(fd, body)
+                write_fd(fd, body)
             finally:
                 os.close(fd)
             os.replace(temp_json, sidecar_path)
@@ -292,13 +282,28 @@ class CallRecorder:
         return RecordingResult(path=wav_path, sidecar=sidecar_path, frames=frames,
                                duration_seconds=duration, error=self._error)
 
-    @staticmethod
-    def _write_fd(fd: int, body: bytes) -> None:
-        view = memoryview(body)
-        written = 0
-        while written < len(view):
-            written += os.write(fd, view[written:])
-        os.fsync(fd)
+
+def final_paths(directory: Path, safe_id: str, started_at: float) -> tuple[Path, Path]:
+    """Free names for a finished recording and its sidecar: ``YYYY/MM/DD/<safe id>.wav``
+    (UTC day of the start), ``-2``, ``-3``... if taken; the folder is created."""
+    day = time.gmtime(started_at)
+    folder = directory / f"{day.tm_year:04d}" / f"{day.tm_mon:02d}" / f"{day.tm_mday:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        stem = safe_id if n == 1 else f"{safe_id}-{n}"
+        wav, sidecar = folder / f"{stem}.wav", folder / f"{stem}.json"
+        if not wav.exists() and not sidecar.exists():
+            return wav, sidecar
+    raise RecordingError(f"no free final name for {safe_id} in {folder}")
+
+
+def write_fd(fd: int, body: bytes) -> None:
+    """Write all of ``body`` to ``fd`` and fsync it."""
+    view = memoryview(body)
+    written = 0
+    while written < len(view):
+        written += os.write(fd, view[written:])
+    os.fsync(fd)
 
 
 def export_compressed(wav_path: Path, fmt: str) -> Path:

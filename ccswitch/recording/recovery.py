@@ -30,7 +30,6 @@ import json
 import math
 import os
 import stat
-import time
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Final, Mapping
@@ -41,7 +40,7 @@ from twisted.logger import Logger
 from ccswitch.errors import RecordingError
 from ccswitch.recording.recorder import (
     BLOCK_ALIGN, HEADER_SIZE, INCOMPLETE_DIR, SAMPLE_RATE, START_SUFFIX, _fsync_dir,
-    _wav_header, safe_call_id,
+    _wav_header, final_paths, safe_call_id, write_fd,
 )
 from ccswitch.routing.record import Outcome, epoch, iso_utc
 
@@ -177,7 +176,7 @@ def _recover_wav(directory: Path, temp: Path, now: float) -> RecoveredCall:
     else:
         started_at = max(0.0, min(mtime, now) - duration)
     safe_id = safe_call_id(start.call_id) if start.call_id != stem else stem
-    wav, sidecar = _final_paths(directory, safe_id, started_at)
+    wav, sidecar = final_paths(directory, safe_id, started_at)
     record = _interrupted_record(start, started_at, duration, wav)
     document: dict[str, Any] = dict(record)
     document["recording"] = {
@@ -254,18 +253,6 @@ def _repair(temp: Path, call_id: str) -> tuple[int, float]:
     # Keep the last-write time: it dates the call if recovery is interrupted and rerun.
     os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns))
     return data_bytes, st.st_mtime
-
-
-def _final_paths(directory: Path, safe_id: str, started_at: float) -> tuple[Path, Path]:
-    day = time.gmtime(started_at)
-    folder = directory / f"{day.tm_year:04d}" / f"{day.tm_mon:02d}" / f"{day.tm_mday:02d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 1000):
-        stem = safe_id if n == 1 else f"{safe_id}-{n}"
-        wav, sidecar = folder / f"{stem}.wav", folder / f"{stem}.json"
-        if not wav.exists() and not sidecar.exists():
-            return wav, sidecar
-    raise RecoveryError(f"no free final name for {safe_id} in {folder}")
 
 
 def _interrupted_record(start: _Start, started_at: float, duration: float,
@@ -364,11 +351,7 @@ def _place_leftover_sidecar(directory: Path, path: Path) -> RecoveredCall | None
 def _write_file(path: Path, body: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
     try:
-        view = memoryview(body)
-        written = 0
-        while written < len(view):
-            written += os.write(fd, view[written:])
-        os.fsync(fd)
+        write_fd(fd, body)
     finally:
         os.close(fd)
 
