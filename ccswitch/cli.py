@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import TYPE_CHECKING, Sequence, TextIO
 
 from twisted.logger import (
     FilteringLogObserver, ILogObserver, LogLevel, LogLevelFilterPredicate,
@@ -20,6 +20,9 @@ from twisted.logger import (
 from ccswitch import __version__
 from ccswitch.cdr.store import CdrStore
 from ccswitch.errors import CCSwitchError
+
+if TYPE_CHECKING:
+    from ccswitch.model import Config
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -92,15 +95,23 @@ def _when(text: str) -> int:
     return round(moment.timestamp() * 1000)
 
 
-def _open_store(path: Path, out: TextIO) -> CdrStore | None:
+def _load_config(path: Path, out: TextIO) -> Config | None:
+    """The config at ``path``, or None after writing its errors to ``out``."""
     from ccswitch.config import check_config
 
     result = check_config(path)
-    if result.config is None:
+    if result.errors or result.config is None:
         for error in result.errors:
             out.write(f"error: {error}\n")
         return None
-    database = result.config.cdr.database
+    return result.config
+
+
+def _open_store(path: Path, out: TextIO) -> CdrStore | None:
+    config = _load_config(path, out)
+    if config is None:
+        return None
+    database = config.cdr.database
     if not database.exists():
         out.write(f"error: no CDR database at {database} (no call has ended yet?)\n")
         return None
@@ -178,15 +189,12 @@ def _printable(text: str) -> str:
 
 
 def _purge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from ccswitch.config import check_config
     from ccswitch.recording.retention import purge
 
-    result = check_config(args.config)
-    if result.errors or result.config is None:
-        for error in result.errors:
-            err.write(f"error: {error}\n")
+    config = _load_config(args.config, err)
+    if config is None:
         return EXIT_CONFIG
-    directory = result.config.recordings.directory
+    directory = config.recordings.directory
     try:
         outcome = purge(directory, older_than_days=args.older_than, now=time.time(),
                         dry_run=args.dry_run)
