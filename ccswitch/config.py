@@ -481,6 +481,20 @@ def _wav_problem(path: Path) -> str | None:
 # -- service config ---------------------------------------------------------------------
 
 
+def _sound(sec: _Section, name: str, base: Path) -> Path | None:
+    """A readable WAV file named by ``name`` (relative to ``base``), or None (absent, or
+    the error is recorded)."""
+    text = sec.string(name, what="a WAV file path")
+    if text is None:
+        return None
+    path = _resolve(base, text)
+    problem = _wav_problem(path)
+    if problem is not None:
+        sec.error(name, problem)
+        return None
+    return path
+
+
 def _listen(sec: _Section, name: str) -> tuple[str, int] | None:
     text = sec.string(name, what="host:port, e.g. 127.0.0.1:5060")
     if text is None:
@@ -900,14 +914,8 @@ def _parse_queue(ck: _Checker, parsed: _Parsed, name: str, value: object, line: 
     for field in ("announcement", "music_on_hold"):
         if field == "music_on_hold" and sec.data.get(field, None) is None:
             continue
-        text = sec.string(field, what="a WAV file path")
-        if text is None:
-            continue
-        path = _resolve(base, text)
-        problem = _wav_problem(path)
-        if problem is not None:
-            sec.error(field, problem)
-        else:
+        path = _sound(sec, field, base)
+        if path is not None:
             sounds[field] = path
     ring_timeout = sec.number("ring_timeout", minimum=0, inclusive=False)
     max_misses = sec.integer("max_misses", minimum=1)
@@ -1080,13 +1088,7 @@ def _parse_max_wait(queue: _Section, parsed: _Parsed, base: Path) -> MaxWait | N
     before = len(sec.ck.report.errors)
     seconds = sec.number("seconds", minimum=0, inclusive=False)
     vendors = _vendor_list(sec, parsed, "to") if sec.has("to") else ()
-    announcement: Path | None = None
-    text = sec.string("announcement", what="a WAV file path")
-    if text is not None:
-        announcement = _resolve(base, text)
-        problem = _wav_problem(announcement)
-        if problem is not None:
-            sec.error("announcement", problem)
+    announcement = _sound(sec, "announcement", base)
     if seconds is None or vendors is None or len(sec.ck.report.errors) > before:
         return None
     return MaxWait(seconds=seconds, vendors=vendors, announcement=announcement)
