@@ -541,19 +541,23 @@ class CallController:
 
     def _save_presence_soon(self) -> None:
         """Save agent presence once, after the current burst of changes."""
-        if self._presence is None or (self._presence_save is not None
-                                      and self._presence_save.active()):
+        if (self._presence is None and self._shared is None) or (
+                self._presence_save is not None and self._presence_save.active()):
             return
         self._presence_save = self._clock.callLater(0, self._save_presence)
 
     def _save_presence(self) -> None:
-        """Write the presence file when it changed (a call ending leaves a ready agent
-        ready: nothing to write), off the reactor when there is a worker pool."""
-        assert self._presence is not None
+        """When agent presence changed (a call ending leaves a ready agent ready: nothing
+        to do), write the presence file, off the reactor when there is a worker pool, and
+        tell the shared state."""
         presence = self._engine.presence()
         if presence == self._saved_presence:
             return
         self._saved_presence = presence
+        if self._shared is not None:
+            self._shared.presence_changed(presence)
+        if self._presence is None:
+            return
         self._presence_seq += 1
         store, seq = self._presence, self._presence_seq
 

@@ -8,8 +8,9 @@ stay in order and never block the reactor) and comes back as a Deferred.
   Holds are released when the engine frees the agent and refreshed meanwhile.
 - Before ringing a vendor the node takes a channel (:meth:`acquire_channel`): refused
   means the vendor is full over all nodes (``VendorFull``).
-- After every batch of engine work (:meth:`changed`) the node's waiting callers, its
-  vendor channels and its agents' presence are pushed to the store.
+- After every batch of engine work (:meth:`changed`) the node's waiting callers and its
+  vendor channels are pushed to the store, and after an agent's presence changed
+  (:meth:`presence_changed`, from the B2BUA) that presence.
 - What other nodes change comes back as store events and is fed to the engine
   (``AgentBusyElsewhere``, ``AgentFreeElsewhere``, ``PresenceSet``). Every tick the node
   also compares its remote agents with the store's holds, which catches expiries (a
@@ -89,6 +90,7 @@ class SharedState:
             self._went_down(e)
             presences = {}
         self._take_presences(presences)
+        self.presence_changed(self._engine.presence())
         try:
             self._subscribe()
         except StoreUnavailable as e:  # started during an outage: subscribe on recovery
@@ -197,10 +199,17 @@ class SharedState:
             entry = self._waiting.pop(call)
             self._fire(self.store.dequeue, entry.queue, call)
         self._release_stale()
-        for agent, (presence, _) in engine.presence().items():
-            if self._presence.get(agent) != presence:
-                self._presence[agent] = presence
-                self._fire(self.store.set_presence, agent, presence)
+
+    def presence_changed(self, presence: Mapping[str, tuple[str, bool]]) -> None:
+        """The engine's agent presence (``RoutingEngine.presence()``) after a change: what
+        differs from the shared presence known here is set in the store. While the store
+        is unreachable nothing is noted, so recovery pushes it all."""
+        if not self._up:
+            return
+        for agent, (value, _) in presence.items():
+            if self._presence.get(agent) != value:
+                self._presence[agent] = value
+                self._fire(self.store.set_presence, agent, value)
 
     def _release_stale(self) -> None:
         """Give back the holds and channels the engine no longer uses."""
@@ -296,6 +305,7 @@ class SharedState:
             log.info("state store reachable again: node re-synchronised ({holds} hold(s), "
                      "{waiting} waiting caller(s))", holds=len(holds), waiting=len(waiting))
             self._take_presences(presences)
+            self.presence_changed(self._engine.presence())
             self.changed()
 
         def still_down(failure: Failure) -> Failure | None:
