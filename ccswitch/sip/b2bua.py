@@ -230,8 +230,7 @@ class CallController:
             log.info("{method} from {source} refused: {status} {reason}",
                      method=request.method, source=source, status=rejection.status,
                      reason=rejection.reason)
-            self._metrics.sip_rejected.labels(status=str(rejection.status)).inc()
-            tx.respond(rejection.status, rejection.reason, headers=list(rejection.headers))
+            self._reject(tx, rejection.status, rejection.reason, rejection.headers)
             return
         method = request.method
         if method == "INVITE" and request.to.tag is None:
@@ -839,7 +838,7 @@ class CallController:
     def _reject(self, tx: ServerTransaction, status: int, reason: str | None,
                 headers: Iterable[tuple[str, str]] = ()) -> None:
         self._metrics.sip_rejected.labels(status=str(status)).inc()
-        tx.respond(status, reason, to_tag=new_tag(), headers=list(headers))
+        tx.respond(status, reason, headers=list(headers))  # a To tag if the request had none
 
     def _is_trusted(self, host: str) -> bool:
         try:
