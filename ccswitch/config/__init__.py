@@ -19,7 +19,8 @@ must match the whole dialed number (``re.fullmatch``).
 The loader is a package, one module per job: :mod:`~ccswitch.config.checker`
 (YAML with line numbers, the problem report), :mod:`~ccswitch.config.values`
 (addresses, URIs, paths, sounds), :mod:`~ccswitch.config.service` (the service
-config file), :mod:`~ccswitch.config.dialplan` (one dialplan file) and
+config file), :mod:`~ccswitch.config.dialplan` (one dialplan file),
+:mod:`~ccswitch.config.calendars` (a business-hours calendar in a dialplan) and
 :mod:`~ccswitch.config.loading` (dialplan files merged and cross-checked).
 """
 

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from ccswitch.config.calendars import CalendarError, parse_calendar
 from ccswitch.config.checker import (
     _NAME, FILE_KEY, _Checker, _display, _Failed, _kind, _named_entries, _Report, _Section,
     _section, _Seq,
@@ -24,7 +25,7 @@ from ccswitch.config.values import _percent, _sound, _uri_problem
 from ccswitch.model import (
     Agent, Condition, Group, MaxWait, OverflowRule, Queue, Route, ServiceLevel, Strategy, Vendor,
 )
-from ccswitch.routing.calendar import Calendar, CalendarError
+from ccswitch.routing.calendar import Calendar
 
 T = TypeVar("T")
 
@@ -320,7 +321,7 @@ def _parse_vendor(ck: _Checker, parsed: _Parsed, name: str, value: object, line:
 
 def _parse_calendar(ck: _Checker, name: str, value: object, line: int) -> Calendar | None:
     try:
-        return Calendar.from_dict(name, value)
+        return parse_calendar(name, value)
     except CalendarError as e:
         ck.error(f"calendars.{name}.{e.key}" if e.key else f"calendars.{name}", e.reason, line)
         return None

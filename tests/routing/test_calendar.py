@@ -7,8 +7,9 @@ import datetime
 import pytest
 import yaml
 
+from ccswitch.config.calendars import CalendarError, parse_calendar
 from ccswitch.errors import CCSwitchError
-from ccswitch.routing.calendar import Calendar, CalendarError, TimeRange
+from ccswitch.routing.calendar import Calendar, TimeRange
 
 # 2026-01-05 is a Monday; the week runs to Sunday 2026-01-11.
 WEEK = {"mon": "2026-01-05", "tue": "2026-01-06", "wed": "2026-01-07", "thu": "2026-01-08",
@@ -24,12 +25,12 @@ def cal(hours: object, timezone: str = "UTC", holidays: object = None) -> Calend
     raw: dict[str, object] = {"timezone": timezone, "hours": hours}
     if holidays is not None:
         raw["holidays"] = holidays
-    return Calendar.from_dict("support", raw)
+    return parse_calendar("support", raw)
 
 
 def error(raw: object) -> CalendarError:
     with pytest.raises(CalendarError) as info:
-        Calendar.from_dict("support", raw)
+        parse_calendar("support", raw)
     return info.value
 
 
@@ -165,7 +166,7 @@ hours:
   sun: []
 holidays: [2026-12-25, "2026-12-26"]
 """)
-    calendar = Calendar.from_dict("support", raw)
+    calendar = parse_calendar("support", raw)
     assert calendar.name == "support"
     assert calendar.timezone == "Europe/Berlin"
     assert calendar.holidays == frozenset({datetime.date(2026, 12, 25),
@@ -216,7 +217,7 @@ def test_same_holiday_in_utc_is_still_open_on_dec_24() -> None:
 def test_holiday_given_as_yaml_date() -> None:
     """An unquoted YAML date (datetime.date) closes that day."""
     raw = yaml.safe_load("timezone: UTC\nhours: {daily: ['08:00-18:00']}\nholidays: [2026-01-06]")
-    calendar = Calendar.from_dict("support", raw)
+    calendar = parse_calendar("support", raw)
     assert not calendar.is_open(at("2026-01-06T12:00:00"))
     assert calendar.is_open(at("2026-01-07T12:00:00"))
 
