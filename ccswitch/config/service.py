@@ -21,9 +21,9 @@ from ccswitch.config.values import (
     _HOSTNAME, _PORT_RANGE, _listen, _parse_ip, _resolve, _token_problem,
 )
 from ccswitch.model import (
-    CdrConfig, Config, Dialplan, HttpConfig, IPNetwork, RecordingConfig, RtpConfig, SipConfig,
+    AdmissionConfig, CdrConfig, Config, Dialplan, GuardConfig, HttpConfig, IPNetwork,
+    RecordingConfig, RtpConfig, SipConfig,
 )
-from ccswitch.sip.guard import AdmissionConfig, GuardConfig
 from ccswitch.state.redis_store import StateUrlError, check_url
 
 COMPRESSED_FORMATS: Final = ("mp3", "ogg")
