@@ -334,13 +334,18 @@ class HttpConfig:
     api_token_file: Path | None = None  # None: no /api (only /metrics and /healthz)
 
 
+class RecordingStart(enum.StrEnum):
+    """When a call's recording starts (config key ``recordings.start``)."""
+
+    AFTER_NOTICE = "after_notice"  # once the caller heard the whole QA notice
+    ANSWER = "answer"  # from the answer, so the notice itself is on the recording
+
+
 @attrs.frozen(kw_only=True)
 class RecordingConfig:
     directory: Path
     compressed_format: str | None = None
-    # after_notice: recording starts once the caller heard the whole QA notice;
-    # answer: from the answer, so the notice itself is on the recording
-    start: str = "after_notice"
+    start: RecordingStart = RecordingStart.AFTER_NOTICE
 
 
 @attrs.frozen(kw_only=True)
@@ -349,6 +354,13 @@ class CdrConfig:
 
     database: Path
     jsonl: Path | None = None
+
+
+class StateKind(enum.StrEnum):
+    """Where the center's shared state lives (config key ``state``)."""
+
+    EMBEDDED = "embedded"  # in this process: a single node
+    REDIS = "redis"  # a Redis server or Sentinel set, named by a URL, shared by the nodes
 
 
 @attrs.frozen(kw_only=True)
@@ -362,7 +374,12 @@ class Config:
     cdr: CdrConfig
     dialplan_dir: Path
     dialplan: Dialplan
-    state: str = "embedded"  # or the Redis URL shared by the center's nodes
+    state: str = StateKind.EMBEDDED.value  # or the Redis URL shared by the center's nodes
     node: str = "ccswitch"  # this node's name in the shared state (config key ``node``)
     hold_ttl: float = 15.0  # shared state: a dead node's agent holds expire after this
     source: Path | None = None
+
+    @property
+    def state_kind(self) -> StateKind:
+        """Embedded, or Redis when ``state`` is a Redis URL."""
+        return StateKind.EMBEDDED if self.state == StateKind.EMBEDDED.value else StateKind.REDIS

@@ -22,13 +22,13 @@ from ccswitch.config.values import (
 )
 from ccswitch.model import (
     AdmissionConfig, CdrConfig, Config, Dialplan, GuardConfig, HttpConfig, IPNetwork,
-    RecordingConfig, RtpConfig, SipConfig,
+    RecordingConfig, RecordingStart, RtpConfig, SipConfig, StateKind,
 )
 from ccswitch.state.redis_store import StateUrlError, check_url
 
 COMPRESSED_FORMATS: Final = ("mp3", "ogg")
-RECORDING_STARTS: Final = ("after_notice", "answer")
-STATE_BACKENDS: Final = ("embedded",)
+RECORDING_STARTS: Final = tuple(s.value for s in RecordingStart)
+STATE_BACKENDS: Final = (StateKind.EMBEDDED.value,)
 
 
 def _parse_sip(ck: _Checker, value: object, line: int) -> SipConfig | None:
@@ -209,7 +209,7 @@ def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
         sec.error("compressed_copy", f"must be null or one of {', '.join(COMPRESSED_FORMATS)}, "
                   f"got {fmt!r}")
         ok = False
-    start = sec.data.get("start", "after_notice")
+    start = sec.data.get("start", RecordingStart.AFTER_NOTICE.value)
     if start not in RECORDING_STARTS:
         sec.error("start", f"must be one of {', '.join(RECORDING_STARTS)}, got {start!r}")
         ok = False
@@ -221,7 +221,8 @@ def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
         ok = False
     if not ok:
         return None
-    return RecordingConfig(directory=directory, compressed_format=fmt, start=str(start))
+    return RecordingConfig(directory=directory, compressed_format=fmt,
+                           start=RecordingStart(start))
 
 
 def _parse_cdr(ck: _Checker, value: object, line: int, base: Path,
@@ -264,7 +265,7 @@ def _parse_state(sec: _Section) -> str | None:
     center: ``redis://[:password@]host:port/db``, ``rediss://...`` (TLS) or
     ``redis+sentinel://host1:port1,host2:port2/service/db``."""
     if not sec.has("state"):
-        return "embedded"
+        return StateKind.EMBEDDED.value
     state = sec.string("state", what="'embedded' or a redis:// URL")
     if state is None:
         return None
