@@ -49,19 +49,13 @@ from __future__ import annotations
 import collections
 import enum
 import ipaddress
-from typing import Protocol
 
 import attrs
 
+from ccswitch.clock import TimeSource
 from ccswitch.model import AdmissionConfig, GuardConfig
 
-__all__ = ["CallAdmission", "Clock", "Refusal", "SourceGuard", "Verdict"]
-
-
-class Clock(Protocol):
-    """Anything with ``seconds()`` (an IReactorTime, ``task.Clock``)."""
-
-    def seconds(self) -> float: ...
+__all__ = ["CallAdmission", "Refusal", "SourceGuard", "Verdict"]
 
 
 class Verdict(enum.StrEnum):
@@ -88,7 +82,7 @@ class _Source:
 class SourceGuard:
     """Per-source token buckets, scanner User-Agents and temporary bans."""
 
-    def __init__(self, config: GuardConfig, clock: Clock) -> None:
+    def __init__(self, config: GuardConfig, clock: TimeSource) -> None:
         self.config = config
         self._clock = clock
         self._rate = float(config.rate)
@@ -247,7 +241,7 @@ class Refusal:
 class CallAdmission:
     """Refuses new calls with 503 + Retry-After above the concurrent or rate limit."""
 
-    def __init__(self, config: AdmissionConfig, clock: Clock) -> None:
+    def __init__(self, config: AdmissionConfig, clock: TimeSource) -> None:
         self.config = config
         self._clock = clock
         self._max_calls = config.max_calls
