@@ -18,7 +18,7 @@ from ccswitch.config import (
 from ccswitch.errors import ConfigError
 from ccswitch.model import Dialplan, Queue, RecordingStart, Route, StateKind, Strategy
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "config"
 EXAMPLE_CONFIG = REPO / "deploy" / "ccswitch.yaml"
 EXAMPLE_SOUNDS = [REPO / "dialplans" / "sounds" / n for n in ("qa_notice.wav", "moh.wav")]
