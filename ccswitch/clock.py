@@ -1,12 +1,11 @@
 """The package's clock protocols: how time is injected into cores and adapters.
 
-Nothing in ccswitch reads the wall clock behind its caller's back; it is handed
-a clock: the reactor in production, ``twisted.internet.task.Clock`` in tests. Both
-fit these protocols, which are the parts of ``IReactorTime`` ccswitch uses.
-:class:`TimeSource` is for code that only reads the time (the routing engine, the
-SIP guard, the embedded state store); :class:`Clock` also schedules calls (the SIP
-transaction layer, the media engine). This module imports nothing from Twisted, so
-sans-I/O cores can depend on it.
+Cores and adapters are handed their clock: the reactor in production,
+``twisted.internet.task.Clock`` in tests. Both fit these protocols, which are the
+parts of ``IReactorTime`` ccswitch uses. :class:`TimeSource` is for code that only
+reads the time (the routing engine, the SIP guard, the embedded state store);
+:class:`Clock` also schedules calls (the SIP transaction layer, the media engine).
+This module imports nothing from Twisted, so sans-I/O cores can depend on it.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Value parsers shared by the service config and the dialplans.
 
 Addresses, ports, SIP URIs, file paths (resolved against the file that names
-them), WAV sounds, percentages and the API token file. The ``_parse_*`` and
-``*_problem`` helpers are plain functions (a ValueError or a reason string);
-the others check one key of a :class:`~ccswitch.config.checker._Section` and
-record what is wrong there.
+them), WAV sounds, percentages and the API token file. The ``_parse_*`` helpers
+and :func:`read_token` raise ValueError with an operator-facing reason, the
+``*_problem`` helpers return that reason (or None); ``_sound``, ``_listen`` and
+``_percent`` check one key of a :class:`~ccswitch.config.checker._Section` and
+record what is wrong on that key.
 """
 
 from __future__ import annotations
