@@ -4,9 +4,9 @@
 mappings and sequences (:class:`_Map`, :class:`_Seq`) remember their line numbers,
 and records each problem as a :class:`~ccswitch.errors.ConfigError` naming the
 file, the dotted key and the reason (with the line when it is known) in a shared
-:class:`_Report`. :class:`_Section` checks the keys and scalar values of one
-mapping. Loading goes on after a problem, so one run reports them all
-(:class:`ConfigErrors`).
+:class:`_Report`. :func:`_section` checks the keys of one mapping and
+:class:`_Section` its scalar values. Loading goes on after a problem, so one run
+reports them all (:class:`ConfigErrors`).
 """
 
 from __future__ import annotations
