@@ -1,23 +1,27 @@
 """Typed configuration: what the loader (``ccswitch.config``) builds from YAML.
 
 The engine and adapters only ever see these frozen objects, never raw dicts.
+The SIP edge's limits (:class:`GuardConfig`, :class:`AdmissionConfig`) check their
+own values when built, so a bad value fails the same way from YAML or from code.
 """
 
 from __future__ import annotations
 
 import enum
+import ipaddress
+import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
 
 import attrs
 
-from ccswitch.sip.guard import AdmissionConfig, GuardConfig
-from ccswitch.sip.guard import IPNetwork as IPNetwork  # re-exported for config and b2bua
+from ccswitch.errors import CCSwitchError
 
 if TYPE_CHECKING:
     from ccswitch.routing.calendar import Calendar
 
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 class Strategy(enum.Enum):
@@ -180,6 +184,129 @@ class Dialplan:
         return None
 
 
+# -- SIP edge limits (what ccswitch.sip.guard enforces) ---------------------------------
+
+
+# Default scanner User-Agent substrings, matched case-insensitively anywhere in the
+# header. Each is the stock User-Agent of an attack tool, reported in the wild:
+#   friendly-scanner  SIPVicious svmap/svwar/svcrack default (EnableSecurity/sipvicious
+#                     issue #84; kb.smartvox.co.uk "When friendly-scanner gets aggressive";
+#                     2600hz/kazoo-configs-kamailio sanity.cfg)
+#   sipvicious        the same suite under its own name (common Kamailio/iptables block lists)
+#   sipcli            sipcli/v1.8, sipcli/v2.2 (smartvox.co.uk "How to spot hacker INVITE
+#                     requests" 2016, 2017; kazoo sanity.cfg)
+#   sundayddr         kazoo sanity.cfg
+#   pplsip            default User-Agent of every SIPPTS tool (Pepelux/sippts); kazoo sanity.cfg
+#   vaxsipuseragent   VaxSIPUserAgent/3.1 in attack INVITEs (smartvox.co.uk 2017)
+# Left out on purpose, as they would drop real traffic: Cisco-SIPGateway (real Cisco
+# IOS gateways and CUBE trunks), PortSIP (a commercial softphone SDK), "SIP Call" and
+# SimpleSIP (too generic), sipsak and SIPp (operators' test tools; our own e2e
+# tests use SIPp), iWar (an IAX2 war dialler, not a SIP User-Agent).
+DEFAULT_SCANNER_AGENTS: tuple[str, ...] = (
+    "friendly-scanner", "sipvicious", "sipcli", "sundayddr", "pplsip", "vaxsipuseragent",
+)
+
+
+class GuardConfigError(CCSwitchError, ValueError):
+    """A guard or admission setting is invalid (names the setting and the reason)."""
+
+    error_id = "config.guard"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_number(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise GuardConfigError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+
+
+def _optional_positive_number(
+    _: object, attribute: attrs.Attribute[float | None], value: float | None,
+) -> None:
+    if value is not None:
+        if not _is_number(value) or not math.isfinite(value) or value <= 0:
+            raise GuardConfigError(
+                f"{attribute.name} must be a finite number > 0 or None, got {value!r}")
+
+
+_Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def _int_at_least(minimum: int, maximum: int | None = None) -> _Validator:
+    def check(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise GuardConfigError(f"{attribute.name} must be an integer, got {value!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise GuardConfigError(f"{attribute.name} must be {bound}, got {value}")
+    return check
+
+
+def _optional_int_at_least(minimum: int) -> _Validator:
+    inner = _int_at_least(minimum)
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None:
+            inner(instance, attribute, value)
+    return check
+
+
+def _agents(_: object, attribute: attrs.Attribute[tuple[str, ...]], value: object) -> None:
+    if not isinstance(value, tuple):
+        raise GuardConfigError(f"{attribute.name} must be a tuple of strings, got {value!r}")
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise GuardConfigError(f"{attribute.name} entries must be non-empty strings, "
+                                   f"got {item!r}")
+
+
+def _networks(_: object, attribute: attrs.Attribute[tuple[IPNetwork, ...]], value: object) -> None:
+    if not isinstance(value, tuple):
+        raise GuardConfigError(f"{attribute.name} must be a tuple of IP networks, got {value!r}")
+    for item in value:
+        if not isinstance(item, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            raise GuardConfigError(f"{attribute.name} entries must be ipaddress networks "
+                                   f"(ip_network('10.0.0.0/8')), got {item!r}")
+
+
+
+@attrs.frozen(kw_only=True)
+class GuardConfig:
+    """Per-source limits; every source outside ``exempt`` gets its own bucket."""
+
+    rate: float = attrs.field(default=20.0, validator=_positive_number)
+    """Requests a second per source (token bucket refill)."""
+    burst: int = attrs.field(default=60, validator=_int_at_least(1))
+    """Bucket size: requests a fresh or long-quiet source may send at once."""
+    ban_after: int = attrs.field(default=100, validator=_int_at_least(1))
+    """Refusals for rate within one ban window (``ban_seconds`` from the first) -> ban."""
+    ban_seconds: float = attrs.field(default=300.0, validator=_positive_number)
+    scanner_agents: tuple[str, ...] = attrs.field(default=DEFAULT_SCANNER_AGENTS,
+                                                  validator=_agents)
+    """Case-insensitive User-Agent substrings that mark a scanner."""
+    exempt: tuple[IPNetwork, ...] = attrs.field(default=(), validator=_networks)
+    """Networks never limited nor banned (the PBX, carrier trunks)."""
+    max_sources: int = attrs.field(default=10000, validator=_int_at_least(1))
+    """Bound on sources tracked (and, separately, on live bans)."""
+    ipv6_prefix: int = attrs.field(default=64, validator=_int_at_least(1, 128))
+    """IPv6 sources are grouped by this prefix length (128: per address)."""
+
+
+@attrs.frozen(kw_only=True)
+class AdmissionConfig:
+    """Node-wide limits on new calls; None switches a limit off."""
+
+    max_calls: int | None = attrs.field(default=None, validator=_optional_int_at_least(0))
+    """Concurrent calls on this node (0 refuses every call: drain)."""
+    max_call_rate: float | None = attrs.field(default=None,
+                                              validator=_optional_positive_number)
+    """New calls a second (token bucket, burst ``max(1, rate)``)."""
+    retry_after: int = attrs.field(default=5, validator=_int_at_least(0))
+    """Seconds, for the ``Retry-After`` header of the 503."""
+
+
 @attrs.frozen(kw_only=True)
 class SipConfig:
     listen_host: str = "127.0.0.1"
@@ -207,13 +334,18 @@ class HttpConfig:
     api_token_file: Path | None = None  # None: no /api (only /metrics and /healthz)
 
 
+class RecordingStart(enum.StrEnum):
+    """When a call's recording starts (config key ``recordings.start``)."""
+
+    AFTER_NOTICE = "after_notice"  # once the caller heard the whole QA notice
+    ANSWER = "answer"  # from the answer, so the notice itself is on the recording
+
+
 @attrs.frozen(kw_only=True)
 class RecordingConfig:
     directory: Path
     compressed_format: str | None = None
-    # after_notice: recording starts once the caller heard the whole QA notice;
-    # answer: from the answer, so the notice itself is on the recording
-    start: str = "after_notice"
+    start: RecordingStart = RecordingStart.AFTER_NOTICE
 
 
 @attrs.frozen(kw_only=True)
@@ -222,6 +354,13 @@ class CdrConfig:
 
     database: Path
     jsonl: Path | None = None
+
+
+class StateKind(enum.StrEnum):
+    """Where the center's shared state lives (config key ``state``)."""
+
+    EMBEDDED = "embedded"  # in this process: a single node
+    REDIS = "redis"  # a Redis server or Sentinel set, named by a URL, shared by the nodes
 
 
 @attrs.frozen(kw_only=True)
@@ -235,7 +374,12 @@ class Config:
     cdr: CdrConfig
     dialplan_dir: Path
     dialplan: Dialplan
-    state: str = "embedded"  # or the Redis URL shared by the center's nodes
+    state: str = StateKind.EMBEDDED.value  # or the Redis URL shared by the center's nodes
     node: str = "ccswitch"  # this node's name in the shared state (config key ``node``)
     hold_ttl: float = 15.0  # shared state: a dead node's agent holds expire after this
     source: Path | None = None
+
+    @property
+    def state_kind(self) -> StateKind:
+        """Embedded, or Redis when ``state`` is a Redis URL."""
+        return StateKind.EMBEDDED if self.state == StateKind.EMBEDDED.value else StateKind.REDIS

@@ -23,7 +23,7 @@ from ccswitch.media.engine import MediaEngine
 from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.http import build_site_root
 from ccswitch.metrics.registry import LiveStateCollector, Metrics
-from ccswitch.model import Config
+from ccswitch.model import Config, StateKind
 from ccswitch.recording.recovery import recover_incomplete
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import VendorHealth
@@ -200,7 +200,7 @@ def start_node(config: Config, reactor: Any) -> Node:
                                 on_record=on_record,
                                 presence=PresenceFile(config.cdr.database.with_name(
                                     PRESENCE_FILE)))
-    if config.state != "embedded":
+    if config.state_kind is StateKind.REDIS:
         shared = SharedState(store=RedisStore.from_url(config.state, node=config.node),
                              engine=engine, feed=controller.submit, reactor=reactor,
                              metrics=metrics, hold_ttl=config.hold_ttl,

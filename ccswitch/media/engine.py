@@ -49,13 +49,14 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ccswitch.clock import Clock
 from ccswitch.errors import MediaError, RecordingError
 from ccswitch.media import g711
 from ccswitch.media.prompt import SAMPLE_RATE, Prompt
 from ccswitch.media.rtp import RtpSender, parse_rtp
 from ccswitch.recording.recorder import CallRecorder
 
-__all__ = ["FIFO_FRAMES", "MAX_BURST", "MediaClock", "MediaEngine", "MediaLeg", "RecordingTap"]
+__all__ = ["FIFO_FRAMES", "MAX_BURST", "MediaEngine", "MediaLeg", "RecordingTap"]
 
 log = Logger()
 
@@ -63,15 +64,6 @@ FIFO_FRAMES: Final = 10
 MAX_BURST: Final = 5
 
 Int16Array = npt.NDArray[np.int16]
-
-
-class MediaClock(Protocol):
-    """What the engine needs of a clock: IReactorTime (the reactor, or task.Clock in tests)."""
-
-    def seconds(self) -> float: ...
-
-    def callLater(self, delay: float, callable: Callable[..., Any], *args: object,
-                  **kwargs: object) -> Any: ...
 
 
 class _Unbindable(Protocol):
@@ -451,7 +443,7 @@ class MediaEngine:
     """Owns the RTP port range, the legs, the 20 ms media clock and the recording taps."""
 
     def __init__(self, reactor: Any, *, address: str, port_min: int, port_max: int,
-                 ptime: float = 0.02, clock: MediaClock | None = None) -> None:
+                 ptime: float = 0.02, clock: Clock | None = None) -> None:
         if not 0 < port_min <= port_max <= 65535:
             raise MediaError(f"bad RTP port range {port_min}-{port_max}")
         first = port_min + (port_min & 1)
@@ -460,7 +452,7 @@ class MediaEngine:
         if not 0.005 <= ptime <= 0.2:
             raise MediaError(f"bad ptime {ptime}")
         self._reactor = reactor
-        self._clock: MediaClock = clock if clock is not None else reactor
+        self._clock: Clock = clock if clock is not None else reactor
         self.address = address
         self.port_min = port_min
         self.port_max = port_max

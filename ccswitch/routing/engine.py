@@ -61,11 +61,12 @@ Overflow to vendors (the queue's ``overflow`` rules, checked in order):
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 from twisted.logger import Logger
 
+from ccswitch.clock import TimeSource
 from ccswitch.errors import CCSwitchError, IllegalTransition
 from ccswitch.model import MAX_WAIT_REASON, Agent, Condition, Dialplan, Queue, ServiceLevel, Vendor
 from ccswitch.routing import actions as act
@@ -100,12 +101,6 @@ def ring_timer(call_id: str) -> str:
 def wrap_up_timer(agent_id: str) -> str:
     """The id of an agent's wrap-up timer."""
     return f"{WRAP_UP_TIMER_PREFIX}{agent_id}"
-
-
-class Clock(Protocol):
-    """Anything with ``seconds()`` (an IReactorTime, ``task.Clock``)."""
-
-    def seconds(self) -> float: ...
 
 
 class UnknownCall(CCSwitchError):
@@ -194,7 +189,7 @@ class _Call:
 class RoutingEngine:
     """Routes calls to in-house agents per the dialplan; pure and deterministic."""
 
-    def __init__(self, dialplan: Dialplan, clock: Clock) -> None:
+    def __init__(self, dialplan: Dialplan, clock: TimeSource) -> None:
         self._dialplan = dialplan
         self._clock = clock
         now = clock.seconds()

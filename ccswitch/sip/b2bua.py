@@ -25,7 +25,7 @@ from ccswitch.errors import CCSwitchError, MediaError, RecordingError, SdpError,
 from ccswitch.media.engine import MediaEngine, MediaLeg
 from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.registry import Metrics
-from ccswitch.model import Config, Dialplan, IPNetwork, Queue
+from ccswitch.model import Config, Dialplan, IPNetwork, Queue, RecordingStart
 from ccswitch.recording.recorder import CallRecorder, export_compressed
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
@@ -493,7 +493,7 @@ class CallController:
             caller.tx.respond(200, to_tag=caller.dialog.local.tag, body=caller.sdp,
                               content_type=SDP, headers=self._answer_headers(),
                               on_no_ack=lambda: self._caller_no_ack(call))
-            if self._config.recordings.start == "answer":
+            if self._config.recordings.start is RecordingStart.ANSWER:
                 self._start_recording(call)
         elif isinstance(action, act.PlayAnnouncement):
             prompt = load_prompt(Path(action.path), caller.negotiated.codec.encoding)
@@ -853,7 +853,8 @@ class CallController:
         """The caller heard the whole announcement: the engine is told, and with
         ``recordings.start: after_notice`` the recording starts now (once)."""
         self._feed(ev.AnnouncementFinished(call_id=call.id))
-        if (self._config.recordings.start == "after_notice" and call.recording_started is None
+        if (self._config.recordings.start is RecordingStart.AFTER_NOTICE
+                and call.recording_started is None
                 and not call.caller.ended and self._calls.get(call.id) is call):
             self._start_recording(call)
 

@@ -49,50 +49,13 @@ from __future__ import annotations
 import collections
 import enum
 import ipaddress
-import math
-from typing import Any, Callable, Protocol, Union
 
 import attrs
 
-from ccswitch.errors import CCSwitchError
+from ccswitch.clock import TimeSource
+from ccswitch.model import AdmissionConfig, GuardConfig
 
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-
-__all__ = [
-    "DEFAULT_SCANNER_AGENTS", "AdmissionConfig", "CallAdmission", "Clock", "GuardConfig",
-    "GuardConfigError", "Refusal", "SourceGuard", "Verdict",
-]
-
-# Default scanner User-Agent substrings, matched case-insensitively anywhere in the
-# header. Each is the stock User-Agent of an attack tool, reported in the wild:
-#   friendly-scanner  SIPVicious svmap/svwar/svcrack default (EnableSecurity/sipvicious
-#                     issue #84; kb.smartvox.co.uk "When friendly-scanner gets aggressive";
-#                     2600hz/kazoo-configs-kamailio sanity.cfg)
-#   sipvicious        the same suite under its own name (common Kamailio/iptables block lists)
-#   sipcli            sipcli/v1.8, sipcli/v2.2 (smartvox.co.uk "How to spot hacker INVITE
-#                     requests" 2016, 2017; kazoo sanity.cfg)
-#   sundayddr         kazoo sanity.cfg
-#   pplsip            default User-Agent of every SIPPTS tool (Pepelux/sippts); kazoo sanity.cfg
-#   vaxsipuseragent   VaxSIPUserAgent/3.1 in attack INVITEs (smartvox.co.uk 2017)
-# Left out on purpose, as they would drop real traffic: Cisco-SIPGateway (real Cisco
-# IOS gateways and CUBE trunks), PortSIP (a commercial softphone SDK), "SIP Call" and
-# SimpleSIP (too generic), sipsak and SIPp (operators' test tools; our own e2e
-# tests use SIPp), iWar (an IAX2 war dialler, not a SIP User-Agent).
-DEFAULT_SCANNER_AGENTS: tuple[str, ...] = (
-    "friendly-scanner", "sipvicious", "sipcli", "sundayddr", "pplsip", "vaxsipuseragent",
-)
-
-
-class GuardConfigError(CCSwitchError, ValueError):
-    """A guard or admission setting is invalid (names the setting and the reason)."""
-
-    error_id = "config.guard"
-
-
-class Clock(Protocol):
-    """Anything with ``seconds()`` (an IReactorTime, ``task.Clock``)."""
-
-    def seconds(self) -> float: ...
+__all__ = ["CallAdmission", "Refusal", "SourceGuard", "Verdict"]
 
 
 class Verdict(enum.StrEnum):
@@ -102,93 +65,6 @@ class Verdict(enum.StrEnum):
     SCANNER = "scanner"  # drop silently: a known scanner User-Agent
     RATE_LIMITED = "rate_limited"  # drop: over the per-source rate; not (yet) banned
     BANNED = "banned"  # drop: the source is serving (or just earned) a temporary ban
-
-
-# --- validators -------------------------------------------------------------------
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _positive_number(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        raise GuardConfigError(f"{attribute.name} must be a finite number > 0, got {value!r}")
-
-
-def _optional_positive_number(
-    _: object, attribute: attrs.Attribute[float | None], value: float | None,
-) -> None:
-    if value is not None:
-        if not _is_number(value) or not math.isfinite(value) or value <= 0:
-            raise GuardConfigError(
-                f"{attribute.name} must be a finite number > 0 or None, got {value!r}")
-
-
-_Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
-
-
-def _int_at_least(minimum: int, maximum: int | None = None) -> _Validator:
-    def check(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise GuardConfigError(f"{attribute.name} must be an integer, got {value!r}")
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-            raise GuardConfigError(f"{attribute.name} must be {bound}, got {value}")
-    return check
-
-
-def _optional_int_at_least(minimum: int) -> _Validator:
-    inner = _int_at_least(minimum)
-
-    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None:
-            inner(instance, attribute, value)
-    return check
-
-
-def _agents(_: object, attribute: attrs.Attribute[tuple[str, ...]], value: object) -> None:
-    if not isinstance(value, tuple):
-        raise GuardConfigError(f"{attribute.name} must be a tuple of strings, got {value!r}")
-    for item in value:
-        if not isinstance(item, str) or not item.strip():
-            raise GuardConfigError(f"{attribute.name} entries must be non-empty strings, "
-                                   f"got {item!r}")
-
-
-def _networks(_: object, attribute: attrs.Attribute[tuple[IPNetwork, ...]], value: object) -> None:
-    if not isinstance(value, tuple):
-        raise GuardConfigError(f"{attribute.name} must be a tuple of IP networks, got {value!r}")
-    for item in value:
-        if not isinstance(item, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
-            raise GuardConfigError(f"{attribute.name} entries must be ipaddress networks "
-                                   f"(ip_network('10.0.0.0/8')), got {item!r}")
-
-
-# --- per-source guard -----------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class GuardConfig:
-    """Per-source limits; every source outside ``exempt`` gets its own bucket."""
-
-    rate: float = attrs.field(default=20.0, validator=_positive_number)
-    """Requests a second per source (token bucket refill)."""
-    burst: int = attrs.field(default=60, validator=_int_at_least(1))
-    """Bucket size: requests a fresh or long-quiet source may send at once."""
-    ban_after: int = attrs.field(default=100, validator=_int_at_least(1))
-    """Refusals for rate within one ban window (``ban_seconds`` from the first) -> ban."""
-    ban_seconds: float = attrs.field(default=300.0, validator=_positive_number)
-    scanner_agents: tuple[str, ...] = attrs.field(default=DEFAULT_SCANNER_AGENTS,
-                                                  validator=_agents)
-    """Case-insensitive User-Agent substrings that mark a scanner."""
-    exempt: tuple[IPNetwork, ...] = attrs.field(default=(), validator=_networks)
-    """Networks never limited nor banned (the PBX, carrier trunks)."""
-    max_sources: int = attrs.field(default=10000, validator=_int_at_least(1))
-    """Bound on sources tracked (and, separately, on live bans)."""
-    ipv6_prefix: int = attrs.field(default=64, validator=_int_at_least(1, 128))
-    """IPv6 sources are grouped by this prefix length (128: per address)."""
-
 
 class _Source:
     """Bucket and refusal window of one source (mutable, one per tracked source)."""
@@ -206,7 +82,7 @@ class _Source:
 class SourceGuard:
     """Per-source token buckets, scanner User-Agents and temporary bans."""
 
-    def __init__(self, config: GuardConfig, clock: Clock) -> None:
+    def __init__(self, config: GuardConfig, clock: TimeSource) -> None:
         self.config = config
         self._clock = clock
         self._rate = float(config.rate)
@@ -353,19 +229,6 @@ class SourceGuard:
 
 
 @attrs.frozen(kw_only=True)
-class AdmissionConfig:
-    """Node-wide limits on new calls; None switches a limit off."""
-
-    max_calls: int | None = attrs.field(default=None, validator=_optional_int_at_least(0))
-    """Concurrent calls on this node (0 refuses every call: drain)."""
-    max_call_rate: float | None = attrs.field(default=None,
-                                              validator=_optional_positive_number)
-    """New calls a second (token bucket, burst ``max(1, rate)``)."""
-    retry_after: int = attrs.field(default=5, validator=_int_at_least(0))
-    """Seconds, for the ``Retry-After`` header of the 503."""
-
-
-@attrs.frozen(kw_only=True)
 class Refusal:
     """Answer the INVITE with ``status reason`` and ``Retry-After: retry_after``."""
 
@@ -378,7 +241,7 @@ class Refusal:
 class CallAdmission:
     """Refuses new calls with 503 + Retry-After above the concurrent or rate limit."""
 
-    def __init__(self, config: AdmissionConfig, clock: Clock) -> None:
+    def __init__(self, config: AdmissionConfig, clock: TimeSource) -> None:
         self.config = config
         self._clock = clock
         self._max_calls = config.max_calls

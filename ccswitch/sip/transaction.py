@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Protocol
 import attrs
 from twisted.logger import Logger
 
+from ccswitch.clock import Clock, DelayedCall
 from ccswitch.errors import SipParseError
 from ccswitch.sip.message import (
     BRANCH_MAGIC, Headers, Request, Response, Via, make_response, new_branch, new_tag,
@@ -73,23 +74,6 @@ class Timers:
     def timeout(self) -> float:
         """64*T1: timers B, F, H, J, L and M."""
         return 64 * self.t1
-
-
-class DelayedCall(Protocol):
-    """What ``callLater`` returns (``twisted.internet.interfaces.IDelayedCall`` subset)."""
-
-    def cancel(self) -> None: ...
-
-    def active(self) -> bool: ...
-
-
-class Clock(Protocol):
-    """The part of ``IReactorTime`` the layer uses."""
-
-    def seconds(self) -> float: ...
-
-    def callLater(self, delay: float, callable: Callable[..., Any], /,
-                  *args: Any, **kw: Any) -> DelayedCall: ...
 
 
 class TransactionUser(Protocol):

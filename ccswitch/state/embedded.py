@@ -30,21 +30,16 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from twisted.logger import Logger
 
+from ccswitch.clock import TimeSource
 from ccswitch.state.store import (
     PRESENCES, EventKind, Grant, Reservation, StoreEvent, Subscription, Waiting,
 )
 
 log = Logger()
-
-
-class SecondsClock(Protocol):
-    """Where the store reads the time (``IReactorTime`` fits)."""
-
-    def seconds(self) -> float: ...
 
 
 class _WallClock:
@@ -71,12 +66,12 @@ class EmbeddedState:
     a hold put back by ``resync`` lives unless refreshed (resync carries no TTL).
     """
 
-    def __init__(self, clock: SecondsClock | None = None, *,
+    def __init__(self, clock: TimeSource | None = None, *,
                  record_maxlen: int = 10000, resync_hold_ttl: float = 10.0) -> None:
         if record_maxlen < 1:
             raise ValueError("record_maxlen must be at least 1")
         self.resync_hold_ttl = resync_hold_ttl
-        self.clock: SecondsClock = clock if clock is not None else _WallClock()
+        self.clock: TimeSource = clock if clock is not None else _WallClock()
         self._lock = threading.Lock()
         self._presence: dict[str, str] = {}
         self._holds: dict[str, tuple[str, str, float]] = {}  # agent -> node, call, expires

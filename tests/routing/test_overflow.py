@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ccswitch.config.calendars import parse_calendar
 from ccswitch.errors import IllegalTransition
 from ccswitch.model import Condition, MaxWait, OverflowRule, ServiceLevel, Vendor
 from ccswitch.routing import actions as act
@@ -49,8 +50,8 @@ def busy_both(d: Driver) -> None:
         d.answer(call_id, agent)
 
 
-CLOSED = Calendar.from_dict("never", {"timezone": "UTC", "hours": {}})
-OPEN = Calendar.from_dict("always", {"timezone": "UTC", "hours": {"daily": ["00:00-24:00"]}})
+CLOSED = parse_calendar("never", {"timezone": "UTC", "hours": {}})
+OPEN = parse_calendar("always", {"timezone": "UTC", "hours": {"daily": ["00:00-24:00"]}})
 
 
 # -- rules -------------------------------------------------------------------------------

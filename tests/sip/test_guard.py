@@ -12,10 +12,8 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from ccswitch.errors import CCSwitchError
-from ccswitch.sip.guard import (
-    DEFAULT_SCANNER_AGENTS, AdmissionConfig, CallAdmission, GuardConfig, GuardConfigError,
-    Refusal, SourceGuard, Verdict,
-)
+from ccswitch.model import DEFAULT_SCANNER_AGENTS, AdmissionConfig, GuardConfig, GuardConfigError
+from ccswitch.sip.guard import CallAdmission, Refusal, SourceGuard, Verdict
 
 IP = "203.0.113.7"
 OTHER = "198.51.100.9"

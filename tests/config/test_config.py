@@ -16,9 +16,9 @@ from ccswitch.config import (
     CheckResult, ConfigErrors, check_config, load_config, load_dialplan_file, load_dialplans,
 )
 from ccswitch.errors import ConfigError
-from ccswitch.model import Dialplan, Queue, Route, Strategy
+from ccswitch.model import Dialplan, Queue, RecordingStart, Route, StateKind, Strategy
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "config"
 EXAMPLE_CONFIG = REPO / "deploy" / "ccswitch.yaml"
 EXAMPLE_SOUNDS = [REPO / "dialplans" / "sounds" / n for n in ("qa_notice.wav", "moh.wav")]
@@ -226,6 +226,23 @@ def test_compressed_copy_and_state(good: CheckResult) -> None:
     assert good.config is not None
     assert good.config.recordings.compressed_format == "ogg"
     assert good.config.state == "embedded"
+
+
+def test_recording_start_and_state_kind_are_typed(tmp_path: Path) -> None:
+    """recordings.start and the kind of state come out as enum members, defaults included."""
+    cfg = service()
+    (tmp_path / "default").mkdir()
+    default = check_config(setup(tmp_path / "default", config=cfg)).config
+    assert default is not None
+    assert default.recordings.start is RecordingStart.AFTER_NOTICE
+    assert default.state_kind is StateKind.EMBEDDED
+    cfg["recordings"]["start"] = "answer"
+    cfg["state"] = "redis://127.0.0.1:6379/0"
+    (tmp_path / "set").mkdir()
+    given = check_config(setup(tmp_path / "set", config=cfg)).config
+    assert given is not None
+    assert given.recordings.start is RecordingStart.ANSWER
+    assert given.state_kind is StateKind.REDIS
 
 
 # -- Dialplan.route ----------------------------------------------------------------------

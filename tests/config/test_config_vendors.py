@@ -9,7 +9,7 @@ import pytest
 
 from ccswitch.config import check_config, load_dialplans
 from ccswitch.model import Condition, MaxWait, ServiceLevel
-from tests.test_config import failed, plan, plan_error, reason_of, setup
+from tests.config.test_config import failed, plan, plan_error, reason_of, setup
 
 
 def vendor_plan(**queue: Any) -> dict[str, Any]:
@@ -199,7 +199,7 @@ def uncomment_examples(text: str) -> str:
 
 def test_the_commented_vendor_example_loads_when_uncommented(tmp_path: Path) -> None:
     """dialplans/example.yaml's commented overflow, calendar and vendor examples are valid."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     plans = tmp_path / "plans"
     plans.mkdir()
     (plans / "sounds").symlink_to(repo / "dialplans" / "sounds")
@@ -217,7 +217,7 @@ def test_the_commented_vendor_example_loads_when_uncommented(tmp_path: Path) -> 
 
 def test_api_token_file_is_checked(tmp_path: Path) -> None:
     """http.api_token_file: a short token is refused; a readable-by-others file warns."""
-    from tests.test_config import service
+    from tests.config.test_config import service
     cfg = service()
     token = tmp_path / "token"
     cfg["http"]["api_token_file"] = str(token)

@@ -1,0 +1,354 @@
+"""The service config file: sip, rtp, http, recordings, cdr, state and node.
+
+:func:`check_config` (what ``ccswitch check`` and ``ccswitch run`` both use) and
+:func:`load_config` read the service YAML, check each section and how they fit
+together (the SIP port outside the RTP range), then load the dialplans directory
+it names.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+from typing import Any, Final
+
+from ccswitch.config.checker import (
+    _NAME, CheckResult, _Checker, _display, _Failed, _kind, _Report, _Section, _section, _Seq,
+)
+from ccswitch.config.loading import _load_dir, _raise_or
+from ccswitch.config.values import (
+    _HOSTNAME, _PORT_RANGE, _listen, _parse_ip, _resolve, _token_problem,
+)
+from ccswitch.model import (
+    AdmissionConfig, CdrConfig, Config, Dialplan, GuardConfig, HttpConfig, IPNetwork,
+    RecordingConfig, RecordingStart, RtpConfig, SipConfig, StateKind,
+)
+from ccswitch.state.redis_store import StateUrlError, check_url
+
+COMPRESSED_FORMATS: Final = ("mp3", "ogg")
+RECORDING_STARTS: Final = tuple(s.value for s in RecordingStart)
+STATE_BACKENDS: Final = (StateKind.EMBEDDED.value,)
+
+
+def _parse_sip(ck: _Checker, value: object, line: int) -> SipConfig | None:
+    sec = _section(ck, value, "sip", line, required=("listen", "trusted"), allowed=(
+        "listen", "advertised_address", "trusted", "user_agent", "max_message_size",
+        "max_calls", "max_call_rate", "retry_after", "flood"))
+    if sec is None:
+        return None
+    before = len(ck.report.errors)
+    listen = _listen(sec, "listen")
+    advertised = sec.string("advertised_address", what="a host name or IP address")
+    if advertised is not None:
+        advertised = advertised.strip()
+        if advertised.startswith("[") and advertised.endswith("]"):
+            advertised = advertised[1:-1]
+        try:
+            if ipaddress.ip_address(advertised).is_unspecified:
+                sec.error("advertised_address", f"{advertised} is a wildcard; give the "
+                          "address other SIP peers reach this node at")
+        except ValueError:
+            if not _HOSTNAME.fullmatch(advertised):
+                sec.error("advertised_address", f"{advertised!r} is not a host name or "
+                          "IP address (no port here)")
+    elif listen is not None and ipaddress.ip_address(listen[0]).is_unspecified:
+        sec.error("listen", f"listening on the wildcard {listen[0]} needs "
+                  "sip.advertised_address (the address peers send SIP to)")
+    trusted: list[IPNetwork] = []
+    raw = sec.data.get("trusted")
+    if sec.has("trusted"):
+        if not isinstance(raw, list):
+            sec.error("trusted", f"must be a list of CIDR networks, not {_kind(raw)}")
+        else:
+            lines = raw.item_lines if isinstance(raw, _Seq) else []
+            for i, item in enumerate(raw):
+                item_line = lines[i] if i < len(lines) else sec.line("trusted")
+                if not isinstance(item, str):
+                    ck.error(f"sip.trusted[{i}]", f"must be a CIDR string such as "
+                             f"10.0.0.0/8, not {_kind(item)}", item_line)
+                    continue
+                try:
+                    trusted.append(ipaddress.ip_network(item.strip(), strict=True))
+                except ValueError as e:
+                    ck.error(f"sip.trusted[{i}]", f"invalid CIDR: {e}", item_line)
+            if not raw:
+                sec.warn("trusted", "is empty: every INVITE will be rejected")
+    user_agent = sec.string("user_agent")
+    max_size = sec.integer("max_message_size", minimum=1024, maximum=65535)
+    max_calls = sec.integer("max_calls", minimum=0)
+    max_call_rate = sec.number("max_call_rate", minimum=0, inclusive=False)
+    retry_after = sec.integer("retry_after", minimum=1, maximum=3600)
+    flood = _parse_flood(sec, tuple(trusted))
+    if listen is None or flood is None or len(ck.report.errors) > before:
+        return None
+    host = advertised if advertised is not None else listen[0]
+    return SipConfig(
+        listen_host=listen[0], listen_port=listen[1], advertised_host=host,
+        trusted=tuple(trusted), user_agent=user_agent.strip() if user_agent else "ccswitch",
+        max_message_size=max_size if max_size is not None else 65535,
+        admission=AdmissionConfig(max_calls=max_calls, max_call_rate=max_call_rate,
+                                  retry_after=5 if retry_after is None else retry_after),
+        flood=flood)
+
+
+def _parse_flood(sip: _Section, trusted: tuple[IPNetwork, ...]) -> GuardConfig | None:
+    """``sip.flood``: per-source limits. The trusted networks are always exempt (a
+    spoofed flood must not get the PBX banned), plus any listed under ``exempt``."""
+    if sip.data.get("flood") is None:
+        return GuardConfig(exempt=trusted)
+    sec = _section(sip.ck, sip.data["flood"], sip.key("flood"), sip.line("flood"),
+                   allowed=("rate", "burst", "ban_after", "ban_seconds", "exempt",
+                            "scanner_agents"))
+    if sec is None:
+        return None
+    before = len(sip.ck.report.errors)
+    fields: dict[str, Any] = {}
+    for name, value in (("rate", sec.number("rate", minimum=0, inclusive=False)),
+                        ("burst", sec.integer("burst", minimum=1)),
+                        ("ban_after", sec.integer("ban_after", minimum=1)),
+                        ("ban_seconds", sec.number("ban_seconds", minimum=0, inclusive=False))):
+        if value is not None:
+            fields[name] = value
+    exempt = list(trusted)
+    for i, item in enumerate(sec.data.get("exempt") or ()):
+        try:
+            exempt.append(ipaddress.ip_network(str(item).strip(), strict=True))
+        except ValueError as e:
+            sip.ck.error(f"{sec.key('exempt')}[{i}]", f"invalid CIDR: {e}", sec.line("exempt"))
+    if sec.has("scanner_agents"):
+        agents = sec.data["scanner_agents"]
+        if not isinstance(agents, list) or not all(isinstance(a, str) and a for a in agents):
+            sec.error("scanner_agents", "must be a list of User-Agent substrings")
+        else:
+            fields["scanner_agents"] = tuple(agents)
+    if len(sip.ck.report.errors) > before:
+        return None
+    try:
+        return GuardConfig(exempt=tuple(exempt), **fields)
+    except ValueError as e:
+        sip.error("flood", str(e))
+        return None
+
+
+def _parse_rtp(ck: _Checker, value: object, line: int) -> RtpConfig | None:
+    sec = _section(ck, value, "rtp", line, allowed=("address", "ports", "timeout"),
+                   required=("address", "ports"))
+    if sec is None:
+        return None
+    address = sec.string("address", what="an IP address")
+    ports = sec.string("ports", what="a port range such as 20000-29999")
+    timeout = sec.number("timeout", minimum=0, inclusive=True)
+    ok = address is not None and ports is not None and (
+        timeout is not None or not sec.has("timeout"))
+    if address is not None:
+        try:
+            if _parse_ip(address.strip()).is_unspecified:
+                sec.error("address", f"{address} is a wildcard; RTP needs the concrete "
+                          "address that is sent to phones in SDP")
+                ok = False
+        except ValueError as e:
+            sec.error("address", str(e))
+            ok = False
+    port_min = port_max = 0
+    if ports is not None:
+        match = _PORT_RANGE.fullmatch(ports)
+        if match is None:
+            sec.error("ports", f"must be a range like 20000-29999, got {ports!r}")
+            ok = False
+        else:
+            port_min, port_max = int(match.group(1)), int(match.group(2))
+            if not (1 <= port_min <= 65535 and 1 <= port_max <= 65535):
+                sec.error("ports", "ports must be between 1 and 65535")
+                ok = False
+            elif port_min % 2:
+                sec.error("ports", f"must start on an even port (RTP even, RTCP odd), "
+                          f"got {port_min}")
+                ok = False
+            elif port_max - port_min < 1:
+                sec.error("ports", "range must hold at least 2 ports")
+                ok = False
+    if not ok or address is None:
+        return None
+    return RtpConfig(address=address.strip(), port_min=port_min, port_max=port_max,
+                     timeout=60.0 if timeout is None else timeout)
+
+
+def _parse_http(ck: _Checker, value: object, line: int, base: Path) -> HttpConfig | None:
+    sec = _section(ck, value, "http", line, allowed=("listen", "api_token_file"),
+                   required=("listen",))
+    if sec is None:
+        return None
+    listen = _listen(sec, "listen")
+    token_file: Path | None = None
+    text = sec.string("api_token_file", what="a file path")
+    if text is not None:
+        token_file = _resolve(base, text)
+        problem = _token_problem(token_file)
+        if problem is not None:
+            sec.error("api_token_file", problem)
+            return None
+        if token_file.stat().st_mode & 0o077:
+            sec.warn("api_token_file", f"{_display(token_file)} is readable by other users; "
+                     "chmod 600 it")
+    if listen is None:
+        return None
+    return HttpConfig(listen_host=listen[0], listen_port=listen[1], api_token_file=token_file)
+
+
+def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
+                      ) -> RecordingConfig | None:
+    sec = _section(ck, value, "recordings", line,
+                   allowed=("directory", "compressed_copy", "start"), required=("directory",))
+    if sec is None:
+        return None
+    text = sec.string("directory", what="a directory path")
+    fmt = sec.data.get("compressed_copy")
+    ok = text is not None
+    if fmt is not None and fmt not in COMPRESSED_FORMATS:
+        sec.error("compressed_copy", f"must be null or one of {', '.join(COMPRESSED_FORMATS)}, "
+                  f"got {fmt!r}")
+        ok = False
+    start = sec.data.get("start", RecordingStart.AFTER_NOTICE.value)
+    if start not in RECORDING_STARTS:
+        sec.error("start", f"must be one of {', '.join(RECORDING_STARTS)}, got {start!r}")
+        ok = False
+    if text is None:
+        return None
+    directory = _resolve(base, text)
+    if directory.exists() and not directory.is_dir():
+        sec.error("directory", f"{_display(directory)} exists and is not a directory")
+        ok = False
+    if not ok:
+        return None
+    return RecordingConfig(directory=directory, compressed_format=fmt,
+                           start=RecordingStart(start))
+
+
+def _parse_cdr(ck: _Checker, value: object, line: int, base: Path,
+               recordings: RecordingConfig | None) -> CdrConfig | None:
+    """``cdr:`` (optional): database path (default: cdr.sqlite in the recordings directory)
+    and an optional JSON-lines copy."""
+    if value is None:
+        if recordings is None:
+            return None
+        return CdrConfig(database=recordings.directory / "cdr.sqlite")
+    sec = _section(ck, value, "cdr", line, allowed=("database", "jsonl"))
+    if sec is None:
+        return None
+    ok = True
+    paths: dict[str, Path | None] = {"database": None, "jsonl": None}
+    for key in paths:
+        if not sec.has(key) or sec.data.get(key) is None:
+            continue
+        text = sec.string(key, what="a file path")
+        if text is None:
+            ok = False
+            continue
+        path = _resolve(base, text)
+        if path.exists() and not path.is_file():
+            sec.error(key, f"{_display(path)} exists and is not a file")
+            ok = False
+        paths[key] = path
+    if not ok:
+        return None
+    database = paths["database"]
+    if database is None:
+        if recordings is None:
+            return None
+        database = recordings.directory / "cdr.sqlite"
+    return CdrConfig(database=database, jsonl=paths["jsonl"])
+
+
+def _parse_state(sec: _Section) -> str | None:
+    """``state``: ``embedded`` (one node) or a Redis URL shared by every node of the
+    center: ``redis://[:password@]host:port/db``, ``rediss://...`` (TLS) or
+    ``redis+sentinel://host1:port1,host2:port2/service/db``."""
+    if not sec.has("state"):
+        return StateKind.EMBEDDED.value
+    state = sec.string("state", what="'embedded' or a redis:// URL")
+    if state is None:
+        return None
+    state = state.strip()
+    if state in STATE_BACKENDS:
+        return state
+    if state.startswith(REDIS_SCHEMES):
+        try:
+            check_url(state)
+        except StateUrlError as e:
+            sec.error("state", str(e))
+            return None
+        return state
+    sec.error("state", f"unknown state backend {state!r}; use 'embedded' or a URL starting "
+              f"with {', '.join(REDIS_SCHEMES)}")
+    return None
+
+
+REDIS_SCHEMES: Final = ("redis://", "rediss://", "redis+sentinel://")
+
+
+def _check_port_clash(ck: _Checker, sip: SipConfig, rtp: RtpConfig, line: int) -> None:
+    """The SIP UDP port must not fall inside the RTP range on the same address."""
+    same_host = (sip.listen_host == rtp.address
+                 or ipaddress.ip_address(sip.listen_host).is_unspecified)
+    if same_host and rtp.port_min <= sip.listen_port <= rtp.port_max:
+        ck.error("rtp.ports", f"range {rtp.port_min}-{rtp.port_max} contains the SIP port "
+                 f"{sip.listen_port}", line)
+
+
+def _check(path: Path) -> tuple[Config | None, _Report]:
+    report = _Report()
+    ck = _Checker(str(path), report)
+    data = ck.read_yaml(path)
+    if isinstance(data, _Failed):
+        return None, report
+    top = _section(ck, data, "", 1, what="a mapping with sip, rtp, http, recordings, dialplans",
+                   allowed=("sip", "rtp", "http", "recordings", "cdr", "dialplans", "state",
+                            "node", "hold_ttl"),
+                   required=("sip", "rtp", "http", "recordings", "dialplans"))
+    if top is None:
+        return None, report
+    base = path.absolute().parent
+    sip = _parse_sip(ck, top.data["sip"], top.line("sip")) if top.has("sip") else None
+    rtp = _parse_rtp(ck, top.data["rtp"], top.line("rtp")) if top.has("rtp") else None
+    http = (_parse_http(ck, top.data["http"], top.line("http"), base) if top.has("http")
+            else None)
+    recordings = (_parse_recordings(ck, top.data["recordings"], top.line("recordings"), base)
+                  if top.has("recordings") else None)
+    cdr = _parse_cdr(ck, top.data.get("cdr"), top.line("cdr") if top.has("cdr") else 1,
+                     base, recordings)
+    state = _parse_state(top)
+    hold_ttl = top.number("hold_ttl", minimum=1, inclusive=True)
+    node = top.string("node", what="a node name")
+    if node is not None and not _NAME.fullmatch(node):
+        top.error("node", "must be 1-64 letters, digits, '_', '-' or '.'")
+        node = None
+    if sip is not None and rtp is not None:
+        _check_port_clash(ck, sip, rtp, top.line("rtp"))
+    dialplan_dir: Path | None = None
+    dialplan: Dialplan | None = None
+    text = top.string("dialplans", what="a directory path")
+    if text is not None:
+        dialplan_dir = _resolve(base, text)
+        dialplan = _load_dir(dialplan_dir, report, ck, "dialplans", top.line("dialplans"))
+    if (report.errors or sip is None or rtp is None or http is None or recordings is None
+            or cdr is None or state is None or dialplan_dir is None or dialplan is None):
+        return None, report
+    return Config(sip=sip, rtp=rtp, http=http, recordings=recordings, cdr=cdr,
+                  dialplan_dir=dialplan_dir, dialplan=dialplan, state=state,
+                  node=node or f"{socket.gethostname()}-{sip.listen_port}",
+                  hold_ttl=15.0 if hold_ttl is None else hold_ttl,
+                  source=path.absolute()), report
+
+
+def check_config(path: Path) -> CheckResult:
+    """Load and validate the service config and every dialplan; never raises for bad input."""
+    config, report = _check(Path(path))
+    return CheckResult(config=config if not report.errors else None,
+                       errors=report.errors, warnings=report.warnings)
+
+
+def load_config(path: Path) -> Config:
+    """The service config at ``path`` with its dialplans; raises ConfigErrors listing every problem."""
+    config, report = _check(Path(path))
+    return _raise_or(config, report)
