@@ -16,7 +16,7 @@ import attrs
 from ccswitch.errors import SipParseError
 
 __all__ = [
-    "Headers", "SipURI", "NameAddr", "Via", "Request", "Response", "Message",
+    "Headers", "SipURI", "AbsoluteURI", "NameAddr", "Via", "Request", "Response", "Message",
     "parse_message", "make_response", "new_branch", "new_tag", "new_call_id",
     "REASONS", "BRANCH_MAGIC", "canonical_name",
 ]
@@ -408,6 +408,43 @@ class SipURI:
         return "".join(out)
 
 
+@attrs.frozen(kw_only=True)
+class AbsoluteURI:
+    """A URI of another scheme (``tel:``, ``http:``, ``urn:``...), kept as text.
+
+    Legal in From and To (RFC 3261 20.20, 20.39: any absoluteURI); ccswitch sends
+    requests only to sip:/sips: URIs, so it is never a Request-URI, Contact or route.
+    """
+
+    scheme: str
+    rest: str  # everything after "scheme:"
+
+    @classmethod
+    def parse(cls, text: str) -> AbsoluteURI:
+        scheme, colon, rest = text.partition(":")
+        if not colon or _SCHEME_RE.fullmatch(scheme) is None or not rest \
+                or _URI_BAD_RE.search(rest) is not None:
+            raise SipParseError(f"bad URI: {text[:80]!r}")
+        return cls(scheme=scheme.lower(), rest=rest)
+
+    @property
+    def user(self) -> str | None:
+        """The number of a tel: URI (RFC 3966, parameters dropped); None for other schemes."""
+        if self.scheme != "tel":
+            return None
+        return self.rest.partition(";")[0] or None
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.rest}"
+
+
+def _addr_spec(text: str) -> SipURI | AbsoluteURI:
+    """The URI of a name-addr or addr-spec: a SipURI for sip:/sips:, else an AbsoluteURI."""
+    if text.partition(":")[0].lower() in ("sip", "sips"):
+        return SipURI.parse(text)
+    return AbsoluteURI.parse(text)
+
+
 def _unquote(text: str) -> tuple[str, int]:
     """Read a quoted string starting at text[0] == '"'; returns (content, index after)."""
     close = text.find('"', 1)
@@ -433,9 +470,13 @@ def _unquote(text: str) -> tuple[str, int]:
 
 @attrs.frozen(kw_only=True)
 class NameAddr:
-    """A From/To/Contact/Route value: optional display name, URI, header params."""
+    """A From/To/Contact/Route value: optional display name, URI, header params.
 
-    uri: SipURI
+    ``uri`` is an :class:`AbsoluteURI` only for a scheme other than sip/sips, legal in
+    From and To; :attr:`sip_uri` is for the values ccswitch routes on.
+    """
+
+    uri: SipURI | AbsoluteURI
     display: str | None = None
     params: Params = ()
 
@@ -458,11 +499,14 @@ class NameAddr:
             gt = text.find(">", lt)
             if gt < 0:
                 raise SipParseError(f"unterminated <uri>: {text[:80]!r}")
-            uri = SipURI.parse(text[lt + 1:gt])
+            inner = text[lt + 1:gt]
+            if inner != inner.strip():  # LAQUOT addr-spec RAQUOT: no LWS inside (25.1)
+                raise SipParseError(f"whitespace inside <uri>: {text[:80]!r}")
+            uri = _addr_spec(inner)
             rest = text[gt + 1:].strip()
         else:
             uri_text, semi, rest = text.partition(";")
-            uri = SipURI.parse(uri_text)
+            uri = _addr_spec(uri_text.strip())
             rest = semi + rest
         params: Params = ()
         if rest:
@@ -470,6 +514,13 @@ class NameAddr:
                 raise SipParseError(f"bad name-addr parameters: {rest[:60]!r}")
             params = _parse_params(_split_outside(rest[1:], ";"), "header")
         return cls(uri=uri, display=display, params=params)
+
+    @property
+    def sip_uri(self) -> SipURI:
+        """The URI, when it is one ccswitch can send to; SipParseError (400) otherwise."""
+        if not isinstance(self.uri, SipURI):
+            raise SipParseError(f"not a SIP URI: {str(self.uri)[:80]!r}")
+        return self.uri
 
     @property
     def tag(self) -> str | None:
@@ -486,9 +537,16 @@ class NameAddr:
     def __str__(self) -> str:
         uri = f"<{self.uri}>{_render_params(self.params)}"
         if self.display:
-            escaped = self.display.replace("\\", "\\\\").replace('"', '\\"')
-            return f'"{escaped}" {uri}'
+            return f'"{_QUOTE_RE.sub(_quote_pair, self.display)}" {uri}'
         return uri
+
+
+# What a quoted string cannot hold as qdtext, escaped as a quoted-pair (RFC 3261 25.1).
+_QUOTE_RE = re.compile(r'["\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
+
+
+def _quote_pair(match: re.Match[str]) -> str:
+    return "\\" + match.group()
 
 
 _VIA_RE = re.compile(r"\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9.]+)\s*/\s*"
@@ -782,7 +840,7 @@ def parse_message(data: bytes) -> Request | Response:
         head = data[start:head_end].decode("utf-8")
     except UnicodeDecodeError:
         raise SipParseError("header bytes are not UTF-8") from None
-    if "\x00" in head:
+    if "\x00" in head and not _nuls_escaped_in_quotes(head):
         raise SipParseError("NUL byte in headers")
     lines = head.split("\r\n")
     nlines = len(lines) - 1
@@ -881,6 +939,31 @@ def parse_message(data: bytes) -> Request | Response:
     if max_forwards is not None:
         _uint(max_forwards, "Max-Forwards", 255)
     return message
+
+
+def _nuls_escaped_in_quotes(head: str) -> bool:
+    """Whether every NUL in ``head`` is a quoted-pair (``\\`` + %x00) inside a quoted
+    string, the one place RFC 3261 25.1 allows it. Quotes are tracked line by line, so a
+    NUL after a fold inside a quoted string is refused (no peer is known to send one)."""
+    for line in head.split("\n"):
+        if "\x00" not in line:
+            continue
+        quoted = False
+        i = 0
+        n = len(line)
+        while i < n:
+            ch = line[i]
+            if ch == "\x00":
+                return False
+            if quoted:
+                if ch == "\\":
+                    i += 1  # the escaped character, a NUL included
+                elif ch == '"':
+                    quoted = False
+            elif ch == '"':
+                quoted = True
+            i += 1
+    return True
 
 
 def _first_value(headers: Headers, key: str) -> str:

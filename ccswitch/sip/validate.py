@@ -139,12 +139,12 @@ def _dialog_problem(request: Request) -> str | None:
     if len(contacts) != 1:
         return "More Than One Contact"
     try:
-        NameAddr.parse(contacts[0])
+        NameAddr.parse(contacts[0]).sip_uri
     except SipParseError:
         return "Bad Contact"
     for route in request.headers.get_all("Record-Route"):
         try:
-            NameAddr.parse(route)
+            NameAddr.parse(route).sip_uri
         except SipParseError:
             return "Bad Record-Route"
     return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
@@ -40,9 +40,6 @@ from ccswitch.sip.validate import Rejection, check_request
 REPO = Path(__file__).resolve().parents[2]
 TORTURE = REPO / "tests" / "data" / "sip" / "torture"
 SOURCE = ("127.0.0.1", 5062)
-
-# Flip to True once CallController.request_received calls check_request first: the
-# xfail-marked wire tests for check-rejected fixtures then must pass.
 
 
 @attrs.frozen(kw_only=True)
@@ -76,7 +73,10 @@ CASES: dict[str, Case] = {
     "response_weird_reason": Case(answer=None),
     "response_unknown_code": Case(answer=None),
     "oversize_datagram": Case(parse=400),  # a 70 kB header line; the transport drops it first
-    "non_sip_from_uri": Case(parse=416, answer=416),  # RFC: should parse (see xfail below)
+    "non_sip_from_uri": Case(answer=200),
+    "non_sip_to_and_from": Case(answer=200),
+    "invite_tel_from": Case(answer=200),
+    "escaped_nul_display_name": Case(answer=200),
     # rejected by check_request
     "invite_max_forwards_zero": Case(check=483, answer=483),
     "unknown_require": Case(check=420, answer=420),
@@ -118,6 +118,7 @@ CASES: dict[str, Case] = {
     "empty_call_id": Case(parse=400, answer=400),
     "no_blank_line": Case(parse=400, answer=400),
     "continuation_first": Case(parse=400, answer=400),
+    "addr_spec_with_spaces": Case(parse=400, answer=400),
     "malformed_ack": Case(parse=400),
 }
 
@@ -204,9 +205,11 @@ class Node:
         return self.controller.active_calls, self.media.legs, self.layer.transaction_count
 
 
-def build_node(directory: Path, *, unchecked: bool = False) -> Node:
+def build_node(directory: Path, *, unchecked: bool = False,
+               on_record: Callable[[dict[str, Any]], None] | None = None) -> Node:
     """Number 100 routes to queue support (agent alice); 127.0.0.0/8 is trusted.
-    ``unchecked``: use UncheckedController instead of the plain CallController."""
+    ``unchecked``: use UncheckedController instead of the plain CallController;
+    ``on_record`` gets every finished call's record."""
     queue = Queue(name="support", group="inhouse",
                   announcement=REPO / "dialplans" / "sounds" / "qa_notice.wav")
     dialplan = Dialplan(agents={"alice": Agent(id="alice", uri="sip:alice@127.0.0.1:5090")},
@@ -224,7 +227,7 @@ def build_node(directory: Path, *, unchecked: bool = False) -> Node:
                         clock=clock)
     kind = UncheckedController if unchecked else CallController
     controller = kind(clock=clock, config=config, engine=RoutingEngine(dialplan, clock=clock),
-                      media=media, metrics=Metrics())
+                      media=media, metrics=Metrics(), on_record=on_record)
     protocol = SipUdpProtocol()
     transport = FakeDatagramTransport()  # type: ignore[no-untyped-call]
     protocol.makeConnection(transport)
@@ -562,14 +565,20 @@ def test_b2bua_alone_does_not_leak(tmp_path: Path, name: str) -> None:
     assert seen == []
 
 
-# -- known gaps (asserted as such) -------------------------------------------------------
-
-@pytest.mark.xfail(strict=True, reason="parser: From/To with a non-SIP URI raise 416; "
-                   "RFC 3261 20.20/20.39 allow any absoluteURI there")
 def test_non_sip_from_uri_is_accepted() -> None:
     """From: <tel:+15550100> is legal in a request and parses."""
     request = parsed_request("non_sip_from_uri")
     assert request.from_.tag == "tt-telfrom"
+
+
+def test_tel_from_invite_is_a_call_with_the_number_as_caller(tmp_path: Path) -> None:
+    """An INVITE from a tel: URI becomes a call whose record names the number as caller."""
+    records: list[dict[str, Any]] = []
+    node = build_node(tmp_path, on_record=records.append)
+    wire = node.feed(fixture("invite_tel_from"))
+    assert final_status(wire) == 200 and node.controller.active_calls == 1
+    node.settle()  # no ACK: the call ends, and its record is written
+    assert [record["caller"] for record in records] == ["+15550100"]
 
 
 def test_escaped_request_uri_user_routes_like_plain(node: Node) -> None:
