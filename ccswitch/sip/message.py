@@ -17,7 +17,8 @@ from ccswitch.errors import SipParseError
 
 __all__ = [
     "Headers", "SipURI", "AbsoluteURI", "NameAddr", "Via", "Request", "Response", "Message",
-    "parse_message", "make_response", "new_branch", "new_tag", "new_call_id",
+    "parse_message", "make_response", "salvage_response", "new_branch", "new_tag",
+    "new_call_id",
     "REASONS", "BRANCH_MAGIC", "canonical_name",
 ]
 
@@ -748,7 +749,9 @@ class _Common:
         lines.append(f"Content-Length: {len(self.body)}")
         lines.append("")
         lines.append("")
-        return "\r\n".join(lines).encode("utf-8") + self.body
+        # surrogateescape: the bytes that were not UTF-8 in a header a stateless answer
+        # copies from an unparseable request (salvage_response) go back unchanged.
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
 
 @attrs.define(kw_only=True)
@@ -1051,6 +1054,61 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     for name, value in headers:
         out.add(name, value)
     return Response(status=status, reason=reason, headers=out, body=body)
+
+
+# The headers a response copies from its request, by lookup key (compact forms included).
+_COPIED = ("via", "from", "to", "call-id", "cseq")
+_TAG_RE = re.compile(r";[ \t]*tag[ \t]*=", re.I)
+_LWS_RE = re.compile(r"[ \t]+")
+
+
+def salvage_response(data: bytes, status: int, reason: str | None = None, *,
+                     headers: Iterable[tuple[str, str]] = ()) -> Response | None:
+    """A stateless response to a request that failed to parse, or None when none can be
+    built (a response, an ACK, a start line without a SIP version last, or no Via, From,
+    To, Call-ID or CSeq line).
+
+    Best effort over whatever arrived: no blank line after the headers, bytes that are
+    not UTF-8, NUL bytes, a Request-URI with spaces. Every Via, From, To, Call-ID and
+    CSeq is copied byte for byte, folding undone (RFC 3261 7.3.1); To gets a tag when
+    it has none (8.2.6.2).
+    """
+    data = data.lstrip(b"\r\n")
+    end = min((i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0),
+              default=len(data))
+    lines = [line[:-1] if line.endswith("\r") else line
+             for line in data[:end].decode("utf-8", "surrogateescape").split("\n")]
+    words = _LWS_RE.split(lines[0].strip(" \t"))
+    if len(words) < 3 or not words[-1].upper().startswith("SIP/") \
+            or words[0].upper() in ("ACK", "") or words[0].upper().startswith("SIP/"):
+        return None
+    found: list[list[str]] = []  # [lookup key, value] in wire order
+    copying = False  # whether the last header line is one we copy (for its folds)
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):
+            more = line.strip(" \t")
+            if copying and more:
+                found[-1][1] = f"{found[-1][1]} {more}" if found[-1][1] else more
+            continue
+        name, colon, value = line.partition(":")
+        key = _key(name)
+        copying = bool(colon) and key in _COPIED
+        if copying:
+            found.append([key, value.strip(" \t")])
+    out = Headers()
+    for key in _COPIED:
+        values = [value for k, value in found if k == key]
+        if not values or any("\r" in value for value in values):
+            return None
+        for value in values if key == "via" else values[:1]:
+            if key == "to" and _TAG_RE.search(value) is None:
+                value = f"{value};tag={new_tag()}"
+            out.add(_CANONICAL[key], value)
+    for name, value in headers:
+        out.add(name, value)
+    if reason is None:
+        reason = REASONS.get(status) or _CLASS_REASONS[status // 100]
+    return Response(status=status, reason=reason, headers=out)
 
 
 def new_branch() -> str:

@@ -118,7 +118,10 @@ CASES: dict[str, Case] = {
     "empty_call_id": Case(parse=400, answer=400),
     "no_blank_line": Case(parse=400, answer=400),
     "continuation_first": Case(parse=400, answer=400),
+    "folded_headers_bad_request": Case(parse=400, answer=400),
+    "ruri_with_space": Case(parse=400, answer=400),
     "addr_spec_with_spaces": Case(parse=400, answer=400),
+    "unreadable_but_answerable": Case(parse=400, answer=400),
     "malformed_ack": Case(parse=400),
 }
 
@@ -579,6 +582,37 @@ def test_tel_from_invite_is_a_call_with_the_number_as_caller(tmp_path: Path) -> 
     assert final_status(wire) == 200 and node.controller.active_calls == 1
     node.settle()  # no ACK: the call ends, and its record is written
     assert [record["caller"] for record in records] == ["+15550100"]
+
+
+def test_error_answer_copies_folded_headers_exactly(node: Node) -> None:
+    """A stateless 400 carries Via, From, To (plus a tag), Call-ID and CSeq exactly as
+    sent, folding undone (RFC 3261 7.3.1), and no other header's continuation."""
+    data = fixture("folded_headers_bad_request")
+    answer = node.feed(data)[-1]
+    for name in (rb"via", rb"from", rb"call-id", rb"cseq"):
+        assert header_line(answer, name) == header_line(data, name)
+    to = header_line(answer, rb"to")
+    assert to is not None and to.startswith(header_line(data, rb"to") + b";tag=")
+
+
+def test_unparseable_request_is_answered_with_its_own_bytes(node: Node) -> None:
+    """No blank line, bytes that are not UTF-8 and a NUL: the 400 still goes out, with
+    From and Call-ID copied byte for byte."""
+    data = fixture("unreadable_but_answerable")
+    answer = node.feed(data)[-1]
+    assert answer.startswith(b"SIP/2.0 400 ")
+    assert header_line(answer, rb"from") == header_line(data, rb"from")
+    assert header_line(answer, rb"call-id") == b"torture-protos\x00@phone.ccswitch.test"
+
+
+def test_error_answer_to_a_host_name_via_goes_to_the_source(node: Node) -> None:
+    """A Via sent-by host name needs no DNS: received=<source IP> is added and the answer
+    goes to that IP and the sent-by port (RFC 3261 18.2.1, 18.2.2)."""
+    node.feed(fixture("unreadable_but_answerable"))
+    data, addr = node.transport.written[-1]
+    assert addr == (SOURCE[0], 5064)
+    assert header_line(data, rb"via") == (b"SIP/2.0/UDP phone.ccswitch.test:5064;"
+                                          b"branch=z9hG4bKprotos;received=127.0.0.1")
 
 
 def test_escaped_request_uri_user_routes_like_plain(node: Node) -> None:

@@ -152,6 +152,21 @@ def test_malformed_readable_request_gets_400(env: Env) -> Generator[
 
 
 @pytest_twisted.inlineCallbacks
+def test_malformed_request_from_a_host_name_via_is_answered(env: Env) -> Generator[
+        Deferred[None], None, None]:
+    """A Via naming an unresolvable host gets its 400 at the source IP and the Via port,
+    with received=<source IP> added (RFC 3261 18.2.1/18.2.2), no DNS involved."""
+    bad = options(env.phone.port).replace(f"{HOST}:{env.phone.port}".encode(),
+                                          f"phone.invalid:{env.phone.port}".encode(), 1) \
+        .replace(b";rport", b"").replace(b"X-Pad: ", b"Max-Forwards: abc\r\nX-Pad: ")
+    env.phone.send(bad, env.port)
+    yield from wait_until(lambda: len(env.phone.received) >= 1)
+    response = parse_message(env.phone.received[0][0])
+    assert isinstance(response, Response) and response.status == 400
+    assert response.top_via.host == "phone.invalid" and response.top_via.received == HOST
+
+
+@pytest_twisted.inlineCallbacks
 def test_oversize_datagram_is_dropped(env: Env) -> Generator[Deferred[None], None, None]:
     """A datagram over max_size never reaches the TU and gets no reply."""
     big = options(env.phone.port, call_id="big", pad=MAX_SIZE)
@@ -216,6 +231,26 @@ def test_error_response_without_rport_goes_to_via_port() -> None:
     bad = options(5099).replace(b";rport", b"").replace(b"X-Pad: ", b"Max-Forwards: x\r\nX: ")
     protocol.datagramReceived(bad, (HOST, 40000))
     assert [addr for _, addr in transport.written] == [(HOST, 5099)]
+
+
+def test_request_uri_with_a_space_gets_400() -> None:
+    """A request line of four tokens (a space inside the Request-URI) is answered 400."""
+    protocol, transport = fake_protocol()
+    protocol.datagramReceived(options(5062).replace(b"OPTIONS sip:ccswitch@", b"OPTIONS sip:cc "
+                                                    b"switch@", 1), (HOST, 5062))
+    response = parse_message(transport.written[0][0])
+    assert isinstance(response, Response) and response.status == 400
+
+
+def test_malformed_request_with_an_empty_via_is_answered_at_its_source() -> None:
+    """An empty Via value cannot route the 400, so it goes to the packet's source."""
+    protocol, transport = fake_protocol()
+    bad = options(5099).replace(b"Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKopt-1;rport",
+                                b"Via: ")
+    assert b"Via: \r\n" in bad
+    protocol.datagramReceived(bad, (HOST, 40000))
+    assert [addr for _, addr in transport.written] == [(HOST, 40000)]
+    assert transport.written[0][0].startswith(b"SIP/2.0 400 ")
 
 
 def test_malformed_request_missing_headers_is_dropped() -> None:
