@@ -4,7 +4,8 @@ Forgiving at the edge: keep-alives are ignored, oversize and unparseable
 datagrams are logged with their source and dropped, requests the source guard
 refuses (scanners, floods, banned sources) are dropped unanswered, and a malformed request
 that still names Via, From, To, Call-ID and CSeq gets a stateless 400 (or the
-status the parser chose, e.g. 505). Nothing raised below reaches the reactor.
+status the parser chose, e.g. 505), counted through the injected ``rejected``
+callback. Nothing raised below reaches the reactor.
 """
 
 from __future__ import annotations
@@ -30,13 +31,16 @@ class SipUdpProtocol(DatagramProtocol):
     """The SIP UDP socket: feeds a :class:`TransactionLayer` and sends for it."""
 
     def __init__(self, *, max_size: int = 65535, guard: SourceGuard | None = None,
-                 dropped: Callable[[str], None] | None = None) -> None:
+                 dropped: Callable[[str], None] | None = None,
+                 rejected: Callable[[int], None] | None = None) -> None:
         """``guard`` screens every request (scanners, per-source rate, bans); ``dropped``
-        is told the verdict of each request it refuses (for a metric)."""
+        is told the verdict of each request it refuses and ``rejected`` the status of each
+        malformed request it answers statelessly (both for metrics)."""
         self._max_size = max_size
         self._layer: TransactionLayer | None = None
         self._guard = guard
         self._dropped = dropped
+        self._rejected = rejected
 
     def set_layer(self, layer: TransactionLayer) -> None:
         """Attach the transaction layer that gets every parsed message."""
@@ -116,6 +120,8 @@ class SipUdpProtocol(DatagramProtocol):
         log.info("malformed request from {source} answered {status}: {reason}",
                  source=source, status=response.status, reason=error.reason)
         self.send(response.to_bytes(), destination)
+        if self._rejected is not None:
+            self._rejected(response.status)
 
 
 def _error_response(datagram: bytes, error: SipParseError,

@@ -189,8 +189,10 @@ class RaisingLayer:
         raise RuntimeError("layer bug")
 
 
-def fake_protocol(tu: RecordingTU | None = None) -> tuple[SipUdpProtocol, FakeDatagramTransport]:
-    protocol = SipUdpProtocol(max_size=MAX_SIZE)
+def fake_protocol(tu: RecordingTU | None = None, *,
+                  rejected: Callable[[int], None] | None = None) -> tuple[
+        SipUdpProtocol, FakeDatagramTransport]:
+    protocol = SipUdpProtocol(max_size=MAX_SIZE, rejected=rejected)
     transport = FakeDatagramTransport()
     protocol.makeConnection(transport)
     protocol.set_layer(TransactionLayer(Clock(), protocol.send, tu or RecordingTU(),
@@ -231,6 +233,19 @@ def test_error_response_without_rport_goes_to_via_port() -> None:
     bad = options(5099).replace(b";rport", b"").replace(b"X-Pad: ", b"Max-Forwards: x\r\nX: ")
     protocol.datagramReceived(bad, (HOST, 40000))
     assert [addr for _, addr in transport.written] == [(HOST, 5099)]
+
+
+def test_stateless_answers_are_reported_by_status() -> None:
+    """Each stateless answer is reported to the injected ``rejected`` sink with its
+    status; a datagram dropped unanswered is not."""
+    statuses: list[int] = []
+    protocol, transport = fake_protocol(rejected=statuses.append)
+    protocol.datagramReceived(options(5062).replace(b" SIP/2.0\r\n", b" SIP/3.0\r\n", 1),
+                              (HOST, 5062))
+    protocol.datagramReceived(options(5062).replace(b"X-Pad: ", b"Max-Forwards: x\r\nX: "),
+                              (HOST, 5062))
+    protocol.datagramReceived(b"\x00\xffnot sip at all\r\n\r\n", (HOST, 5062))
+    assert statuses == [505, 400] and len(transport.written) == 2
 
 
 def test_request_uri_with_a_space_gets_400() -> None:
