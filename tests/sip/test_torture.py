@@ -86,6 +86,7 @@ CASES: dict[str, Case] = {
     "invite_without_contact": Case(check=400, answer=400),
     "invite_bad_contact": Case(check=400, answer=400),
     "invite_bad_record_route": Case(check=400, answer=400),
+    "invite_accept_no_sdp": Case(check=406, answer=406),
     # rejected by the parser
     "clen_larger_than_body": Case(parse=400, answer=400),
     "clen_negative": Case(parse=400, answer=400),
@@ -475,6 +476,24 @@ def test_two_contacts_in_invite_is_400() -> None:
     """An INVITE must carry exactly one Contact (8.1.1.8)."""
     request = build(extra=(("Contact", "<sip:other@127.0.0.1>"),))
     assert check_request(request) == Rejection(status=400, reason="More Than One Contact")
+
+
+@pytest.mark.parametrize("accept", ["application/*", "*/*;q=0.1", "text/plain, Application/SDP"])
+def test_accept_admitting_sdp_passes(accept: str) -> None:
+    """An INVITE whose Accept admits application/sdp (wildcards included) is handled."""
+    assert check_request(build(extra=(("Accept", accept),))) is None
+
+
+@pytest.mark.parametrize("accept", ["", "text/plain", "application/sdp;q=0", "*/*;q=0.0"])
+def test_accept_without_sdp_is_406(accept: str) -> None:
+    """An INVITE whose Accept admits no SDP (an empty one admits nothing, 20.1) is 406."""
+    assert check_request(build(extra=(("Accept", accept),))) == Rejection(
+        status=406, reason="Not Acceptable", headers=(("Accept", "application/sdp"),))
+
+
+def test_accept_of_non_invite_is_not_judged() -> None:
+    """Only an INVITE's answer carries SDP: an OPTIONS with Accept: text/plain passes."""
+    assert check_request(build("OPTIONS", extra=(("Accept", "text/plain"),))) is None
 
 
 def test_non_invite_body_type_is_not_judged() -> None:
