@@ -77,6 +77,7 @@ CASES: dict[str, Case] = {
     "non_sip_to_and_from": Case(answer=200),
     "invite_tel_from": Case(answer=200),
     "escaped_nul_display_name": Case(answer=200),
+    "rfc2543_invite": Case(answer=200),
     # rejected by check_request
     "invite_max_forwards_zero": Case(check=483, answer=483),
     "unknown_require": Case(check=420, answer=420),
@@ -84,6 +85,7 @@ CASES: dict[str, Case] = {
     "unsupported_content_encoding": Case(check=415, answer=415),
     "body_without_content_type": Case(check=400, answer=400),
     "invite_without_contact": Case(check=400, answer=400),
+    "rfc2543_invite_without_contact": Case(check=400, answer=400),
     "invite_bad_contact": Case(check=400, answer=400),
     "invite_bad_record_route": Case(check=400, answer=400),
     "invite_accept_no_sdp": Case(check=406, answer=406),
@@ -601,6 +603,25 @@ def test_tel_from_invite_is_a_call_with_the_number_as_caller(tmp_path: Path) -> 
     assert final_status(wire) == 200 and node.controller.active_calls == 1
     node.settle()  # no ACK: the call ends, and its record is written
     assert [record["caller"] for record in records] == ["+15550100"]
+
+
+def test_rfc2543_invite_is_confirmed_by_its_ack(node: Node) -> None:
+    """An INVITE without a branch magic cookie is matched by the RFC 2543 rules (17.2.3):
+    its retransmission is absorbed and its branchless ACK ends the 200's retransmissions,
+    so the call stays up."""
+    data = fixture("rfc2543_invite")
+    ok = node.feed(data)[-1]
+    assert node.feed(data) == []
+    to = header_line(ok, rb"to")
+    assert to is not None
+    ack = (data.split(b"\r\n\r\n")[0].replace(b"INVITE sip:", b"ACK sip:", 1)
+           .replace(b"CSeq: 1 INVITE", b"CSeq: 1 ACK")
+           .replace(b"To: <sip:100@ccswitch.test>", b"To: " + to)
+           .split(b"Content-Type")[0] + b"Content-Length: 0\r\n\r\n")
+    node.feed(ack)
+    sent = len(node.transport.written)
+    node.clock.advance(40)  # past timer H: an unacknowledged 200 would have ended the call
+    assert node.transport.written[sent:] == [] and node.controller.active_calls == 1
 
 
 def test_error_answer_copies_folded_headers_exactly(node: Node) -> None:
