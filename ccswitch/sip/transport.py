@@ -130,10 +130,10 @@ def _error_response(datagram: bytes, error: SipParseError,
     cannot be built (see :func:`salvage_response`).
 
     Routed as RFC 3261 18.2.1/18.2.2 and RFC 3581 say, without DNS: the top Via gets
-    ``received=<source IP>`` when its sent-by host is not that IP (or it asks for
-    ``rport``, which gets the source port); the answer goes to the source address with
-    ``rport``, else to the source IP and the sent-by port, and to the source address
-    when the Via cannot be read.
+    ``received=<source IP>`` when its sent-by host (or a ``received`` it carries) is not
+    that IP, or it asks for ``rport``, which gets the source port; the answer goes to the
+    source address with ``rport``, else to the source IP and the sent-by port, and to the
+    source address when the Via cannot be read.
     """
     status = error.status if 300 <= error.status <= 699 else 400
     response = salvage_response(datagram, status, headers=[
@@ -147,7 +147,7 @@ def _error_response(datagram: bytes, error: SipParseError,
     except SipParseError:
         return response, source
     ip, port = source
-    if top.has_rport or _strip_brackets(top.host) != ip:
+    if top.has_rport or _strip_brackets(top.host) != ip or top.received not in (None, ip):
         top = top.with_param("received", ip)
         if top.has_rport:
             top = top.with_param("rport", str(port))

@@ -257,6 +257,17 @@ def test_request_uri_with_a_space_gets_400() -> None:
     assert isinstance(response, Response) and response.status == 400
 
 
+def test_stateless_answer_corrects_a_received_written_by_the_peer() -> None:
+    """A Via arriving with received=<a name> gets received=<source IP> in the 400."""
+    protocol, transport = fake_protocol()
+    bad = options(5099).replace(b";rport", b";received=phone.invalid") \
+        .replace(b"X-Pad: ", b"Max-Forwards: x\r\nX: ")
+    protocol.datagramReceived(bad, (HOST, 40000))
+    response = parse_message(transport.written[0][0])
+    assert isinstance(response, Response) and response.top_via.received == HOST
+    assert transport.written[0][1] == (HOST, 5099)
+
+
 def test_malformed_request_with_an_empty_via_is_answered_at_its_source() -> None:
     """An empty Via value cannot route the 400, so it goes to the packet's source."""
     protocol, transport = fake_protocol()
