@@ -214,7 +214,9 @@ def start_node(config: Config, reactor: Any) -> Node:
     metrics.sip_banned_sources.set_function(lambda: len(guard.banned()))
     protocol = SipUdpProtocol(max_size=config.sip.max_message_size, guard=guard,
                               dropped=lambda reason: metrics.sip_dropped.labels(
-                                  reason=reason).inc())
+                                  reason=reason).inc(),
+                              rejected=lambda status: metrics.sip_rejected.labels(
+                                  status=str(status)).inc())
     sip_port = reactor.listenUDP(config.sip.listen_port, protocol,
                                  interface=config.sip.listen_host)
     port_number = sip_port.getHost().port

@@ -128,7 +128,9 @@ class Metrics:
             ["queue", "vendor", "cause"], registry=self.registry,
         )
         self.sip_rejected = Counter(
-            "ccswitch_sip_rejected", "Out-of-dialog requests refused, by status code.",
+            "ccswitch_sip_rejected",
+            "Requests refused with an answer (malformed ones answered by the transport "
+            "included), by status code.",
             ["status"], registry=self.registry,
         )
         self.sip_dropped = Counter(

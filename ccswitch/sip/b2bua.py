@@ -1043,7 +1043,10 @@ def _routing_call_id(now: float) -> str:
 
 
 def _caller_id(name_addr: NameAddr) -> str:
-    return name_addr.uri.user or name_addr.uri.host
+    uri = name_addr.uri
+    if isinstance(uri, SipURI):
+        return uri.user or uri.host
+    return uri.user or str(uri)  # a tel: From gives its number, another scheme the URI
 
 
 def _pt(fmt: MediaFormat | None) -> int | None:

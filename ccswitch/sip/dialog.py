@@ -26,7 +26,7 @@ class Dialog:
             call_id=invite.call_id,
             local=invite.to.with_tag(local_tag),
             remote=invite.from_,
-            remote_target=_contact_uri(invite.headers) or invite.from_.uri,
+            remote_target=_contact_uri(invite.headers) or invite.from_.sip_uri,
             route_set=tuple(invite.headers.get_all("Record-Route")),
             local_cseq=0,
             contact=contact,
@@ -59,7 +59,7 @@ class Dialog:
     def destination(self) -> tuple[str, int]:
         """Where in-dialog requests go: the first loose route, else the remote target."""
         if self.route_set:
-            return NameAddr.parse(self.route_set[0]).uri.host_port()
+            return NameAddr.parse(self.route_set[0]).sip_uri.host_port()
         return self.remote_target.host_port()
 
     def _build(self, method: str, cseq: int, *, body: bytes = b"",
@@ -83,4 +83,4 @@ def _contact_uri(headers: Headers) -> SipURI | None:
     contacts = headers.get_all("Contact")
     if not contacts:
         return None
-    return NameAddr.parse(contacts[0]).uri
+    return NameAddr.parse(contacts[0]).sip_uri

@@ -16,8 +16,9 @@ import attrs
 from ccswitch.errors import SipParseError
 
 __all__ = [
-    "Headers", "SipURI", "NameAddr", "Via", "Request", "Response", "Message",
-    "parse_message", "make_response", "new_branch", "new_tag", "new_call_id",
+    "Headers", "SipURI", "AbsoluteURI", "NameAddr", "Via", "Request", "Response", "Message",
+    "parse_message", "make_response", "salvage_response", "new_branch", "new_tag",
+    "new_call_id",
     "REASONS", "BRANCH_MAGIC", "canonical_name",
 ]
 
@@ -408,6 +409,43 @@ class SipURI:
         return "".join(out)
 
 
+@attrs.frozen(kw_only=True)
+class AbsoluteURI:
+    """A URI of another scheme (``tel:``, ``http:``, ``urn:``...), kept as text.
+
+    Legal in From and To (RFC 3261 20.20, 20.39: any absoluteURI); ccswitch sends
+    requests only to sip:/sips: URIs, so it is never a Request-URI, Contact or route.
+    """
+
+    scheme: str
+    rest: str  # everything after "scheme:"
+
+    @classmethod
+    def parse(cls, text: str) -> AbsoluteURI:
+        scheme, colon, rest = text.partition(":")
+        if not colon or _SCHEME_RE.fullmatch(scheme) is None or not rest \
+                or _URI_BAD_RE.search(rest) is not None:
+            raise SipParseError(f"bad URI: {text[:80]!r}")
+        return cls(scheme=scheme.lower(), rest=rest)
+
+    @property
+    def user(self) -> str | None:
+        """The number of a tel: URI (RFC 3966, parameters dropped); None for other schemes."""
+        if self.scheme != "tel":
+            return None
+        return self.rest.partition(";")[0] or None
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.rest}"
+
+
+def _addr_spec(text: str) -> SipURI | AbsoluteURI:
+    """The URI of a name-addr or addr-spec: a SipURI for sip:/sips:, else an AbsoluteURI."""
+    if text.partition(":")[0].lower() in ("sip", "sips"):
+        return SipURI.parse(text)
+    return AbsoluteURI.parse(text)
+
+
 def _unquote(text: str) -> tuple[str, int]:
     """Read a quoted string starting at text[0] == '"'; returns (content, index after)."""
     close = text.find('"', 1)
@@ -433,9 +471,13 @@ def _unquote(text: str) -> tuple[str, int]:
 
 @attrs.frozen(kw_only=True)
 class NameAddr:
-    """A From/To/Contact/Route value: optional display name, URI, header params."""
+    """A From/To/Contact/Route value: optional display name, URI, header params.
 
-    uri: SipURI
+    ``uri`` is an :class:`AbsoluteURI` only for a scheme other than sip/sips, legal in
+    From and To; :attr:`sip_uri` is for the values ccswitch routes on.
+    """
+
+    uri: SipURI | AbsoluteURI
     display: str | None = None
     params: Params = ()
 
@@ -458,11 +500,14 @@ class NameAddr:
             gt = text.find(">", lt)
             if gt < 0:
                 raise SipParseError(f"unterminated <uri>: {text[:80]!r}")
-            uri = SipURI.parse(text[lt + 1:gt])
+            inner = text[lt + 1:gt]
+            if inner != inner.strip():  # LAQUOT addr-spec RAQUOT: no LWS inside (25.1)
+                raise SipParseError(f"whitespace inside <uri>: {text[:80]!r}")
+            uri = _addr_spec(inner)
             rest = text[gt + 1:].strip()
         else:
             uri_text, semi, rest = text.partition(";")
-            uri = SipURI.parse(uri_text)
+            uri = _addr_spec(uri_text.strip())
             rest = semi + rest
         params: Params = ()
         if rest:
@@ -470,6 +515,13 @@ class NameAddr:
                 raise SipParseError(f"bad name-addr parameters: {rest[:60]!r}")
             params = _parse_params(_split_outside(rest[1:], ";"), "header")
         return cls(uri=uri, display=display, params=params)
+
+    @property
+    def sip_uri(self) -> SipURI:
+        """The URI, when it is one ccswitch can send to; SipParseError (400) otherwise."""
+        if not isinstance(self.uri, SipURI):
+            raise SipParseError(f"not a SIP URI: {str(self.uri)[:80]!r}")
+        return self.uri
 
     @property
     def tag(self) -> str | None:
@@ -486,9 +538,16 @@ class NameAddr:
     def __str__(self) -> str:
         uri = f"<{self.uri}>{_render_params(self.params)}"
         if self.display:
-            escaped = self.display.replace("\\", "\\\\").replace('"', '\\"')
-            return f'"{escaped}" {uri}'
+            return f'"{_QUOTE_RE.sub(_quote_pair, self.display)}" {uri}'
         return uri
+
+
+# What a quoted string cannot hold as qdtext, escaped as a quoted-pair (RFC 3261 25.1).
+_QUOTE_RE = re.compile(r'["\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
+
+
+def _quote_pair(match: re.Match[str]) -> str:
+    return "\\" + match.group()
 
 
 _VIA_RE = re.compile(r"\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9.]+)\s*/\s*"
@@ -690,7 +749,9 @@ class _Common:
         lines.append(f"Content-Length: {len(self.body)}")
         lines.append("")
         lines.append("")
-        return "\r\n".join(lines).encode("utf-8") + self.body
+        # surrogateescape: the bytes that were not UTF-8 in a header a stateless answer
+        # copies from an unparseable request (salvage_response) go back unchanged.
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
 
 @attrs.define(kw_only=True)
@@ -782,7 +843,7 @@ def parse_message(data: bytes) -> Request | Response:
         head = data[start:head_end].decode("utf-8")
     except UnicodeDecodeError:
         raise SipParseError("header bytes are not UTF-8") from None
-    if "\x00" in head:
+    if "\x00" in head and not _nuls_escaped_in_quotes(head):
         raise SipParseError("NUL byte in headers")
     lines = head.split("\r\n")
     nlines = len(lines) - 1
@@ -883,6 +944,31 @@ def parse_message(data: bytes) -> Request | Response:
     return message
 
 
+def _nuls_escaped_in_quotes(head: str) -> bool:
+    """Whether every NUL in ``head`` is a quoted-pair (``\\`` + %x00) inside a quoted
+    string, the one place RFC 3261 25.1 allows it. Quotes are tracked line by line, so a
+    NUL after a fold inside a quoted string is refused (no peer is known to send one)."""
+    for line in head.split("\n"):
+        if "\x00" not in line:
+            continue
+        quoted = False
+        i = 0
+        n = len(line)
+        while i < n:
+            ch = line[i]
+            if ch == "\x00":
+                return False
+            if quoted:
+                if ch == "\\":
+                    i += 1  # the escaped character, a NUL included
+                elif ch == '"':
+                    quoted = False
+            elif ch == '"':
+                quoted = True
+            i += 1
+    return True
+
+
 def _first_value(headers: Headers, key: str) -> str:
     """The first stored value under lookup key ``key`` (which must be present)."""
     for k, _, v in headers._items:
@@ -968,6 +1054,61 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     for name, value in headers:
         out.add(name, value)
     return Response(status=status, reason=reason, headers=out, body=body)
+
+
+# The headers a response copies from its request, by lookup key (compact forms included).
+_COPIED = ("via", "from", "to", "call-id", "cseq")
+_TAG_RE = re.compile(r";[ \t]*tag[ \t]*=", re.I)
+_LWS_RE = re.compile(r"[ \t]+")
+
+
+def salvage_response(data: bytes, status: int, reason: str | None = None, *,
+                     headers: Iterable[tuple[str, str]] = ()) -> Response | None:
+    """A stateless response to a request that failed to parse, or None when none can be
+    built (a response, an ACK, a start line without a SIP version last, or no Via, From,
+    To, Call-ID or CSeq line).
+
+    Best effort over whatever arrived: no blank line after the headers, bytes that are
+    not UTF-8, NUL bytes, a Request-URI with spaces. Every Via, From, To, Call-ID and
+    CSeq is copied byte for byte, folding undone (RFC 3261 7.3.1); To gets a tag when
+    it has none (8.2.6.2).
+    """
+    data = data.lstrip(b"\r\n")
+    end = min((i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0),
+              default=len(data))
+    lines = [line[:-1] if line.endswith("\r") else line
+             for line in data[:end].decode("utf-8", "surrogateescape").split("\n")]
+    words = _LWS_RE.split(lines[0].strip(" \t"))
+    if len(words) < 3 or not words[-1].upper().startswith("SIP/") \
+            or words[0].upper() in ("ACK", "") or words[0].upper().startswith("SIP/"):
+        return None
+    found: list[list[str]] = []  # [lookup key, value] in wire order
+    copying = False  # whether the last header line is one we copy (for its folds)
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):
+            more = line.strip(" \t")
+            if copying and more:
+                found[-1][1] = f"{found[-1][1]} {more}" if found[-1][1] else more
+            continue
+        name, colon, value = line.partition(":")
+        key = _key(name)
+        copying = bool(colon) and key in _COPIED
+        if copying:
+            found.append([key, value.strip(" \t")])
+    out = Headers()
+    for key in _COPIED:
+        values = [value for k, value in found if k == key]
+        if not values or any("\r" in value for value in values):
+            return None
+        for value in values if key == "via" else values[:1]:
+            if key == "to" and _TAG_RE.search(value) is None:
+                value = f"{value};tag={new_tag()}"
+            out.add(_CANONICAL[key], value)
+    for name, value in headers:
+        out.add(name, value)
+    if reason is None:
+        reason = REASONS.get(status) or _CLASS_REASONS[status // 100]
+    return Response(status=status, reason=reason, headers=out)
 
 
 def new_branch() -> str:

@@ -15,10 +15,11 @@ clock's caller.
 
 Response routing for this UDP-only slice (RFC 3261 18.2.2, RFC 3581): a server
 transaction stamps ``received=<source ip>`` on the top Via when the source IP
-differs from the sent-by host (and always when ``rport`` is present), fills an
-empty ``rport`` with the source port, then answers to the packet's source
-address when ``rport`` is present, else to ``received`` (or the sent-by host)
-and the sent-by port. ``maddr`` is not honoured.
+differs from the sent-by host or from a ``received`` the request already carries
+(and always when ``rport`` is present), fills an empty ``rport`` with the source
+port, then answers to the packet's source address when ``rport`` is present, else
+to the source IP (the ``received`` address) and the sent-by port, so no answer
+needs DNS. ``maddr`` is not honoured.
 """
 
 from __future__ import annotations
@@ -678,7 +679,9 @@ class TransactionLayer:
         if host.startswith("["):
             host = host[1:-1]
         rport = top.has_rport
-        if rport or host != ip:
+        # A received parameter the peer wrote itself (not its source IP) is replaced: it
+        # would send the answer somewhere else, or to a name needing DNS.
+        if rport or host != ip or top.received not in (None, ip):
             new = top.with_param("received", ip)
             if rport and top.rport is None:
                 new = new.with_param("rport", str(port))
@@ -694,7 +697,7 @@ class TransactionLayer:
             top = new
         if rport:
             return source
-        return (top.received or host, top.sent_by()[1])
+        return (ip, top.sent_by()[1])  # received (stamped above) or the sent-by host: ip
 
     # -- from the TU --
 

@@ -4,7 +4,8 @@ Forgiving at the edge: keep-alives are ignored, oversize and unparseable
 datagrams are logged with their source and dropped, requests the source guard
 refuses (scanners, floods, banned sources) are dropped unanswered, and a malformed request
 that still names Via, From, To, Call-ID and CSeq gets a stateless 400 (or the
-status the parser chose, e.g. 505). Nothing raised below reaches the reactor.
+status the parser chose, e.g. 505), counted through the injected ``rejected``
+callback. Nothing raised below reaches the reactor.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from twisted.logger import Logger
 
 from ccswitch.errors import SipParseError
 from ccswitch.sip.guard import SourceGuard, Verdict
-from ccswitch.sip.message import (
-    REASONS, Headers, Request, Response, Via, new_tag, parse_message,
-)
+from ccswitch.sip.message import Request, Response, Via, parse_message, salvage_response
 from ccswitch.sip.transaction import TransactionLayer
 
 __all__ = ["SipUdpProtocol"]
@@ -27,25 +26,21 @@ log = Logger()
 
 Address = tuple[str, int]
 
-# The headers a stateless error response copies (compact forms included).
-_ERROR_HEADERS = {
-    "via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
-    "call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq",
-}
-_REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
-
 
 class SipUdpProtocol(DatagramProtocol):
     """The SIP UDP socket: feeds a :class:`TransactionLayer` and sends for it."""
 
     def __init__(self, *, max_size: int = 65535, guard: SourceGuard | None = None,
-                 dropped: Callable[[str], None] | None = None) -> None:
+                 dropped: Callable[[str], None] | None = None,
+                 rejected: Callable[[int], None] | None = None) -> None:
         """``guard`` screens every request (scanners, per-source rate, bans); ``dropped``
-        is told the verdict of each request it refuses (for a metric)."""
+        is told the verdict of each request it refuses and ``rejected`` the status of each
+        malformed request it answers statelessly (both for metrics)."""
         self._max_size = max_size
         self._layer: TransactionLayer | None = None
         self._guard = guard
         self._dropped = dropped
+        self._rejected = rejected
 
     def set_layer(self, layer: TransactionLayer) -> None:
         """Attach the transaction layer that gets every parsed message."""
@@ -115,7 +110,8 @@ class SipUdpProtocol(DatagramProtocol):
         try:
             answer = _error_response(datagram, error, source)
         except Exception:
-            answer = None
+            log.failure("building a stateless answer for {source} failed", source=source)
+            return
         if answer is None:
             log.info("dropped malformed SIP datagram from {source}: {reason}",
                      source=source, reason=error.reason)
@@ -124,63 +120,48 @@ class SipUdpProtocol(DatagramProtocol):
         log.info("malformed request from {source} answered {status}: {reason}",
                  source=source, status=response.status, reason=error.reason)
         self.send(response.to_bytes(), destination)
+        if self._rejected is not None:
+            self._rejected(response.status)
 
 
 def _error_response(datagram: bytes, error: SipParseError,
                     source: Address) -> tuple[Response, Address] | None:
-    """A stateless response to a malformed request, or None when it cannot be built.
+    """A stateless response to a malformed request and where it goes, or None when it
+    cannot be built (see :func:`salvage_response`).
 
-    The request line must have three tokens, a SIP version last and not be an ACK;
-    the five headers a response copies must be present.
+    Routed as RFC 3261 18.2.1/18.2.2 and RFC 3581 say, without DNS: the top Via gets
+    ``received=<source IP>`` when its sent-by host (or a ``received`` it carries) is not
+    that IP, or it asks for ``rport``, which gets the source port; the answer goes to the
+    source address with ``rport``, else to the source IP and the sent-by port, and to the
+    source address when the Via cannot be read.
     """
-    head_end = datagram.find(b"\r\n\r\n")
-    if head_end < 0:
-        head_end = datagram.find(b"\n\n")
-    head = datagram if head_end < 0 else datagram[:head_end]
-    text = head.decode("utf-8", errors="replace").lstrip("\r\n")
-    lines = text.replace("\r\n", "\n").split("\n")
-    parts = lines[0].split()
-    if len(parts) != 3 or not parts[2].upper().startswith("SIP/") \
-            or parts[0].upper() == "ACK" or parts[0].upper().startswith("SIP/"):
-        return None
-    found: list[tuple[str, str]] = []
-    for line in lines[1:]:
-        if line[:1] in (" ", "\t"):
-            if found:
-                name, value = found[-1]
-                found[-1] = (name, f"{value} {line.strip()}")
-            continue
-        name, colon, value = line.partition(":")
-        canonical = _ERROR_HEADERS.get(name.strip().lower())
-        if colon and canonical is not None:
-            found.append((canonical, value.strip()))
-    present = {name for name, _ in found}
-    if any(name not in present for name in _REQUIRED):
-        return None
-    headers = Headers()
-    for wanted in _REQUIRED:
-        for name, value in found:
-            if name == wanted:
-                if name == "To" and "tag=" not in value.lower():
-                    value = f"{value};tag={new_tag()}"
-                headers.add(name, value)
-                if name != "Via":
-                    break
     status = error.status if 300 <= error.status <= 699 else 400
-    response = Response(status=status, reason=REASONS.get(status, "Bad Request"),
-                        headers=headers)
-    headers.add("Warning", f'399 ccswitch "{_printable(error.reason)}"')
-    # RFC 3581 / 18.2.2 for a stateless answer: the source with rport, else the source
-    # IP (as "received") and the Via port; the source when the Via is unreadable.
-    destination = source
+    response = salvage_response(datagram, status, headers=[
+        ("Warning", f'399 ccswitch "{_printable(error.reason)}"')])
+    if response is None:
+        return None
+    headers = response.headers
+    vias = headers.get_all("Via")
     try:
-        via = Via.parse(headers.get_all("Via")[0])
-        if not via.has_rport:
-            destination = (source[0], via.sent_by()[1])
-    except (SipParseError, IndexError):
-        pass
-    return response, destination
+        top = Via.parse(vias[0] if vias else "")
+    except SipParseError:
+        return response, source
+    ip, port = source
+    if top.has_rport or _strip_brackets(top.host) != ip or top.received not in (None, ip):
+        top = top.with_param("received", ip)
+        if top.has_rport:
+            top = top.with_param("rport", str(port))
+        headers.remove("Via")
+        for via in reversed([str(top), *vias[1:]]):
+            headers.add("Via", via, first=True)
+    if top.has_rport:
+        return response, source
+    return response, (ip, top.sent_by()[1])
 
 
 def _printable(text: str) -> str:
     return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)[:100]
+
+
+def _strip_brackets(host: str) -> str:
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host

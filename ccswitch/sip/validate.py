@@ -20,6 +20,8 @@ Max-Forwards check of 16.3 first, since a new call is relayed to agent legs):
 5. INVITE bodies (8.2.3, 7.4.1): a body without Content-Type is 400; a media
    type outside ``accepted_types`` is 415 with ``Accept``; a Content-Encoding
    other than ``identity`` is 415 with ``Accept-Encoding: identity``.
+6. 406 Not Acceptable (21.4.7) for an INVITE whose ``Accept`` admits no
+   ``application/sdp``: every answer to an INVITE carries SDP.
 
 ACK is never rejected: no response may be sent to it (17.2.1, 8.2.6).
 Proxy-Require is for proxies and is ignored (20.29).
@@ -30,7 +32,7 @@ from __future__ import annotations
 import attrs
 
 from ccswitch.errors import SipParseError
-from ccswitch.sip.message import NameAddr, Request
+from ccswitch.sip.message import Headers, NameAddr, Request
 
 __all__ = ["Rejection", "check_request"]
 
@@ -124,10 +126,39 @@ def _check(request: Request, method: str, supported: frozenset[str],
             return Rejection(status=420, reason="Bad Extension",
                              headers=(("Unsupported", ", ".join(unknown)),))
 
-    # 5. The body of an INVITE (8.2.3).
+    # 5. The body of an INVITE (8.2.3), then whether the caller takes the SDP of our
+    # answer (21.4.7).
     if method == "INVITE" and request.body:
-        return _content_problem(request, accepted)
+        problem = _content_problem(request, accepted)
+        if problem is not None:
+            return problem
+    if method == "INVITE" and "Accept" in headers and not _accepts_sdp(headers):
+        return Rejection(status=406, reason="Not Acceptable",
+                         headers=(("Accept", "application/sdp"),))
     return None
+
+
+def _accepts_sdp(headers: Headers) -> bool:
+    """Whether an Accept header admits application/sdp (directly, ``application/*`` or
+    ``*/*``) with a quality above 0; an empty Accept admits nothing (20.1)."""
+    for media_range in headers.get_all("Accept"):
+        kind, *params = media_range.split(";")
+        if kind.replace(" ", "").replace("\t", "").lower() not in (
+                "application/sdp", "application/*", "*/*"):
+            continue
+        quality = [value for name, _, value in (p.partition("=") for p in params)
+                   if name.strip().lower() == "q"]
+        if not quality or _quality(quality[0]) > 0:
+            return True
+    return False
+
+
+def _quality(text: str) -> float:
+    """An Accept q-value (0 to 1); an unreadable one counts as 1, as if it were absent."""
+    try:
+        return float(text.strip())
+    except ValueError:
+        return 1.0
 
 
 def _dialog_problem(request: Request) -> str | None:
@@ -139,12 +170,12 @@ def _dialog_problem(request: Request) -> str | None:
     if len(contacts) != 1:
         return "More Than One Contact"
     try:
-        NameAddr.parse(contacts[0])
+        NameAddr.parse(contacts[0]).sip_uri
     except SipParseError:
         return "Bad Contact"
     for route in request.headers.get_all("Record-Route"):
         try:
-            NameAddr.parse(route)
+            NameAddr.parse(route).sip_uri
         except SipParseError:
             return "Bad Record-Route"
     return None

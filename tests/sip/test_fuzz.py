@@ -100,7 +100,7 @@ def _through_codec(data: bytes) -> None:
     if isinstance(message, Request):
         rejection = check_request(message)
         assert rejection is None or (isinstance(rejection, Rejection)
-                                     and rejection.status in (400, 415, 416, 420, 483))
+                                     and rejection.status in (400, 406, 415, 416, 420, 483))
 
 
 @settings(max_examples=300, deadline=None)

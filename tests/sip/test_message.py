@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ccswitch.errors import SipParseError
 from ccswitch.sip.message import (
-    REASONS, Headers, NameAddr, Request, Response, SipURI, Via, canonical_name,
+    REASONS, AbsoluteURI, Headers, NameAddr, Request, Response, SipURI, Via, canonical_name,
     make_response, new_branch, new_call_id, new_tag, parse_message,
 )
 
@@ -344,12 +344,75 @@ def test_name_addr_round_trips_through_str() -> None:
 
 @pytest.mark.parametrize("text", [
     '"unterminated <sip:a@b>', "<sip:a@b", '"x" sip:a@b', "<sip:a@b> junk",
-    "Alice sip:a@b", "<tel:+1555>", "",
+    "Alice sip:a@b", "<tel>", "<:x>", "",
 ])
 def test_name_addr_malformed_raises(text: str) -> None:
     """Malformed name-addr values raise SipParseError."""
     with pytest.raises(SipParseError):
         NameAddr.parse(text)
+
+
+@pytest.mark.parametrize("text", ["<sip:a@b >", "< sip:a@b>", '"A" <sip:a@b\t>;tag=1'])
+def test_name_addr_with_whitespace_inside_brackets_raises(text: str) -> None:
+    """An addr-spec with LWS inside the angle brackets is a 400 (RFC 3261 25.1)."""
+    with pytest.raises(SipParseError) as e:
+        NameAddr.parse(text)
+    assert e.value.status == 400
+
+
+@pytest.mark.parametrize("text,scheme", [
+    ("<tel:+15550100;phone-context=example.com>;tag=t1", "tel"),
+    ('"Web" <http://example.com/who?x=1>;tag=t1', "http"),
+    ("urn:service:sos;tag=t1", "urn"),
+])
+def test_name_addr_with_non_sip_uri_parses(text: str, scheme: str) -> None:
+    """From/To may carry any absoluteURI (RFC 3261 20.20, 20.39); params stay header params."""
+    na = NameAddr.parse(text)
+    assert isinstance(na.uri, AbsoluteURI) and na.uri.scheme == scheme
+    assert na.tag == "t1"
+
+
+def test_tel_uri_user_is_its_number() -> None:
+    """A tel: URI's user is the number without its parameters; other schemes have none."""
+    assert AbsoluteURI.parse("tel:+15550100;phone-context=x").user == "+15550100"
+    assert AbsoluteURI.parse("urn:service:sos").user is None
+
+
+def test_non_sip_uri_is_not_a_sip_uri() -> None:
+    """sip_uri refuses a tel: address with a 400, since ccswitch cannot send to it."""
+    with pytest.raises(SipParseError) as e:
+        NameAddr.parse("<tel:+15550100>").sip_uri
+    assert e.value.status == 400
+
+
+def test_request_with_tel_from_and_http_to_parses() -> None:
+    """A request whose From is tel: and To is http: parses; only the Request-URI is judged."""
+    data = minimal().replace(b"From: <sip:alice@10.0.0.2>", b"From: <tel:+15550100>") \
+        .replace(b"To: <sip:100@10.0.0.1>", b"To: <http://example.com/b>")
+    request = parse_message(data)
+    assert str(request.from_.uri) == "tel:+15550100" and str(request.to.uri) == \
+        "http://example.com/b"
+
+
+def test_escaped_nul_in_quoted_string_parses() -> None:
+    """A quoted-pair escaping NUL inside a display name is legal (RFC 3261 25.1)."""
+    request = parse_message(minimal().replace(b"From: <sip:", b'From: "A\\\x00B" <sip:'))
+    assert request.from_.display == "A\x00B"
+
+
+@pytest.mark.parametrize("value", [b'"A\x00B" <sip:x@y>', b'A\\\x00B', b'"A" \\\x00'])
+def test_bare_nul_in_headers_is_still_400(value: bytes) -> None:
+    """A NUL that is not escaped inside quotes makes the message a 400."""
+    with pytest.raises(SipParseError) as e:
+        parse_message(minimal(f"Subject: {value.decode()}\r\n"))
+    assert e.value.status == 400 and "NUL" in e.value.reason
+
+
+def test_display_name_with_control_characters_is_re_escaped() -> None:
+    """str() escapes NUL and other controls as quoted-pairs, so the value parses back."""
+    na = NameAddr(display="A\x00B\x7f", uri=SipURI(host="h"))
+    assert str(na) == '"A\\\x00B\\\x7f" <sip:h>'
+    assert NameAddr.parse(str(na)) == na
 
 
 # -- Via -----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
@@ -40,9 +40,6 @@ from ccswitch.sip.validate import Rejection, check_request
 REPO = Path(__file__).resolve().parents[2]
 TORTURE = REPO / "tests" / "data" / "sip" / "torture"
 SOURCE = ("127.0.0.1", 5062)
-
-# Flip to True once CallController.request_received calls check_request first: the
-# xfail-marked wire tests for check-rejected fixtures then must pass.
 
 
 @attrs.frozen(kw_only=True)
@@ -76,7 +73,11 @@ CASES: dict[str, Case] = {
     "response_weird_reason": Case(answer=None),
     "response_unknown_code": Case(answer=None),
     "oversize_datagram": Case(parse=400),  # a 70 kB header line; the transport drops it first
-    "non_sip_from_uri": Case(parse=416, answer=416),  # RFC: should parse (see xfail below)
+    "non_sip_from_uri": Case(answer=200),
+    "non_sip_to_and_from": Case(answer=200),
+    "invite_tel_from": Case(answer=200),
+    "escaped_nul_display_name": Case(answer=200),
+    "rfc2543_invite": Case(answer=200),
     # rejected by check_request
     "invite_max_forwards_zero": Case(check=483, answer=483),
     "unknown_require": Case(check=420, answer=420),
@@ -84,8 +85,10 @@ CASES: dict[str, Case] = {
     "unsupported_content_encoding": Case(check=415, answer=415),
     "body_without_content_type": Case(check=400, answer=400),
     "invite_without_contact": Case(check=400, answer=400),
+    "rfc2543_invite_without_contact": Case(check=400, answer=400),
     "invite_bad_contact": Case(check=400, answer=400),
     "invite_bad_record_route": Case(check=400, answer=400),
+    "invite_accept_no_sdp": Case(check=406, answer=406),
     # rejected by the parser
     "clen_larger_than_body": Case(parse=400, answer=400),
     "clen_negative": Case(parse=400, answer=400),
@@ -118,6 +121,10 @@ CASES: dict[str, Case] = {
     "empty_call_id": Case(parse=400, answer=400),
     "no_blank_line": Case(parse=400, answer=400),
     "continuation_first": Case(parse=400, answer=400),
+    "folded_headers_bad_request": Case(parse=400, answer=400),
+    "ruri_with_space": Case(parse=400, answer=400),
+    "addr_spec_with_spaces": Case(parse=400, answer=400),
+    "unreadable_but_answerable": Case(parse=400, answer=400),
     "malformed_ack": Case(parse=400),
 }
 
@@ -204,9 +211,11 @@ class Node:
         return self.controller.active_calls, self.media.legs, self.layer.transaction_count
 
 
-def build_node(directory: Path, *, unchecked: bool = False) -> Node:
+def build_node(directory: Path, *, unchecked: bool = False,
+               on_record: Callable[[dict[str, Any]], None] | None = None) -> Node:
     """Number 100 routes to queue support (agent alice); 127.0.0.0/8 is trusted.
-    ``unchecked``: use UncheckedController instead of the plain CallController."""
+    ``unchecked``: use UncheckedController instead of the plain CallController;
+    ``on_record`` gets every finished call's record."""
     queue = Queue(name="support", group="inhouse",
                   announcement=REPO / "dialplans" / "sounds" / "qa_notice.wav")
     dialplan = Dialplan(agents={"alice": Agent(id="alice", uri="sip:alice@127.0.0.1:5090")},
@@ -224,7 +233,7 @@ def build_node(directory: Path, *, unchecked: bool = False) -> Node:
                         clock=clock)
     kind = UncheckedController if unchecked else CallController
     controller = kind(clock=clock, config=config, engine=RoutingEngine(dialplan, clock=clock),
-                      media=media, metrics=Metrics())
+                      media=media, metrics=Metrics(), on_record=on_record)
     protocol = SipUdpProtocol()
     transport = FakeDatagramTransport()  # type: ignore[no-untyped-call]
     protocol.makeConnection(transport)
@@ -471,6 +480,24 @@ def test_two_contacts_in_invite_is_400() -> None:
     assert check_request(request) == Rejection(status=400, reason="More Than One Contact")
 
 
+@pytest.mark.parametrize("accept", ["application/*", "*/*;q=0.1", "text/plain, Application/SDP"])
+def test_accept_admitting_sdp_passes(accept: str) -> None:
+    """An INVITE whose Accept admits application/sdp (wildcards included) is handled."""
+    assert check_request(build(extra=(("Accept", accept),))) is None
+
+
+@pytest.mark.parametrize("accept", ["", "text/plain", "application/sdp;q=0", "*/*;q=0.0"])
+def test_accept_without_sdp_is_406(accept: str) -> None:
+    """An INVITE whose Accept admits no SDP (an empty one admits nothing, 20.1) is 406."""
+    assert check_request(build(extra=(("Accept", accept),))) == Rejection(
+        status=406, reason="Not Acceptable", headers=(("Accept", "application/sdp"),))
+
+
+def test_accept_of_non_invite_is_not_judged() -> None:
+    """Only an INVITE's answer carries SDP: an OPTIONS with Accept: text/plain passes."""
+    assert check_request(build("OPTIONS", extra=(("Accept", "text/plain"),))) is None
+
+
 def test_non_invite_body_type_is_not_judged() -> None:
     """Only INVITE bodies are checked: a MESSAGE with text/plain passes."""
     request = build("MESSAGE", body=b"hi", extra=(("Content-Type", "text/plain"),))
@@ -562,14 +589,70 @@ def test_b2bua_alone_does_not_leak(tmp_path: Path, name: str) -> None:
     assert seen == []
 
 
-# -- known gaps (asserted as such) -------------------------------------------------------
-
-@pytest.mark.xfail(strict=True, reason="parser: From/To with a non-SIP URI raise 416; "
-                   "RFC 3261 20.20/20.39 allow any absoluteURI there")
 def test_non_sip_from_uri_is_accepted() -> None:
     """From: <tel:+15550100> is legal in a request and parses."""
     request = parsed_request("non_sip_from_uri")
     assert request.from_.tag == "tt-telfrom"
+
+
+def test_tel_from_invite_is_a_call_with_the_number_as_caller(tmp_path: Path) -> None:
+    """An INVITE from a tel: URI becomes a call whose record names the number as caller."""
+    records: list[dict[str, Any]] = []
+    node = build_node(tmp_path, on_record=records.append)
+    wire = node.feed(fixture("invite_tel_from"))
+    assert final_status(wire) == 200 and node.controller.active_calls == 1
+    node.settle()  # no ACK: the call ends, and its record is written
+    assert [record["caller"] for record in records] == ["+15550100"]
+
+
+def test_rfc2543_invite_is_confirmed_by_its_ack(node: Node) -> None:
+    """An INVITE without a branch magic cookie is matched by the RFC 2543 rules (17.2.3):
+    its retransmission is absorbed and its branchless ACK ends the 200's retransmissions,
+    so the call stays up."""
+    data = fixture("rfc2543_invite")
+    ok = node.feed(data)[-1]
+    assert node.feed(data) == []
+    to = header_line(ok, rb"to")
+    assert to is not None
+    ack = (data.split(b"\r\n\r\n")[0].replace(b"INVITE sip:", b"ACK sip:", 1)
+           .replace(b"CSeq: 1 INVITE", b"CSeq: 1 ACK")
+           .replace(b"To: <sip:100@ccswitch.test>", b"To: " + to)
+           .split(b"Content-Type")[0] + b"Content-Length: 0\r\n\r\n")
+    node.feed(ack)
+    sent = len(node.transport.written)
+    node.clock.advance(40)  # past timer H: an unacknowledged 200 would have ended the call
+    assert node.transport.written[sent:] == [] and node.controller.active_calls == 1
+
+
+def test_error_answer_copies_folded_headers_exactly(node: Node) -> None:
+    """A stateless 400 carries Via, From, To (plus a tag), Call-ID and CSeq exactly as
+    sent, folding undone (RFC 3261 7.3.1), and no other header's continuation."""
+    data = fixture("folded_headers_bad_request")
+    answer = node.feed(data)[-1]
+    for name in (rb"via", rb"from", rb"call-id", rb"cseq"):
+        assert header_line(answer, name) == header_line(data, name)
+    to = header_line(answer, rb"to")
+    assert to is not None and to.startswith(header_line(data, rb"to") + b";tag=")
+
+
+def test_unparseable_request_is_answered_with_its_own_bytes(node: Node) -> None:
+    """No blank line, bytes that are not UTF-8 and a NUL: the 400 still goes out, with
+    From and Call-ID copied byte for byte."""
+    data = fixture("unreadable_but_answerable")
+    answer = node.feed(data)[-1]
+    assert answer.startswith(b"SIP/2.0 400 ")
+    assert header_line(answer, rb"from") == header_line(data, rb"from")
+    assert header_line(answer, rb"call-id") == b"torture-protos\x00@phone.ccswitch.test"
+
+
+def test_error_answer_to_a_host_name_via_goes_to_the_source(node: Node) -> None:
+    """A Via sent-by host name needs no DNS: received=<source IP> is added and the answer
+    goes to that IP and the sent-by port (RFC 3261 18.2.1, 18.2.2)."""
+    node.feed(fixture("unreadable_but_answerable"))
+    data, addr = node.transport.written[-1]
+    assert addr == (SOURCE[0], 5064)
+    assert header_line(data, rb"via") == (b"SIP/2.0/UDP phone.ccswitch.test:5064;"
+                                          b"branch=z9hG4bKprotos;received=127.0.0.1")
 
 
 def test_escaped_request_uri_user_routes_like_plain(node: Node) -> None:

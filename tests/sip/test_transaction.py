@@ -402,6 +402,15 @@ def test_matching_source_without_rport_leaves_via_alone(env: Env) -> None:
     assert trying.addr == ("10.0.0.2", 5099)
 
 
+def test_received_written_by_the_peer_is_replaced_by_the_source(env: Env) -> None:
+    """A top Via arriving with received=<a name> is answered at the source IP, with
+    received corrected, not at that name (RFC 3261 18.2.1, 18.2.2)."""
+    env.layer.receive(request(branch="z9hG4bKabc1;received=phone.invalid"), PEER)
+    trying = env.responses(100)[0]
+    assert trying.message.top_via.received == PEER[0]
+    assert trying.addr == PEER
+
+
 def test_pre_rfc3261_branch_retransmission_matches(env: Env) -> None:
     """Without the magic cookie, Call-ID/CSeq/From tag/Via identify the transaction."""
     env.tu.on_request = lambda tx: tx.respond(200)

@@ -152,6 +152,21 @@ def test_malformed_readable_request_gets_400(env: Env) -> Generator[
 
 
 @pytest_twisted.inlineCallbacks
+def test_malformed_request_from_a_host_name_via_is_answered(env: Env) -> Generator[
+        Deferred[None], None, None]:
+    """A Via naming an unresolvable host gets its 400 at the source IP and the Via port,
+    with received=<source IP> added (RFC 3261 18.2.1/18.2.2), no DNS involved."""
+    bad = options(env.phone.port).replace(f"{HOST}:{env.phone.port}".encode(),
+                                          f"phone.invalid:{env.phone.port}".encode(), 1) \
+        .replace(b";rport", b"").replace(b"X-Pad: ", b"Max-Forwards: abc\r\nX-Pad: ")
+    env.phone.send(bad, env.port)
+    yield from wait_until(lambda: len(env.phone.received) >= 1)
+    response = parse_message(env.phone.received[0][0])
+    assert isinstance(response, Response) and response.status == 400
+    assert response.top_via.host == "phone.invalid" and response.top_via.received == HOST
+
+
+@pytest_twisted.inlineCallbacks
 def test_oversize_datagram_is_dropped(env: Env) -> Generator[Deferred[None], None, None]:
     """A datagram over max_size never reaches the TU and gets no reply."""
     big = options(env.phone.port, call_id="big", pad=MAX_SIZE)
@@ -174,8 +189,10 @@ class RaisingLayer:
         raise RuntimeError("layer bug")
 
 
-def fake_protocol(tu: RecordingTU | None = None) -> tuple[SipUdpProtocol, FakeDatagramTransport]:
-    protocol = SipUdpProtocol(max_size=MAX_SIZE)
+def fake_protocol(tu: RecordingTU | None = None, *,
+                  rejected: Callable[[int], None] | None = None) -> tuple[
+        SipUdpProtocol, FakeDatagramTransport]:
+    protocol = SipUdpProtocol(max_size=MAX_SIZE, rejected=rejected)
     transport = FakeDatagramTransport()
     protocol.makeConnection(transport)
     protocol.set_layer(TransactionLayer(Clock(), protocol.send, tu or RecordingTU(),
@@ -216,6 +233,50 @@ def test_error_response_without_rport_goes_to_via_port() -> None:
     bad = options(5099).replace(b";rport", b"").replace(b"X-Pad: ", b"Max-Forwards: x\r\nX: ")
     protocol.datagramReceived(bad, (HOST, 40000))
     assert [addr for _, addr in transport.written] == [(HOST, 5099)]
+
+
+def test_stateless_answers_are_reported_by_status() -> None:
+    """Each stateless answer is reported to the injected ``rejected`` sink with its
+    status; a datagram dropped unanswered is not."""
+    statuses: list[int] = []
+    protocol, transport = fake_protocol(rejected=statuses.append)
+    protocol.datagramReceived(options(5062).replace(b" SIP/2.0\r\n", b" SIP/3.0\r\n", 1),
+                              (HOST, 5062))
+    protocol.datagramReceived(options(5062).replace(b"X-Pad: ", b"Max-Forwards: x\r\nX: "),
+                              (HOST, 5062))
+    protocol.datagramReceived(b"\x00\xffnot sip at all\r\n\r\n", (HOST, 5062))
+    assert statuses == [505, 400] and len(transport.written) == 2
+
+
+def test_request_uri_with_a_space_gets_400() -> None:
+    """A request line of four tokens (a space inside the Request-URI) is answered 400."""
+    protocol, transport = fake_protocol()
+    protocol.datagramReceived(options(5062).replace(b"OPTIONS sip:ccswitch@", b"OPTIONS sip:cc "
+                                                    b"switch@", 1), (HOST, 5062))
+    response = parse_message(transport.written[0][0])
+    assert isinstance(response, Response) and response.status == 400
+
+
+def test_stateless_answer_corrects_a_received_written_by_the_peer() -> None:
+    """A Via arriving with received=<a name> gets received=<source IP> in the 400."""
+    protocol, transport = fake_protocol()
+    bad = options(5099).replace(b";rport", b";received=phone.invalid") \
+        .replace(b"X-Pad: ", b"Max-Forwards: x\r\nX: ")
+    protocol.datagramReceived(bad, (HOST, 40000))
+    response = parse_message(transport.written[0][0])
+    assert isinstance(response, Response) and response.top_via.received == HOST
+    assert transport.written[0][1] == (HOST, 5099)
+
+
+def test_malformed_request_with_an_empty_via_is_answered_at_its_source() -> None:
+    """An empty Via value cannot route the 400, so it goes to the packet's source."""
+    protocol, transport = fake_protocol()
+    bad = options(5099).replace(b"Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKopt-1;rport",
+                                b"Via: ")
+    assert b"Via: \r\n" in bad
+    protocol.datagramReceived(bad, (HOST, 40000))
+    assert [addr for _, addr in transport.written] == [(HOST, 40000)]
+    assert transport.written[0][0].startswith(b"SIP/2.0 400 ")
 
 
 def test_malformed_request_missing_headers_is_dropped() -> None:
