@@ -89,12 +89,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _open_exclusive(directory: Path, stem: str, suffix: str) -> tuple[int, Path]:
+def _open_exclusive(directory: Path, stem: str, suffix: str,
+                    flags: int = 0) -> tuple[int, Path]:
+    """A new file ``<stem><suffix>`` (or ``<stem>-2<suffix>``...) opened for writing."""
     for n in range(1, 1000):
         name = f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}"
         path = directory / name
         try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640), path
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | flags, 0o640), path
         except FileExistsError:
             continue
     raise RecordingError(f"no free file name for {stem}{suffix} in {directory}")
