@@ -102,12 +102,18 @@ class RecoveredCall:
     start_estimated: bool = False
 
 
-def recover_incomplete(directory: Path, *, now: float) -> list[RecoveredCall]:
-    """Repair and place every leftover temp recording under ``directory/.incomplete``.
+def recover_incomplete(directory: Path, *, now: float,
+                       stored: Callable[[str], bool] = lambda call_id: False,
+                       ) -> list[RecoveredCall]:
+    """Repair and place every leftover temp recording under ``directory/.incomplete``,
+    and turn every call note left there into a record.
 
     Blocking (file I/O); run at start-up before calls are taken. Idempotent: a
     second run finds nothing to do. Files that cannot be recovered are logged
     (with ``call_id``) and left in place; the others are still recovered.
+    ``stored(call_id)`` says whether the call's record is already stored: a call
+    that ended just before the crash (record stored, note not yet removed) keeps
+    its real record instead of getting an interrupted one.
     """
     incomplete = Path(directory) / INCOMPLETE_DIR
     names = _listing(incomplete)
@@ -148,7 +154,10 @@ def recover_incomplete(directory: Path, *, now: float) -> list[RecoveredCall]:
     for name, facts in sorted(notes.items()):
         if name not in remaining:
             continue
-        if facts.wav is None:
+        if facts.wav is None and stored(facts.call_id):
+            log.info("call {call_id}: note removed, the call's record was already stored",
+                     call_id=facts.call_id)
+        elif facts.wav is None:
             interrupted = _guarded(incomplete / name, facts.call_id,
                                    functools.partial(_recover_note, facts))
             if interrupted is None:

@@ -22,7 +22,7 @@ from ccswitch.recording.note import CallNote, accepted, fact_for
 from ccswitch.recording.recorder import CallRecorder
 from ccswitch.recording.recovery import INTERRUPTED_ERROR, RecoveredCall, recover_incomplete
 from ccswitch.routing import actions as act
-from ccswitch.routing.record import CallRecord, Route
+from ccswitch.routing.record import CallRecord, Outcome, Route
 from tests.audio import read_wav, tone_present
 
 STARTED = calendar.timegm((2024, 3, 9, 23, 59, 0))
@@ -371,6 +371,24 @@ def test_the_note_of_a_finished_recording_gives_no_record(tmp_path: Path) -> Non
     note = open_note(tmp_path, engine_record())
     note.add("recording", STARTED, wav="call-1.wav")
     assert recover_incomplete(tmp_path, now=NOW) == []
+    assert list((tmp_path / ".incomplete").iterdir()) == []
+
+
+def test_a_call_whose_record_is_stored_keeps_it(tmp_path: Path) -> None:
+    """Killed after the record was stored but before its note went: no interrupted record
+    replaces the real one, and the note is removed."""
+    open_note(tmp_path, engine_record())
+    store = CdrStore(tmp_path / "cdr.sqlite")
+    try:
+        real = engine_record()
+        real.ended_at = STARTED - 8
+        real.outcome = Outcome.SHORT_ABANDON
+        store.add(real.to_dict())
+        found = recover_incomplete(tmp_path, now=NOW,
+                                   stored=lambda call_id: store.get(call_id) is not None)
+    finally:
+        store.close()
+    assert found == []
     assert list((tmp_path / ".incomplete").iterdir()) == []
 
 
