@@ -22,8 +22,12 @@ answered offer, recording start and pauses; it ends at the last moment the
 node is known to have handled the call (its last fact, or the end of the
 audio on disk, whichever is later). A WAV without a note keeps its file's
 stem as call id and its start is estimated as the file's mtime (its last
-flush) minus the recorded duration. A note whose WAV is gone (the recording
-was finished, or recovered, just before the crash) is removed.
+flush) minus the recorded duration. A note whose WAV is gone was killed just
+after its recording was put in place (by the recorder's finish, or an earlier
+recovery): unless the call's record is already stored, the record is taken
+from that sidecar (found by call id in the recording's date folder). A note
+without a WAV whose record is already stored (killed just before the note was
+removed) is dropped, so the real outcome is kept.
 
 Crash during recovery: the sidecar is first written to
 ``.incomplete/.<stem>.recovered``, then the WAV is moved, then the sidecar. A
@@ -40,6 +44,7 @@ import json
 import math
 import os
 import stat
+import time
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Final, Mapping, TypeVar
@@ -166,9 +171,17 @@ def recover_incomplete(directory: Path, *, now: float,
         elif (facts.wav in remaining
               or f".{facts.wav[:-4]}{_RECOVERED_SUFFIX}" in remaining):
             continue  # its WAV could not be recovered: the note stays with it
-        else:
-            log.info("call {call_id}: note removed, its recording was already in place",
-                     call_id=facts.call_id)
+        elif not stored(facts.call_id):
+            # Killed after the recording was put in place, before its record was stored.
+            placed = _guarded(incomplete / name, facts.call_id,
+                              functools.partial(_placed_sidecar, directory, facts))
+            if placed is None:
+                log.warn("call {call_id}: its recording is in place but its sidecar is not "
+                         "found; no record", call_id=facts.call_id)
+            else:
+                log.info("call {call_id}: record taken from its sidecar {path}",
+                         call_id=facts.call_id, path=str(placed.sidecar))
+                recovered.append(placed)
         _remove_quietly(incomplete / name)
     _fsync_dir(incomplete)
     return recovered
@@ -364,6 +377,15 @@ def _place_leftover_sidecar(directory: Path, path: Path) -> RecoveredCall | None
         raise RecoveryError(f"{path}: {sidecar} already exists")
     os.replace(path, sidecar)
     _fsync_dir(sidecar.parent)
+    call = _sidecar_call(document, recording, wav, sidecar)
+    log.info("recording {call_id}: sidecar {path} put in place after a crash",
+             call_id=call.call_id, path=str(sidecar))
+    return call
+
+
+def _sidecar_call(document: Mapping[str, Any], recording: Mapping[str, Any], wav: Path,
+                  sidecar: Path) -> RecoveredCall:
+    """The call a placed sidecar describes, its record ready for the CDR."""
     record = {k: v for k, v in document.items() if k != "recording"}
     record["recording_path"] = str(wav)
     if isinstance(recording.get("error"), str):
@@ -372,12 +394,26 @@ def _place_leftover_sidecar(directory: Path, path: Path) -> RecoveredCall | None
     if not isinstance(call_id, str) or not call_id:
         call_id = wav.stem
     duration = _seconds(recording.get("duration_seconds")) or 0.0
-    interrupted = record.get("outcome") == INTERRUPTED
-    log.info("recording {call_id}: sidecar {path} put in place after a crash",
-             call_id=call_id, path=str(sidecar))
     return RecoveredCall(call_id=call_id, wav=wav, sidecar=sidecar, record=record,
-                         interrupted=interrupted, duration_seconds=duration,
+                         interrupted=record.get("outcome") == INTERRUPTED,
+                         duration_seconds=duration,
                          start_estimated=recording.get("start_estimated") is True)
+
+
+def _placed_sidecar(directory: Path, facts: NoteFacts) -> RecoveredCall | None:
+    """The sidecar of a noted call whose recording was already put in place (by the
+    recorder's finish, or an earlier recovery): same date folder, same call id."""
+    if facts.recording_started_at is None:
+        return None
+    day = time.gmtime(facts.recording_started_at)
+    folder = directory / f"{day.tm_year:04d}" / f"{day.tm_mon:02d}" / f"{day.tm_mday:02d}"
+    safe_id = safe_call_id(facts.call_id)  # only [A-Za-z0-9._-]: nothing glob would expand
+    for sidecar in sorted(folder.glob(f"{safe_id}*.json")):
+        document = json.loads(sidecar.read_bytes())
+        recording = document.get("recording") if isinstance(document, dict) else None
+        if isinstance(recording, dict) and document.get("call_id") == facts.call_id:
+            return _sidecar_call(document, recording, sidecar.with_suffix(".wav"), sidecar)
+    return None
 
 
 # -- small helpers ------------------------------------------------------------------

@@ -892,7 +892,7 @@ class CallController:
         invite = call.caller.invite
         try:
             call.recorder = CallRecorder(
-                self._config.recordings.directory, call.id, self._clock.seconds(),
+                self._config.recordings.directory, call.id, call.recording_started,
                 {"call_id": call.id, "sip_call_id": invite.call_id,
                  "caller": _caller_id(invite.from_), "dialed": invite.uri.user or "",
                  "queue": call.queue.name, "group": call.queue.group,

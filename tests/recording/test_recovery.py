@@ -366,11 +366,30 @@ def test_a_wav_created_just_before_the_kill_is_paired_with_its_note(tmp_path: Pa
     assert wav_of(call).exists() and list(temp.parent.iterdir()) == []
 
 
-def test_the_note_of_a_finished_recording_gives_no_record(tmp_path: Path) -> None:
-    """A note whose WAV was already finished (killed just after): removed, no record."""
+def test_the_note_of_a_finished_and_stored_call_gives_no_record(tmp_path: Path) -> None:
+    """A note whose WAV was finished and whose record is stored (killed just before the
+    note went): removed, no record."""
+    rec = CallRecorder(tmp_path, "call-1", STARTED, {"call_id": "call-1"})
     note = open_note(tmp_path, engine_record())
-    note.add("recording", STARTED, wav="call-1.wav")
-    assert recover_incomplete(tmp_path, now=NOW) == []
+    note.add("recording", STARTED, wav=rec.temp_path.name)
+    rec.finish({"outcome": "answered_inhouse"})
+    assert recover_incomplete(tmp_path, now=NOW, stored=lambda call_id: True) == []
+    assert list((tmp_path / ".incomplete").iterdir()) == []
+
+
+def test_a_finished_recording_whose_record_was_not_stored_gets_it_from_its_sidecar(
+        tmp_path: Path) -> None:
+    """Killed between the recorder's finish and storing the record: the record is the
+    finished sidecar's, with its real outcome, and the note is removed."""
+    rec = CallRecorder(tmp_path, "call-1", STARTED, {"call_id": "call-1", "queue": "sales"})
+    note = open_note(tmp_path, engine_record())
+    note.add("recording", STARTED, wav=rec.temp_path.name)
+    result = rec.finish({"outcome": "answered_inhouse", "agent_id": "alice"})
+    call = only(recover_incomplete(tmp_path, now=NOW))
+    assert (call.call_id, call.interrupted, call.wav, call.sidecar) == (
+        "call-1", False, result.path, result.sidecar)
+    assert (call.record["outcome"], call.record["agent_id"], call.record["recording_path"]) == (
+        "answered_inhouse", "alice", str(result.path))
     assert list((tmp_path / ".incomplete").iterdir()) == []
 
 
