@@ -1,4 +1,4 @@
-"""Start-up recovery of recordings left in ``.incomplete`` by a crash (kill -9, power cut).
+"""Start-up recovery of the calls a crash (kill -9, power cut) left in ``.incomplete``.
 
 Run once before the node takes calls. ``recover_incomplete`` turns every
 leftover temp WAV into a finished, playable recording: the header's RIFF and
@@ -173,8 +173,7 @@ def recover_incomplete(directory: Path, *, now: float,
             continue  # its WAV could not be recovered: the note stays with it
         elif not stored(facts.call_id):
             # Killed after the recording was put in place, before its record was stored.
-            placed = _guarded(incomplete / name, facts.call_id,
-                              functools.partial(_placed_sidecar, directory, facts))
+            placed = _placed_sidecar(directory, facts)
             if placed is None:
                 log.warn("call {call_id}: its recording is in place but its sidecar is not "
                          "found; no record", call_id=facts.call_id)
@@ -402,14 +401,20 @@ def _sidecar_call(document: Mapping[str, Any], recording: Mapping[str, Any], wav
 
 def _placed_sidecar(directory: Path, facts: NoteFacts) -> RecoveredCall | None:
     """The sidecar of a noted call whose recording was already put in place (by the
-    recorder's finish, or an earlier recovery): same date folder, same call id."""
+    recorder's finish, or an earlier recovery): same date folder, same call id. None if
+    there is none; sidecars that cannot be read are logged and skipped."""
     if facts.recording_started_at is None:
         return None
     day = time.gmtime(facts.recording_started_at)
     folder = directory / f"{day.tm_year:04d}" / f"{day.tm_mon:02d}" / f"{day.tm_mday:02d}"
     safe_id = safe_call_id(facts.call_id)  # only [A-Za-z0-9._-]: nothing glob would expand
     for sidecar in sorted(folder.glob(f"{safe_id}*.json")):
-        document = json.loads(sidecar.read_bytes())
+        try:
+            document = json.loads(sidecar.read_bytes())
+        except (OSError, ValueError) as e:
+            log.warn("call {call_id}: cannot read {path}: {error}", call_id=facts.call_id,
+                     path=str(sidecar), error=str(e))
+            continue
         recording = document.get("recording") if isinstance(document, dict) else None
         if isinstance(recording, dict) and document.get("call_id") == facts.call_id:
             return _sidecar_call(document, recording, sidecar.with_suffix(".wav"), sidecar)
