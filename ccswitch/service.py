@@ -208,7 +208,22 @@ def start_node(config: Config, reactor: Any) -> Node:
         controller.share(shared)
         log.info("shared state in {url} as node {node}", url=_redacted(config.state),
                  node=config.node)
-    for recovered in recover_incomplete(config.recordings.directory, now=reactor.seconds()):
+    known = CdrStore(config.cdr.database)
+
+    def stored(call_id: str) -> bool:
+        try:
+            return known.get(call_id) is not None
+        except CCSwitchError as e:  # then storing it fails too, and says so
+            log.error("call {call_id}: CDR not readable: {error}", call_id=call_id,
+                      error=str(e))
+            return False
+
+    try:
+        recovered_calls = recover_incomplete(config.recordings.directory,
+                                             now=reactor.seconds(), stored=stored)
+    finally:
+        known.close()
+    for recovered in recovered_calls:
         on_record(dict(recovered.record))
     guard = SourceGuard(config.sip.flood, reactor)
     metrics.sip_banned_sources.set_function(lambda: len(guard.banned()))

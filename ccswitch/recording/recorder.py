@@ -89,19 +89,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _open_exclusive(directory: Path, stem: str, suffix: str) -> tuple[int, Path]:
+def _open_exclusive(directory: Path, stem: str, suffix: str,
+                    flags: int = 0) -> tuple[int, Path]:
+    """A new file ``<stem><suffix>`` (or ``<stem>-2<suffix>``...) opened for writing."""
     for n in range(1, 1000):
         name = f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}"
         path = directory / name
         try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640), path
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | flags, 0o640), path
         except FileExistsError:
             continue
     raise RecordingError(f"no free file name for {stem}{suffix} in {directory}")
-
-
-#: Suffix of the note written next to a temp WAV at call start (read by recovery).
-START_SUFFIX: Final = ".start"
 
 
 @attrs.frozen(kw_only=True)
@@ -146,26 +144,6 @@ class CallRecorder:
         except OSError as e:
             os.close(self._fd)
             raise RecordingError(f"cannot write {self.temp_path}: {e}") from e
-        self._write_start_note()
-
-    @property
-    def start_note(self) -> Path:
-        """``<temp wav>.start``: what recovery needs if the process dies mid-call."""
-        return self.temp_path.with_name(self.temp_path.name + START_SUFFIX)
-
-    def _write_start_note(self) -> None:
-        """Write the call id, start time and metadata next to the temp WAV (temp name, then
-        rename; no fsync: it has to survive a killed process, not a power cut). A failure
-        only costs recovery some detail, so it is logged, not raised."""
-        note = {"call_id": self.call_id, "started_at": self.started_at,
-                "metadata": self._metadata}
-        temp = self.start_note.with_name("." + self.start_note.name)
-        try:
-            temp.write_text(json.dumps(note, sort_keys=True, default=str), encoding="utf-8")
-            os.replace(temp, self.start_note)
-        except OSError as e:
-            log.warn("recording {safe_id}: cannot write {path}: {error}", safe_id=self.safe_id,
-                     call_id=self.call_id, path=str(self.start_note), error=str(e))
 
     @property
     def frames(self) -> int:
@@ -271,11 +249,6 @@ class CallRecorder:
             _fsync_dir(sidecar_path.parent)
         except OSError as e:
             raise RecordingError(f"cannot move recording {self.safe_id} into place: {e}") from e
-        try:
-            self.start_note.unlink(missing_ok=True)
-        except OSError as e:
-            log.warn("recording {safe_id}: cannot remove {path}: {error}", safe_id=self.safe_id,
-                     call_id=self.call_id, path=str(self.start_note), error=str(e))
         log.info("recording {safe_id} finished: {path} ({seconds:.1f} s)",
                  safe_id=self.safe_id, call_id=self.call_id, path=str(wav_path),
                  seconds=duration)

@@ -1,4 +1,4 @@
-"""Start-up recovery of recordings left in ``.incomplete`` by a crash (kill -9, power cut).
+"""Start-up recovery of the calls a crash (kill -9, power cut) left in ``.incomplete``.
 
 Run once before the node takes calls. ``recover_incomplete`` turns every
 leftover temp WAV into a finished, playable recording: the header's RIFF and
@@ -10,17 +10,31 @@ written. Each call comes back as a ``RecoveredCall`` whose ``record`` is ready
 for ``CdrStore.add``. Audio is never deleted; a file that cannot be repaired is
 logged and left where it is.
 
-What is known about a call comes from ``<temp wav name>.start`` next to the
-temp WAV when the recorder wrote one (JSON: ``{"call_id": str, "started_at":
-epoch seconds, "metadata": {...}}``). Without it the call id is the file's
-stem and the start is estimated as the file's mtime (its last flush) minus the
-recorded duration.
+What is known about a call comes from its call note (``note.py``), which the
+B2BUA opens when it answers the caller: every note left in ``.incomplete``
+is a call the crash interrupted. A note whose ``recording`` fact names a temp
+WAV (or, if the crash came between the two, the WAV of the same stem) is
+recovered with that WAV; a note without one (the caller was still hearing
+the QA notice, or the recording had not started) becomes an ``interrupted``
+record with no recording file and no sidecar. The record holds the facts the
+note kept: agent or vendor, answer, queue and overflow times, route, the
+answered offer, recording start and pauses; it ends at the last moment the
+node is known to have handled the call (its last fact, or the end of the
+audio on disk, whichever is later). A WAV without a note keeps its file's
+stem as call id and its start is estimated as the file's mtime (its last
+flush) minus the recorded duration. A note whose WAV is gone was killed just
+after its recording was put in place (by the recorder's finish, or an earlier
+recovery): unless the call's record is already stored, the record is taken
+from that sidecar (found by call id in the recording's date folder). A note
+without a WAV whose record is already stored (killed just before the note was
+removed) is dropped, so the real outcome is kept.
 
 Crash during recovery: the sidecar is first written to
 ``.incomplete/.<stem>.recovered``, then the WAV is moved, then the sidecar. A
 later run finishes any step left over, and also places a sidecar that
 ``CallRecorder.finish`` left in ``.incomplete`` after moving its WAV (that call
-ended normally, so its own outcome is kept).
+ended normally, so its own outcome is kept). The note of a call goes last,
+after its recording and sidecar are in place.
 """
 
 from __future__ import annotations
@@ -30,23 +44,24 @@ import json
 import math
 import os
 import stat
+import time
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Final, Mapping
+from typing import Any, Callable, Final, Mapping, TypeVar
 
 import attrs
 from twisted.logger import Logger
 
 from ccswitch.errors import RecordingError
+from ccswitch.recording.note import NOTE_SUFFIX, NoteFacts, read_note
 from ccswitch.recording.recorder import (
-    BLOCK_ALIGN, HEADER_SIZE, INCOMPLETE_DIR, SAMPLE_RATE, START_SUFFIX, _fsync_dir,
-    _wav_header, final_paths, safe_call_id, write_fd,
+    BLOCK_ALIGN, HEADER_SIZE, INCOMPLETE_DIR, SAMPLE_RATE, _fsync_dir, _wav_header,
+    final_paths, safe_call_id, write_fd,
 )
-from ccswitch.routing.record import Outcome, epoch, iso_utc
+from ccswitch.routing.record import CallRecord, Offer, Outcome, Route, epoch, iso_utc
 
 __all__ = [
-    "INTERRUPTED", "INTERRUPTED_ERROR", "START_SUFFIX", "RecoveredCall", "RecoveryError",
-    "recover_incomplete",
+    "INTERRUPTED", "INTERRUPTED_ERROR", "RecoveredCall", "RecoveryError", "recover_incomplete",
 ]
 
 log = Logger()
@@ -59,6 +74,7 @@ _RECOVERED_SUFFIX: Final = ".recovered"
 UNKNOWN_QUEUE: Final = "unknown"
 _MAX_DATA: Final = 0xFFFFFFFF - 36
 _TEMPLATE: Final = _wav_header(0)
+_T = TypeVar("_T")
 
 
 class RecoveryError(RecordingError):
@@ -73,50 +89,65 @@ def _frozen(value: Mapping[str, Any]) -> Mapping[str, Any]:
 
 @attrs.frozen(kw_only=True)
 class RecoveredCall:
-    """One recording put in place at start-up, with its call record for the CDR.
+    """One call found at start-up, with its call record for the CDR.
 
-    ``interrupted`` is False only for a call that had ended normally but whose
-    sidecar the crash kept in ``.incomplete``; ``record`` then holds its real outcome.
-    ``start_estimated`` means the start time came from the file's mtime.
+    ``wav`` and ``sidecar`` are where its recording was put, None for a call
+    interrupted before its recording started. ``interrupted`` is False only for a
+    call that had ended normally but whose sidecar the crash kept in
+    ``.incomplete``; ``record`` then holds its real outcome. ``start_estimated``
+    means the start time came from the file's mtime (no call note).
     """
 
     call_id: str = attrs.field(validator=attrs.validators.min_len(1))
-    wav: Path
-    sidecar: Path
+    wav: Path | None
+    sidecar: Path | None
     record: Mapping[str, Any] = attrs.field(converter=_frozen)
     interrupted: bool = True
     duration_seconds: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
     start_estimated: bool = False
 
 
-@attrs.frozen(kw_only=True)
-class _Start:
-    call_id: str
-    started_at: float | None
-    metadata: Mapping[str, Any]
-
-
-def recover_incomplete(directory: Path, *, now: float) -> list[RecoveredCall]:
-    """Repair and place every leftover temp recording under ``directory/.incomplete``.
+def recover_incomplete(directory: Path, *, now: float,
+                       stored: Callable[[str], bool] = lambda call_id: False,
+                       ) -> list[RecoveredCall]:
+    """Repair and place every leftover temp recording under ``directory/.incomplete``,
+    and turn every call note left there into a record.
 
     Blocking (file I/O); run at start-up before calls are taken. Idempotent: a
     second run finds nothing to do. Files that cannot be recovered are logged
     (with ``call_id``) and left in place; the others are still recovered.
+    ``stored(call_id)`` says whether the call's record is already stored: a call
+    that ended just before the crash (record stored, note not yet removed) keeps
+    its real record instead of getting an interrupted one.
     """
     incomplete = Path(directory) / INCOMPLETE_DIR
     names = _listing(incomplete)
-    if names is None:
-        return []
     if not names:
         return []
     directory = Path(directory)
+    notes: dict[str, NoteFacts] = {}
+    for name in names:
+        if name.endswith(NOTE_SUFFIX) and not name.startswith("."):
+            facts = _guarded(incomplete / name, name[:-len(NOTE_SUFFIX)],
+                             functools.partial(read_note, incomplete / name))
+            if facts is not None:
+                notes[name] = facts
+    by_wav = {facts.wav: name for name, facts in notes.items() if facts.wav is not None}
     recovered: list[RecoveredCall] = []
     for name in names:
         if name.endswith(".wav") and not name.startswith("."):
-            call = _guarded(incomplete / name, name[:-4],
-                            functools.partial(_recover_wav, directory, incomplete / name, now))
+            note = by_wav.get(name)
+            if note is None and name[:-4] + NOTE_SUFFIX in notes:
+                candidate = name[:-4] + NOTE_SUFFIX
+                # Killed between creating the WAV and noting it: same stem, no WAV noted.
+                note = candidate if notes[candidate].wav is None else None
+            call = _guarded(incomplete / name, name[:-4], functools.partial(
+                _recover_wav, directory, incomplete / name, now,
+                None if note is None else notes.pop(note)))
             if call is not None:
                 recovered.append(call)
+                if note is not None:
+                    _remove_quietly(incomplete / note)
     for name in _listing(incomplete) or []:
         if name.endswith(".json") or _recovered_stem(name) is not None:
             call = _guarded(incomplete / name, _recovered_stem(name) or name[:-5],
@@ -125,12 +156,32 @@ def recover_incomplete(directory: Path, *, now: float) -> list[RecoveredCall]:
             if call is not None:
                 recovered.append(call)
     remaining = set(_listing(incomplete) or [])
-    for name in sorted(remaining):
-        # Early metadata whose WAV is gone (finished or recovered): nothing needs it.
-        wav_name = name[:-len(START_SUFFIX)]
-        if (name.endswith(".wav" + START_SUFFIX) and wav_name not in remaining
-                and f".{wav_name[:-4]}{_RECOVERED_SUFFIX}" not in remaining):
-            _remove_quietly(incomplete / name)
+    for name, facts in sorted(notes.items()):
+        if name not in remaining:
+            continue
+        if facts.wav is None and stored(facts.call_id):
+            log.info("call {call_id}: note removed, the call's record was already stored",
+                     call_id=facts.call_id)
+        elif facts.wav is None:
+            interrupted = _guarded(incomplete / name, facts.call_id,
+                                   functools.partial(_recover_note, facts))
+            if interrupted is None:
+                continue
+            recovered.append(interrupted)
+        elif (facts.wav in remaining
+              or f".{facts.wav[:-4]}{_RECOVERED_SUFFIX}" in remaining):
+            continue  # its WAV could not be recovered: the note stays with it
+        elif not stored(facts.call_id):
+            # Killed after the recording was put in place, before its record was stored.
+            placed = _placed_sidecar(directory, facts)
+            if placed is None:
+                log.warn("call {call_id}: its recording is in place but its sidecar is not "
+                         "found; no record", call_id=facts.call_id)
+            else:
+                log.info("call {call_id}: record taken from its sidecar {path}",
+                         call_id=facts.call_id, path=str(placed.sidecar))
+                recovered.append(placed)
+        _remove_quietly(incomplete / name)
     _fsync_dir(incomplete)
     return recovered
 
@@ -145,8 +196,7 @@ def _listing(incomplete: Path) -> list[str] | None:
         return None
 
 
-def _guarded(path: Path, call_id: str,
-             job: Callable[[], RecoveredCall | None]) -> RecoveredCall | None:
+def _guarded(path: Path, call_id: str, job: Callable[[], _T | None]) -> _T | None:
     try:
         result = job()
     except (OSError, RecordingError, ValueError) as e:
@@ -164,20 +214,20 @@ def _recovered_stem(name: str) -> str | None:
 
 # -- one leftover WAV ---------------------------------------------------------------
 
-def _recover_wav(directory: Path, temp: Path, now: float) -> RecoveredCall:
+def _recover_wav(directory: Path, temp: Path, now: float,
+                 facts: NoteFacts | None) -> RecoveredCall:
     stem = temp.name[:-4]
-    start = _read_start(temp, stem)
-    data_bytes, mtime = _repair(temp, start.call_id)
+    call_id = stem if facts is None else facts.call_id
+    data_bytes, mtime = _repair(temp, call_id)
     frames = data_bytes // BLOCK_ALIGN
     duration = frames / SAMPLE_RATE
-    estimated = start.started_at is None
-    if start.started_at is not None:
-        started_at = start.started_at
-    else:
+    started_at = None if facts is None else facts.recording_started_at
+    estimated = started_at is None
+    if started_at is None:
         started_at = max(0.0, min(mtime, now) - duration)
-    safe_id = safe_call_id(start.call_id) if start.call_id != stem else stem
+    safe_id = safe_call_id(call_id) if call_id != stem else stem
     wav, sidecar = final_paths(directory, safe_id, started_at)
-    record = _interrupted_record(start, started_at, duration, wav)
+    record = _interrupted_record(call_id, facts, started_at, started_at + duration, wav)
     document: dict[str, Any] = dict(record)
     document["recording"] = {
         "path": str(wav),
@@ -195,32 +245,24 @@ def _recover_wav(directory: Path, temp: Path, now: float) -> RecoveredCall:
     _fsync_dir(wav.parent)
     os.replace(pending, sidecar)
     _fsync_dir(sidecar.parent)
-    _remove_quietly(temp.with_name(temp.name + START_SUFFIX))
     log.info("recording {call_id} recovered after a crash: {path} ({seconds:.1f} s, "
-             "start {how})", call_id=start.call_id, path=str(wav), seconds=duration,
-             how="estimated from mtime" if estimated else "as recorded")
-    return RecoveredCall(call_id=start.call_id, wav=wav, sidecar=sidecar, record=record,
+             "start {how})", call_id=call_id, path=str(wav), seconds=duration,
+             how="estimated from mtime" if estimated else "as noted")
+    return RecoveredCall(call_id=call_id, wav=wav, sidecar=sidecar, record=record,
                          interrupted=True, duration_seconds=duration,
                          start_estimated=estimated)
 
 
-def _read_start(temp: Path, stem: str) -> _Start:
-    path = temp.with_name(temp.name + START_SUFFIX)
-    try:
-        raw = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return _Start(call_id=stem, started_at=None, metadata={})
-    except (OSError, ValueError) as e:
-        log.warn("recording {call_id}: ignoring unreadable {path}: {error}",
-                 call_id=stem, path=str(path), error=str(e))
-        return _Start(call_id=stem, started_at=None, metadata={})
-    if not isinstance(raw, dict):
-        raw = {}
-    call_id = raw.get("call_id")
-    metadata = raw.get("metadata")
-    return _Start(call_id=call_id if isinstance(call_id, str) and call_id else stem,
-                  started_at=_seconds(raw.get("started_at")),
-                  metadata=metadata if isinstance(metadata, dict) else {})
+def _recover_note(facts: NoteFacts) -> RecoveredCall:
+    """A call interrupted before its recording started: a record, no file."""
+    arrived = _seconds(facts.record.get("arrived_at"))
+    last = facts.last_at if facts.last_at is not None else arrived
+    if last is None:
+        raise RecoveryError(f"call note of {facts.call_id} has no time")
+    record = _interrupted_record(facts.call_id, facts, None, last, None)
+    log.info("call {call_id} interrupted by a crash before its recording started: "
+             "recorded as {outcome}", call_id=facts.call_id, outcome=INTERRUPTED)
+    return RecoveredCall(call_id=facts.call_id, wav=None, sidecar=None, record=record)
 
 
 def _repair(temp: Path, call_id: str) -> tuple[int, float]:
@@ -255,54 +297,61 @@ def _repair(temp: Path, call_id: str) -> tuple[int, float]:
     return data_bytes, st.st_mtime
 
 
-def _interrupted_record(start: _Start, started_at: float, duration: float,
-                        wav: Path) -> dict[str, Any]:
-    """A ``CallRecord.to_dict()``-shaped record plus sip_call_id and recording fields."""
-    meta = start.metadata
-    vendor = _text(meta, "vendor") or None
+def _interrupted_record(call_id: str, facts: NoteFacts | None,
+                        recording_started_at: float | None, audio_end: float,
+                        wav: Path | None) -> dict[str, Any]:
+    """A ``CallRecord.to_dict()``-shaped record, outcome interrupted, from what the note
+    kept (if any), plus sip_call_id and the recording fields."""
+    meta: Mapping[str, Any] = {} if facts is None else facts.record
+    ended_at = max(audio_end, (facts.last_at if facts is not None else None) or audio_end)
     arrived_at = _seconds(meta.get("arrived_at"))
-    if arrived_at is None or arrived_at > started_at:
-        arrived_at = started_at
-    ended_at = started_at + duration
-    answered_at = _seconds(meta.get("answered_at"))
-    if answered_at is not None and not arrived_at <= answered_at <= ended_at:
-        answered_at = None
-    times: dict[str, float | None] = {
-        "arrived_at": arrived_at,
-        "announced_at": _seconds(meta.get("announced_at")),
-        "queued_at": _seconds(meta.get("queued_at")),
-        "overflowed_at": _seconds(meta.get("overflowed_at")),
-        "answered_at": answered_at,
-        "ended_at": ended_at,
-        "recording_started_at": started_at,
-    }
-    record: dict[str, Any] = {
-        "call_id": start.call_id,
-        "sip_call_id": _text(meta, "sip_call_id"),
-        "caller": _text(meta, "caller") or "",
-        "dialed": _text(meta, "dialed") or "",
-        "queue": _text(meta, "queue") or UNKNOWN_QUEUE,
-        "group": _text(meta, "group") or "",
-        "agent_id": _text(meta, "agent_id"),
-        "outcome": INTERRUPTED,
-        "route": "vendor" if vendor is not None else "inhouse",
-        "vendor": vendor,
-        "overflow_reason": _text(meta, "overflow_reason") or None,
-    }
-    for name, value in times.items():
-        record[name] = epoch(value)
-        record[f"{name}_iso"] = iso_utc(value)
+    if arrived_at is None or arrived_at > ended_at:
+        arrived_at = ended_at if recording_started_at is None else min(recording_started_at,
+                                                                       ended_at)
+
+    def moment(key: str) -> float | None:
+        """A noted time, if it lies within the call."""
+        value = _seconds(meta.get(key))
+        return value if value is not None and arrived_at <= value <= ended_at else None
+
+    vendor = _text(meta, "vendor") or None
+    answered_at = moment("answered_at")
+    agent_id = _text(meta, "agent_id")
+    offers: list[Offer] = []
+    if answered_at is not None and facts is not None:
+        # The answered offer: the last one made to whoever answered, before the answer.
+        target = (agent_id, None) if agent_id is not None else (None, vendor)
+        for noted in reversed(facts.offers):
+            if ((noted.agent_id, noted.vendor) == target and noted.at <= answered_at
+                    and (noted.vendor is None or noted.trunk)):
+                offers.append(Offer(agent_id=noted.agent_id, vendor=noted.vendor,
+                                    trunk=noted.trunk, offered_at=noted.at,
+                                    ended_at=answered_at, result="answered"))
+                break
+    route = meta.get("route")
+    call = CallRecord(
+        call_id=call_id, caller=_text(meta, "caller") or "", dialed=_text(meta, "dialed") or "",
+        queue=_text(meta, "queue") or UNKNOWN_QUEUE, group=_text(meta, "group") or "",
+        arrived_at=arrived_at, short_abandon_threshold=0.0, agent_id=agent_id,
+        outcome=Outcome.INTERRUPTED, announced_at=moment("announced_at"),
+        queued_at=moment("queued_at"), answered_at=answered_at, ended_at=ended_at,
+        offers=offers, qa_notice_played=meta.get("qa_notice_played") is True,
+        route=Route(route) if route in tuple(Route) else (
+            Route.VENDOR if vendor is not None else Route.INHOUSE),
+        vendor=vendor, overflow_reason=_text(meta, "overflow_reason") or None,
+        overflowed_at=moment("overflowed_at"))
+    record = call.to_dict()
     record.update(
-        wait=None, vendor_wait=None, ring=None,
-        talk=epoch(None if answered_at is None else ended_at - answered_at),
-        total=epoch(ended_at - arrived_at),
-        short_abandon=False,
+        sip_call_id=_text(meta, "sip_call_id"),
         short_abandon_threshold=_seconds(meta.get("short_abandon_threshold")),
-        qa_notice_played=meta.get("qa_notice_played") is True,
-        offers=[],
-        recording_path=str(wav),
+        recording_started_at=epoch(recording_started_at),
+        recording_started_at_iso=iso_utc(recording_started_at),
+        recording_path=None if wav is None else str(wav),
         recording_error=INTERRUPTED_ERROR,
     )
+    if facts is not None and facts.pauses:
+        record["recording_pauses"] = [{"from": start, "to": end if end is not None else ended_at}
+                                      for start, end in facts.pauses]
     return record
 
 
@@ -327,9 +376,15 @@ def _place_leftover_sidecar(directory: Path, path: Path) -> RecoveredCall | None
         raise RecoveryError(f"{path}: {sidecar} already exists")
     os.replace(path, sidecar)
     _fsync_dir(sidecar.parent)
-    stem = _recovered_stem(path.name)
-    if stem is not None:
-        _remove_quietly(path.with_name(f"{stem}.wav{START_SUFFIX}"))
+    call = _sidecar_call(document, recording, wav, sidecar)
+    log.info("recording {call_id}: sidecar {path} put in place after a crash",
+             call_id=call.call_id, path=str(sidecar))
+    return call
+
+
+def _sidecar_call(document: Mapping[str, Any], recording: Mapping[str, Any], wav: Path,
+                  sidecar: Path) -> RecoveredCall:
+    """The call a placed sidecar describes, its record ready for the CDR."""
     record = {k: v for k, v in document.items() if k != "recording"}
     record["recording_path"] = str(wav)
     if isinstance(recording.get("error"), str):
@@ -338,12 +393,32 @@ def _place_leftover_sidecar(directory: Path, path: Path) -> RecoveredCall | None
     if not isinstance(call_id, str) or not call_id:
         call_id = wav.stem
     duration = _seconds(recording.get("duration_seconds")) or 0.0
-    interrupted = record.get("outcome") == INTERRUPTED
-    log.info("recording {call_id}: sidecar {path} put in place after a crash",
-             call_id=call_id, path=str(sidecar))
     return RecoveredCall(call_id=call_id, wav=wav, sidecar=sidecar, record=record,
-                         interrupted=interrupted, duration_seconds=duration,
+                         interrupted=record.get("outcome") == INTERRUPTED,
+                         duration_seconds=duration,
                          start_estimated=recording.get("start_estimated") is True)
+
+
+def _placed_sidecar(directory: Path, facts: NoteFacts) -> RecoveredCall | None:
+    """The sidecar of a noted call whose recording was already put in place (by the
+    recorder's finish, or an earlier recovery): same date folder, same call id. None if
+    there is none; sidecars that cannot be read are logged and skipped."""
+    if facts.recording_started_at is None:
+        return None
+    day = time.gmtime(facts.recording_started_at)
+    folder = directory / f"{day.tm_year:04d}" / f"{day.tm_mon:02d}" / f"{day.tm_mday:02d}"
+    safe_id = safe_call_id(facts.call_id)  # only [A-Za-z0-9._-]: nothing glob would expand
+    for sidecar in sorted(folder.glob(f"{safe_id}*.json")):
+        try:
+            document = json.loads(sidecar.read_bytes())
+        except (OSError, ValueError) as e:
+            log.warn("call {call_id}: cannot read {path}: {error}", call_id=facts.call_id,
+                     path=str(sidecar), error=str(e))
+            continue
+        recording = document.get("recording") if isinstance(document, dict) else None
+        if isinstance(recording, dict) and document.get("call_id") == facts.call_id:
+            return _sidecar_call(document, recording, sidecar.with_suffix(".wav"), sidecar)
+    return None
 
 
 # -- small helpers ------------------------------------------------------------------

@@ -26,6 +26,7 @@ from ccswitch.media.engine import MediaEngine, MediaLeg
 from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.registry import Metrics
 from ccswitch.model import Config, Dialplan, IPNetwork, Queue, RecordingStart
+from ccswitch.recording.note import CallNote, accepted, fact_for
 from ccswitch.recording.recorder import CallRecorder, export_compressed
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
@@ -103,6 +104,7 @@ class Call:
     recording_error: str | None = None
     recording_pauses: list[list[float | None]] = attrs.Factory(list)  # [from, to] epoch s
     recording_started: float | None = None
+    note: CallNote | None = None  # what a crash recovery needs, from the 200 OK on
 
 
 class CallController:
@@ -418,6 +420,8 @@ class CallController:
             call.recording_pauses.append([now, None])
         elif not paused and was_paused:
             call.recording_pauses[-1][1] = now
+        if call.note is not None and paused != was_paused:
+            call.note.add("paused" if paused else "resumed", now)
         log.info("call {call_id}: recording {what}", call_id=call_id,
                  what="paused" if paused else "resumed")
         return self._recording_state(call)
@@ -488,6 +492,7 @@ class CallController:
             self._execute_call_action(call, action)
 
     def _execute_call_action(self, call: Call, action: act.Action) -> None:
+        self._note_action(call, action)
         caller = call.caller
         if isinstance(action, act.AnswerCaller):
             caller.tx.respond(200, to_tag=caller.dialog.local.tag, body=caller.sdp,
@@ -537,6 +542,25 @@ class CallController:
                 self._send_bye(leg.dialog)
         else:
             log.warn("unhandled action {action}", action=action)
+
+    def _note_action(self, call: Call, action: act.Action) -> None:
+        """Keep the call note in step with the engine: opened before the caller's 200 OK
+        (so every answered call leaves a record after a crash), one fact per queue entry,
+        offer and answer."""
+        if call.note is None and not isinstance(action, act.AnswerCaller):
+            return  # not answered yet, or the disk refused the note (logged)
+        try:
+            record = self._engine.record(call.id)
+        except CCSwitchError:
+            return  # the call ended in this batch: its record is on its way
+        now = self._clock.seconds()
+        if isinstance(action, act.AnswerCaller):
+            call.note = CallNote.open(self._config.recordings.directory, call.id, now,
+                                      accepted(record, call.caller.invite.call_id))
+            return
+        fact = fact_for(action, record)
+        if fact is not None and call.note is not None:
+            call.note.add(fact[0], now, **fact[1])
 
     def _save_presence_soon(self) -> None:
         """Save agent presence once, after the current burst of changes."""
@@ -869,7 +893,7 @@ class CallController:
         invite = call.caller.invite
         try:
             call.recorder = CallRecorder(
-                self._config.recordings.directory, call.id, self._clock.seconds(),
+                self._config.recordings.directory, call.id, call.recording_started,
                 {"call_id": call.id, "sip_call_id": invite.call_id,
                  "caller": _caller_id(invite.from_), "dialed": invite.uri.user or "",
                  "queue": call.queue.name, "group": call.queue.group,
@@ -877,6 +901,8 @@ class CallController:
         except RecordingError as e:
             self._recording_failed(call, e)
             return
+        if call.note is not None:
+            call.note.add("recording", call.recording_started, wav=call.recorder.temp_path.name)
         self._media.record(call.caller.media, call.recorder,
                            on_error=lambda error: self._recording_failed(call, error))
 
@@ -916,7 +942,7 @@ class CallController:
         # the disk: off the reactor when there is a worker pool. Nothing here is used by
         # the reactor afterwards, and the pool finishes queued jobs before the process exits.
         self._run_job(call.id, functools.partial(self._close_call_files, call.id, call.recorder,
-                                                 metadata))
+                                                 metadata, call.note))
 
     def _run_job(self, call_id: str, job: Callable[[], None]) -> None:
         """Run disk work for a call on the worker pool (if any)."""
@@ -928,9 +954,10 @@ class CallController:
                                                call_id=call_id))
 
     def _close_call_files(self, call_id: str, recorder: CallRecorder | None,
-                          metadata: dict[str, Any]) -> None:
-        """Finalise the recording, hand the record to the CDR sink, then make the
-        optional compressed copy (any thread)."""
+                          metadata: dict[str, Any], note: CallNote | None = None) -> None:
+        """Finalise the recording, hand the record to the CDR sink, remove the call note
+        (only now: a crash before this still leaves a record), then make the optional
+        compressed copy (any thread)."""
         wav: Path | None = None
         if recorder is not None:
             try:
@@ -948,6 +975,8 @@ class CallController:
                 self._on_record(metadata)
             except Exception:
                 log.failure("call {call_id}: storing the call record failed", call_id=call_id)
+        if note is not None:
+            note.discard()
         fmt = self._config.recordings.compressed_format
         if wav is not None and fmt is not None:
             try:

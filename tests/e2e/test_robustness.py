@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -16,6 +16,7 @@ from tests.e2e.node import (
     AGENT_HZ, ANNOUNCEMENT_S, CALLER_HZ, NodeFactory, agent_uri, dialplan,
 )
 from tests.phones.client import PhoneFactory, SippFactory, free_udp_port, write_ulaw_tone
+from tests.redisd import RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -113,6 +114,111 @@ def test_kill_9_mid_call_then_restart_recovers_the_recording_and_its_record(
     assert (cdr["call_id"], cdr["outcome"], cdr["recording_path"]) == (
         meta["call_id"], "interrupted", str(wav))
     assert not list((node.recordings / ".incomplete").iterdir())
+
+
+def test_kill_9_during_the_qa_notice_leaves_an_interrupted_record_after_restart(
+        node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
+    """SIGKILL while the caller still hears the QA notice (nothing recorded yet): on restart
+    the call has a CDR row, outcome interrupted, with no recording file."""
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", free_udp_port())}}))
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--timeout", "30", name="caller")
+    caller.wait_state("CONFIRMED", timeout=10)  # answered: the notice is playing
+    node.kill()
+    caller.stop()
+    node.start()
+
+    [cdr] = node.wait_cdr(1)
+    assert (cdr["outcome"], cdr["queue"], cdr["dialed"]) == ("interrupted", "support", "100")
+    assert (cdr["recording_path"], cdr["answered_ms"], cdr["agent_id"]) == (None, None, None)
+    assert cdr["recording_error"].startswith("interrupted")
+    assert cdr["qa_notice_played"] is False
+    assert 0 <= cdr["total_ms"] < ANNOUNCEMENT_S * 1000
+    assert node.recordings_done() == []
+    assert not list((node.recordings / ".incomplete").iterdir())
+
+
+def test_a_call_that_ended_leaves_no_note_so_a_restart_changes_no_record(
+        node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
+    """A caller who hangs up during the notice gets their own record; the call note is
+    gone with it, so a kill -9 and restart add nothing and keep the outcome."""
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", free_udp_port())}}))
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--hangup-after", "1", "--timeout", "20", name="caller")
+    assert caller.wait_exit(15) == 0, caller.describe()
+    [before] = node.wait_cdr(1)
+    assert before["outcome"] == "short_abandon"
+    assert not list((node.recordings / ".incomplete").iterdir())
+    node.kill()
+    node.start()
+    assert node.wait_cdr(1) == [before]
+
+
+def stream_records(server: RedisServer) -> list[dict[str, Any]]:
+    """The records in the shared record stream, oldest first."""
+    entries: Any = server.client().xrange("ccswitch:records")
+    return [json.loads(fields[b"record"]) for _, fields in entries]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_kill_9_during_the_qa_notice_with_redis_state_streams_the_interrupted_record(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        redis_server: RedisServer) -> None:
+    """With shared state in Redis, the call killed during the notice reaches the record
+    stream after the restart, as the same record as its CDR row."""
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", free_udp_port())}}),
+                        state=redis_server.url, node="node-a")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--timeout", "30", name="caller")
+    caller.wait_state("CONFIRMED", timeout=10)
+    node.kill()
+    caller.stop()
+    node.start()
+
+    [cdr] = node.wait_cdr(1)
+    [streamed] = stream_records(redis_server)
+    assert (streamed["call_id"], streamed["outcome"]) == (cdr["call_id"], "interrupted")
+    assert streamed["recording_path"] is None
+
+
+def test_kill_9_while_talking_keeps_the_agent_and_answer_time_in_the_record(
+        node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
+    """SIGKILL while the caller talks to a pjsua2 agent: the interrupted row names the agent,
+    the answer and queue times, and a second restart adds no row."""
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}))
+    agent = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--timeout", "40", name="agent")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--timeout", "40", name="caller")
+    node.wait_metric(1, "ccswitch_agents", timeout=20, group="inhouse", state="on_call")
+    answered = time.time()
+    time.sleep(1.0)
+    node.kill()
+    caller.stop()
+    agent.stop()
+    node.start()
+
+    [cdr] = node.wait_cdr(1)
+    assert (cdr["outcome"], cdr["agent_id"], cdr["route"]) == ("interrupted", "alice", "inhouse")
+    assert cdr["answered_ms"] == pytest.approx(answered * 1000, abs=1000)
+    assert cdr["queued_ms"] == pytest.approx(cdr["arrived_ms"] + ANNOUNCEMENT_S * 1000,
+                                             abs=1000)
+    assert cdr["qa_notice_played"] is True
+    assert 500 <= cdr["talk_ms"] <= 3000
+    [wav] = node.wait_recordings(1)
+    assert sidecar(wav)["agent_id"] == "alice"
+    node.stop()
+    node.start()  # recovery runs before the node listens, so it is done by now
+    assert len(node.wait_cdr(1)) == 1
 
 
 def test_ten_times_the_call_rate_limit_refuses_cleanly_and_records_every_call(
