@@ -15,7 +15,7 @@ from ccswitch.errors import SdpError
 
 __all__ = [
     "MediaFormat", "SessionDescription", "Negotiated", "parse_sdp", "build_sdp",
-    "negotiate", "answer_formats", "STATIC_PAYLOAD_TYPES", "DIRECTIONS",
+    "negotiate", "answer_formats", "offer_formats", "STATIC_PAYLOAD_TYPES", "DIRECTIONS",
 ]
 
 DIRECTIONS = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
@@ -274,7 +274,10 @@ def build_sdp(*, address: str, port: int, formats: Sequence[MediaFormat], sessio
 def negotiate(offer: SessionDescription,
               supported: Sequence[str] = ("PCMU", "PCMA")) -> Negotiated:
     """Pick the first 8 kHz codec in the offer's order that we support, plus
-    telephone-event/8000 when offered (the offerer's payload types are kept)."""
+    telephone-event/8000 when offered (the offerer's payload types are kept).
+
+    Encoding names are case-insensitive (RFC 4855): the codec comes back with its
+    name upper-cased, the spelling the media engine knows it by."""
     wanted = {name.upper() for name in supported}
     codec: MediaFormat | None = None
     event: MediaFormat | None = None
@@ -285,7 +288,7 @@ def negotiate(offer: SessionDescription,
             if event is None:
                 event = f
         elif codec is None and f.encoding.upper() in wanted:
-            codec = f
+            codec = attrs.evolve(f, encoding=f.encoding.upper())
     if codec is None:
         raise SdpError("no common codec", 488)
     return Negotiated(codec=codec, telephone_event=event)
@@ -296,3 +299,23 @@ def answer_formats(n: Negotiated) -> tuple[MediaFormat, ...]:
     if n.telephone_event is None:
         return (n.codec,)
     return (n.codec, n.telephone_event)
+
+
+def offer_formats(preferred: str, supported: Sequence[str],
+                  telephone_event_pt: int | None = None) -> tuple[MediaFormat, ...]:
+    """The formats to offer a far end: ``preferred`` first (so it can answer with the
+    codec the other leg already uses and nothing needs transcoding), then the rest of
+    ``supported`` in order, each on its static payload type, then telephone-event on
+    ``telephone_event_pt`` if given. ValueError for a codec without a static type."""
+    static = {name.upper(): pt for pt, (name, _) in STATIC_PAYLOAD_TYPES.items()}
+    names = [preferred.upper()]
+    names += [n.upper() for n in supported if n.upper() != names[0]]
+    formats: list[MediaFormat] = []
+    for name in names:
+        if name not in static:
+            raise ValueError(f"no static payload type for {name!r}")
+        formats.append(MediaFormat(payload_type=static[name], encoding=name))
+    if telephone_event_pt is not None:
+        formats.append(MediaFormat(payload_type=telephone_event_pt,
+                                   encoding="telephone-event", fmtp="0-16"))
+    return tuple(formats)
