@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ccswitch.errors import CCSwitchError, MediaError, RecordingError, SdpError, SipParseError
+from ccswitch.media import g711
 from ccswitch.media.engine import MediaEngine, MediaLeg
 from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.registry import Metrics
@@ -38,7 +39,7 @@ from ccswitch.sip.message import (
     Headers, NameAddr, Request, Response, SipURI, new_call_id, new_tag,
 )
 from ccswitch.sip.sdp import (
-    MediaFormat, Negotiated, answer_formats, build_sdp, negotiate, parse_sdp,
+    MediaFormat, Negotiated, answer_formats, build_sdp, negotiate, offer_formats, parse_sdp,
 )
 from ccswitch.sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer
 from ccswitch.sip.validate import check_request
@@ -656,10 +657,13 @@ class CallController:
             return
         uri = SipURI.parse(uri_text)
         negotiated = call.caller.negotiated
-        formats: list[MediaFormat] = [negotiated.codec]
-        if negotiated.telephone_event is not None:
-            formats.append(attrs.evolve(negotiated.telephone_event,
-                                        payload_type=TELEPHONE_EVENT_PT))
+        # Every codec the relay can bridge, the caller's first: a far end that can do it
+        # answers with it and nothing is transcoded; one that cannot still picks a codec
+        # and the relay translates. telephone-event only when the caller has it, since
+        # events are relayed, never turned into audio.
+        formats = offer_formats(
+            negotiated.codec.encoding, g711.CODECS,
+            TELEPHONE_EVENT_PT if negotiated.telephone_event is not None else None)
         session_id = secrets.randbelow(2**31)
         body = build_sdp(address=self._config.rtp.address, port=media.local_port,
                          formats=formats, session_id=session_id, session_version=session_id)
@@ -719,7 +723,7 @@ class CallController:
             return
         try:
             answer = parse_sdp(response.body)
-            agreed = negotiate(answer, supported=(call.caller.negotiated.codec.encoding,))
+            agreed = negotiate(answer, supported=g711.CODECS)
         except SdpError as e:
             log.warn("call {call_id}: {kind} {target} answered with unusable SDP: {reason}",
                      call_id=call.id, kind=leg.kind, target=leg.target, reason=e.reason)

@@ -1,0 +1,76 @@
+"""Codecs end to end: agents that speak another G.711 law than the caller, and offers
+they refuse, through a real ccswitch process with pjsua2 phones.
+
+Caller phones send a 440 Hz tone and agent phones a 1000 Hz tone (as in
+test_call_path), so the recording and what each phone heard can be checked by content.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.audio import band_power, read_wav, tone_present
+from tests.e2e.node import (
+    AGENT_HZ, ANNOUNCEMENT_S, CALLER_HZ, NodeFactory, agent_uri, dialplan,
+)
+from tests.phones.client import PhoneFactory, free_udp_port
+
+pytestmark = pytest.mark.e2e
+
+
+def heard(wav: Path, talk_s: float) -> tuple[int, Any]:
+    """A phone's recording of what it heard: its rate and its last ``talk_s`` seconds
+    (less the last 0.3 s, around the hang-up), when the other party's audio is relayed."""
+    rate, audio = read_wav(wav)
+    samples = audio.reshape(-1)
+    return rate, samples[-int(talk_s * rate):-int(0.3 * rate)]
+
+
+@pytest.mark.parametrize(("caller_codec", "agent_codec"), [("PCMU", "PCMA"), ("PCMA", "PCMU")])
+def test_agent_with_the_other_law_is_bridged_with_transcoding(
+        node_factory: NodeFactory, phone_factory: PhoneFactory, tmp_path: Path,
+        caller_codec: str, agent_codec: str) -> None:
+    """A caller speaking one G.711 law reaches an agent that accepts only the other: each
+    phone hears the other's tone and the recording has each party on its own channel."""
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}),
+                        recording_start="answer")
+    agent = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--codecs", agent_codec, "--tone", str(AGENT_HZ),
+                          "--record", str(tmp_path / "agent_heard.wav"),
+                          "--answer-delay", "0.5", "--timeout", "40", name="agent")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--codecs", caller_codec,
+                           "--tone", str(CALLER_HZ), "--record", str(tmp_path / "caller_heard.wav"),
+                           "--hangup-after", str(ANNOUNCEMENT_S + 4.0), "--timeout", "40",
+                           name="caller")
+    assert caller.wait_exit(30) == 0, caller.describe()
+    assert agent.wait_exit(10) == 0, agent.describe()
+    assert caller.done is not None and agent.done is not None
+    assert caller.done["calls"][0]["confirmed"], caller.describe()
+    agent_call = agent.done["calls"][0]
+    assert agent_call["confirmed"], agent.describe()
+
+    [wav] = node.wait_recordings(1)
+    meta = json.loads(wav.with_suffix(".json").read_text())
+    assert (meta["outcome"], meta["agent_id"]) == ("answered_inhouse", "alice")
+    rate, audio = read_wav(wav)
+    answered = meta["answered_at"] - meta["arrived_at"]
+    talk = slice(int((answered + 0.5) * rate), int((len(audio) / rate - 0.3) * rate))
+    assert talk.stop - talk.start > rate, (answered, len(audio) / rate)
+    left, right = audio[talk, 0], audio[talk, 1]
+    assert tone_present(left, rate, CALLER_HZ)
+    assert tone_present(right, rate, AGENT_HZ)
+    assert band_power(left, rate, AGENT_HZ) < 0.05 * band_power(left, rate, CALLER_HZ)
+    assert band_power(right, rate, CALLER_HZ) < 0.05 * band_power(right, rate, AGENT_HZ)
+
+    # Relayed and translated both ways: each phone heard the other's tone.
+    talk_s = agent_call["connect_s"] - 0.5
+    assert talk_s > 1.5, agent_call
+    agent_rate, agent_heard = heard(tmp_path / "agent_heard.wav", talk_s)
+    assert tone_present(agent_heard, agent_rate, CALLER_HZ)
+    caller_rate, caller_heard = heard(tmp_path / "caller_heard.wav", talk_s)
+    assert tone_present(caller_heard, caller_rate, AGENT_HZ)
