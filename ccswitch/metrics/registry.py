@@ -131,6 +131,13 @@ class Metrics:
             "ccswitch_sip_rejected", "Out-of-dialog requests refused, by status code.",
             ["status"], registry=self.registry,
         )
+        self.offer_failures = Counter(
+            "ccswitch_offer_failures",
+            "Offers to an agent or a vendor that failed (not those we cancelled), by the far "
+            "end's final status (486, 488, 603, ...) or ours: 408 no answer, 488 unusable "
+            "SDP answer, 502 unusable dialog, 503 no free RTP port.",
+            ["queue", "kind", "status"], registry=self.registry,
+        )
         self.sip_dropped = Counter(
             "ccswitch_sip_dropped",
             "Requests dropped unanswered by the source guard: scanner, rate_limited, banned.",

@@ -651,9 +651,7 @@ class CallController:
         try:
             media = self._media.open_leg(call.id, f"{kind}:{target}")
         except MediaError as e:
-            log.error("no media port to ring {kind} {target}: {error}", kind=kind,
-                      target=target, error=str(e))
-            self._feed(_failed_event(call.id, kind, target, 503))
+            self._offer_failed(call, kind, target, 503, str(e))
             return
         uri = SipURI.parse(uri_text)
         negotiated = call.caller.negotiated
@@ -686,7 +684,7 @@ class CallController:
         leg.tx = self._layer.request(
             leg.invite, leg.invite.uri.host_port(),
             on_response=lambda response: self._leg_response(call, leg, response),
-            on_timeout=lambda: self._leg_failed(call, leg, 408))
+            on_timeout=lambda: self._leg_failed(call, leg, 408, "no answer"))
 
     def _leg_response(self, call: Call, leg: OutLeg, response: Response) -> None:
         status = response.status
@@ -700,7 +698,7 @@ class CallController:
                 return
         if status >= 300:
             if leg.state in ("calling", "ringing"):
-                self._leg_failed(call, leg, status)
+                self._leg_failed(call, leg, status, response.reason)
             return
         # 2xx: the first one makes the dialog; retransmissions are ACKed again.
         if leg.dialog is not None:
@@ -710,10 +708,7 @@ class CallController:
             leg.dialog = Dialog.as_uac(leg.invite, response, contact=self._contact)
             self._send_ack(leg.dialog, response.cseq[0])
         except SipParseError as e:
-            log.warn("call {call_id}: {kind} {target} answered with an unusable dialog "
-                     "({reason})", call_id=call.id, kind=leg.kind, target=leg.target,
-                     reason=e.reason)
-            self._leg_failed(call, leg, 502)
+            self._leg_failed(call, leg, 502, f"answered with an unusable dialog: {e.reason}")
             return
         if leg.state not in ("calling", "ringing"):
             # Answered after we gave up on it (CANCEL crossed the 200): hang up at once.
@@ -725,10 +720,8 @@ class CallController:
             answer = parse_sdp(response.body)
             agreed = negotiate(answer, supported=g711.CODECS)
         except SdpError as e:
-            log.warn("call {call_id}: {kind} {target} answered with unusable SDP: {reason}",
-                     call_id=call.id, kind=leg.kind, target=leg.target, reason=e.reason)
             self._send_bye(leg.dialog)
-            self._leg_failed(call, leg, 488)
+            self._leg_failed(call, leg, 488, f"answered with unusable SDP: {e.reason}")
             return
         leg.media.configure(remote=(answer.address, answer.port),
                             codec=agreed.codec.encoding, payload_type=agreed.codec.payload_type,
@@ -763,13 +756,25 @@ class CallController:
         self._send_invite(call, leg)
         return True
 
-    def _leg_failed(self, call: Call, leg: OutLeg, status: int) -> None:
+    def _leg_failed(self, call: Call, leg: OutLeg, status: int, reason: str) -> None:
         if call.legs.get(leg.key) is not leg:
             return
         leg.state = "ended"
         del call.legs[leg.key]
         leg.media.close()
-        self._feed(_failed_event(call.id, leg.kind, leg.target, status))
+        self._offer_failed(call, leg.kind, leg.target, status, reason)
+
+    def _offer_failed(self, call: Call, kind: str, target: str, status: int,
+                      reason: str) -> None:
+        """An offer that ended unanswered (not cancelled by us): logged with the status
+        and reason (the ``agent`` or ``vendor`` field names the target), counted, and
+        told to the engine."""
+        log.warn("call {call_id}: offer to {kind} {target} failed: {status} {reason}",
+                 call_id=call.id, kind=kind, target=target, status=status, reason=reason,
+                 **{kind: target})
+        self._metrics.offer_failures.labels(queue=call.queue.name, kind=kind,
+                                            status=str(status)).inc()
+        self._feed(_failed_event(call.id, kind, target, status))
 
     def _probe(self, vendor: str, uris: tuple[str, ...]) -> None:
         """OPTIONS to each trunk; the vendor is alive if any trunk answers something other

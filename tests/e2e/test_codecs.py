@@ -74,3 +74,30 @@ def test_agent_with_the_other_law_is_bridged_with_transcoding(
     assert tone_present(agent_heard, agent_rate, CALLER_HZ)
     caller_rate, caller_heard = heard(tmp_path / "caller_heard.wav", talk_s)
     assert tone_present(caller_heard, caller_rate, AGENT_HZ)
+
+
+def test_refused_offer_is_logged_with_its_status_and_counted(
+        node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
+    """An agent answering 488 gives a log line with call_id, agent, status and reason, and
+    counts in ccswitch_offer_failures_total{queue, kind, status}."""
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}),
+                        log_format="json")
+    agent = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--reject", "488", "--calls", "50", "--timeout", "40", name="agent")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--hangup-after", str(ANNOUNCEMENT_S + 2.0), "--timeout", "30",
+                           name="caller")
+    assert caller.wait_exit(25) == 0, caller.describe()
+    assert agent.find("incoming"), agent.describe()
+    [row] = node.wait_cdr(1)
+
+    events = [json.loads(line) for line in node.log_path.read_text().splitlines()
+              if line.startswith("{")]
+    refused = [e for e in events if e.get("status") == 488 and e.get("agent") == "alice"]
+    assert refused, node.log()
+    assert refused[0]["call_id"] == row["call_id"]
+    assert refused[0]["reason"] == "Not Acceptable Here"
+    failures = node.metric("ccswitch_offer_failures_total", queue="support", kind="agent",
+                           status="488")
+    assert failures == len(refused) >= 1
