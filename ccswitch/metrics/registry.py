@@ -128,7 +128,9 @@ class Metrics:
             ["queue", "vendor", "cause"], registry=self.registry,
         )
         self.sip_rejected = Counter(
-            "ccswitch_sip_rejected", "Out-of-dialog requests refused, by status code.",
+            "ccswitch_sip_rejected",
+            "Requests ccswitch refused with an error answer (new calls, other out-of-dialog "
+            "requests and re-INVITEs it cannot take), by status code.",
             ["status"], registry=self.registry,
         )
         self.offer_failures = Counter(

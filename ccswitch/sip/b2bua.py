@@ -344,7 +344,11 @@ class CallController:
             tx.respond(200, to_tag=call.caller.dialog.local.tag, body=call.caller.sdp,
                        content_type=SDP, headers=[("Contact", self._contact)])
             return
-        tx.respond(488, "Not Acceptable Here")
+        # An agent or vendor leg keeps the media first agreed (RFC 3261 14.1: after a
+        # non-2xx answer to a re-INVITE the session stays as it was).
+        log.info("call {call_id}: re-INVITE on {sip_call_id} refused: 488",
+                 call_id=call.id, sip_call_id=request.call_id)
+        self._reject(tx, 488, "Not Acceptable Here")
 
     # -- engine -----------------------------------------------------------
 

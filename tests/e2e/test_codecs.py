@@ -101,3 +101,25 @@ def test_refused_offer_is_logged_with_its_status_and_counted(
     failures = node.metric("ccswitch_offer_failures_total", queue="support", kind="agent",
                            status="488")
     assert failures == len(refused) >= 1
+
+
+def test_refused_reinvite_from_an_agent_is_counted_and_the_call_goes_on(
+        node_factory: NodeFactory, phone_factory: PhoneFactory) -> None:
+    """An agent's re-INVITE is answered 488, counted in ccswitch_sip_rejected_total, and
+    the call stays bridged until the caller hangs up."""
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}))
+    agent = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--reinvite-after", "1", "--timeout", "40",
+                          name="agent")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--hangup-after", str(ANNOUNCEMENT_S + 4.0), "--timeout", "40",
+                           name="caller")
+    assert caller.wait_exit(30) == 0, caller.describe()
+    assert agent.wait_exit(10) == 0, agent.describe()
+    assert agent.find("reinvite"), agent.describe()
+    assert node.metric("ccswitch_sip_rejected_total", status="488") == 1
+    [row] = node.wait_cdr(1)
+    assert row["outcome"] == "answered_inhouse"
+    # The re-INVITE went 1 s after the answer; the call lasted well past it.
+    assert agent.done is not None and agent.done["calls"][0]["connect_s"] > 2.5, agent.describe()
