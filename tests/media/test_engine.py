@@ -237,6 +237,33 @@ async def test_bridge_translates_between_laws(env: Env) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_bridge_translates_from_a_pcma_agent_to_a_pcmu_caller(env: Env) -> None:
+    """PCMA from the agent reaches the PCMU caller as PT 0 with translated payload."""
+    caller, agent = env.peer(), env.peer()
+    a, b = env.leg(caller), env.leg(agent, "agent", codec="PCMA", pt=8)
+    env.engine.bridge(a, b)
+    payload = g711.encode(tone_prompt(1000, 1).linear[0], "PCMA")
+    agent.send(rtp(pt=8, seq=1, ts=0, ssrc=2, payload=payload), b)
+    await wait_until(lambda: len(caller.received) >= 1)
+    (h,) = caller.headers()
+    assert h.payload_type == 0
+    assert caller.received[0][0][12:] == g711.encode(g711.decode(payload, "PCMA"), "PCMU")
+
+
+@pytest_twisted.ensureDeferred
+async def test_telephone_event_is_relayed_untranslated_between_laws(env: Env) -> None:
+    """An RFC 4733 event between a PCMU and a PCMA leg keeps its payload, PT mapped."""
+    caller, agent = env.peer(), env.peer()
+    a, b = env.leg(caller, dtmf=121), env.leg(agent, "agent", codec="PCMA", pt=8, dtmf=101)
+    env.engine.bridge(a, b)
+    caller.send(rtp(pt=121, seq=1, ts=500, ssrc=1, payload=b"\x05\x0a\x00\xa0"), a)
+    await wait_until(lambda: len(agent.received) >= 1)
+    (h,) = agent.headers()
+    assert h.payload_type == 101
+    assert agent.received[0][0][12:] == b"\x05\x0a\x00\xa0"
+
+
+@pytest_twisted.ensureDeferred
 async def test_stream_stays_continuous_from_prompt_to_bridge(env: Env) -> None:
     """After an announcement, relayed agent audio continues the caller's seq and ts line."""
     caller, agent = env.peer(), env.peer()
