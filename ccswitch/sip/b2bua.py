@@ -722,7 +722,8 @@ class CallController:
             return
         try:
             answer = parse_sdp(response.body)
-            agreed = negotiate(answer, supported=g711.CODECS)
+            agreed = negotiate(answer, supported=g711.CODECS,
+                               prefer=call.caller.negotiated.codec.encoding)
         except SdpError as e:
             self._send_bye(leg.dialog)
             self._leg_failed(call, leg, 488, f"answered with unusable SDP: {e.reason}")

@@ -271,24 +271,30 @@ def build_sdp(*, address: str, port: int, formats: Sequence[MediaFormat], sessio
     return "\r\n".join(lines).encode("utf-8")
 
 
-def negotiate(offer: SessionDescription,
-              supported: Sequence[str] = ("PCMU", "PCMA")) -> Negotiated:
+def negotiate(offer: SessionDescription, supported: Sequence[str] = ("PCMU", "PCMA"),
+              prefer: str | None = None) -> Negotiated:
     """Pick the first 8 kHz codec in the offer's order that we support, plus
     telephone-event/8000 when offered (the offerer's payload types are kept).
+
+    ``prefer`` wins wherever it is listed. For an answer to our offer that is the codec
+    we listed first: RFC 3264 6.1 has the answerer send the first of our formats that
+    its answer lists, so picking the same one keeps both directions on one codec.
 
     Encoding names are case-insensitive (RFC 4855): the codec comes back with its
     name upper-cased, the spelling the media engine knows it by."""
     wanted = {name.upper() for name in supported}
+    preferred = prefer.upper() if prefer is not None and prefer.upper() in wanted else None
     codec: MediaFormat | None = None
     event: MediaFormat | None = None
     for f in offer.formats:
         if f.clock_rate != 8000:
             continue
+        name = f.encoding.upper()
         if f.is_telephone_event:
             if event is None:
                 event = f
-        elif codec is None and f.encoding.upper() in wanted:
-            codec = attrs.evolve(f, encoding=f.encoding.upper())
+        elif name in wanted and (codec is None or name == preferred != codec.encoding):
+            codec = attrs.evolve(f, encoding=name)
     if codec is None:
         raise SdpError("no common codec", 488)
     return Negotiated(codec=codec, telephone_event=event)

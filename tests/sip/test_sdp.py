@@ -369,6 +369,26 @@ def test_negotiate_requires_8000_hz() -> None:
     assert negotiate(d).codec == PCMA
 
 
+def test_negotiate_prefers_the_given_codec_wherever_it_is_listed() -> None:
+    """An answer listing PCMA then PCMU, with PCMU preferred, negotiates PCMU."""
+    d = parse_sdp(offer("m=audio 5000 RTP/AVP 8 0 101", "a=rtpmap:101 telephone-event/8000"))
+    n = negotiate(d, prefer="pcmu")
+    assert (n.codec, n.telephone_event) == (PCMU, MediaFormat(
+        payload_type=101, encoding="telephone-event"))
+
+
+def test_negotiate_falls_back_when_the_preferred_codec_is_absent() -> None:
+    """Without the preferred codec, the first supported one in the offer is picked."""
+    d = parse_sdp(offer("m=audio 5000 RTP/AVP 18 8"))
+    assert negotiate(d, prefer="PCMU").codec == PCMA
+
+
+def test_negotiate_ignores_a_preferred_codec_that_is_not_supported() -> None:
+    """prefer only orders among supported codecs; it does not add one."""
+    d = parse_sdp(offer("m=audio 5000 RTP/AVP 8 0"))
+    assert negotiate(d, supported=("PCMA",), prefer="PCMU").codec == PCMA
+
+
 def test_negotiate_without_telephone_event() -> None:
     """No telephone-event offered means none negotiated."""
     assert negotiate(parse_sdp(body_of("compact_invite.sip"))).telephone_event is None
