@@ -728,9 +728,12 @@ class CallController:
             self._send_bye(leg.dialog)
             self._leg_failed(call, leg, 488, f"answered with unusable SDP: {e.reason}")
             return
+        # An answer listing both laws lets its sender use either (RFC 3264 6.1).
+        listed = {f.payload_type: f.encoding.upper() for f in answer.formats
+                  if f.clock_rate == 8000 and f.encoding.upper() in g711.CODECS}
         leg.media.configure(remote=(answer.address, answer.port),
                             codec=agreed.codec.encoding, payload_type=agreed.codec.payload_type,
-                            dtmf_payload_type=_pt(agreed.telephone_event))
+                            dtmf_payload_type=_pt(agreed.telephone_event), also_receive=listed)
         leg.state = "answered"
         leg.answered_at = self._clock.seconds()
         self._feed(_leg_event(call, leg, "answered"))
