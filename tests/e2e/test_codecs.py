@@ -17,7 +17,7 @@ from tests.audio import band_power, read_wav, tone_present
 from tests.e2e.node import (
     AGENT_HZ, ANNOUNCEMENT_S, CALLER_HZ, NodeFactory, agent_uri, dialplan,
 )
-from tests.phones.client import PhoneFactory, free_udp_port
+from tests.phones.client import PhoneFactory, SippFactory, free_udp_port
 
 pytestmark = pytest.mark.e2e
 
@@ -74,6 +74,37 @@ def test_agent_with_the_other_law_is_bridged_with_transcoding(
     assert tone_present(agent_heard, agent_rate, CALLER_HZ)
     caller_rate, caller_heard = heard(tmp_path / "caller_heard.wav", talk_s)
     assert tone_present(caller_heard, caller_rate, AGENT_HZ)
+
+
+def test_pcmu_caller_offers_its_law_first_and_an_alaw_echo_comes_back_translated(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        sipp_factory: SippFactory) -> None:
+    """A SIPp agent checks the offer is PCMU, PCMA, telephone-event in that order, answers
+    PCMA only and echoes: the PCMU caller hears its own tone back, and the recording has it
+    on both channels (the agent's A-law decoded as A-law)."""
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}),
+                        recording_start="answer")
+    agent = sipp_factory("uas_pcma_only.xml", "-m", "1", "-i", "127.0.0.1", "-p",
+                         str(agent_port), "-mp", str(free_udp_port()), "-rtp_echo",
+                         "-timeout", "30s", "-timeout_error", name="alaw-agent")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--codecs", "PCMU",
+                           "--tone", str(CALLER_HZ), "--record", str(node.workdir / "heard.wav"),
+                           "--hangup-after", str(ANNOUNCEMENT_S + 4.0), "--timeout", "40",
+                           name="caller")
+    assert caller.wait_exit(30) == 0, caller.describe()
+    assert agent.wait(10) == 0, agent.describe()
+    [wav] = node.wait_recordings(1)
+    meta = json.loads(wav.with_suffix(".json").read_text())
+    assert (meta["outcome"], meta["agent_id"]) == ("answered_inhouse", "alice")
+    rate, audio = read_wav(wav)
+    answered = meta["answered_at"] - meta["arrived_at"]
+    talk = slice(int((answered + 0.5) * rate), int((len(audio) / rate - 0.3) * rate))
+    assert talk.stop - talk.start > rate, (answered, len(audio) / rate)
+    assert tone_present(audio[talk, 0], rate, CALLER_HZ)
+    assert tone_present(audio[talk, 1], rate, CALLER_HZ)
+    heard_rate, echo = heard(node.workdir / "heard.wav", 2.5)
+    assert tone_present(echo, heard_rate, CALLER_HZ)
 
 
 def test_refused_offer_is_logged_with_its_status_and_counted(
