@@ -31,13 +31,14 @@ Recording tap (``MediaEngine.record``): left channel = audio received from the
 caller leg plus prompts played to the caller (saturating add); right channel =
 audio received from the agent leg. Inbound audio is decoded into a small
 per-leg FIFO (``FIFO_FRAMES`` frames, oldest dropped on overflow, silence on
-underflow); telephone-event and other payload types are not recorded. Packet
-reordering and loss are not concealed in the recording.
+underflow), each packet with the law of its payload type; telephone-event and other
+payload types are not recorded. Packet reordering and loss are not concealed in the
+recording.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Final, Protocol, cast
+from typing import Any, Callable, Final, Mapping, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -143,7 +144,9 @@ class MediaLeg(DatagramProtocol):
         self.codec: str | None = None
         self.payload_type: int | None = None
         self.dtmf_payload_type: int | None = None
-        self._decode_table: Int16Array = g711.PCMU_DECODE
+        #: Every G.711 payload type the far end may send, with its decode table.
+        self._decode_tables: dict[int, Int16Array] = {}
+        self._receive: dict[int, str] = {}
         self.peer: MediaLeg | None = None
         self._relay_map: dict[int, tuple[int, bytes | None]] = {}
         self._prompt: Prompt | None = None
@@ -180,11 +183,18 @@ class MediaLeg(DatagramProtocol):
     # -- control --------------------------------------------------------
 
     def configure(self, *, remote: tuple[str, int], codec: str, payload_type: int,
-                  dtmf_payload_type: int | None) -> None:
-        """Set the far end (from SDP) and the negotiated codec and payload types."""
-        if codec not in g711.CODECS:
-            raise MediaError(f"unsupported codec {codec!r} on {self!r}")
-        if not 0 <= payload_type <= 127 or (
+                  dtmf_payload_type: int | None,
+                  also_receive: Mapping[int, str] | None = None) -> None:
+        """Set the far end (from SDP) and the negotiated codec and payload types.
+
+        ``also_receive`` (payload type -> codec) lists the other G.711 formats of the
+        far end's SDP: an answer may list several, and its sender may use any of them,
+        so those packets are recorded and relayed (translated) too.
+        """
+        receive = {**(also_receive or {}), payload_type: codec}
+        if any(c not in g711.CODECS for c in receive.values()):
+            raise MediaError(f"unsupported codec in {sorted(set(receive.values()))} on {self!r}")
+        if any(not 0 <= pt <= 127 for pt in receive) or (
                 dtmf_payload_type is not None and not 0 <= dtmf_payload_type <= 127):
             raise MediaError(f"payload type out of range on {self!r}")
         remote = (str(remote[0]), int(remote[1]))
@@ -195,7 +205,8 @@ class MediaLeg(DatagramProtocol):
         self.codec = codec
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
-        self._decode_table = g711.decode_table(codec)
+        self._receive = receive
+        self._decode_tables = {pt: g711.decode_table(c) for pt, c in receive.items()}
         if self._prompt is not None:
             self._prompt_translate = g711.translate_table(self._prompt.codec, codec)
         if self.peer is not None:
@@ -293,9 +304,10 @@ class MediaLeg(DatagramProtocol):
         self.last_packet_at = engine._clock.seconds()
         pt = header.payload_type
         fifo = self.fifo
-        if fifo is not None and pt == self.payload_type:
-            fifo.push(memoryview(datagram)[header.payload_start:header.payload_end],
-                      self._decode_table)
+        if fifo is not None:
+            table = self._decode_tables.get(pt)
+            if table is not None:
+                fifo.push(memoryview(datagram)[header.payload_start:header.payload_end], table)
         peer = self.peer
         if peer is not None and peer._prompt is None:
             mapped = self._relay_map.get(pt)
@@ -355,10 +367,9 @@ def _noop() -> None:
 def _map_relay(source: MediaLeg, target: MediaLeg) -> None:
     """Payload-type map for packets from ``source`` sent out of ``target``."""
     mapping: dict[int, tuple[int, bytes | None]] = {}
-    if (source.payload_type is not None and target.payload_type is not None
-            and source.codec is not None and target.codec is not None):
-        mapping[source.payload_type] = (
-            target.payload_type, g711.translate_table(source.codec, target.codec))
+    if target.payload_type is not None and target.codec is not None:
+        for pt, codec in source._receive.items():
+            mapping[pt] = (target.payload_type, g711.translate_table(codec, target.codec))
     if source.dtmf_payload_type is not None and target.dtmf_payload_type is not None:
         mapping[source.dtmf_payload_type] = (target.dtmf_payload_type, None)
     source._relay_map = mapping

@@ -129,9 +129,17 @@ class Metrics:
         )
         self.sip_rejected = Counter(
             "ccswitch_sip_rejected",
-            "Requests refused with an answer (malformed ones answered by the transport "
-            "included), by status code.",
+            "Requests refused with an answer (malformed ones answered by the transport, "
+            "new calls, other out-of-dialog requests and re-INVITEs ccswitch cannot take), "
+            "by status code.",
             ["status"], registry=self.registry,
+        )
+        self.offer_failures = Counter(
+            "ccswitch_offer_failures",
+            "Offers to an agent or a vendor that failed (not those we cancelled), by the far "
+            "end's final status (486, 488, 603, ...) or ours: 408 no answer, 488 unusable "
+            "SDP answer, 502 unusable dialog, 503 no free RTP port.",
+            ["queue", "kind", "status"], registry=self.registry,
         )
         self.sip_dropped = Counter(
             "ccswitch_sip_dropped",

@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ccswitch.errors import CCSwitchError, MediaError, RecordingError, SdpError, SipParseError
+from ccswitch.media import g711
 from ccswitch.media.engine import MediaEngine, MediaLeg
 from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.registry import Metrics
@@ -39,7 +40,7 @@ from ccswitch.sip.message import (
     Headers, NameAddr, Request, Response, SipURI, new_call_id, new_tag,
 )
 from ccswitch.sip.sdp import (
-    MediaFormat, Negotiated, answer_formats, build_sdp, negotiate, parse_sdp,
+    MediaFormat, Negotiated, answer_formats, build_sdp, negotiate, offer_formats, parse_sdp,
 )
 from ccswitch.sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer
 from ccswitch.sip.validate import check_request
@@ -345,7 +346,11 @@ class CallController:
             tx.respond(200, to_tag=call.caller.dialog.local.tag, body=call.caller.sdp,
                        content_type=SDP, headers=[("Contact", self._contact)])
             return
-        tx.respond(488, "Not Acceptable Here")
+        # An agent or vendor leg keeps the media first agreed (RFC 3261 14.1: after a
+        # non-2xx answer to a re-INVITE the session stays as it was).
+        log.info("call {call_id}: re-INVITE on {sip_call_id} refused: 488",
+                 call_id=call.id, sip_call_id=request.call_id)
+        self._reject(tx, 488, "Not Acceptable Here")
 
     # -- engine -----------------------------------------------------------
 
@@ -674,16 +679,17 @@ class CallController:
         try:
             media = self._media.open_leg(call.id, f"{kind}:{target}")
         except MediaError as e:
-            log.error("no media port to ring {kind} {target}: {error}", kind=kind,
-                      target=target, error=str(e))
-            self._feed(_failed_event(call.id, kind, target, 503))
+            self._offer_failed(call, kind, target, 503, str(e))
             return
         uri = SipURI.parse(uri_text)
         negotiated = call.caller.negotiated
-        formats: list[MediaFormat] = [negotiated.codec]
-        if negotiated.telephone_event is not None:
-            formats.append(attrs.evolve(negotiated.telephone_event,
-                                        payload_type=TELEPHONE_EVENT_PT))
+        # Every codec the relay can bridge, the caller's first: a far end that can do it
+        # answers with it and nothing is transcoded; one that cannot still picks a codec
+        # and the relay translates. telephone-event only when the caller has it, since
+        # events are relayed, never turned into audio.
+        formats = offer_formats(
+            negotiated.codec.encoding, g711.CODECS,
+            TELEPHONE_EVENT_PT if negotiated.telephone_event is not None else None)
         session_id = secrets.randbelow(2**31)
         body = build_sdp(address=self._config.rtp.address, port=media.local_port,
                          formats=formats, session_id=session_id, session_version=session_id)
@@ -706,7 +712,7 @@ class CallController:
         leg.tx = self._layer.request(
             leg.invite, leg.invite.uri.host_port(),
             on_response=lambda response: self._leg_response(call, leg, response),
-            on_timeout=lambda: self._leg_failed(call, leg, 408))
+            on_timeout=lambda: self._leg_failed(call, leg, 408, "no answer"))
 
     def _leg_response(self, call: Call, leg: OutLeg, response: Response) -> None:
         status = response.status
@@ -720,7 +726,7 @@ class CallController:
                 return
         if status >= 300:
             if leg.state in ("calling", "ringing"):
-                self._leg_failed(call, leg, status)
+                self._leg_failed(call, leg, status, response.reason)
             return
         # 2xx: the first one makes the dialog; retransmissions are ACKed again.
         if leg.dialog is not None:
@@ -730,10 +736,7 @@ class CallController:
             leg.dialog = Dialog.as_uac(leg.invite, response, contact=self._contact)
             self._send_ack(leg.dialog, response.cseq[0])
         except SipParseError as e:
-            log.warn("call {call_id}: {kind} {target} answered with an unusable dialog "
-                     "({reason})", call_id=call.id, kind=leg.kind, target=leg.target,
-                     reason=e.reason)
-            self._leg_failed(call, leg, 502)
+            self._leg_failed(call, leg, 502, f"answered with an unusable dialog: {e.reason}")
             return
         if leg.state not in ("calling", "ringing"):
             # Answered after we gave up on it (CANCEL crossed the 200): hang up at once.
@@ -743,16 +746,18 @@ class CallController:
             return
         try:
             answer = parse_sdp(response.body)
-            agreed = negotiate(answer, supported=(call.caller.negotiated.codec.encoding,))
+            agreed = negotiate(answer, supported=g711.CODECS,
+                               prefer=call.caller.negotiated.codec.encoding)
         except SdpError as e:
-            log.warn("call {call_id}: {kind} {target} answered with unusable SDP: {reason}",
-                     call_id=call.id, kind=leg.kind, target=leg.target, reason=e.reason)
             self._send_bye(leg.dialog)
-            self._leg_failed(call, leg, 488)
+            self._leg_failed(call, leg, 488, f"answered with unusable SDP: {e.reason}")
             return
+        # An answer listing both laws lets its sender use either (RFC 3264 6.1).
+        listed = {f.payload_type: f.encoding.upper() for f in answer.formats
+                  if f.clock_rate == 8000 and f.encoding.upper() in g711.CODECS}
         leg.media.configure(remote=(answer.address, answer.port),
                             codec=agreed.codec.encoding, payload_type=agreed.codec.payload_type,
-                            dtmf_payload_type=_pt(agreed.telephone_event))
+                            dtmf_payload_type=_pt(agreed.telephone_event), also_receive=listed)
         leg.state = "answered"
         leg.answered_at = self._clock.seconds()
         self._feed(_leg_event(call, leg, "answered"))
@@ -783,13 +788,25 @@ class CallController:
         self._send_invite(call, leg)
         return True
 
-    def _leg_failed(self, call: Call, leg: OutLeg, status: int) -> None:
+    def _leg_failed(self, call: Call, leg: OutLeg, status: int, reason: str) -> None:
         if call.legs.get(leg.key) is not leg:
             return
         leg.state = "ended"
         del call.legs[leg.key]
         leg.media.close()
-        self._feed(_failed_event(call.id, leg.kind, leg.target, status))
+        self._offer_failed(call, leg.kind, leg.target, status, reason)
+
+    def _offer_failed(self, call: Call, kind: str, target: str, status: int,
+                      reason: str) -> None:
+        """An offer that ended unanswered (not cancelled by us): logged with the status
+        and reason (the ``agent`` or ``vendor`` field names the target), counted, and
+        told to the engine."""
+        log.warn("call {call_id}: offer to {kind} {target} failed: {status} {reason}",
+                 call_id=call.id, kind=kind, target=target, status=status, reason=reason,
+                 **{kind: target})
+        self._metrics.offer_failures.labels(queue=call.queue.name, kind=kind,
+                                            status=str(status)).inc()
+        self._feed(_failed_event(call.id, kind, target, status))
 
     def _probe(self, vendor: str, uris: tuple[str, ...]) -> None:
         """OPTIONS to each trunk; the vendor is alive if any trunk answers something other

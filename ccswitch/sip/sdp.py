@@ -15,7 +15,7 @@ from ccswitch.errors import SdpError
 
 __all__ = [
     "MediaFormat", "SessionDescription", "Negotiated", "parse_sdp", "build_sdp",
-    "negotiate", "answer_formats", "STATIC_PAYLOAD_TYPES", "DIRECTIONS",
+    "negotiate", "answer_formats", "offer_formats", "STATIC_PAYLOAD_TYPES", "DIRECTIONS",
 ]
 
 DIRECTIONS = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
@@ -271,21 +271,30 @@ def build_sdp(*, address: str, port: int, formats: Sequence[MediaFormat], sessio
     return "\r\n".join(lines).encode("utf-8")
 
 
-def negotiate(offer: SessionDescription,
-              supported: Sequence[str] = ("PCMU", "PCMA")) -> Negotiated:
+def negotiate(offer: SessionDescription, supported: Sequence[str] = ("PCMU", "PCMA"),
+              prefer: str | None = None) -> Negotiated:
     """Pick the first 8 kHz codec in the offer's order that we support, plus
-    telephone-event/8000 when offered (the offerer's payload types are kept)."""
+    telephone-event/8000 when offered (the offerer's payload types are kept).
+
+    ``prefer`` wins wherever it is listed. For an answer to our offer that is the codec
+    we listed first: RFC 3264 6.1 has the answerer send the first of our formats that
+    its answer lists, so picking the same one keeps both directions on one codec.
+
+    Encoding names are case-insensitive (RFC 4855): the codec comes back with its
+    name upper-cased, the spelling the media engine knows it by."""
     wanted = {name.upper() for name in supported}
+    preferred = prefer.upper() if prefer is not None and prefer.upper() in wanted else None
     codec: MediaFormat | None = None
     event: MediaFormat | None = None
     for f in offer.formats:
         if f.clock_rate != 8000:
             continue
+        name = f.encoding.upper()
         if f.is_telephone_event:
             if event is None:
                 event = f
-        elif codec is None and f.encoding.upper() in wanted:
-            codec = f
+        elif name in wanted and (codec is None or name == preferred != codec.encoding):
+            codec = attrs.evolve(f, encoding=name)
     if codec is None:
         raise SdpError("no common codec", 488)
     return Negotiated(codec=codec, telephone_event=event)
@@ -296,3 +305,23 @@ def answer_formats(n: Negotiated) -> tuple[MediaFormat, ...]:
     if n.telephone_event is None:
         return (n.codec,)
     return (n.codec, n.telephone_event)
+
+
+def offer_formats(preferred: str, supported: Sequence[str],
+                  telephone_event_pt: int | None = None) -> tuple[MediaFormat, ...]:
+    """The formats to offer a far end: ``preferred`` first (so it can answer with the
+    codec the other leg already uses and nothing needs transcoding), then the rest of
+    ``supported`` in order, each on its static payload type, then telephone-event on
+    ``telephone_event_pt`` if given. ValueError for a codec without a static type."""
+    static = {name.upper(): pt for pt, (name, _) in STATIC_PAYLOAD_TYPES.items()}
+    names = [preferred.upper()]
+    names += [n.upper() for n in supported if n.upper() != names[0]]
+    formats: list[MediaFormat] = []
+    for name in names:
+        if name not in static:
+            raise ValueError(f"no static payload type for {name!r}")
+        formats.append(MediaFormat(payload_type=static[name], encoding=name))
+    if telephone_event_pt is not None:
+        formats.append(MediaFormat(payload_type=telephone_event_pt,
+                                   encoding="telephone-event", fmtp="0-16"))
+    return tuple(formats)

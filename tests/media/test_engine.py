@@ -237,6 +237,85 @@ async def test_bridge_translates_between_laws(env: Env) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_bridge_translates_from_a_pcma_agent_to_a_pcmu_caller(env: Env) -> None:
+    """PCMA from the agent reaches the PCMU caller as PT 0 with translated payload."""
+    caller, agent = env.peer(), env.peer()
+    a, b = env.leg(caller), env.leg(agent, "agent", codec="PCMA", pt=8)
+    env.engine.bridge(a, b)
+    payload = g711.encode(tone_prompt(1000, 1).linear[0], "PCMA")
+    agent.send(rtp(pt=8, seq=1, ts=0, ssrc=2, payload=payload), b)
+    await wait_until(lambda: len(caller.received) >= 1)
+    (h,) = caller.headers()
+    assert h.payload_type == 0
+    assert caller.received[0][0][12:] == g711.encode(g711.decode(payload, "PCMA"), "PCMU")
+
+
+@pytest_twisted.ensureDeferred
+async def test_telephone_event_is_relayed_untranslated_between_laws(env: Env) -> None:
+    """An RFC 4733 event between a PCMU and a PCMA leg keeps its payload, PT mapped."""
+    caller, agent = env.peer(), env.peer()
+    a, b = env.leg(caller, dtmf=121), env.leg(agent, "agent", codec="PCMA", pt=8, dtmf=101)
+    env.engine.bridge(a, b)
+    caller.send(rtp(pt=121, seq=1, ts=500, ssrc=1, payload=b"\x05\x0a\x00\xa0"), a)
+    await wait_until(lambda: len(agent.received) >= 1)
+    (h,) = agent.headers()
+    assert h.payload_type == 101
+    assert agent.received[0][0][12:] == b"\x05\x0a\x00\xa0"
+
+
+@pytest_twisted.ensureDeferred
+async def test_bridge_relays_every_law_the_far_end_listed(env: Env) -> None:
+    """An agent set up for PCMA that also listed PCMU: its PCMU packets reach the PCMU
+    caller untouched, its PCMA packets translated, both on the caller's PT."""
+    caller, agent = env.peer(), env.peer()
+    a = env.leg(caller)
+    b = env.engine.open_leg("call-1", "agent")
+    b.configure(remote=agent.address, codec="PCMA", payload_type=8, dtmf_payload_type=None,
+                also_receive={0: "PCMU"})
+    env.engine.bridge(a, b)
+    ulaw = g711.encode(tone_prompt(1000, 1).linear[0], "PCMU")
+    alaw = g711.encode(tone_prompt(1000, 1).linear[0], "PCMA")
+    agent.send(rtp(pt=0, seq=1, ts=0, ssrc=2, payload=ulaw), b)
+    await wait_until(lambda: len(caller.received) >= 1)
+    agent.send(rtp(pt=8, seq=2, ts=160, ssrc=2, payload=alaw), b)
+    await wait_until(lambda: len(caller.received) >= 2)
+    assert [h.payload_type for h in caller.headers()] == [0, 0]
+    assert [d[12:] for d, _ in caller.received] == [ulaw, alaw.translate(
+        g711.translate_table("PCMA", "PCMU"))]
+
+
+@pytest_twisted.ensureDeferred
+async def test_recording_decodes_every_law_the_far_end_listed(
+        env: Env, tmp_path: Path) -> None:
+    """An agent set up for PCMA that sends PCMU (listed too) is recorded as its tone."""
+    caller, agent = env.peer(), env.peer()
+    a = env.leg(caller)
+    b = env.engine.open_leg("call-1", "agent")
+    b.configure(remote=agent.address, codec="PCMA", payload_type=8, dtmf_payload_type=None,
+                also_receive={0: "PCMU"})
+    recorder = CallRecorder(tmp_path, "rec-3", 0.0, {})
+    env.engine.record(a, recorder)
+    env.engine.record_agent(b, recorder)
+    tone = tone_prompt(1000, 5)
+    for i in range(5):
+        agent.send(rtp(pt=0, seq=i, ts=160 * i, ssrc=2, payload=tone.frames[i]), b)
+        await wait_until(lambda: b.packets_in == i + 1)
+        env.tick()
+    env.engine.stop_recording(a)
+    with wave.open(str(recorder.finish({}).path), "rb") as w:
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    assert np.array_equal(data[:, 1], g711.decode(b"".join(tone.frames), "PCMU"))
+
+
+def test_configure_refuses_an_unsupported_extra_codec(env: Env) -> None:
+    """also_receive naming a codec the engine cannot decode is a MediaError."""
+    leg = env.engine.open_leg("call-1", "agent")
+    with pytest.raises(MediaError):
+        leg.configure(remote=(HOST, 4000), codec="PCMA", payload_type=8,
+                      dtmf_payload_type=None, also_receive={18: "G729"})
+
+
+@pytest_twisted.ensureDeferred
 async def test_stream_stays_continuous_from_prompt_to_bridge(env: Env) -> None:
     """After an announcement, relayed agent audio continues the caller's seq and ts line."""
     caller, agent = env.peer(), env.peer()

@@ -17,6 +17,7 @@ Every event is one JSON object per line on stdout::
      "code": 200, "reason": "OK", "call_id": ...}
     {"event": "media", "call": 1, "status": "ACTIVE"|"REMOTE_HOLD"|...}
     {"event": "hangup", "call": 1, "why": "hangup-after"|...}
+    {"event": "reinvite", "call": 1}                             (--reinvite-after)
     {"event": "done", "calls": [{"call": 1, "confirmed": true, "code": 200,
      "reason": "Normal call clearing", "connect_s": 2.0, "recording": ...}]}
     {"event": "timeout"} / {"event": "error", "message": ...}
@@ -127,6 +128,7 @@ class PhoneCall(pj.Call):  # type: ignore[misc]
         self.confirmed_at: float | None = None
         self.answer_at: float | None = None
         self.hangup_at: float | None = None
+        self.reinvite_at: float | None = None
         self.ended = False
         self.hangup_sent = False
         self.code = 0
@@ -260,9 +262,11 @@ class Phone:
             call.confirmed_at = now
             if self.args.hangup_after is not None:
                 call.hangup_at = now + self.args.hangup_after
+            if self.args.reinvite_after is not None:
+                call.reinvite_at = now + self.args.reinvite_after
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             call.ended = True
-            call.answer_at = call.hangup_at = None
+            call.answer_at = call.hangup_at = call.reinvite_at = None
             call.connect_s = round(float(ci.connectDuration.sec)
                                    + ci.connectDuration.msec / 1000.0, 3)
 
@@ -326,6 +330,13 @@ class Phone:
                 prm = pj.CallOpParam()
                 prm.statusCode = 200
                 call.answer(prm)
+            if call.reinvite_at is not None and now >= call.reinvite_at:
+                call.reinvite_at = None
+                emit("reinvite", call=call.number)
+                try:
+                    call.reinvite(pj.CallOpParam(True))
+                except pj.Error as exc:
+                    emit("error", call=call.number, message=exc.info())
             if call.hangup_at is not None and now >= call.hangup_at:
                 call.hangup_at = None
                 self.hangup(call, "hangup-after")
@@ -417,6 +428,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="agent: ring (180) this long, then answer 200")
     ans.add_argument("--reject", type=int, default=None, help="agent: answer with this code")
     ans.add_argument("--no-answer", action="store_true", help="agent: ring forever")
+    p.add_argument("--reinvite-after", type=float, default=None,
+                   help="send a re-INVITE this many seconds after CONFIRMED")
     p.add_argument("--calls", type=int, default=1, help="agent: exit after this many calls")
     p.add_argument("--timeout", type=float, default=60.0, help="give up (exit 2) after this")
     p.add_argument("--log-level", type=int, default=1, help="pjsip log level to stderr")

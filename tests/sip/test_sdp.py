@@ -13,7 +13,7 @@ from ccswitch.errors import SdpError
 from ccswitch.sip.message import parse_message
 from ccswitch.sip.sdp import (
     MediaFormat, Negotiated, SessionDescription, answer_formats, build_sdp, negotiate,
-    parse_sdp,
+    offer_formats, parse_sdp,
 )
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "sip"
@@ -348,7 +348,13 @@ def test_negotiate_skips_unsupported_and_wideband() -> None:
 def test_negotiate_is_case_insensitive() -> None:
     """Encoding names match regardless of case, in both offer and supported list."""
     d = parse_sdp(offer("m=audio 5000 RTP/AVP 0", "a=rtpmap:0 pcmu/8000"))
-    assert negotiate(d, supported=("Pcmu",)).codec.encoding == "pcmu"
+    assert negotiate(d, supported=("Pcmu",)).codec.payload_type == 0
+
+
+def test_negotiate_upper_cases_the_codec_name() -> None:
+    """A codec offered as ``pcma`` is negotiated as ``PCMA``, the media engine's name."""
+    d = parse_sdp(offer("m=audio 5000 RTP/AVP 8", "a=rtpmap:8 pcma/8000"))
+    assert negotiate(d).codec == PCMA
 
 
 def test_negotiate_respects_supported_list() -> None:
@@ -361,6 +367,26 @@ def test_negotiate_requires_8000_hz() -> None:
     """A supported name at another clock rate does not count."""
     d = parse_sdp(offer("m=audio 5000 RTP/AVP 96 8", "a=rtpmap:96 PCMU/16000"))
     assert negotiate(d).codec == PCMA
+
+
+def test_negotiate_prefers_the_given_codec_wherever_it_is_listed() -> None:
+    """An answer listing PCMA then PCMU, with PCMU preferred, negotiates PCMU."""
+    d = parse_sdp(offer("m=audio 5000 RTP/AVP 8 0 101", "a=rtpmap:101 telephone-event/8000"))
+    n = negotiate(d, prefer="pcmu")
+    assert (n.codec, n.telephone_event) == (PCMU, MediaFormat(
+        payload_type=101, encoding="telephone-event"))
+
+
+def test_negotiate_falls_back_when_the_preferred_codec_is_absent() -> None:
+    """Without the preferred codec, the first supported one in the offer is picked."""
+    d = parse_sdp(offer("m=audio 5000 RTP/AVP 18 8"))
+    assert negotiate(d, prefer="PCMU").codec == PCMA
+
+
+def test_negotiate_ignores_a_preferred_codec_that_is_not_supported() -> None:
+    """prefer only orders among supported codecs; it does not add one."""
+    d = parse_sdp(offer("m=audio 5000 RTP/AVP 8 0"))
+    assert negotiate(d, supported=("PCMA",), prefer="PCMU").codec == PCMA
 
 
 def test_negotiate_without_telephone_event() -> None:
@@ -417,3 +443,35 @@ def test_values_are_frozen() -> None:
     d = parse_sdp(body_of("asterisk_invite.sip"))
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         d.port = 1  # type: ignore[misc]
+
+
+# -- offers to agents and vendors ------------------------------------------------
+
+def test_offer_lists_the_preferred_codec_first_then_the_others() -> None:
+    """A PCMA caller's offer to an agent is PCMA, then PCMU, each on its static type."""
+    assert offer_formats("PCMA", ("PCMU", "PCMA")) == (PCMA, PCMU)
+
+
+def test_offer_keeps_the_supported_order_after_the_preferred_codec() -> None:
+    """A PCMU caller's offer is PCMU, then PCMA (no codec listed twice)."""
+    assert offer_formats("PCMU", ("PCMU", "PCMA")) == (PCMU, PCMA)
+
+
+def test_offer_ends_with_telephone_event_when_asked() -> None:
+    """telephone-event goes last, on the payload type given, with events 0-16."""
+    assert offer_formats("pcmu", ("PCMU", "PCMA"), telephone_event_pt=101) == (
+        PCMU, PCMA, TE101)
+
+
+def test_offer_refuses_a_codec_without_static_payload_type() -> None:
+    """A codec name without a static payload type is a ValueError, not a bad offer."""
+    with pytest.raises(ValueError):
+        offer_formats("opus", ("PCMU",))
+
+
+def test_offer_is_answered_by_a_pcma_only_phone() -> None:
+    """A far end that can only do PCMA finds it in the offer built for a PCMU caller."""
+    formats = offer_formats("PCMU", ("PCMU", "PCMA"))
+    body = build_sdp(address="10.0.0.1", port=4000, formats=formats, session_id=1,
+                     session_version=1)
+    assert negotiate(parse_sdp(body), supported=("PCMA",)).codec == PCMA
