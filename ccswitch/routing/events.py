@@ -99,6 +99,27 @@ class AgentHungUp(Event):
     agent_id: str = attrs.field(validator=_non_empty)
 
 
+@attrs.frozen(kw_only=True)
+class AgentResponded(Event):
+    """The agent's phone sent a SIP response (any status, to an offer or a probe): its
+    contact is alive."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+
+
+#: Why an agent's contact is unreachable: ``icmp`` (port or host unreachable came back)
+#: or ``transport`` (sending to it failed).
+UNREACHABLE_REASONS = ("icmp", "transport")
+
+
+@attrs.frozen(kw_only=True)
+class AgentUnreachable(Event):
+    """Sending to the agent's phone failed (``reason``, see UNREACHABLE_REASONS)."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+    reason: str = attrs.field(validator=attrs.validators.in_(UNREACHABLE_REASONS))
+
+
 # -- timers ---------------------------------------------------------------
 
 
