@@ -8,7 +8,6 @@ port again brings it back through the OPTIONS probes.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -74,7 +73,7 @@ def test_a_dead_agent_is_skipped_at_once_and_back_when_its_phone_listens(
 
     rows = node.wait_cdr(2)
     assert [(r["outcome"], r["agent_id"]) for r in rows] == [("answered_inhouse", "bob")] * 2
-    alice_offers = [o for r in rows for o in json.loads(json.dumps(r["offers"]))
+    alice_offers = [o for r in rows for o in r["offers"]
                     if o.get("agent_id") == "alice"]
     assert [o["result"] for o in alice_offers] == ["unreachable"], rows
     [offer] = alice_offers
@@ -86,3 +85,28 @@ def test_a_dead_agent_is_skipped_at_once_and_back_when_its_phone_listens(
     sipp_agent(sipp_factory, alice_port, 1, "alice-back")
     assert wait_state(node, "alice", "ready", timeout=5) < 3
     node.wait_metric(0, "ccswitch_agents", group="inhouse", state="unreachable")
+
+
+def test_an_agent_the_node_cannot_send_to_is_skipped_at_once(
+        node_factory: NodeFactory, sipp_factory: SippFactory) -> None:
+    """alice's address cannot be sent to from the node's 127.0.0.1 socket (no route): with
+    the no-response check off, her offer still ends at once and the caller reaches bob."""
+    bob_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": "sip:alice@192.0.2.1:5060",
+                                            "no_response_timeout": 0},
+                                  "bob": {"uri": agent_uri("bob", bob_port)}}),
+                        api_token=TOKEN)
+    sipp_agent(sipp_factory, bob_port, 1, "bob")
+    write_ulaw_tone(sipp_factory.cwd / "caller_audio.ulaw", CALLER_HZ, seconds=1.0)
+    caller = sipp_factory("uac_call.xml", f"127.0.0.1:{node.sip_port}", "-s", "100",
+                          "-m", "1", "-d", str(int((ANNOUNCEMENT_S + 2.0) * 1000)),
+                          "-i", "127.0.0.1", "-p", str(free_udp_port()),
+                          "-mp", str(free_udp_port()), "-timeout", "30s", name="caller")
+    assert caller.wait(30) == 0, caller.describe()
+    [row] = node.wait_cdr(1)
+    assert (row["outcome"], row["agent_id"]) == ("answered_inhouse", "bob")
+    [offer, _] = row["offers"]
+    assert (offer["agent_id"], offer["result"]) == ("alice", "unreachable")
+    assert offer["ended_at"] - offer["offered_at"] < 0.5, offer
+    assert agent_state(node, "alice") == "unreachable"
+    assert "agent alice unreachable (transport)" in node.log()
