@@ -874,7 +874,8 @@ class _Parsed:
 def _parse_agent(ck: _Checker, name: str, value: object, line: int) -> Agent | None:
     sec = _section(ck, value, f"agents.{name}", line,
                    allowed=("uri", "name", "logged_in", "no_response_timeout", "probe_interval"),
-                   required=("uri",), what="a mapping with uri (and optionally name, logged_in)")
+                   required=("uri",), what="a mapping with uri (and optionally name, logged_in, "
+                                           "no_response_timeout, probe_interval)")
     if sec is None:
         return None
     before = len(ck.report.errors)
