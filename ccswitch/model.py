@@ -32,8 +32,8 @@ class Agent:
     """An in-house agent: a SIP URI that ccswitch rings.
 
     A phone that sends no response at all (not even 100 Trying) within
-    ``no_response_timeout`` seconds of an offer (0: no such check), or whose address
-    answers with ICMP unreachable, is taken out of rotation (``unreachable``) and sent
+    ``no_response_timeout`` seconds of an offer (0: no such check), or that an INVITE
+    cannot be sent to, is taken out of rotation (``unreachable``) and sent
     OPTIONS every ``probe_interval`` seconds until it answers anything.
     """
 

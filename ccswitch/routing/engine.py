@@ -21,8 +21,8 @@ Rules worth knowing:
   ``AgentReady`` resets the count. A cancelled offer (another agent answered, the
   caller left) is not a miss and keeps the agent's place in line.
 * A dead phone is not a miss: an offer the phone sends no response to at all (not
-  even 100 Trying) within the agent's ``no_response_timeout``, or whose address
-  answers ICMP unreachable or cannot be sent to (``AgentUnreachable``), ends at once
+  even 100 Trying) within the agent's ``no_response_timeout``, or whose INVITE
+  cannot be sent (``AgentSendFailed``), ends at once
   and the next agent is offered the call. The agent goes UNREACHABLE (out of
   rotation) and gets ``ProbeAgent`` every ``probe_interval`` until its phone answers
   anything (``AgentResponded``: even a 4xx proves it alive), then READY at the back
@@ -325,8 +325,8 @@ class RoutingEngine:
                 actions = self._agent_hung_up(event, now)
             case ev.AgentResponded():
                 actions = self._agent_responded(event, now)
-            case ev.AgentUnreachable():
-                actions = self._agent_unreachable(event, now)
+            case ev.AgentSendFailed():
+                actions = self._agent_send_failed(event, now)
             case ev.TimerFired():
                 actions = self._timer_fired(event, now)
             case ev.AgentLogin() | ev.AgentLogout() | ev.AgentReady() | ev.AgentPause():
@@ -1232,11 +1232,11 @@ class RoutingEngine:
             actions.extend(self._release(agent, "reachable", now, fresh=True))
         return actions
 
-    def _agent_unreachable(self, event: ev.AgentUnreachable, now: float) -> list[act.Action]:
+    def _agent_send_failed(self, event: ev.AgentSendFailed, now: float) -> list[act.Action]:
         agent = self._agents.get(event.agent_id)
         if agent is None:
             return []
-        return self._unreachable(agent, event.reason, now)
+        return self._unreachable(agent, "send_failed", now)
 
     def _no_response(self, agent_id: str, now: float) -> list[act.Action]:
         agent = self._agents.get(agent_id)

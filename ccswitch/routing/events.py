@@ -107,17 +107,12 @@ class AgentResponded(Event):
     agent_id: str = attrs.field(validator=_non_empty)
 
 
-#: Why an agent's contact is unreachable: ``icmp`` (port or host unreachable came back)
-#: or ``transport`` (sending to it failed).
-UNREACHABLE_REASONS = ("icmp", "transport")
-
-
 @attrs.frozen(kw_only=True)
-class AgentUnreachable(Event):
-    """Sending to the agent's phone failed (``reason``, see UNREACHABLE_REASONS)."""
+class AgentSendFailed(Event):
+    """An offer's INVITE could not be sent to the agent's phone (no route, bad address,
+    socket error)."""
 
     agent_id: str = attrs.field(validator=_non_empty)
-    reason: str = attrs.field(validator=attrs.validators.in_(UNREACHABLE_REASONS))
 
 
 # -- timers ---------------------------------------------------------------

@@ -92,7 +92,7 @@ AGENT_TRANSITIONS: Mapping[tuple[AgentState, str], AgentState] = {
     (A.REMOTE, "AgentReady"): A.REMOTE,
     (A.REMOTE, "AgentPause"): A.REMOTE,
     (A.REMOTE, "AgentLogout"): A.REMOTE,
-    # A dead contact: no response to an offer in time, or ICMP/send errors. From READY
+    # A dead contact: no response to an offer in time, or its INVITE could not be sent. From READY
     # when the offer was already cancelled (the caller left) before the check ran. Ready
     # and login keep it out of rotation (the phone is still dead); pause and logout apply.
     (A.RESERVED, "unreachable"): A.UNREACHABLE,

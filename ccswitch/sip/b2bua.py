@@ -686,8 +686,8 @@ class CallController:
             leg.invite, leg.invite.uri.host_port(),
             on_response=lambda response: self._leg_response(call, leg, response),
             on_timeout=lambda: self._leg_failed(call, leg, 408),
-            on_send_error=(lambda: self._feed(ev.AgentUnreachable(
-                agent_id=leg.target, reason="transport"))) if leg.kind == AGENT else None)
+            on_send_error=(lambda: self._feed(ev.AgentSendFailed(agent_id=leg.target)))
+            if leg.kind == AGENT else None)
 
     def _leg_response(self, call: Call, leg: OutLeg, response: Response) -> None:
         status = response.status

@@ -109,4 +109,4 @@ def test_an_agent_the_node_cannot_send_to_is_skipped_at_once(
     assert (offer["agent_id"], offer["result"]) == ("alice", "unreachable")
     assert offer["ended_at"] - offer["offered_at"] < 0.5, offer
     assert agent_state(node, "alice") == "unreachable"
-    assert "agent alice unreachable (transport)" in node.log()
+    assert "agent alice unreachable (send_failed)" in node.log()

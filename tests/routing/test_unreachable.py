@@ -1,5 +1,5 @@
-"""Dead agent phones: no response to an offer, or ICMP/send errors, take the agent out of
-rotation at once; OPTIONS probes bring it back."""
+"""Dead agent phones: no response to an offer, or an INVITE that cannot be sent, take the
+agent out of rotation at once; OPTIONS probes bring it back."""
 
 from __future__ import annotations
 
@@ -120,11 +120,11 @@ def test_a_late_response_after_a_cancel_keeps_the_agent_in_rotation() -> None:
     assert d.engine.agent_state("alice") is AgentState.READY
 
 
-def test_icmp_unreachable_ends_the_offer_at_once() -> None:
-    """AgentUnreachable (ICMP) mid-offer: no waiting for the check, bob rings now."""
+def test_a_send_failure_ends_the_offer_at_once() -> None:
+    """AgentSendFailed mid-offer: no waiting for the check, bob rings now."""
     d = dead_alice()
     d.queued("c1")
-    actions = d.feed(ev.AgentUnreachable(agent_id="alice", reason="icmp"))
+    actions = d.feed(ev.AgentSendFailed(agent_id="alice"))
     assert cancelled(actions) == ["alice"]
     assert rung(actions) == ["bob"]
     assert act.CancelTimer(timer_id="reach:alice") in actions
@@ -132,11 +132,11 @@ def test_icmp_unreachable_ends_the_offer_at_once() -> None:
 
 
 def test_a_send_error_for_an_agent_on_a_call_changes_nothing() -> None:
-    """AgentUnreachable for a busy agent (e.g. a failed BYE) leaves it on its call."""
+    """AgentSendFailed for an agent already on its call changes nothing."""
     d = dead_alice()
     d.queued("c1")
     d.answer("c1", "alice")
-    assert d.feed(ev.AgentUnreachable(agent_id="alice", reason="transport")) == []
+    assert d.feed(ev.AgentSendFailed(agent_id="alice")) == []
     assert d.engine.agent_state("alice") is AgentState.ON_CALL
 
 
@@ -176,7 +176,8 @@ def test_unreachable_agents_are_counted_in_agent_states() -> None:
     assert d.engine.agent_states()[("support-inhouse", "unreachable")] == 1
 
 
-def test_unreachable_reason_is_validated() -> None:
-    """AgentUnreachable accepts only the known reasons."""
-    with pytest.raises(ValueError):
-        ev.AgentUnreachable(agent_id="alice", reason="gone")
+def test_dead_phone_events_validate_the_agent_id() -> None:
+    """AgentResponded and AgentSendFailed need a non-empty agent id."""
+    for event in (ev.AgentResponded, ev.AgentSendFailed):
+        with pytest.raises(ValueError):
+            event(agent_id="")
