@@ -33,12 +33,20 @@ class Strategy(enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class Agent:
-    """An in-house agent: a SIP URI that ccswitch rings."""
+    """An in-house agent: a SIP URI that ccswitch rings.
+
+    A phone that sends no response at all (not even 100 Trying) within
+    ``no_response_timeout`` seconds of an offer (0: no such check), or that an INVITE
+    cannot be sent to, is taken out of rotation (``unreachable``) and sent
+    OPTIONS every ``probe_interval`` seconds until it answers anything.
+    """
 
     id: str
     uri: str
     name: str | None = None
     logged_in: bool = True
+    no_response_timeout: float = 3.0
+    probe_interval: float = 10.0
 
 
 @attrs.frozen(kw_only=True)

@@ -61,8 +61,10 @@ class _Parsed:
 
 
 def _parse_agent(ck: _Checker, name: str, value: object, line: int) -> Agent | None:
-    sec = _section(ck, value, f"agents.{name}", line, allowed=("uri", "name", "logged_in"),
-                   required=("uri",), what="a mapping with uri (and optionally name, logged_in)")
+    sec = _section(ck, value, f"agents.{name}", line,
+                   allowed=("uri", "name", "logged_in", "no_response_timeout", "probe_interval"),
+                   required=("uri",), what="a mapping with uri (and optionally name, logged_in, "
+                                           "no_response_timeout, probe_interval)")
     if sec is None:
         return None
     before = len(ck.report.errors)
@@ -73,10 +75,14 @@ def _parse_agent(ck: _Checker, name: str, value: object, line: int) -> Agent | N
             sec.error("uri", f"{uri!r} {problem}")
     display = sec.string("name")
     logged_in = sec.boolean("logged_in")
+    no_response = sec.number("no_response_timeout", minimum=0, inclusive=True)
+    probe_interval = sec.number("probe_interval", minimum=0, inclusive=False)
     if uri is None or len(ck.report.errors) > before:
         return None
     return Agent(id=name, uri=uri.strip(), name=display,
-                 logged_in=True if logged_in is None else logged_in)
+                 logged_in=True if logged_in is None else logged_in,
+                 no_response_timeout=3.0 if no_response is None else no_response,
+                 probe_interval=10.0 if probe_interval is None else probe_interval)
 
 
 def _parse_queue(ck: _Checker, parsed: _Parsed, name: str, value: object, line: int,

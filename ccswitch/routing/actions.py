@@ -148,6 +148,15 @@ class ProbeVendor(BaseAction):
 
 
 @attrs.frozen(kw_only=True)
+class ProbeAgent(BaseAction):
+    """Send OPTIONS to an unreachable agent's phone; any response comes back as
+    AgentResponded."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+    uri: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
 class VendorHealthChanged(BaseAction):
     """A vendor went in or out of rotation."""
 
@@ -216,5 +225,5 @@ Action: TypeAlias = Union[
     CancelAgent, Bridge, HangupCaller, HangupAgent,
     RingVendor, CancelVendor, BridgeVendor, HangupVendor,
     StartTimer, CancelTimer, CallFinished, AgentStateChanged,
-    ProbeVendor, VendorHealthChanged, OverflowFired, OverflowUnavailable,
+    ProbeVendor, ProbeAgent, VendorHealthChanged, OverflowFired, OverflowUnavailable,
 ]

@@ -20,6 +20,14 @@ Rules worth knowing:
   ``max_misses`` offers in a row were missed. An answer, ``AgentLogin`` or
   ``AgentReady`` resets the count. A cancelled offer (another agent answered, the
   caller left) is not a miss and keeps the agent's place in line.
+* A dead phone is not a miss: an offer the phone sends no response to at all (not
+  even 100 Trying) within the agent's ``no_response_timeout``, or whose INVITE
+  cannot be sent (``AgentSendFailed``), ends at once
+  and the next agent is offered the call. The agent goes UNREACHABLE (out of
+  rotation) and gets ``ProbeAgent`` every ``probe_interval`` until its phone answers
+  anything (``AgentResponded``: even a 4xx proves it alive), then READY at the back
+  of the line. An offer cancelled before the phone responded (the caller left) keeps
+  the check running: a phone still silent when it runs out goes UNREACHABLE from READY.
 * ``AgentPause``/``AgentLogout`` while an agent is reserved, on a call or in wrap-up
   are remembered and applied when the agent frees up; ``AgentReady`` meanwhile
   forgets them (and, in wrap-up, ends the wrap-up at once).
@@ -87,6 +95,11 @@ WAIT_TIMER_PREFIX = "wait:"
 MAX_WAIT_TIMER_PREFIX = "maxwait:"
 PROBE_TIMER_PREFIX = "probe:"
 COOLDOWN_TIMER_PREFIX = "cooldown:"
+REACH_TIMER_PREFIX = "reach:"
+AGENT_PROBE_TIMER_PREFIX = "aprobe:"
+
+#: Agent states a dead contact is taken out of: offered a call, or free to be.
+_IN_ROTATION = frozenset((AgentState.RESERVED, AgentState.READY))
 
 #: Share credit a vendor can save up while it cannot take calls, in calls.
 SHARE_CREDIT_CAP = 3.0
@@ -143,6 +156,7 @@ class _Agent:
     call_id: str | None = None  # the call it is reserved for, on, or wrapping up
     pending: str | None = None  # "AgentPause"/"AgentLogout" to apply once free
     removed: bool = False  # dropped from the dialplan by a reload: forget it once free
+    unheard: bool = False  # offered, and its phone has sent no response since
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -229,7 +243,8 @@ class RoutingEngine:
             if agent_id in dialplan.agents:
                 continue
             gone.groups = ()
-            if gone.state in (AgentState.READY, AgentState.NOT_READY, AgentState.LOGGED_OUT):
+            if gone.state in (AgentState.READY, AgentState.NOT_READY, AgentState.LOGGED_OUT,
+                              AgentState.UNREACHABLE):
                 del self._agents[agent_id]
             else:
                 gone.removed = True
@@ -303,6 +318,10 @@ class RoutingEngine:
                 actions = self._agent_failed(event, now)
             case ev.AgentHungUp():
                 actions = self._agent_hung_up(event, now)
+            case ev.AgentResponded():
+                actions = self._agent_responded(event, now)
+            case ev.AgentSendFailed():
+                actions = self._agent_send_failed(event, now)
             case ev.TimerFired():
                 actions = self._timer_fired(event, now)
             case ev.AgentLogin() | ev.AgentLogout() | ev.AgentReady() | ev.AgentPause():
@@ -518,15 +537,15 @@ class RoutingEngine:
 
     def _agent_ringing(self, event: ev.AgentRinging) -> list[act.Action]:
         call = self._call(event.call_id)
-        self._offered(call, event.agent_id, "AgentRinging")
-        return []
+        return self._heard(self._offered(call, event.agent_id, "AgentRinging"))
 
     def _agent_answered(self, event: ev.AgentAnswered, now: float) -> list[act.Action]:
         call = self._call(event.call_id)
         agent = self._offered(call, event.agent_id, "AgentAnswered")
         call_id = event.call_id
         new_state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state, "AgentAnswered")
-        actions: list[act.Action] = [act.CancelTimer(timer_id=ring_timer(call_id)),
+        actions: list[act.Action] = [*self._heard(agent),
+                                     act.CancelTimer(timer_id=ring_timer(call_id)),
                                      act.StopMusicOnHold(call_id=call_id)]
         if call.vendor is not None:  # taken over from the vendor
             actions.extend(self._withdraw_vendor(call, "cancelled", now))
@@ -557,7 +576,7 @@ class RoutingEngine:
         call.state = transition(f"call {event.call_id}", CALL_TRANSITIONS, call.state,
                                 "AgentFailed")
         self._end_offer(call, event.agent_id, f"failed:{event.status}", now)
-        actions: list[act.Action] = []
+        actions = self._heard(agent)
         if not call.ringing:
             actions.append(act.CancelTimer(timer_id=ring_timer(event.call_id)))
             call.state = transition(f"call {event.call_id}", CALL_TRANSITIONS, call.state,
@@ -681,7 +700,8 @@ class RoutingEngine:
         call = self._call(event.call_id)
         agent = self._offered(call, event.agent_id, "AgentTaken")
         call_id = event.call_id
-        actions: list[act.Action] = [act.CancelAgent(call_id=call_id, agent_id=event.agent_id)]
+        actions: list[act.Action] = [act.CancelAgent(call_id=call_id, agent_id=event.agent_id),
+                                     *self._heard(agent)]  # never rung: nothing to check
         self._end_offer(call, event.agent_id, "cancelled", now)
         call.tried.discard(event.agent_id)
         if not call.ringing:
@@ -844,6 +864,12 @@ class RoutingEngine:
             return self._probe(timer_id[len(PROBE_TIMER_PREFIX):])
         elif timer_id.startswith(COOLDOWN_TIMER_PREFIX):
             return self._cooldown_over(timer_id[len(COOLDOWN_TIMER_PREFIX):])
+        elif timer_id.startswith(REACH_TIMER_PREFIX):
+            return self._no_response(timer_id[len(REACH_TIMER_PREFIX):], now)
+        elif timer_id.startswith(AGENT_PROBE_TIMER_PREFIX):
+            agent = self._agents.get(timer_id[len(AGENT_PROBE_TIMER_PREFIX):])
+            if agent is not None and agent.state is AgentState.UNREACHABLE:
+                return self._probe_agent(agent)
         log.debug("ignoring stale or unknown timer {timer_id}", timer_id=timer_id)
         return []
 
@@ -853,6 +879,8 @@ class RoutingEngine:
         name = type(event).__name__
         old = agent.state
         new = transition(f"agent {event.agent_id}", AGENT_TRANSITIONS, old, name)
+        if old is AgentState.UNREACHABLE and new is old:
+            return self._probe_agent(agent)  # ready/login: see whether the phone is back
         if new is old:
             # Busy: remember a pause/logout for later; a ready forgets it.
             agent.pending = None if isinstance(event, ev.AgentReady) else name
@@ -919,6 +947,10 @@ class RoutingEngine:
                 actions.extend(self._changed(agent, old))
                 actions.append(act.RingAgent(call_id=call_id, agent_id=agent_id,
                                              uri=agent.agent.uri))
+                if agent.agent.no_response_timeout > 0:
+                    agent.unheard = True
+                    actions.append(act.StartTimer(timer_id=f"{REACH_TIMER_PREFIX}{agent_id}",
+                                                  delay=agent.agent.no_response_timeout))
             actions.append(act.StartTimer(timer_id=ring_timer(call_id),
                                           delay=call.queue.ring_timeout))
         return actions
@@ -1173,6 +1205,74 @@ class RoutingEngine:
                     *self._finish(call, Outcome.TIMEOUT, now)]
         return [*actions, act.StopMusicOnHold(call_id=call_id),
                 act.PlayAnnouncement(call_id=call_id, path=str(max_wait.announcement))]
+
+    # -- dead agent contacts -------------------------------------------------------
+
+    def _heard(self, agent: _Agent) -> list[act.Action]:
+        """The agent's phone responded to its offer: the no-response check is over."""
+        if not agent.unheard:
+            return []
+        agent.unheard = False
+        return [act.CancelTimer(timer_id=f"{REACH_TIMER_PREFIX}{agent.agent.id}")]
+
+    def _agent_responded(self, event: ev.AgentResponded, now: float) -> list[act.Action]:
+        agent = self._agents.get(event.agent_id)
+        if agent is None:
+            return []  # a late answer from a phone a reload removed
+        actions = self._heard(agent)
+        if agent.state is AgentState.UNREACHABLE:
+            log.info("agent {agent} answered: reachable again, back in rotation",
+                     agent=event.agent_id)
+            actions.append(act.CancelTimer(timer_id=f"{AGENT_PROBE_TIMER_PREFIX}{event.agent_id}"))
+            actions.extend(self._release(agent, "reachable", now, fresh=True))
+        return actions
+
+    def _agent_send_failed(self, event: ev.AgentSendFailed, now: float) -> list[act.Action]:
+        agent = self._agents.get(event.agent_id)
+        if agent is None:
+            return []
+        return self._unreachable(agent, "send_failed", now)
+
+    def _no_response(self, agent_id: str, now: float) -> list[act.Action]:
+        agent = self._agents.get(agent_id)
+        if agent is None or not agent.unheard:
+            return []  # stale: the phone responded, or the agent was removed
+        return self._unreachable(agent, "no_response", now)
+
+    def _unreachable(self, agent: _Agent, reason: str, now: float) -> list[act.Action]:
+        """Take a dead contact out of rotation: its live offer ends at once (not a miss),
+        and it is probed until it answers. Only a reserved or ready agent is affected."""
+        agent_id = agent.agent.id
+        actions = self._heard(agent)
+        if agent.state not in _IN_ROTATION:
+            return actions  # away or busy: nothing to take out of rotation
+        if agent.state is AgentState.RESERVED:
+            assert agent.call_id is not None
+            call = self._calls[agent.call_id]
+            call_id = call.record.call_id
+            call.state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state,
+                                    "unreachable")
+            self._end_offer(call, agent_id, "unreachable", now)
+            actions.append(act.CancelAgent(call_id=call_id, agent_id=agent_id))
+            if not call.ringing:
+                actions.append(act.CancelTimer(timer_id=ring_timer(call_id)))
+                call.state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state,
+                                        "round_over")
+        actions.extend(self._release(agent, "unreachable", now, fresh=True))
+        if agent.state is AgentState.UNREACHABLE:
+            log.warn("agent {agent} unreachable ({reason}): out of rotation, probed every "
+                     "{interval}s", agent=agent_id, reason=reason,
+                     interval=agent.agent.probe_interval)
+            actions.append(act.StartTimer(timer_id=f"{AGENT_PROBE_TIMER_PREFIX}{agent_id}",
+                                          delay=agent.agent.probe_interval))
+        return actions
+
+    def _probe_agent(self, agent: _Agent) -> list[act.Action]:
+        """OPTIONS to an unreachable agent's phone now, and again after its interval."""
+        agent_id = agent.agent.id
+        return [act.ProbeAgent(agent_id=agent_id, uri=agent.agent.uri),
+                act.StartTimer(timer_id=f"{AGENT_PROBE_TIMER_PREFIX}{agent_id}",
+                               delay=agent.agent.probe_interval)]
 
     # -- vendor health ------------------------------------------------------------
 

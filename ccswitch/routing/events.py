@@ -99,6 +99,22 @@ class AgentHungUp(Event):
     agent_id: str = attrs.field(validator=_non_empty)
 
 
+@attrs.frozen(kw_only=True)
+class AgentResponded(Event):
+    """The agent's phone sent a SIP response (any status, to an offer or a probe): its
+    contact is alive."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class AgentSendFailed(Event):
+    """An offer's INVITE could not be sent to the agent's phone (no route, bad address,
+    socket error)."""
+
+    agent_id: str = attrs.field(validator=_non_empty)
+
+
 # -- timers ---------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-OFFER_RESULT = re.compile(r"answered|no_answer|cancelled|failed:[1-6][0-9][0-9]")
+OFFER_RESULT = re.compile(r"answered|no_answer|cancelled|unreachable|failed:[1-6][0-9][0-9]")
 
 
 class Outcome(enum.StrEnum):
@@ -44,8 +44,8 @@ class Route(enum.StrEnum):
 
 def _result(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if not isinstance(value, str) or OFFER_RESULT.fullmatch(value) is None:
-        raise ValueError(f"offer result must be answered, no_answer, cancelled or "
-                         f"failed:<status>, got {value!r}")
+        raise ValueError(f"offer result must be answered, no_answer, cancelled, "
+                         f"unreachable or failed:<status>, got {value!r}")
 
 
 def _one_target(instance: "Offer", attribute: "attrs.Attribute[Any]", value: Any) -> None:
@@ -60,8 +60,9 @@ class Offer:
     """One finished offer of a call to one agent, or to one trunk of a vendor.
 
     ``result`` is ``"answered"``, ``"no_answer"`` (ring timeout), ``"failed:<status>"``
-    (the far side answered an error) or ``"cancelled"`` (someone else answered,
-    or the caller hung up). Offers are recorded once they end, so ``ended_at`` is
+    (the far side answered an error), ``"unreachable"`` (the agent's phone sent no
+    response in time, or its address was unreachable) or ``"cancelled"`` (someone
+    else answered, or the caller hung up). Offers are recorded once they end, so ``ended_at`` is
     always set.
     """
 

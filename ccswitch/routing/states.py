@@ -25,6 +25,7 @@ class AgentState(enum.StrEnum):
     WRAP_UP = "wrap_up"
     NOT_READY = "not_ready"
     REMOTE = "remote"  # reserved or busy on another node (shared state store)
+    UNREACHABLE = "unreachable"  # its phone sent no response: out of rotation, probed
 
 
 class CallState(enum.StrEnum):
@@ -91,6 +92,16 @@ AGENT_TRANSITIONS: Mapping[tuple[AgentState, str], AgentState] = {
     (A.REMOTE, "AgentReady"): A.REMOTE,
     (A.REMOTE, "AgentPause"): A.REMOTE,
     (A.REMOTE, "AgentLogout"): A.REMOTE,
+    # A dead contact: no response to an offer in time, or its INVITE could not be sent. From READY
+    # when the offer was already cancelled (the caller left) before the check ran. Ready
+    # and login keep it out of rotation (the phone is still dead); pause and logout apply.
+    (A.RESERVED, "unreachable"): A.UNREACHABLE,
+    (A.READY, "unreachable"): A.UNREACHABLE,
+    (A.UNREACHABLE, "reachable"): A.READY,  # the phone answered something (a probe)
+    (A.UNREACHABLE, "AgentLogin"): A.UNREACHABLE,
+    (A.UNREACHABLE, "AgentReady"): A.UNREACHABLE,
+    (A.UNREACHABLE, "AgentPause"): A.NOT_READY,
+    (A.UNREACHABLE, "AgentLogout"): A.LOGGED_OUT,
 }
 
 #: A customer call, from answer to the end. While a vendor has the call
@@ -118,6 +129,8 @@ CALL_TRANSITIONS: Mapping[tuple[CallState, str], CallState] = {
     (C.CLOSING, "AnnouncementFinished"): C.ENDED,
     (C.RINGING, "AgentRinging"): C.RINGING,
     (C.RINGING, "AgentFailed"): C.RINGING,  # one offer of the round ended
+    (C.RINGING, "unreachable"): C.RINGING,  # ... or its phone is dead
+    (C.OVERFLOW, "unreachable"): C.OVERFLOW,
     (C.RINGING, "round_over"): C.QUEUED,  # every offer of the round ended unanswered
     (C.RINGING, "ring_timeout"): C.QUEUED,
     (C.RINGING, "AgentAnswered"): C.BRIDGED,

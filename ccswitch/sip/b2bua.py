@@ -78,6 +78,7 @@ class OutLeg:
     dialog: Dialog | None = None
     state: str = "calling"  # calling -> ringing -> answered -> ended | cancelled
     authenticated: bool = False  # the INVITE was resent with credentials once
+    responded: bool = False  # the far end sent some response (it is alive)
     answered_at: float = 0.0
 
     @property
@@ -489,6 +490,8 @@ class CallController:
                      old=str(action.old), new=str(action.new))
         elif isinstance(action, act.ProbeVendor):
             self._probe(action.vendor, action.uris)
+        elif isinstance(action, act.ProbeAgent):
+            self._probe_agent(action.agent_id, action.uri)
         else:
             call = self._calls.get(action.call_id)
             if call is None:
@@ -712,10 +715,17 @@ class CallController:
         leg.tx = self._layer.request(
             leg.invite, leg.invite.uri.host_port(),
             on_response=lambda response: self._leg_response(call, leg, response),
-            on_timeout=lambda: self._leg_failed(call, leg, 408, "no answer"))
+            on_timeout=lambda: self._leg_failed(call, leg, 408, "no answer"),
+            on_send_error=(lambda: self._feed(ev.AgentSendFailed(agent_id=leg.target)))
+            if leg.kind == AGENT else None)
 
     def _leg_response(self, call: Call, leg: OutLeg, response: Response) -> None:
         status = response.status
+        if leg.kind == AGENT and not leg.responded:
+            # Any response (100 Trying included, even after the offer was cancelled)
+            # proves the phone alive; the engine decides what silence means.
+            leg.responded = True
+            self._feed(ev.AgentResponded(agent_id=leg.target))
         if status < 200:
             if status > 100 and leg.state == "calling":
                 leg.state = "ringing"
@@ -828,6 +838,25 @@ class CallController:
                 options, uri.host_port(),
                 on_response=lambda r: None if r.status < 200 else done(r.status < 500),
                 on_timeout=lambda: done(False))
+
+    def _probe_agent(self, agent_id: str, uri_text: str) -> None:
+        """OPTIONS to an unreachable agent's phone: any response at all (405, 404 ...)
+        says it is alive; silence just waits for the engine's next probe."""
+        assert self._layer is not None
+        try:
+            uri = SipURI.parse(uri_text)
+        except SipParseError as e:
+            log.warn("agent {agent}: cannot probe {uri}: {reason}", agent=agent_id,
+                     uri=uri_text, reason=e.reason)
+            return
+        headers = self._new_request_headers("OPTIONS", uri, "ccswitch")
+        headers.add("User-Agent", self._user_agent)
+        options = Request(method="OPTIONS", uri=uri, headers=headers, body=b"")
+        self._layer.request(
+            options, uri.host_port(),
+            on_response=lambda r: self._feed(ev.AgentResponded(agent_id=agent_id)),
+            on_timeout=lambda: log.debug("agent {agent}: no answer to OPTIONS",
+                                         agent=agent_id))
 
     # -- helpers ----------------------------------------------------------
 

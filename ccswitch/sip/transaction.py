@@ -390,7 +390,8 @@ class ClientTransaction(_Transaction):
 
     def __init__(self, layer: TransactionLayer, request: Request, destination: Address,
                  branch: str, via: str, on_response: Callable[[Response], None],
-                 on_timeout: Callable[[], None]) -> None:
+                 on_timeout: Callable[[], None],
+                 on_send_error: Callable[[], None] | None = None) -> None:
         invite = request.method == "INVITE"
         super().__init__(layer, State.CALLING if invite else State.TRYING)
         self._kind = _ICT if invite else _NICT
@@ -402,6 +403,7 @@ class ClientTransaction(_Transaction):
         self._invite = invite
         self._on_response = on_response
         self._on_timeout = on_timeout
+        self._on_send_error = on_send_error
         self._data = request.to_bytes()
         self._interval = layer.timers.t1
         self._ack_data: bytes | None = None
@@ -426,9 +428,18 @@ class ClientTransaction(_Transaction):
 
     # -- internals --
 
+    def _send_request(self) -> None:
+        """Send (or resend) the request; the first send that fails is told to the TU once
+        (retransmissions go on: the timeout still ends the transaction)."""
+        if self._layer._send(self._data, self.destination):
+            return
+        callback, self._on_send_error = self._on_send_error, None
+        if callback is not None:
+            self._layer._call_tu(callback)
+
     def _start(self) -> None:
         timers = self._layer.timers
-        self._layer._send(self._data, self.destination)
+        self._send_request()
         if self._invite:
             self._start_timer("A", timers.t1, self._retransmit)
             self._start_timer("B", timers.timeout, self._timeout)
@@ -438,7 +449,7 @@ class ClientTransaction(_Transaction):
 
     def _retransmit(self) -> None:
         timers = self._layer.timers
-        self._layer._send(self._data, self.destination)
+        self._send_request()
         if self._invite:
             if self.state is not State.CALLING:
                 return
@@ -573,7 +584,7 @@ def _ignore_response(response: Response) -> None:
 class TransactionLayer:
     """Matches messages to transactions, runs their timers, talks to the TU."""
 
-    def __init__(self, clock: Clock, send: Callable[[bytes, Address], None],
+    def __init__(self, clock: Clock, send: Callable[[bytes, Address], bool | None],
                  tu: TransactionUser, *, timers: Timers = Timers(), local_via_host: str,
                  local_port: int, user_agent: str = "ccswitch") -> None:
         self._clock = clock
@@ -703,7 +714,8 @@ class TransactionLayer:
 
     def request(self, request: Request, destination: Address, *,
                 on_response: Callable[[Response], None],
-                on_timeout: Callable[[], None]) -> ClientTransaction:
+                on_timeout: Callable[[], None],
+                on_send_error: Callable[[], None] | None = None) -> ClientTransaction:
         """Send ``request`` (not ACK) in a new client transaction.
 
         Adds our top Via (new branch, ``rport``), Max-Forwards and User-Agent when
@@ -711,6 +723,8 @@ class TransactionLayer:
         every 2xx, retransmissions included, for the TU to ACK; non-2xx finals are
         ACKed here). ``on_timeout`` is called once when the transaction ends without
         a final response (timer B/F, or 64*T1 after a CANCEL); no 408 is delivered.
+        ``on_send_error`` is called once if sending the request (or a retransmission)
+        fails: no route, bad address, socket error.
         """
         if request.method == "ACK":
             raise ValueError("ACK is not sent in a transaction; use send_ack")
@@ -725,7 +739,7 @@ class TransactionLayer:
         sent = Request(method=request.method, uri=request.uri, headers=headers,
                        body=request.body)
         return self._start_client(sent, destination, branch, via, on_response=on_response,
-                                  on_timeout=on_timeout)
+                                  on_timeout=on_timeout, on_send_error=on_send_error)
 
     def send_ack(self, ack: Request, destination: Address) -> None:
         """Send the TU's ACK for a 2xx statelessly, with a fresh branch in a new top Via."""
@@ -744,19 +758,22 @@ class TransactionLayer:
 
     def _start_client(self, request: Request, destination: Address, branch: str, via: str,
                       *, on_response: Callable[[Response], None],
-                      on_timeout: Callable[[], None]) -> ClientTransaction:
+                      on_timeout: Callable[[], None],
+                      on_send_error: Callable[[], None] | None = None) -> ClientTransaction:
         tx = ClientTransaction(self, request, destination, branch, via, on_response,
-                               on_timeout)
+                               on_timeout, on_send_error)
         self._client[tx.key] = tx
         tx._start()
         return tx
 
-    def _send(self, data: bytes, destination: Address) -> None:
+    def _send(self, data: bytes, destination: Address) -> bool:
+        """Hand bytes to the wire; False when the send function failed (or said so)."""
         try:
-            self._send_fn(data, destination)
+            return self._send_fn(data, destination) is not False
         except Exception:
             log.failure("sending {size} bytes to {destination} failed", size=len(data),
                         destination=destination)
+            return False
 
     def _call_tu(self, callback: Callable[..., None], *args: Any) -> bool:
         """Run a TU callback; an exception is logged, never raised into the clock."""

@@ -46,18 +46,21 @@ class SipUdpProtocol(DatagramProtocol):
         """Attach the transaction layer that gets every parsed message."""
         self._layer = layer
 
-    def send(self, data: bytes, addr: Address) -> None:
-        """Write one datagram; failures (not listening, bad address, OSError) are logged."""
+    def send(self, data: bytes, addr: Address) -> bool:
+        """Write one datagram; False when it failed (not listening, bad address, no route,
+        OSError), which is logged."""
         transport: Any = self.transport
         if transport is None:
             log.warn("SIP socket not listening: dropped {size} bytes for {destination}",
                      size=len(data), destination=addr)
-            return
+            return False
         try:
             transport.write(data, addr)
         except Exception as e:
             log.warn("SIP send of {size} bytes to {destination} failed: {error}",
                      size=len(data), destination=addr, error=repr(e))
+            return False
+        return True
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         size = len(datagram)

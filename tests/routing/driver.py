@@ -50,8 +50,10 @@ def make_vendor(name: str, *, trunks: int = 1, **options: object) -> Vendor:
 def make_dialplan(agents: Iterable[str] = ("alice", "bob"), *, logged_out: Iterable[str] = (),
                   groups: dict[str, tuple[str, ...]] | None = None,
                   queues: Iterable[Queue] | None = None, vendors: Iterable[Vendor] = (),
-                  calendars: Iterable[Calendar] = (), **options: object) -> Dialplan:
-    """One group and one queue by default; ``options`` go to the default queue."""
+                  calendars: Iterable[Calendar] = (), no_response: float = 0.0,
+                  probe_interval: float = 10.0, **options: object) -> Dialplan:
+    """One group and one queue by default; ``options`` go to the default queue. Agents
+    have no no-response check unless ``no_response`` is given."""
     agent_ids = tuple(agents)
     out = set(logged_out)
     if groups is None:
@@ -59,7 +61,9 @@ def make_dialplan(agents: Iterable[str] = ("alice", "bob"), *, logged_out: Itera
     if queues is None:
         queues = [make_queue(QUEUE, GROUP, **options)]
     return Dialplan(
-        agents={a: Agent(id=a, uri=uri(a), logged_in=a not in out) for a in agent_ids},
+        agents={a: Agent(id=a, uri=uri(a), logged_in=a not in out,
+                         no_response_timeout=no_response, probe_interval=probe_interval)
+                for a in agent_ids},
         groups={name: Group(name=name, agents=members) for name, members in groups.items()},
         queues={q.name: q for q in queues},
         vendors={v.name: v for v in vendors},

@@ -686,13 +686,16 @@ operations = st.one_of(
     st.tuples(st.just("fail"), _index, _who, _index,
               st.sampled_from([403, 408, 480, 486, 503, 603])),
     st.tuples(st.just("timer"), st.sampled_from(["ring", "wrapup", "junk"]), _index),
-    st.tuples(st.sampled_from(["AgentLogin", "AgentLogout", "AgentReady", "AgentPause"]),
+    st.tuples(st.sampled_from(["AgentLogin", "AgentLogout", "AgentReady", "AgentPause",
+                               "AgentResponded", "AgentSendFailed"]),
               st.sampled_from(AGENTS)),
     st.tuples(st.just("advance"), st.sampled_from([0.5, 3.0, 5.0, 7.0, 10.0])),
 )
 
 _PRESENCE: dict[str, Any] = {"AgentLogin": ev.AgentLogin, "AgentLogout": ev.AgentLogout,
-                             "AgentReady": ev.AgentReady, "AgentPause": ev.AgentPause}
+                             "AgentReady": ev.AgentReady, "AgentPause": ev.AgentPause,
+                             "AgentResponded": ev.AgentResponded,
+                             "AgentSendFailed": ev.AgentSendFailed}
 
 
 def _pick_call(d: Driver, index: int) -> str:
@@ -744,7 +747,7 @@ def _event(d: Driver, op: tuple[Any, ...], serial: int) -> ev.Event:
 
 def _plan() -> Any:
     return make_dialplan(
-        ("alice", "bob", "carol", "dave"), logged_out=("dave",),
+        ("alice", "bob", "carol", "dave"), logged_out=("dave",), no_response=3.0,
         groups={"g1": ("alice", "bob"), "g2": ("bob", "carol", "dave")},
         queues=[make_queue("support", "g1", max_misses=2, ring_timeout=10.0, wrap_up=5.0),
                 make_queue("sales", "g2", strategy=Strategy.RING_ALL, max_misses=1,
@@ -772,6 +775,10 @@ def _check_invariants(d: Driver) -> None:
     for aid, a in agents.items():
         if a["state"] == "wrap_up":
             assert f"wrapup:{aid}" in d.pending_timers()
+    # An unreachable agent is probed: its probe timer is running.
+    for aid, a in agents.items():
+        if a["state"] == "unreachable":
+            assert f"aprobe:{aid}" in d.pending_timers()
     # Nobody READY is left idle while a caller their group serves is waiting.
     plan = _plan()
     for c in calls.values():

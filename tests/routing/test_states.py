@@ -55,6 +55,13 @@ EXPECTED_AGENT = {
     (AgentState.REMOTE, "AgentReady"): AgentState.REMOTE,
     (AgentState.REMOTE, "AgentPause"): AgentState.REMOTE,
     (AgentState.REMOTE, "AgentLogout"): AgentState.REMOTE,
+    (AgentState.RESERVED, "unreachable"): AgentState.UNREACHABLE,
+    (AgentState.READY, "unreachable"): AgentState.UNREACHABLE,
+    (AgentState.UNREACHABLE, "reachable"): AgentState.READY,
+    (AgentState.UNREACHABLE, "AgentLogin"): AgentState.UNREACHABLE,
+    (AgentState.UNREACHABLE, "AgentReady"): AgentState.UNREACHABLE,
+    (AgentState.UNREACHABLE, "AgentPause"): AgentState.NOT_READY,
+    (AgentState.UNREACHABLE, "AgentLogout"): AgentState.LOGGED_OUT,
 }
 
 EXPECTED_CALL = {
@@ -62,6 +69,8 @@ EXPECTED_CALL = {
     (CallState.QUEUED, "offer"): CallState.RINGING,
     (CallState.RINGING, "AgentRinging"): CallState.RINGING,
     (CallState.RINGING, "AgentFailed"): CallState.RINGING,
+    (CallState.RINGING, "unreachable"): CallState.RINGING,
+    (CallState.OVERFLOW, "unreachable"): CallState.OVERFLOW,
     (CallState.RINGING, "round_over"): CallState.QUEUED,
     (CallState.RINGING, "ring_timeout"): CallState.QUEUED,
     (CallState.RINGING, "AgentAnswered"): CallState.BRIDGED,
@@ -112,7 +121,8 @@ EXPECTED_VENDOR = {
 def test_agent_state_values_are_the_metric_labels() -> None:
     """AgentState values are the strings exported as the `state` label."""
     assert [s.value for s in AgentState] == [
-        "logged_out", "ready", "reserved", "on_call", "wrap_up", "not_ready", "remote"]
+        "logged_out", "ready", "reserved", "on_call", "wrap_up", "not_ready", "remote",
+        "unreachable"]
     assert str(AgentState.ON_CALL) == "on_call"
 
 

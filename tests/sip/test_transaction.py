@@ -438,6 +438,32 @@ def test_timer_b_calls_on_timeout_once_without_408(env: Env) -> None:
     assert tx.state is State.TERMINATED and env.layer.transaction_count == 0
 
 
+@pytest.mark.parametrize("failure", ["raises", "returns False"])
+def test_a_failed_send_is_told_to_the_tu_once(failure: str) -> None:
+    """A send that fails (raises, or the transport says False) calls on_send_error once,
+    however many retransmissions fail after it; the transaction goes on to timer B."""
+    clock = Clock()
+    attempts: list[float] = []
+
+    def send(data: bytes, addr: tuple[str, int]) -> bool:
+        attempts.append(clock.seconds())
+        if failure == "raises":
+            raise OSError(22, "Invalid argument")
+        return False
+
+    layer = TransactionLayer(clock, send, FakeTU(), local_via_host=LOCAL[0],
+                             local_port=LOCAL[1])
+    errors: list[float] = []
+    timeouts: list[float] = []
+    layer.request(outgoing(), AGENT, on_response=lambda r: None,
+                  on_timeout=lambda: timeouts.append(clock.seconds()),
+                  on_send_error=lambda: errors.append(clock.seconds()))
+    for _ in range(400):
+        clock.advance(0.125)
+    assert errors == [0.0]
+    assert len(attempts) == 7 and timeouts == [32.0]
+
+
 def test_provisional_stops_invite_retransmission(env: Env) -> None:
     """After a 1xx the INVITE is no longer retransmitted and timer B no longer applies."""
     tx, record = start_client(env)

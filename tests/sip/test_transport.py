@@ -322,3 +322,18 @@ def test_send_failure_is_logged_not_raised(logged: list[str]) -> Generator[
     finally:
         yield port.stopListening()
     assert any("failed" in line and "not-an-ip.invalid" in line for line in logged)
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_says_whether_the_datagram_left(logged: list[str]) -> Generator[
+        Deferred[None], None, None]:
+    """send() is True for a datagram written, False for one the socket refused (from
+    127.0.0.1 to an address off the loopback: no route)."""
+    protocol = SipUdpProtocol()
+    udp: Any = reactor
+    port = udp.listenUDP(0, protocol, interface=HOST)
+    try:
+        assert protocol.send(b"x", (HOST, 9)) is True
+        assert protocol.send(b"x", ("192.0.2.1", 5062)) is False
+    finally:
+        yield port.stopListening()
