@@ -215,3 +215,17 @@ def test_a_node_started_during_a_redis_outage_serves_and_joins_later(
     assert redis_server.client().hget("ccswitch:presence", "alice") == b"ready"
     wait_for(lambda: len(stream_records(redis_server)) == 1, timeout=10,
              what="the outage's record replayed")
+
+
+def test_the_cdr_row_and_the_stream_entry_name_the_node(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        redis_server: RedisServer) -> None:
+    """A call's CDR row and its entry in the shared record stream carry the config's node."""
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", free_udp_port())}},
+                                 wrap_up=0), state=redis_server.url, node="node-x")
+    gone = caller(phone_factory, node, "gone", 1.0)
+    assert gone.wait_exit(20) == 0, gone.describe()
+    [row] = node.wait_cdr(1)
+    assert row["node"] == "node-x"
+    [entry] = wait_for(lambda: stream_records(redis_server), timeout=10, what="the record")
+    assert entry["node"] == "node-x"
