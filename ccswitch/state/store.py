@@ -11,8 +11,8 @@ One node's routing engine decides locally; the store arbitrates what is shared:
   an older caller, on a live node, waits in any queue the agent serves;
 * **vendor channels**: per vendor, the calls each node has there; a channel is only
   granted under ``max_channels`` counted over live nodes;
-* **the record stream**: every call detail record, appended to a bounded stream for
-  external consumers.
+* **the record stream**: every call detail record, appended once per call to a bounded
+  stream for external consumers.
 
 Changes other nodes must react to come back through :meth:`StateStore.subscribe` as
 :class:`StoreEvent` values. Every method is blocking and may raise
@@ -87,6 +87,14 @@ class Waiting:
     queued_at: float
 
 
+def record_call_id(record: Mapping[str, Any]) -> str:
+    """The call id a record is appended under; ValueError when it has none."""
+    call = record.get("call_id")
+    if not isinstance(call, str) or not call:
+        raise ValueError(f"a call record needs a call_id, got {call!r}")
+    return call
+
+
 class Subscription(Protocol):
     def close(self) -> None: ...
 
@@ -144,7 +152,10 @@ class StateStore(Protocol):
         """Channels of ``vendor`` in use on live nodes."""
 
     def append_record(self, record: Mapping[str, Any]) -> None:
-        """Append a call detail record to the bounded record stream."""
+        """Append a call detail record to the bounded record stream, once per call: a
+        record whose ``call_id`` this node already appended adds nothing (a replay of a
+        write that timed out but was carried out). Raises ValueError without a
+        ``call_id``."""
 
     def resync(self, *, waiting: Sequence[Waiting], holds: Mapping[str, str],
                channels: Mapping[str, Sequence[str]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -229,3 +230,30 @@ def test_the_cdr_row_and_the_stream_entry_name_the_node(
     assert row["node"] == "node-x"
     [entry] = wait_for(lambda: stream_records(redis_server), timeout=10, what="the record")
     assert entry["node"] == "node-x"
+
+
+def test_records_of_calls_ending_while_redis_is_frozen_are_streamed_once(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        redis_server: RedisServer) -> None:
+    """Three calls end (during their announcement, so no other store call comes first)
+    while redis-server is frozen (SIGSTOP): a stream write times out but runs on SIGCONT,
+    the records are spooled and replayed, and each call has exactly one stream entry."""
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", free_udp_port()),
+                                            "logged_in": False}}, wrap_up=0),
+                        state=redis_server.url, node="solo")
+    callers = [caller(phone_factory, node, f"c{i}", 60.0) for i in range(3)]
+    node.wait_metric(3, "ccswitch_active_calls", timeout=20)
+    redis_server.freeze()
+    try:
+        for phone in callers:
+            phone.proc.send_signal(signal.SIGTERM)  # all hang up at once
+        for phone in callers:
+            phone.stop()
+        node.wait_metric(0, "ccswitch_state_backend_up", timeout=10)
+        node.wait_cdr(3)
+    finally:
+        redis_server.thaw()
+    wait_for(lambda: "spooled call record(s)" in node.log(), timeout=15,
+             what="the spool replayed")
+    time.sleep(0.5)  # a late duplicate would be in by now
+    assert sorted(r["caller"] for r in stream_records(redis_server)) == ["c0", "c1", "c2"]

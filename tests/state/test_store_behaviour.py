@@ -427,6 +427,24 @@ def test_the_record_stream_is_bounded(center: Center) -> None:
                              for i in range(12 - MAXLEN, 12)]
 
 
+def test_a_record_appended_twice_is_in_the_stream_once(center: Center) -> None:
+    """A replay of a call's record adds nothing; another node's record of the same call id
+    is its own."""
+    a, b = center.node("A"), center.node("B")
+    a.append_record({"call_id": "c1", "n": 1})
+    a.append_record({"call_id": "c1", "n": 1})
+    b.append_record({"call_id": "c1", "n": 2})
+    assert records_of(a) == [{"call_id": "c1", "n": 1}, {"call_id": "c1", "n": 2}]
+
+
+def test_a_record_without_a_call_id_is_refused(center: Center) -> None:
+    """append_record names the missing call_id and appends nothing."""
+    a = center.node("A")
+    with pytest.raises(ValueError, match="call_id"):
+        a.append_record({"n": 1})
+    assert records_of(a) == []
+
+
 # -- resync ---------------------------------------------------------------------
 
 def test_resync_replaces_this_nodes_waiting_callers(center: Center) -> None:
@@ -519,6 +537,26 @@ def test_every_method_on_a_stopped_redis_raises_store_unavailable(
         assert not_raised == []
         store.set_presence("alice", "ready")
         assert store.presences() == {"alice": "ready"}
+    finally:
+        store.close()
+
+
+def test_a_record_written_during_a_freeze_and_replayed_is_streamed_once(
+        redis_server: RedisServer) -> None:
+    """Redis frozen (SIGSTOP): the append times out but runs on SIGCONT; the replay of the
+    same record (from the node's spool) then adds nothing."""
+    store = RedisStore.from_url(redis_server.url, node="A", prefix="freeze:",
+                                socket_timeout=0.3)
+    try:
+        store.ping()
+        redis_server.freeze()
+        try:
+            with pytest.raises(StoreUnavailable):
+                store.append_record({"call_id": "c1"})
+        finally:
+            redis_server.thaw()
+        store.append_record({"call_id": "c1"})
+        assert store.records() == [{"call_id": "c1"}]
     finally:
         store.close()
 
