@@ -91,6 +91,7 @@ class EmbeddedState:
             collections.deque(maxlen=record_maxlen)
         self._recorded: set[tuple[str, str]] = set()
         self._subscribers: dict[int, Callback] = {}
+        self._synced: set[str] = set()  # nodes resynced since the data was last lost
         self._next_token = 0
 
     def view(self, node: str) -> EmbeddedStore:
@@ -101,6 +102,18 @@ class EmbeddedState:
         """The record stream, oldest first (at most ``record_maxlen``)."""
         with self._lock:
             return [dict(r) for _, r in self._records]
+
+    def lose_data(self) -> None:
+        """Forget everything, as a Redis restarted without persistence does."""
+        with self._lock:
+            self._presence.clear()
+            self._holds.clear()
+            self._waiting.clear()
+            self._alive.clear()
+            self._channels.clear()
+            self._records.clear()
+            self._recorded.clear()
+            self._synced.clear()
 
     # -- internals, called by EmbeddedStore (the lock held where noted) --
 
@@ -166,10 +179,11 @@ class EmbeddedStore:
     def ping(self) -> None:
         """Always reachable."""
 
-    def heartbeat(self, ttl: float) -> None:
+    def heartbeat(self, ttl: float) -> bool:
         s = self._state
         with s._lock:
             s._alive[self.node] = s._now() + _ms(ttl)
+            return self.node in s._synced
 
     def set_presence(self, agent: str, presence: str) -> None:
         if presence not in PRESENCES:
@@ -322,6 +336,7 @@ class EmbeddedStore:
             for vendor, calls in channels.items():
                 if calls:
                     s._channels.setdefault(vendor, {})[self.node] = set(calls)
+            s._synced.add(self.node)
 
     def subscribe(self, callback: Callable[[StoreEvent], None]) -> Subscription:
         token, subscription = self._state._subscribe(callback)

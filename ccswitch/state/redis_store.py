@@ -16,6 +16,10 @@ Key layout (``<p>`` is the prefix, ``ccswitch:`` by default; ``<node>`` must not
 contain ``/``)::
 
     <p>node:<node>            string "1", PX = the heartbeat TTL: the node is live
+    <p>synced:<node>          string, no TTL: a token the node's last resync set; gone or
+                                     another token = Redis lost data since (restart
+                                     without persistence, FLUSHALL, failover to an
+                                     empty or lagging replica): the node resyncs
     <p>presence               hash   agent -> logged_out | ready | not_ready
     <p>hold:<agent>           string "<node>/<call>", PX = the reservation TTL
     <p>holds                  set    agents that may have a hold key (pruned by holders)
@@ -54,6 +58,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import threading
 import time
 import urllib.parse
@@ -328,7 +333,7 @@ end
 return 1
 """
 
-# KEYS: queues, holds, vendors   ARGV: prefix, node, hold_ttl_ms, json
+# KEYS: queues, holds, vendors, synced:<node>   ARGV: prefix, node, hold_ttl_ms, json, token
 # json: {"waiting": [[queue, call, "queued_at"]], "holds": [[agent, call]],
 #        "channels": [[vendor, [call...]]]}
 _RESYNC = """
@@ -374,6 +379,7 @@ for _, c in ipairs(data.channels) do
     redis.call('SADD', KEYS[3], c[1])
   end
 end
+redis.call('SET', KEYS[4], ARGV[5])
 return 1
 """
 
@@ -484,6 +490,7 @@ class RedisStore:
         self._timeout = socket_timeout
         self._resync_ms = _ms(resync_hold_ttl)
         self._dedup_ms = _ms(record_dedup_ttl)
+        self._synced: str | None = None  # the token of this store's last resync
         self._listeners: list[_Listener] = []
         self._listeners_lock = threading.Lock()
         self._reserve = client.register_script(_RESERVE)
@@ -560,9 +567,13 @@ class RedisStore:
         with self._guard("ping"):
             self._client.ping()
 
-    def heartbeat(self, ttl: float) -> None:
+    def heartbeat(self, ttl: float) -> bool:
         with self._guard("heartbeat"):
-            self._client.set(self._key("node", self.node), "1", px=_ms(ttl))
+            pipe = self._client.pipeline(transaction=True)
+            pipe.set(self._key("node", self.node), "1", px=_ms(ttl))
+            pipe.get(self._key("synced", self.node))
+            _, token = pipe.execute()
+            return self._synced is not None and token == self._synced
 
     def set_presence(self, agent: str, presence: str) -> None:
         if presence not in PRESENCES:
@@ -665,9 +676,12 @@ class RedisStore:
             "holds": [[agent, call] for agent, call in holds.items()],
             "channels": [[vendor, list(calls)] for vendor, calls in channels.items()],
         })
+        token = secrets.token_hex(8)
         with self._guard("resync"):
-            self._resync(keys=[self._key("queues"), self._key("holds"), self._key("vendors")],
-                         args=[self._prefix, self.node, self._resync_ms, data])
+            self._resync(keys=[self._key("queues"), self._key("holds"), self._key("vendors"),
+                               self._key("synced", self.node)],
+                         args=[self._prefix, self.node, self._resync_ms, data, token])
+        self._synced = token
 
     def subscribe(self, callback: Callable[[StoreEvent], None]) -> Subscription:
         with self._guard("subscribe"):

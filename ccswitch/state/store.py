@@ -107,9 +107,12 @@ class StateStore(Protocol):
     def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot be reached."""
 
-    def heartbeat(self, ttl: float) -> None:
+    def heartbeat(self, ttl: float) -> bool:
         """This node is alive for ``ttl`` more seconds (its waiting callers and vendor
-        channels count only while it is)."""
+        channels count only while it is). False when the store no longer has what this
+        node put there at its last :meth:`resync` (never resynced, or the data was lost:
+        Redis restarted empty, flushed, failed over to an empty replica): the node must
+        resync and publish its presence again."""
 
     def set_presence(self, agent: str, presence: str) -> None:
         """Set an agent's shared presence (one of PRESENCES) and tell every node."""
@@ -159,9 +162,10 @@ class StateStore(Protocol):
 
     def resync(self, *, waiting: Sequence[Waiting], holds: Mapping[str, str],
                channels: Mapping[str, Sequence[str]]) -> None:
-        """Replace everything the store has for this node with the node's own view (after
-        an outage): its waiting callers, its holds (agent -> call) and its vendor
-        channels (vendor -> calls)."""
+        """Replace everything the store has for this node with the node's own view (at
+        start, after an outage or a loss of data): its waiting callers, its holds (agent
+        -> call) and its vendor channels (vendor -> calls); from now on
+        :meth:`heartbeat` is True until the store loses data again."""
 
     def subscribe(self, callback: Callable[[StoreEvent], None]) -> Subscription:
         """Call ``callback`` (on some thread) for every change any node makes."""

@@ -257,3 +257,32 @@ def test_records_of_calls_ending_while_redis_is_frozen_are_streamed_once(
              what="the spool replayed")
     time.sleep(0.5)  # a late duplicate would be in by now
     assert sorted(r["caller"] for r in stream_records(redis_server)) == ["c0", "c1", "c2"]
+
+
+def test_a_redis_restarted_empty_is_refilled_and_calls_flow_again(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        redis_server: RedisServer) -> None:
+    """redis-server restarts without its data between two heartbeats: both nodes notice
+    at their next heartbeat and publish their state again, and node B's caller gets
+    alice."""
+    agent_port = free_udp_port()
+    node_a, node_b = two_nodes(node_factory, redis_server, agent_port, hold_ttl=3)
+    alice = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--timeout", "40", name="alice")
+    presence = redis_server.client().hget
+    wait_for(lambda: presence("ccswitch:presence", "alice") == b"ready", timeout=10)
+    redis_server.stop()
+    redis_server.start()
+    restarted = time.monotonic()
+    later = caller(phone_factory, node_b, "later", ANNOUNCEMENT_S + 2.0)
+    wait_for(lambda: presence("ccswitch:presence", "alice") == b"ready", timeout=10,
+             what="alice's presence published again")
+    print(f"presence back {time.monotonic() - restarted:.2f}s after the restart")
+    assert later.wait_exit(30) == 0, later.describe()
+    assert alice.wait_exit(10) == 0, alice.describe()
+    [row] = node_b.wait_cdr(1)
+    assert (row["outcome"], row["agent_id"]) == ("answered_inhouse", "alice")
+    for node in (node_a, node_b):
+        wait_for(lambda: "state store refilled" in node.log(), timeout=5,
+                 what="the node resynced")
+
