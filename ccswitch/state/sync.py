@@ -22,7 +22,9 @@ stay in order and never block the reactor) and comes back as a Deferred.
 - **Degraded mode**: when the store cannot be reached, calls go on and new calls are
   routed on local knowledge alone (reservations are granted locally, so two nodes may
   then offer one agent); ``ccswitch_state_backend_up`` is 0 and records are spooled to a
-  local file.
+  local file. Other nodes' holds run out here ``hold_ttl`` after they were last seen
+  (:class:`~ccswitch.state.remote.RemoteHolds`), as they would in the store, so their
+  agents are offered again; one still busy refuses the offer (486), a failed offer.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from ccswitch.metrics.registry import Metrics
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import AgentState
+from ccswitch.state.remote import RemoteHolds
 from ccswitch.state.store import (
     EventKind, Grant, StateStore, StoreEvent, StoreUnavailable, Subscription, Waiting,
 )
@@ -79,6 +82,7 @@ class SharedState:
         self._channels: dict[tuple[str, str], bool] = {}  # (vendor, call) held
         self._waiting: dict[str, Waiting] = {}  # call -> what the store has
         self._presence: dict[str, str] = {}  # what the store has, as far as known here
+        self._remote = RemoteHolds(hold_ttl)  # other nodes' holds, for degraded mode
         self._subscription: Subscription | None = None
         self._loop: task.LoopingCall | None = None
         self._dirty = False
@@ -237,6 +241,7 @@ class SharedState:
             self._presence[event.agent] = event.presence
             self._feed(ev.PresenceSet(agent_id=event.agent, presence=event.presence))
         elif event.kind is EventKind.BUSY:
+            self._remote.seen(event.agent, self._reactor.seconds())
             self._feed(ev.AgentBusyElsewhere(agent_id=event.agent))
         elif event.kind is EventKind.FREE:
             self._feed(ev.AgentFreeElsewhere(agent_id=event.agent,
@@ -251,6 +256,7 @@ class SharedState:
 
     def _tick(self) -> defer.Deferred[Any] | None:
         if not self._up:
+            self._expire_remote_holds()
             return self._try_recover("state store reachable again")
         holds = dict(self._holds)
         d = self._run(self._beat, holds)
@@ -283,13 +289,25 @@ class SharedState:
         """Agents remote here but held by nobody are free (an expiry, a lost event); agents
         ready here but held by another node are busy."""
         prefix = f"{self.store.node}/"
+        now = self._reactor.seconds()
         for agent_id, state in self._engine.agents().items():
             holder = holders.get(agent_id)
+            if holder is not None and not holder.startswith(prefix):
+                self._remote.seen(agent_id, now)
             if state is AgentState.REMOTE and holder is None:
                 self._feed(ev.AgentFreeElsewhere(agent_id=agent_id))
             elif (state is AgentState.READY and holder is not None
                   and not holder.startswith(prefix)):
                 self._feed(ev.AgentBusyElsewhere(agent_id=agent_id))
+
+    def _expire_remote_holds(self) -> None:
+        """Degraded: free the agents whose other node's hold ran out by local reckoning."""
+        remote = [agent for agent, state in self._engine.agents().items()
+                  if state is AgentState.REMOTE]
+        for agent in self._remote.expired(remote, self._reactor.seconds()):
+            log.info("agent {agent}: another node's hold not seen for {ttl}s (state store "
+                     "unreachable): free on local knowledge", agent=agent, ttl=self._ttl)
+            self._feed(ev.AgentFreeElsewhere(agent_id=agent))
 
     def _view(self) -> View:
         """What this node has in the store: waiting callers, holds, vendor channels."""

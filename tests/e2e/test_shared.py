@@ -286,3 +286,29 @@ def test_a_redis_restarted_empty_is_refilled_and_calls_flow_again(
         wait_for(lambda: "state store refilled" in node.log(), timeout=5,
                  what="the node resynced")
 
+
+def test_during_a_redis_outage_another_nodes_agent_is_offered_after_hold_ttl(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        redis_server: RedisServer) -> None:
+    """Redis stops while alice is on node A's call, which then ends: node B, which last
+    saw her held by A, frees her hold_ttl later on its own and its caller gets her."""
+    agent_port = free_udp_port()
+    node_a, node_b = two_nodes(node_factory, redis_server, agent_port, hold_ttl=3)
+    alice = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--calls", "2", "--timeout", "60",
+                          name="alice")
+    first = caller(phone_factory, node_a, "first", 60.0)
+    node_a.wait_metric(1, "ccswitch_agents", timeout=20, group="inhouse", state="on_call")
+    node_b.wait_metric(1, "ccswitch_agents", timeout=5, group="inhouse", state="remote")
+    redis_server.stop()
+    stopped = time.monotonic()
+    first.stop()  # hangs up: node A frees alice, node B cannot hear of it
+    later = caller(phone_factory, node_b, "later", ANNOUNCEMENT_S + 2.0)
+    node_b.wait_metric(1, "ccswitch_agents", timeout=15, group="inhouse", state="ready")
+    freed = time.monotonic() - stopped
+    print(f"alice free on node B {freed:.2f}s after Redis stopped")
+    assert freed < 3 + 1 + 1.5  # hold_ttl, one tick, slack
+    assert later.wait_exit(30) == 0, later.describe()
+    assert alice.wait_exit(10) == 0, alice.describe()
+    [row] = node_b.wait_cdr(1)
+    assert (row["outcome"], row["agent_id"]) == ("answered_inhouse", "alice")
