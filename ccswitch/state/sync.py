@@ -373,17 +373,20 @@ class SharedState:
             return False
 
     def _replay_spool(self) -> None:
-        """(store thread) append spooled records in order; what fails stays spooled."""
+        """(store thread) append spooled records in order; what the store refuses stays
+        spooled; a line that is not a record (torn by a crash, edited) is logged and
+        dropped rather than blocking the ones after it."""
         with self._spool_lock:
             try:
-                lines = self._spool.read_text(encoding="utf-8").splitlines()
+                text = self._spool.read_text(encoding="utf-8", errors="replace")
             except FileNotFoundError:
                 return
+            lines = text.splitlines()
             done = 0
             try:
                 for line in lines:
                     if line.strip():
-                        self.store.append_record(json.loads(line))
+                        self._replay_line(line)
                     done += 1
             finally:
                 rest = "".join(f"{line}\n" for line in lines[done:])
@@ -393,6 +396,17 @@ class SharedState:
             if done:
                 log.info("replayed {count} spooled call record(s) to the state store",
                          count=done)
+
+    def _replay_line(self, line: str) -> None:
+        """(store thread, spool lock held) append one spooled record."""
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            self.store.append_record(record)
+        except ValueError as e:  # StoreUnavailable is not one: it stops the replay
+            log.error("dropped a spooled call record that cannot be replayed ({error}): "
+                      "{line}", error=str(e), line=line)
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -71,3 +71,22 @@ def test_after_a_loss_of_data_the_node_publishes_its_presence_again(
     state.lose_data()
     yield from until(lambda: observer.presences() == PRESENCE)
     assert shared.up
+
+
+def test_a_spooled_line_that_is_not_a_record_is_dropped_and_the_rest_replayed(
+        tmp_path: Path) -> None:
+    """A torn or foreign spool line is logged and dropped at start; the records around it
+    reach the stream in order and the spool is emptied."""
+    spool = tmp_path / "spool.jsonl"
+    spool.write_text('{"call_id": "c1"}\n{"call_id": "c2", "tor\n[1, 2]\n{"n": 3}\n'
+                     '{"call_id": "c3"}\n', encoding="utf-8")
+    state = EmbeddedState(reactor)
+    engine = RoutingEngine(make_dialplan(("alice",)), clock=reactor)
+    shared = SharedState(store=state.view("A"), engine=engine, feed=engine.handle,
+                         reactor=reactor, metrics=Metrics(), spool=spool, hold_ttl=TTL)
+    shared.start()
+    try:
+        assert [r["call_id"] for r in state.records()] == ["c1", "c3"]
+        assert spool.read_text(encoding="utf-8") == ""
+    finally:
+        shared.stop()
