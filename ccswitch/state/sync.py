@@ -365,6 +365,8 @@ class SharedState:
 
     def _recovery_done(self, result: object) -> None:
         self._recovering = False
+        if isinstance(result, Failure):  # not StoreUnavailable (still_down took that)
+            log.failure("state store resync failed; retried at the next tick", result)
 
     def _spool_waiting(self) -> bool:
         try:
@@ -380,6 +382,10 @@ class SharedState:
             try:
                 text = self._spool.read_text(encoding="utf-8", errors="replace")
             except FileNotFoundError:
+                return
+            except OSError as e:  # the records stay there for the operator
+                log.error("record spool {path} cannot be read, not replayed: {error}",
+                          path=str(self._spool), error=str(e))
                 return
             lines = text.splitlines()
             done = 0

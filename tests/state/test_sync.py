@@ -90,3 +90,20 @@ def test_a_spooled_line_that_is_not_a_record_is_dropped_and_the_rest_replayed(
         assert spool.read_text(encoding="utf-8") == ""
     finally:
         shared.stop()
+
+
+def test_an_unreadable_spool_is_logged_and_the_node_joins(tmp_path: Path) -> None:
+    """A spool that cannot be read (here a directory) does not stop the node's start: it
+    joins the shared state and publishes its presence."""
+    spool = tmp_path / "spool.jsonl"
+    spool.mkdir()
+    state = EmbeddedState(reactor)
+    engine = RoutingEngine(make_dialplan(("alice",)), clock=reactor)
+    shared = SharedState(store=state.view("A"), engine=engine, feed=engine.handle,
+                         reactor=reactor, metrics=Metrics(), spool=spool, hold_ttl=TTL)
+    shared.start()
+    try:
+        assert shared.up
+        assert state.view("A").heartbeat(TTL) is True  # resynced
+    finally:
+        shared.stop()
