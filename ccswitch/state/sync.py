@@ -321,8 +321,8 @@ class SharedState:
         return waiting, engine.busy_agents(), channels
 
     def _resync(self, view: View) -> dict[str, str]:
-        """(blocking) Put this node's ``view`` in the store, replay the record spool;
-        the shared presence."""
+        """(blocking: the store thread, or the reactor at start) Put this node's ``view``
+        in the store, replay the record spool and return the shared presence."""
         waiting, holds, channels = view
         self.store.ping()
         if self._subscription is None:
@@ -332,8 +332,7 @@ class SharedState:
         self._replay_spool()
         return self.store.presences()
 
-    def _resynced(self, view: View,
-                  presences: dict[str, str], what: str) -> None:
+    def _resynced(self, view: View, presences: dict[str, str], what: str) -> None:
         """The store has ``view`` and ``presences``: take the shared presence, publish
         this node's for every agent the store lacks (all of them after a loss of data)."""
         waiting, holds, channels = view
