@@ -191,6 +191,7 @@ def start_node(config: Config, reactor: Any) -> Node:
     shared: SharedState | None = None  # set below with a Redis state
 
     def on_record(record: dict[str, Any]) -> None:
+        record = {**record, "node": config.node}  # the CDR row and the stream name the node
         write_record(record)
         if shared is not None:
             shared.record(record)

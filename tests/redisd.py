@@ -1,12 +1,15 @@
 """A real redis-server for tests: on a free 127.0.0.1 port, in a temp dir, no persistence.
 
-``stop()`` and ``start()`` again (same port) simulate an outage.
+``stop()`` and ``start()`` again (same port) simulate an outage; as the server keeps
+nothing, the restarted one is empty. ``freeze()`` / ``thaw()`` (SIGSTOP / SIGCONT) make
+it hang: connections stay open, commands sent meanwhile run on thaw.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -59,7 +62,17 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not start on {self.port}")
 
     def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)  # a frozen server cannot terminate
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+    def freeze(self) -> None:
+        assert self.process is not None and self.process.poll() is None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)

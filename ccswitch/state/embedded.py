@@ -19,7 +19,9 @@ way Redis keys expire by their TTL. Rules shared with the Redis store:
 * an agent whose presence was never set is not ready;
 * an expired hold raises no event: other nodes notice it by polling ``holders()``
   (or when a reservation succeeds);
-* ``resync`` raises no event and never takes an agent another node holds.
+* ``resync`` raises no event and never takes an agent another node holds;
+* a record is appended once per (node, call id) while it is kept (Redis: for
+  ``record_dedup_ttl``).
 
 Subscribers of every view get every event, called synchronously on the thread that
 made the change, outside the lock; one that raises is logged, the others still run.
@@ -37,6 +39,7 @@ from twisted.logger import Logger
 from ccswitch.clock import TimeSource
 from ccswitch.state.store import (
     PRESENCES, EventKind, Grant, Reservation, StoreEvent, Subscription, Waiting,
+    record_call_id,
 )
 
 log = Logger()
@@ -78,9 +81,12 @@ class EmbeddedState:
         self._waiting: dict[str, dict[tuple[str, str], float]] = {}  # queue -> (node, call)
         self._alive: dict[str, float] = {}  # node -> liveness expiry
         self._channels: dict[str, dict[str, set[str]]] = {}  # vendor -> node -> calls
-        self._records: collections.deque[dict[str, Any]] = collections.deque(
-            maxlen=record_maxlen)
+        # (node, call id) and the record; a call appended again while kept adds nothing
+        self._records: collections.deque[tuple[tuple[str, str], dict[str, Any]]] = \
+            collections.deque(maxlen=record_maxlen)
+        self._recorded: set[tuple[str, str]] = set()
         self._subscribers: dict[int, Callback] = {}
+        self._synced: set[str] = set()  # nodes resynced since the data was last lost
         self._next_token = 0
 
     def view(self, node: str) -> EmbeddedStore:
@@ -90,7 +96,19 @@ class EmbeddedState:
     def records(self) -> list[dict[str, Any]]:
         """The record stream, oldest first (at most ``record_maxlen``)."""
         with self._lock:
-            return [dict(r) for r in self._records]
+            return [dict(r) for _, r in self._records]
+
+    def lose_data(self) -> None:
+        """Forget everything, as a Redis restarted without persistence does."""
+        with self._lock:
+            self._presence.clear()
+            self._holds.clear()
+            self._waiting.clear()
+            self._alive.clear()
+            self._channels.clear()
+            self._records.clear()
+            self._recorded.clear()
+            self._synced.clear()
 
     # -- internals, called by EmbeddedStore (the lock held where noted) --
 
@@ -156,10 +174,11 @@ class EmbeddedStore:
     def ping(self) -> None:
         """Always reachable."""
 
-    def heartbeat(self, ttl: float) -> None:
+    def heartbeat(self, ttl: float) -> bool:
         s = self._state
         with s._lock:
             s._alive[self.node] = s._now() + _ms(ttl)
+            return self.node in s._synced
 
     def set_presence(self, agent: str, presence: str) -> None:
         if presence not in PRESENCES:
@@ -280,9 +299,15 @@ class EmbeddedStore:
             return self._in_use(vendor, s._now())
 
     def append_record(self, record: Mapping[str, Any]) -> None:
+        key = (self.node, record_call_id(record))
         s = self._state
         with s._lock:
-            s._records.append(dict(record))
+            if key in s._recorded:
+                return
+            if len(s._records) == s._records.maxlen:
+                s._recorded.discard(s._records[0][0])
+            s._records.append((key, dict(record)))
+            s._recorded.add(key)
 
     def resync(self, *, waiting: Sequence[Waiting], holds: Mapping[str, str],
                channels: Mapping[str, Sequence[str]]) -> None:
@@ -306,6 +331,7 @@ class EmbeddedStore:
             for vendor, calls in channels.items():
                 if calls:
                     s._channels.setdefault(vendor, {})[self.node] = set(calls)
+            s._synced.add(self.node)
 
     def subscribe(self, callback: Callable[[StoreEvent], None]) -> Subscription:
         token, subscription = self._state._subscribe(callback)

@@ -11,8 +11,8 @@ One node's routing engine decides locally; the store arbitrates what is shared:
   an older caller, on a live node, waits in any queue the agent serves;
 * **vendor channels**: per vendor, the calls each node has there; a channel is only
   granted under ``max_channels`` counted over live nodes;
-* **the record stream**: every call detail record, appended to a bounded stream for
-  external consumers.
+* **the record stream**: every call detail record, appended once per call to a bounded
+  stream for external consumers.
 
 Changes other nodes must react to come back through :meth:`StateStore.subscribe` as
 :class:`StoreEvent` values. Every method is blocking and may raise
@@ -87,6 +87,14 @@ class Waiting:
     queued_at: float
 
 
+def record_call_id(record: Mapping[str, Any]) -> str:
+    """The call id a record is appended under; ValueError when it has none."""
+    call = record.get("call_id")
+    if not isinstance(call, str) or not call:
+        raise ValueError(f"a call record needs a call_id, got {call!r}")
+    return call
+
+
 class Subscription(Protocol):
     def close(self) -> None: ...
 
@@ -99,9 +107,12 @@ class StateStore(Protocol):
     def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot be reached."""
 
-    def heartbeat(self, ttl: float) -> None:
+    def heartbeat(self, ttl: float) -> bool:
         """This node is alive for ``ttl`` more seconds (its waiting callers and vendor
-        channels count only while it is)."""
+        channels count only while it is). False when the store no longer has what this
+        node put there at its last :meth:`resync` (never resynced, or the data was lost:
+        Redis restarted empty, flushed, failed over to an empty replica): the node must
+        resync and publish its presence again."""
 
     def set_presence(self, agent: str, presence: str) -> None:
         """Set an agent's shared presence (one of PRESENCES) and tell every node."""
@@ -144,13 +155,17 @@ class StateStore(Protocol):
         """Channels of ``vendor`` in use on live nodes."""
 
     def append_record(self, record: Mapping[str, Any]) -> None:
-        """Append a call detail record to the bounded record stream."""
+        """Append a call detail record to the bounded record stream, once per call: a
+        record whose ``call_id`` this node already appended adds nothing (a replay of a
+        write that timed out but was carried out). Raises ValueError without a
+        ``call_id``."""
 
     def resync(self, *, waiting: Sequence[Waiting], holds: Mapping[str, str],
                channels: Mapping[str, Sequence[str]]) -> None:
-        """Replace everything the store has for this node with the node's own view (after
-        an outage): its waiting callers, its holds (agent -> call) and its vendor
-        channels (vendor -> calls)."""
+        """Replace everything the store has for this node with the node's own view (at
+        start, after an outage or a loss of data): its waiting callers, its holds (agent
+        -> call) and its vendor channels (vendor -> calls); from now on
+        :meth:`heartbeat` is True until the store loses data again."""
 
     def subscribe(self, callback: Callable[[StoreEvent], None]) -> Subscription:
         """Call ``callback`` (on some thread) for every change any node makes."""

@@ -15,11 +15,16 @@ stay in order and never block the reactor) and comes back as a Deferred.
   (``AgentBusyElsewhere``, ``AgentFreeElsewhere``, ``PresenceSet``). Every tick the node
   also compares its remote agents with the store's holds, which catches expiries (a
   dead node) and lost events.
+- **Resync**: at start, after an outage, and when a heartbeat finds the store lost
+  this node's data (Redis restarted empty, flushed, failed over), the node replaces its
+  entries there with its own view (``resync``), replays the record spool in order,
+  takes the shared presence and publishes its own for every agent the store lacks.
 - **Degraded mode**: when the store cannot be reached, calls go on and new calls are
   routed on local knowledge alone (reservations are granted locally, so two nodes may
   then offer one agent); ``ccswitch_state_backend_up`` is 0 and records are spooled to a
-  local file. Once the store answers again the node replaces its entries there with its
-  own view (``resync``), replays the spool in order, and takes the shared presence.
+  local file. Other nodes' holds run out here ``hold_ttl`` after they were last seen
+  (:class:`~ccswitch.state.remote.RemoteHolds`), as they would in the store, so their
+  agents are offered again; one still busy refuses the offer (486), a failed offer.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from ccswitch.metrics.registry import Metrics
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import AgentState
+from ccswitch.state.remote import RemoteHolds
 from ccswitch.state.store import (
     EventKind, Grant, StateStore, StoreEvent, StoreUnavailable, Subscription, Waiting,
 )
@@ -46,6 +52,10 @@ from ccswitch.state.store import (
 log = Logger()
 
 T = TypeVar("T")
+
+#: What a node has in the store: its waiting callers, holds (agent -> call) and vendor
+#: channels (vendor -> calls).
+View = tuple[list[Waiting], dict[str, str], dict[str, list[str]]]
 
 #: How long a hold lives without a refresh, and how often the node refreshes (a third).
 HOLD_TTL = 15.0
@@ -71,7 +81,8 @@ class SharedState:
         self._holds: dict[str, str] = {}  # agent -> call, this node's holds
         self._channels: dict[tuple[str, str], bool] = {}  # (vendor, call) held
         self._waiting: dict[str, Waiting] = {}  # call -> what the store has
-        self._presence: dict[str, str] = {}  # last shared presence known per agent
+        self._presence: dict[str, str] = {}  # what the store has, as far as known here
+        self._remote = RemoteHolds(hold_ttl)  # other nodes' holds, for degraded mode
         self._subscription: Subscription | None = None
         self._loop: task.LoopingCall | None = None
         self._dirty = False
@@ -79,22 +90,18 @@ class SharedState:
     # -- life cycle ------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect: heartbeat, take the shared presence, follow other nodes' changes."""
+        """Connect (blocking): resync, take the shared presence, follow other nodes'
+        changes; during an outage start degraded and do that on recovery."""
         self._pool.start()
         self._reactor.addSystemEventTrigger("after", "shutdown", self._pool.stop)
         self._metrics.state_backend_up.set(1)
+        view = self._view()
         try:
-            self.store.heartbeat(self._ttl)
-            presences = self.store.presences()
+            presences = self._resync(view)
         except StoreUnavailable as e:
             self._went_down(e)
-            presences = {}
-        self._take_presences(presences)
-        self.presence_changed(self._engine.presence())
-        try:
-            self._subscribe()
-        except StoreUnavailable as e:  # started during an outage: subscribe on recovery
-            self._went_down(e)
+        else:
+            self._resynced(view, presences, "node joined the shared state")
         self._loop = task.LoopingCall(self._tick)
         self._loop.clock = self._reactor
         self._loop.start(self._ttl / 3, now=False)
@@ -202,8 +209,8 @@ class SharedState:
 
     def presence_changed(self, presence: Mapping[str, tuple[str, bool]]) -> None:
         """The engine's agent presence (``RoutingEngine.presence()``) after a change: what
-        differs from the shared presence known here is set in the store. While the store
-        is unreachable nothing is noted, so recovery pushes it all."""
+        differs from what the store has (as known here) is set in the store. While the
+        store is unreachable nothing is pushed; the resync on recovery publishes it."""
         if not self._up:
             return
         for agent, (value, _) in presence.items():
@@ -234,6 +241,7 @@ class SharedState:
             self._presence[event.agent] = event.presence
             self._feed(ev.PresenceSet(agent_id=event.agent, presence=event.presence))
         elif event.kind is EventKind.BUSY:
+            self._remote.seen(event.agent, self._reactor.seconds())
             self._feed(ev.AgentBusyElsewhere(agent_id=event.agent))
         elif event.kind is EventKind.FREE:
             self._feed(ev.AgentFreeElsewhere(agent_id=event.agent,
@@ -248,76 +256,116 @@ class SharedState:
 
     def _tick(self) -> defer.Deferred[Any] | None:
         if not self._up:
-            return self._try_recover()
+            self._expire_remote_holds()
+            return self._try_recover("state store reachable again")
         holds = dict(self._holds)
         d = self._run(self._beat, holds)
-        d.addCallback(self._reconcile)
+        d.addCallback(self._beaten)
         d.addErrback(self._degraded_answer, None)
         return d
 
-    def _beat(self, holds: Mapping[str, str]) -> dict[str, str]:
-        """(store thread) heartbeat, refresh our holds, read everyone's holds."""
-        self.store.heartbeat(self._ttl)
+    def _beat(self, holds: Mapping[str, str]) -> dict[str, str] | None:
+        """(store thread) heartbeat, refresh our holds, read everyone's holds; None when
+        the store lost this node's data."""
+        if not self.store.heartbeat(self._ttl):
+            return None
         for agent, call in holds.items():
             self.store.refresh(agent, call, self._ttl)
         return self.store.holders()
+
+    def _beaten(self, holders: dict[str, str] | None) -> defer.Deferred[Any] | None:
+        if holders is not None:
+            self._reconcile(holders)
+            return None
+        # Until the resync is done the store cannot arbitrate (no presence, no holds):
+        # route on local knowledge meanwhile, as during an outage.
+        self._up = False
+        self._metrics.state_backend_up.set(0)
+        log.error("state store lost this node's shared state (Redis restarted empty, "
+                  "flushed or failed over?): publishing it again")
+        return self._try_recover("state store refilled")
 
     def _reconcile(self, holders: dict[str, str]) -> None:
         """Agents remote here but held by nobody are free (an expiry, a lost event); agents
         ready here but held by another node are busy."""
         prefix = f"{self.store.node}/"
+        now = self._reactor.seconds()
         for agent_id, state in self._engine.agents().items():
             holder = holders.get(agent_id)
+            if holder is not None and not holder.startswith(prefix):
+                self._remote.seen(agent_id, now)
             if state is AgentState.REMOTE and holder is None:
                 self._feed(ev.AgentFreeElsewhere(agent_id=agent_id))
             elif (state is AgentState.READY and holder is not None
                   and not holder.startswith(prefix)):
                 self._feed(ev.AgentBusyElsewhere(agent_id=agent_id))
 
-    def _try_recover(self) -> defer.Deferred[Any] | None:
-        if self._recovering:
-            return None
-        self._recovering = True
+    def _expire_remote_holds(self) -> None:
+        """Degraded: free the agents whose other node's hold ran out by local reckoning."""
+        remote = [agent for agent, state in self._engine.agents().items()
+                  if state is AgentState.REMOTE]
+        for agent in self._remote.expired(remote, self._reactor.seconds()):
+            log.info("agent {agent}: another node's hold not seen for {ttl}s (state store "
+                     "unreachable): free on local knowledge", agent=agent, ttl=self._ttl)
+            self._feed(ev.AgentFreeElsewhere(agent_id=agent))
+
+    def _view(self) -> View:
+        """What this node has in the store: waiting callers, holds, vendor channels."""
         engine = self._engine
         waiting = [Waiting(queue=q, call=c, queued_at=at) for q, c, at in engine.waiting()]
-        holds = engine.busy_agents()
         channels: dict[str, list[str]] = {}
         for call_id in engine.calls():
             vendor = engine.call_vendor(call_id)
             if vendor is not None:
                 channels.setdefault(vendor, []).append(call_id)
+        return waiting, engine.busy_agents(), channels
 
-        def resync() -> dict[str, str]:
-            self.store.ping()
-            if self._subscription is None:
-                self._subscribe()
-            self.store.heartbeat(self._ttl)
-            self.store.resync(waiting=waiting, holds=holds, channels=channels)
-            self._replay_spool()
-            return self.store.presences()
+    def _resync(self, view: View) -> dict[str, str]:
+        """(blocking: the store thread, or the reactor at start) Put this node's ``view``
+        in the store, replay the record spool and return the shared presence."""
+        waiting, holds, channels = view
+        self.store.ping()
+        if self._subscription is None:
+            self._subscribe()
+        self.store.heartbeat(self._ttl)
+        self.store.resync(waiting=waiting, holds=holds, channels=channels)
+        self._replay_spool()
+        return self.store.presences()
 
-        def recovered(presences: dict[str, str]) -> None:
-            self._up = True
-            self._metrics.state_backend_up.set(1)
-            self._holds = dict(holds)
-            self._waiting = {w.call: w for w in waiting}
-            self._channels = {(v, c): True for v, calls in channels.items() for c in calls}
-            log.info("state store reachable again: node re-synchronised ({holds} hold(s), "
-                     "{waiting} waiting caller(s))", holds=len(holds), waiting=len(waiting))
-            self._take_presences(presences)
-            self.presence_changed(self._engine.presence())
-            self.changed()
+    def _resynced(self, view: View, presences: dict[str, str], what: str) -> None:
+        """The store has ``view`` and ``presences``: take the shared presence, publish
+        this node's for every agent the store lacks (all of them after a loss of data)."""
+        waiting, holds, channels = view
+        self._up = True
+        self._metrics.state_backend_up.set(1)
+        self._holds = dict(holds)
+        self._waiting = {w.call: w for w in waiting}
+        self._channels = {(v, c): True for v, calls in channels.items() for c in calls}
+        log.info("{what}: node re-synchronised ({holds} hold(s), {waiting} waiting "
+                 "caller(s))", what=what, holds=len(holds), waiting=len(waiting))
+        self._presence = {}  # what was pushed before may be gone: the store's is below
+        self._take_presences(presences)
+        self.presence_changed(self._engine.presence())
+        self.changed()
+
+    def _try_recover(self, what: str) -> defer.Deferred[Any] | None:
+        if self._recovering:
+            return None
+        self._recovering = True
+        view = self._view()
 
         def still_down(failure: Failure) -> Failure | None:
             return None if isinstance(failure.value, StoreUnavailable) else failure
 
-        d = self._run(resync)
-        d.addCallbacks(recovered, still_down)
+        d = self._run(self._resync, view)
+        d.addCallbacks(lambda presences: self._resynced(view, presences, what), still_down)
         d.addBoth(self._recovery_done)
         return d
 
     def _recovery_done(self, result: object) -> None:
         self._recovering = False
+        if isinstance(result, Failure):  # not StoreUnavailable (still_down took that)
+            log.failure("state store resync failed; retried at the next tick", result)
 
     def _spool_waiting(self) -> bool:
         try:
@@ -326,17 +374,24 @@ class SharedState:
             return False
 
     def _replay_spool(self) -> None:
-        """(store thread) append spooled records in order; what fails stays spooled."""
+        """(store thread) append spooled records in order; what the store refuses stays
+        spooled; a line that is not a record (torn by a crash, edited) is logged and
+        dropped rather than blocking the ones after it."""
         with self._spool_lock:
             try:
-                lines = self._spool.read_text(encoding="utf-8").splitlines()
+                text = self._spool.read_text(encoding="utf-8", errors="replace")
             except FileNotFoundError:
                 return
+            except OSError as e:  # the records stay there for the operator
+                log.error("record spool {path} cannot be read, not replayed: {error}",
+                          path=str(self._spool), error=str(e))
+                return
+            lines = text.splitlines()
             done = 0
             try:
                 for line in lines:
                     if line.strip():
-                        self.store.append_record(json.loads(line))
+                        self._replay_line(line)
                     done += 1
             finally:
                 rest = "".join(f"{line}\n" for line in lines[done:])
@@ -346,6 +401,17 @@ class SharedState:
             if done:
                 log.info("replayed {count} spooled call record(s) to the state store",
                          count=done)
+
+    def _replay_line(self, line: str) -> None:
+        """(store thread, spool lock held) append one spooled record."""
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            self.store.append_record(record)
+        except ValueError as e:  # StoreUnavailable is not one: it stops the replay
+            log.error("dropped a spooled call record that cannot be replayed ({error}): "
+                      "{line}", error=str(e), line=line)
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -215,3 +216,99 @@ def test_a_node_started_during_a_redis_outage_serves_and_joins_later(
     assert redis_server.client().hget("ccswitch:presence", "alice") == b"ready"
     wait_for(lambda: len(stream_records(redis_server)) == 1, timeout=10,
              what="the outage's record replayed")
+
+
+def test_the_cdr_row_and_the_stream_entry_name_the_node(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        redis_server: RedisServer) -> None:
+    """A call's CDR row and its entry in the shared record stream carry the config's node."""
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", free_udp_port())}},
+                                 wrap_up=0), state=redis_server.url, node="node-x")
+    gone = caller(phone_factory, node, "gone", 1.0)
+    assert gone.wait_exit(20) == 0, gone.describe()
+    [row] = node.wait_cdr(1)
+    assert row["node"] == "node-x"
+    [entry] = wait_for(lambda: stream_records(redis_server), timeout=10, what="the record")
+    assert entry["node"] == "node-x"
+
+
+def test_records_of_calls_ending_while_redis_is_frozen_are_streamed_once(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        redis_server: RedisServer) -> None:
+    """Three calls end (during their announcement, so no other store call comes first)
+    while redis-server is frozen (SIGSTOP): a stream write times out but runs on SIGCONT,
+    the records are spooled and replayed, and each call has exactly one stream entry."""
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", free_udp_port()),
+                                            "logged_in": False}}, wrap_up=0),
+                        state=redis_server.url, node="solo")
+    callers = [caller(phone_factory, node, f"c{i}", 60.0) for i in range(3)]
+    node.wait_metric(3, "ccswitch_active_calls", timeout=20)
+    redis_server.freeze()
+    try:
+        for phone in callers:
+            phone.proc.send_signal(signal.SIGTERM)  # all hang up at once
+        for phone in callers:
+            phone.stop()
+        node.wait_metric(0, "ccswitch_state_backend_up", timeout=10)
+        node.wait_cdr(3)
+    finally:
+        redis_server.thaw()
+    wait_for(lambda: "spooled call record(s)" in node.log(), timeout=15,
+             what="the spool replayed")
+    time.sleep(0.5)  # a late duplicate would be in by now
+    assert sorted(r["caller"] for r in stream_records(redis_server)) == ["c0", "c1", "c2"]
+
+
+def test_a_redis_restarted_empty_is_refilled_and_calls_flow_again(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        redis_server: RedisServer) -> None:
+    """redis-server restarts without its data between two heartbeats: both nodes notice
+    at their next heartbeat and publish their state again, and node B's caller gets
+    alice."""
+    agent_port = free_udp_port()
+    node_a, node_b = two_nodes(node_factory, redis_server, agent_port, hold_ttl=3)
+    alice = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--timeout", "40", name="alice")
+    presence = redis_server.client().hget
+    wait_for(lambda: presence("ccswitch:presence", "alice") == b"ready", timeout=10)
+    redis_server.stop()
+    redis_server.start()
+    restarted = time.monotonic()
+    later = caller(phone_factory, node_b, "later", ANNOUNCEMENT_S + 2.0)
+    wait_for(lambda: presence("ccswitch:presence", "alice") == b"ready", timeout=10,
+             what="alice's presence published again")
+    print(f"presence back {time.monotonic() - restarted:.2f}s after the restart")
+    assert later.wait_exit(30) == 0, later.describe()
+    assert alice.wait_exit(10) == 0, alice.describe()
+    [row] = node_b.wait_cdr(1)
+    assert (row["outcome"], row["agent_id"]) == ("answered_inhouse", "alice")
+    for node in (node_a, node_b):
+        wait_for(lambda: "state store refilled" in node.log(), timeout=5,
+                 what="the node resynced")
+
+
+def test_during_a_redis_outage_another_nodes_agent_is_offered_after_hold_ttl(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        redis_server: RedisServer) -> None:
+    """Redis stops while alice is on node A's call, which then ends: node B, which last
+    saw her held by A, frees her hold_ttl later on its own and its caller gets her."""
+    agent_port = free_udp_port()
+    node_a, node_b = two_nodes(node_factory, redis_server, agent_port, hold_ttl=3)
+    alice = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--calls", "2", "--timeout", "60",
+                          name="alice")
+    first = caller(phone_factory, node_a, "first", 60.0)
+    node_a.wait_metric(1, "ccswitch_agents", timeout=20, group="inhouse", state="on_call")
+    node_b.wait_metric(1, "ccswitch_agents", timeout=5, group="inhouse", state="remote")
+    redis_server.stop()
+    stopped = time.monotonic()
+    first.stop()  # hangs up: node A frees alice, node B cannot hear of it
+    later = caller(phone_factory, node_b, "later", ANNOUNCEMENT_S + 2.0)
+    node_b.wait_metric(1, "ccswitch_agents", timeout=15, group="inhouse", state="ready")
+    freed = time.monotonic() - stopped
+    print(f"alice free on node B {freed:.2f}s after Redis stopped")
+    assert freed < 3 + 1 + 1.5  # hold_ttl, one tick, slack
+    assert later.wait_exit(30) == 0, later.describe()
+    assert alice.wait_exit(10) == 0, alice.describe()
+    [row] = node_b.wait_cdr(1)
+    assert (row["outcome"], row["agent_id"]) == ("answered_inhouse", "alice")

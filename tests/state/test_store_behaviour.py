@@ -54,10 +54,11 @@ class Center:
     """One center shared by the stores ``make`` returns."""
 
     def __init__(self, kind: str, make: Callable[[str], StateStore],
-                 expire: Callable[[float], None]) -> None:
+                 expire: Callable[[float], None], lose_data: Callable[[], None]) -> None:
         self.kind = kind
         self.make = make
         self.expire = expire
+        self.lose_data = lose_data  # everything gone, as in a Redis restarted empty
         self.stores: list[StateStore] = []
 
     def node(self, name: str, ttl: float = LONG) -> StateStore:
@@ -85,7 +86,7 @@ def center(request: pytest.FixtureRequest) -> Iterator[Center]:
     if request.param == "embedded":
         clock = task.Clock()
         state = EmbeddedState(clock, record_maxlen=MAXLEN)
-        c = Center("embedded", state.view, clock.advance)
+        c = Center("embedded", state.view, clock.advance, state.lose_data)
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         prefix = f"t{next(_prefixes)}-{os.getpid()}:"
@@ -93,7 +94,11 @@ def center(request: pytest.FixtureRequest) -> Iterator[Center]:
         def make(node: str) -> StateStore:
             return RedisStore.from_url(server.url, node=node, prefix=prefix,
                                        stream_maxlen=MAXLEN)
-        c = Center("redis", make, time.sleep)
+        def lose_data() -> None:
+            client = server.client()
+            for key in client.scan_iter(match=f"{prefix}*"):
+                client.delete(key)
+        c = Center("redis", make, time.sleep, lose_data)
     try:
         yield c
     finally:
@@ -427,7 +432,44 @@ def test_the_record_stream_is_bounded(center: Center) -> None:
                              for i in range(12 - MAXLEN, 12)]
 
 
+def test_a_record_appended_twice_is_in_the_stream_once(center: Center) -> None:
+    """A replay of a call's record adds nothing; another node's record of the same call id
+    is its own."""
+    a, b = center.node("A"), center.node("B")
+    a.append_record({"call_id": "c1", "n": 1})
+    a.append_record({"call_id": "c1", "n": 1})
+    b.append_record({"call_id": "c1", "n": 2})
+    assert records_of(a) == [{"call_id": "c1", "n": 1}, {"call_id": "c1", "n": 2}]
+
+
+def test_a_record_without_a_call_id_is_refused(center: Center) -> None:
+    """append_record names the missing call_id and appends nothing."""
+    a = center.node("A")
+    with pytest.raises(ValueError, match="call_id"):
+        a.append_record({"n": 1})
+    assert records_of(a) == []
+
+
 # -- resync ---------------------------------------------------------------------
+
+def test_heartbeat_is_false_until_the_node_resyncs(center: Center) -> None:
+    """A node that never resynced is told to; after its resync the heartbeat is True."""
+    a = center.node("A")
+    assert a.heartbeat(LONG) is False
+    a.resync(waiting=[], holds={}, channels={})
+    assert a.heartbeat(LONG) is True
+
+
+def test_a_loss_of_data_is_seen_by_every_nodes_next_heartbeat(center: Center) -> None:
+    """Once the store lost its data each node's heartbeat is False until it resyncs."""
+    a, b = center.node("A"), center.node("B")
+    for store in (a, b):
+        store.resync(waiting=[], holds={}, channels={})
+    center.lose_data()
+    assert (a.heartbeat(LONG), b.heartbeat(LONG)) == (False, False)
+    a.resync(waiting=[], holds={}, channels={})
+    assert (a.heartbeat(LONG), b.heartbeat(LONG)) == (True, False)
+
 
 def test_resync_replaces_this_nodes_waiting_callers(center: Center) -> None:
     """A's old caller is gone, its new one waits; B's caller is untouched."""
@@ -519,6 +561,40 @@ def test_every_method_on_a_stopped_redis_raises_store_unavailable(
         assert not_raised == []
         store.set_presence("alice", "ready")
         assert store.presences() == {"alice": "ready"}
+    finally:
+        store.close()
+
+
+def test_a_record_written_during_a_freeze_and_replayed_is_streamed_once(
+        redis_server: RedisServer) -> None:
+    """Redis frozen (SIGSTOP): the append times out but runs on SIGCONT; the replay of the
+    same record (from the node's spool) then adds nothing."""
+    store = RedisStore.from_url(redis_server.url, node="A", prefix="freeze:",
+                                socket_timeout=0.3)
+    try:
+        store.ping()
+        redis_server.freeze()
+        try:
+            with pytest.raises(StoreUnavailable):
+                store.append_record({"call_id": "c1"})
+        finally:
+            redis_server.thaw()
+        store.append_record({"call_id": "c1"})
+        assert store.records() == [{"call_id": "c1"}]
+    finally:
+        store.close()
+
+
+def test_a_redis_restarted_empty_is_seen_by_the_next_heartbeat(
+        redis_server: RedisServer) -> None:
+    """redis-server restarted without persistence: the next heartbeat is False."""
+    store = RedisStore.from_url(redis_server.url, node="A", prefix="empty:")
+    try:
+        store.resync(waiting=[], holds={}, channels={})
+        assert store.heartbeat(LONG) is True
+        redis_server.stop()
+        redis_server.start()
+        assert store.heartbeat(LONG) is False
     finally:
         store.close()
 
