@@ -1,8 +1,9 @@
-"""RFC 3261 section 17 transactions over UDP, sans-I/O (RFC 6026 and RFC 3581 included).
+"""RFC 3261 section 17 transactions over UDP, TCP and TLS, sans-I/O (RFC 6026 and
+RFC 3581 included).
 
 The layer sits between the wire and the transaction user (the B2BUA). It takes
-parsed messages plus their source address, hands bytes and a destination to an
-injected ``send`` callable, and runs every timer through an injected clock
+parsed messages plus their source address and transport, hands bytes and a
+:class:`~ccswitch.sip.hop.Hop` to an injected ``send`` callable, and runs every timer through an injected clock
 (anything with ``seconds()`` and ``callLater()``: the reactor in production,
 ``twisted.internet.task.Clock`` in tests). It imports nothing from
 ``twisted.internet``.
@@ -13,27 +14,38 @@ unchanged: events from the network are dropped, a response the TU may not send
 (a second final response, say) is logged and ignored. Nothing raises into the
 clock's caller.
 
-Response routing for this UDP-only slice (RFC 3261 18.2.2, RFC 3581): a server
-transaction stamps ``received=<source ip>`` on the top Via when the source IP
+Response routing (RFC 3261 18.2.2, RFC 3581): a server transaction stamps ``received=<source ip>`` on the top Via when the source IP
 differs from the sent-by host or from a ``received`` the request already carries
 (and always when ``rport`` is present), fills an empty ``rport`` with the source
 port, then answers to the packet's source address when ``rport`` is present, else
 to the source IP (the ``received`` address) and the sent-by port, so no answer
-needs DNS. ``maddr`` is not honoured.
+needs DNS. ``maddr`` is not honoured. Over TCP and TLS the answer goes back over the
+connection the request came on (the hop's ``flow``), and to that address when the
+connection is gone.
+
+Requests pick their transport from the next-hop URI and their size
+(:func:`~ccswitch.sip.hop.select_transport`); the top Via names it. Reliable transports
+(TCP, TLS) get no retransmission timers (A, E, G) and zero waits for timers D, I, J, K
+(RFC 3261 17.1.1.2, 17.1.2.2, 17.2.1, 17.2.2); the UAS still retransmits a 2xx until
+the ACK (13.3.1.4: the ACK is end to end). Our own Contact (the UDP one the TU writes)
+is rewritten to the transport a message leaves on (``;transport=tcp``, ``sips:``), so
+the peer's requests in the dialog come back the same way.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 import attrs
 from twisted.logger import Logger
 
 from ccswitch.clock import Clock, DelayedCall
 from ccswitch.errors import SipParseError
+from ccswitch.sip.hop import Hop, Transport, default_port, next_hop_uri, select_transport
 from ccswitch.sip.message import (
-    BRANCH_MAGIC, Headers, Request, Response, Via, make_response, new_branch, new_tag,
+    BRANCH_MAGIC, Headers, NameAddr, Request, Response, SipURI, Via, make_response,
+    new_branch, new_tag,
 )
 
 __all__ = [
@@ -221,7 +233,7 @@ class ServerTransaction(_Transaction):
     """One received request and the responses the TU sends to it."""
 
     def __init__(self, layer: TransactionLayer, request: Request, source: Address,
-                 key: _ServerKey, destination: Address) -> None:
+                 key: _ServerKey, destination: Hop) -> None:
         invite = request.method == "INVITE"
         super().__init__(layer, State.PROCEEDING if invite else State.TRYING)
         self._kind = _IST if invite else _NIST
@@ -270,6 +282,7 @@ class ServerTransaction(_Transaction):
                       state=self.state.value)
             return
         self.state = new
+        self._layer._localize_contact(response.headers, self.destination.transport)
         self._last = response.to_bytes()
         self._layer._send(self._last, self.destination)
         if status < 200:
@@ -278,11 +291,13 @@ class ServerTransaction(_Transaction):
         self._stop_timer("no answer")
         timers = self._layer.timers
         if not self._invite:
-            self._start_timer("J", timers.timeout, self._timer_j)
+            reliable = self.destination.transport.reliable
+            self._start_timer("J", 0 if reliable else timers.timeout, self._timer_j)
             return
         self._on_no_ack = on_no_ack
         self._interval = timers.t1
-        self._start_timer("retransmit", timers.t1, self._retransmit_final)
+        if status < 300 or not self.destination.transport.reliable:
+            self._start_timer("retransmit", timers.t1, self._retransmit_final)
         if status < 300:
             self._layer._accepted[self._ack_key()] = self
             self._start_timer("L", timers.timeout, self._timer_l)
@@ -338,7 +353,8 @@ class ServerTransaction(_Transaction):
         self.acked = True
         self._stop_timer("retransmit")
         self._stop_timer("H")
-        self._start_timer("I", self._layer.timers.t4, self._timer_i)
+        reliable = self.destination.transport.reliable
+        self._start_timer("I", 0 if reliable else self._layer.timers.t4, self._timer_i)
 
     def _retransmit_final(self) -> None:
         if self._last is None or self.acked:
@@ -388,7 +404,7 @@ class ServerTransaction(_Transaction):
 class ClientTransaction(_Transaction):
     """One request we sent and the responses to it."""
 
-    def __init__(self, layer: TransactionLayer, request: Request, destination: Address,
+    def __init__(self, layer: TransactionLayer, request: Request, destination: Hop,
                  branch: str, via: str, on_response: Callable[[Response], None],
                  on_timeout: Callable[[], None]) -> None:
         invite = request.method == "INVITE"
@@ -429,11 +445,14 @@ class ClientTransaction(_Transaction):
     def _start(self) -> None:
         timers = self._layer.timers
         self._layer._send(self._data, self.destination)
+        retransmit = not self.destination.transport.reliable
         if self._invite:
-            self._start_timer("A", timers.t1, self._retransmit)
+            if retransmit:
+                self._start_timer("A", timers.t1, self._retransmit)
             self._start_timer("B", timers.timeout, self._timeout)
         else:
-            self._start_timer("E", timers.t1, self._retransmit)
+            if retransmit:
+                self._start_timer("E", timers.t1, self._retransmit)
             self._start_timer("F", timers.timeout, self._timeout)
 
     def _retransmit(self) -> None:
@@ -501,7 +520,8 @@ class ClientTransaction(_Transaction):
             else:
                 self._ack_data = self._build_ack(response).to_bytes()
                 self._layer._send(self._ack_data, self.destination)
-                self._start_timer("D", TIMER_D, lambda: self._end_by("timer D"))
+                wait = 0 if self.destination.transport.reliable else TIMER_D
+                self._start_timer("D", wait, lambda: self._end_by("timer D"))
             self._layer._call_tu(self._on_response, response)
             return
         # non-INVITE
@@ -510,7 +530,8 @@ class ClientTransaction(_Transaction):
         if status >= 200:
             self._stop_timer("E")
             self._stop_timer("F")
-            self._start_timer("K", timers.t4, lambda: self._end_by("timer K"))
+            wait = 0 if self.destination.transport.reliable else timers.t4
+            self._start_timer("K", wait, lambda: self._end_by("timer K"))
         self._layer._call_tu(self._on_response, response)
 
     def _send_cancel(self) -> None:
@@ -573,9 +594,12 @@ def _ignore_response(response: Response) -> None:
 class TransactionLayer:
     """Matches messages to transactions, runs their timers, talks to the TU."""
 
-    def __init__(self, clock: Clock, send: Callable[[bytes, Address], None],
+    def __init__(self, clock: Clock, send: Callable[[bytes, Hop], None],
                  tu: TransactionUser, *, timers: Timers = Timers(), local_via_host: str,
-                 local_port: int, user_agent: str = "ccswitch") -> None:
+                 local_port: int, stream_ports: Mapping[Transport, int] | None = None,
+                 user_agent: str = "ccswitch") -> None:
+        """``local_port`` is the UDP port; ``stream_ports`` the TCP and TLS listening
+        ports, when there are any (requests may then use those transports)."""
         self._clock = clock
         self._send_fn = send
         self._tu = tu
@@ -584,7 +608,10 @@ class TransactionLayer:
         host = local_via_host
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        self._via_prefix = f"SIP/2.0/UDP {host}:{local_port};branch="
+        self._host = host
+        self._ports: dict[Transport, int] = {Transport.UDP: local_port,
+                                             **(stream_ports or {})}
+        self._available = frozenset(self._ports)
         self._server: dict[_ServerKey, ServerTransaction] = {}
         self._client: dict[_ClientKey, ClientTransaction] = {}
         self._accepted: dict[tuple[str, int], ServerTransaction] = {}
@@ -596,12 +623,14 @@ class TransactionLayer:
 
     # -- from the wire --
 
-    def receive(self, message: Request | Response, source: Address) -> None:
-        """Handle one parsed message that arrived from ``source``."""
+    def receive(self, message: Request | Response, source: Address, *,
+                transport: Transport = Transport.UDP, flow: int | None = None) -> None:
+        """Handle one parsed message that arrived from ``source`` over ``transport``
+        (on connection ``flow`` for TCP and TLS)."""
         if isinstance(message, Response):
             self._receive_response(message, source)
         else:
-            self._receive_request(message, source)
+            self._receive_request(message, source, transport, flow)
 
     def _receive_response(self, response: Response, source: Address) -> None:
         branch = response.top_via.branch
@@ -613,7 +642,8 @@ class TransactionLayer:
             return
         tx._receive(response)
 
-    def _receive_request(self, request: Request, source: Address) -> None:
+    def _receive_request(self, request: Request, source: Address, transport: Transport,
+                         flow: int | None) -> None:
         method = request.method
         top = request.top_via
         if method == "ACK":
@@ -624,7 +654,8 @@ class TransactionLayer:
         if tx is not None:
             tx._retransmitted()
             return
-        destination = self._stamp_via(request, top, source)
+        ip, port = self._stamp_via(request, top, source)
+        destination = Hop(host=ip, port=port, transport=transport, flow=flow)
         tx = ServerTransaction(self, request, source, key, destination)
         self._server[key] = tx
         if method == "INVITE":
@@ -716,33 +747,92 @@ class TransactionLayer:
             raise ValueError("ACK is not sent in a transaction; use send_ack")
         headers = request.headers.copy()
         branch = new_branch()
-        via = f"{self._via_prefix}{branch};rport"
-        headers.add("Via", via, first=True)
         if "Max-Forwards" not in headers:
             headers.add("Max-Forwards", "70")
         if "User-Agent" not in headers:
             headers.add("User-Agent", self.user_agent)
+        try:
+            hop, via = self._route(request, headers, destination, branch)
+        except ValueError as e:
+            log.error("{method} {call_id} to {uri}: cannot send: {reason}",
+                      method=request.method, call_id=request.headers.get("Call-ID"),
+                      uri=str(request.uri), reason=str(e))
+            tx = ClientTransaction(self, request, Hop(host=destination[0],
+                                                      port=destination[1]),
+                                   branch, "", on_response, on_timeout)
+            self._client[tx.key] = tx
+            tx._start_timer("B" if tx._invite else "F", 0, tx._timeout)
+            return tx
         sent = Request(method=request.method, uri=request.uri, headers=headers,
                        body=request.body)
-        return self._start_client(sent, destination, branch, via, on_response=on_response,
+        return self._start_client(sent, hop, branch, via, on_response=on_response,
                                   on_timeout=on_timeout)
 
     def send_ack(self, ack: Request, destination: Address) -> None:
         """Send the TU's ACK for a 2xx statelessly, with a fresh branch in a new top Via."""
         headers = ack.headers.copy()
-        headers.add("Via", f"{self._via_prefix}{new_branch()};rport", first=True)
         if "Max-Forwards" not in headers:
             headers.add("Max-Forwards", "70")
+        try:
+            hop, _ = self._route(ack, headers, destination, new_branch())
+        except ValueError as e:
+            log.error("ACK {call_id} to {uri}: cannot send: {reason}",
+                      call_id=ack.headers.get("Call-ID"), uri=str(ack.uri), reason=str(e))
+            return
         self._send(Request(method=ack.method, uri=ack.uri, headers=headers,
-                           body=ack.body).to_bytes(), destination)
+                           body=ack.body).to_bytes(), hop)
 
-    def send_stateless(self, message: Request | Response, destination: Address) -> None:
-        """Send a complete message as is, outside any transaction."""
-        self._send(message.to_bytes(), destination)
+    def _route(self, request: Request, headers: Headers, destination: Address,
+               branch: str) -> tuple[Hop, str]:
+        """Pick the transport of an outgoing request and add our top Via for it to
+        ``headers``; the hop and the Via. ValueError when no transport fits the URI."""
+        uri = next_hop_uri(request)
+        udp_via = self._via(Transport.UDP, branch)
+        size = len(Request(method=request.method, uri=request.uri, headers=headers,
+                           body=request.body).to_bytes()) + len(udp_via) + 7
+        transport = select_transport(uri, size, available=self._available)
+        host, port = destination
+        if uri.port is None and transport is Transport.TLS:
+            port = default_port(transport)
+        via = self._via(transport, branch)
+        headers.add("Via", via, first=True)
+        self._localize_contact(headers, transport)
+        server_name = uri.host[1:-1] if uri.host.startswith("[") else uri.host
+        return Hop(host=host, port=port, transport=transport,
+                   server_name=server_name), via
+
+    def _via(self, transport: Transport, branch: str) -> str:
+        # RFC 5923 alias: the peer may send its requests back over our connection.
+        alias = ";alias" if transport.reliable else ""
+        return (f"SIP/2.0/{transport.via_name} {self._host}:{self._ports[transport]}"
+                f";branch={branch};rport{alias}")
+
+    def _localize_contact(self, headers: Headers, transport: Transport) -> None:
+        """Our UDP Contact becomes the one for ``transport`` (TCP: ``;transport=tcp`` and
+        the TCP port; TLS: ``sips:`` and the TLS port); any other Contact stays."""
+        if not transport.reliable:
+            return
+        contacts = headers.get_all("Contact")
+        if len(contacts) != 1:
+            return
+        try:
+            contact = NameAddr.parse(contacts[0])
+        except SipParseError:
+            return
+        uri = contact.uri
+        if not isinstance(uri, SipURI) or uri.scheme != "sip" or uri.params \
+                or (uri.host, uri.port) != (self._host, self._ports[Transport.UDP]):
+            return
+        if transport is Transport.TLS:
+            uri = attrs.evolve(uri, scheme="sips", port=self._ports[transport])
+        else:
+            uri = attrs.evolve(uri, port=self._ports[transport],
+                               params=(("transport", "tcp"),))
+        headers.set("Contact", str(attrs.evolve(contact, uri=uri)))
 
     # -- internals --
 
-    def _start_client(self, request: Request, destination: Address, branch: str, via: str,
+    def _start_client(self, request: Request, destination: Hop, branch: str, via: str,
                       *, on_response: Callable[[Response], None],
                       on_timeout: Callable[[], None]) -> ClientTransaction:
         tx = ClientTransaction(self, request, destination, branch, via, on_response,
@@ -751,7 +841,7 @@ class TransactionLayer:
         tx._start()
         return tx
 
-    def _send(self, data: bytes, destination: Address) -> None:
+    def _send(self, data: bytes, destination: Hop) -> None:
         try:
             self._send_fn(data, destination)
         except Exception:
