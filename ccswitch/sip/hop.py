@@ -9,11 +9,11 @@ for ``sips:``) and its size.
 
 from __future__ import annotations
 
-import enum
 from typing import Final
 
 import attrs
 
+from ccswitch.model import Transport
 from ccswitch.sip.message import NameAddr, Request, SipURI
 
 __all__ = ["Transport", "Hop", "select_transport", "next_hop_uri", "MTU_LIMIT",
@@ -22,23 +22,6 @@ __all__ = ["Transport", "Hop", "select_transport", "next_hop_uri", "MTU_LIMIT",
 #: RFC 3261 18.1.1: a request within 200 bytes of a 1300-byte path MTU (unknown here)
 #: goes over a congestion-controlled transport when the URI does not pin UDP.
 MTU_LIMIT: Final = 1300 - 200
-
-
-class Transport(enum.StrEnum):
-    """A SIP transport, spelled as in config and URI ``transport`` parameters."""
-
-    UDP = "udp"
-    TCP = "tcp"
-    TLS = "tls"
-
-    @property
-    def reliable(self) -> bool:
-        """Whether the transport retransmits by itself (RFC 3261 17: no timers A, E, G)."""
-        return self is not Transport.UDP
-
-    @property
-    def via_name(self) -> str:
-        return self.value.upper()
 
 
 def default_port(transport: Transport) -> int:
