@@ -103,7 +103,7 @@ class SipStreamProtocol(Protocol):
                 log.warn("SIP {transport} connection from {source} closed after an "
                          "unparseable message", transport=self.kind.value,
                          source=self.peer)
-                self._abort()
+                self._close()
                 return
             if self._closing:
                 return
@@ -158,6 +158,14 @@ class SipStreamProtocol(Protocol):
         transport: Any = self.transport
         if transport is not None:
             transport.abortConnection()
+
+    def _close(self) -> None:
+        """Close once the stateless answer is written; the idle timer still aborts a
+        peer that does not read it."""
+        self._closing = True
+        transport: Any = self.transport
+        if transport is not None:
+            transport.loseConnection()
 
     def _learn_alias(self, frame: bytes) -> None:
         """RFC 5923: a request whose top Via has ``alias`` lets us reuse this connection
