@@ -305,6 +305,7 @@ def start_node(config: Config, reactor: Any) -> Node:
                              stream_ports={t: _port(p) for t, p in stream_ports.items()},
                              user_agent=config.sip.user_agent)
     edge.layer = layer
+    streams.failed = layer.transport_failed
     controller.attach(layer, port_number)
     metrics.watch(LiveStateCollector(
         engine.queue_depths, engine.agent_states, lambda: controller.active_calls,

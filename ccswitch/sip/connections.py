@@ -58,6 +58,7 @@ class SipStreamProtocol(Protocol):
         self.outbound = outbound
         self.peer: Address = outbound or ("?", 0)
         self._framer = StreamFramer(max_body=owner.max_message_size)
+        self._heard = False  # anything received yet (then the connection worked)
         self._idle: DelayedCall | None = None
         self._queue: list[bytes] = []
         self._connected = False
@@ -73,6 +74,9 @@ class SipStreamProtocol(Protocol):
             self._abort()
             return
         self._owner._register(self)
+        if self.outbound is None:
+            log.info("SIP {transport} connection {flow} from {peer} accepted",
+                     transport=self.kind.value, flow=self.flow, peer=self.peer)
         self._touch()
         try:
             self.transport.setTcpKeepAlive(True)  # type: ignore[union-attr]
@@ -83,6 +87,7 @@ class SipStreamProtocol(Protocol):
             self.write(data)
 
     def dataReceived(self, data: bytes) -> None:
+        self._heard = True
         if self._closing:
             return
         try:
@@ -121,6 +126,8 @@ class SipStreamProtocol(Protocol):
         emit("SIP {transport} connection {flow} with {peer} closed: {reason}",
              transport=self.kind.value, flow=self.flow, peer=self.peer,
              reason=_describe(reason))
+        if self.outbound is not None and not self._heard:
+            self._owner._report_failure(self.kind, self.outbound)
 
     # -- sending ---------------------------------------------------------------
 
@@ -193,9 +200,12 @@ class StreamTransports:
     def __init__(self, *, reactor: Any, edge: MessageEdge, limits: ConnectionLimits,
                  max_message_size: int, server_tls: ServerTls | None = None,
                  client_tls: ClientTls | None = None,
-                 client_identities: Mapping[Address, Identity] | None = None) -> None:
+                 client_identities: Mapping[Address, Identity] | None = None,
+                 failed: Callable[[Transport, Address], None] | None = None) -> None:
         """``client_identities``: the client certificate to show per outbound TLS address
-        (a vendor trunk's), none elsewhere."""
+        (a vendor trunk's), none elsewhere. ``failed`` is told of each outbound
+        connection that could not be made or closed before a byte came back (refused,
+        TLS handshake or certificate check failed)."""
         self.reactor = reactor
         self.clock = reactor
         self.edge = edge
@@ -208,6 +218,7 @@ class StreamTransports:
         self._flows: dict[int, SipStreamProtocol] = {}
         self._by_address: dict[tuple[Transport, Address], SipStreamProtocol] = {}
         self._per_source: dict[str, int] = {}
+        self.failed = failed
 
     @property
     def connection_count(self) -> int:
@@ -266,7 +277,17 @@ class StreamTransports:
                      "{count} message(s) dropped", transport=connection.kind.value,
                      destination=connection.outbound, reason=reason.getErrorMessage(),
                      count=len(connection._queue))
+            assert connection.outbound is not None
+            self._report_failure(connection.kind, connection.outbound)
         return failed
+
+    def _report_failure(self, transport: Transport, address: Address) -> None:
+        if self.failed is not None:
+            try:
+                self.failed(transport, address)
+            except Exception:
+                log.failure("reporting a failed connection to {address} failed",
+                            address=address)
 
     def _admit(self, connection: SipStreamProtocol) -> bool:
         ip = connection.peer[0]
@@ -315,6 +336,8 @@ def _describe(reason: Failure) -> str:
 
 class _ClientFactory(Factory):
     """Builds the one outbound connection and reports a failed connect."""
+
+    noisy = False  # the connection logs its own opening and end
 
     def __init__(self, inner: IProtocolFactory, failed: Callable[[Failure], None]) -> None:
         self._inner = inner

@@ -154,6 +154,7 @@ _TRANSITIONS: dict[tuple[str, State, str], State] = {
     (_ICT, _S.PROCEEDING, "300-699"): _S.COMPLETED,
     (_ICT, _S.COMPLETED, "300-699"): _S.COMPLETED,
     (_ICT, _S.CALLING, "timer B"): _S.TERMINATED,
+    (_ICT, _S.CALLING, "transport error"): _S.TERMINATED,
     (_ICT, _S.PROCEEDING, "cancel timeout"): _S.TERMINATED,
     (_ICT, _S.COMPLETED, "timer D"): _S.TERMINATED,
     (_ICT, _S.ACCEPTED, "timer M"): _S.TERMINATED,
@@ -167,6 +168,7 @@ _TRANSITIONS: dict[tuple[str, State, str], State] = {
     (_NICT, _S.COMPLETED, "300-699"): _S.COMPLETED,
     (_NICT, _S.COMPLETED, "2xx"): _S.COMPLETED,
     (_NICT, _S.TRYING, "timer F"): _S.TERMINATED,
+    (_NICT, _S.TRYING, "transport error"): _S.TERMINATED,
     (_NICT, _S.PROCEEDING, "timer F"): _S.TERMINATED,
     (_NICT, _S.COMPLETED, "timer K"): _S.TERMINATED,
 }
@@ -477,6 +479,16 @@ class ClientTransaction(_Transaction):
         log.info("{method} {call_id} to {destination}: no response, timed out",
                  method=self.request.method, call_id=self.request.call_id,
                  destination=self.destination)
+        self._end()
+        self._layer._call_tu(self._on_timeout)
+
+    def _transport_error(self) -> None:
+        if self._next("transport error") is None:
+            return
+        log.info("{method} {call_id} to {destination}: {transport} connection failed",
+                 method=self.request.method, call_id=self.request.call_id,
+                 destination=self.destination.address,
+                 transport=self.destination.transport.value)
         self._end()
         self._layer._call_tu(self._on_timeout)
 
@@ -829,6 +841,16 @@ class TransactionLayer:
             uri = attrs.evolve(uri, port=self._ports[transport],
                                params=(("transport", "tcp"),))
         headers.set("Contact", str(attrs.evolve(contact, uri=uri)))
+
+    def transport_failed(self, transport: Transport, address: Address) -> None:
+        """A connection to ``address`` could not be made (refused, timed out, TLS
+        handshake or certificate check failed): client transactions sent there with no
+        response yet end now, as timeouts, not after timer B or F (RFC 3261 17.1.1.2,
+        17.1.2.2)."""
+        for tx in list(self._client.values()):
+            hop = tx.destination
+            if hop.transport is transport and hop.address == address:
+                tx._transport_error()
 
     # -- internals --
 

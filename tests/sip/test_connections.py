@@ -25,6 +25,7 @@ from ccswitch.sip.tls import ClientTls, ServerTls
 from ccswitch.sip.transaction import TransactionLayer
 from ccswitch.sip.transport import MessageEdge
 from tests.certs import Issued, TestCA
+from tests.phones.client import free_tcp_port
 from tests.sip.test_transport import RecordingTU
 
 HOST = "127.0.0.1"
@@ -368,3 +369,14 @@ async def test_reload_new_certificate_for_new_connections(env: Env) -> None:
     assert peer.getPeerCertificate().get_subject().CN == "renewed"
     first.send(options("still", transport="TLS"))
     await settle(lambda: statuses(first.received) == [200, 200])
+
+
+@pytest_twisted.ensureDeferred
+async def test_refused_connection_fails_the_transaction_at_once(env: Env) -> None:
+    """A request to a TCP port nobody listens on times out at once, not after timer F."""
+    port = free_tcp_port()
+    env.streams.failed = env.layer.transport_failed
+    timeouts: list[int] = []
+    env.layer.request(outgoing(f"sip:nobody@127.0.0.1:{port};transport=tcp"), (HOST, port),
+                      on_response=lambda r: None, on_timeout=lambda: timeouts.append(1))
+    await settle(lambda: timeouts == [1], timeout=2)

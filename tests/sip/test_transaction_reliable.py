@@ -164,3 +164,28 @@ def test_tcp_client_non_invite_ends_at_final(env: Env) -> None:
                       transport=Transport.TCP, flow=2)
     env.clock.advance(0)
     assert env.layer.transaction_count == 0
+
+
+def test_transport_failure_ends_waiting_transaction_at_once(env: Env) -> None:
+    """A failed connection ends a TLS INVITE that got no response yet, as a timeout."""
+    timeouts = send(env, "sips:agent@10.0.0.3:5081")
+    env.layer.transport_failed(Transport.TLS, ("10.0.0.3", 5081))
+    assert timeouts == [1] and env.layer.transaction_count == 0
+
+
+def test_transport_failure_spares_answered_transaction(env: Env) -> None:
+    """A transaction that already got a provisional response is not ended by it."""
+    timeouts = send(env, "sip:agent@10.0.0.3:5080;transport=tcp")
+    sent = env.sent[0][1]
+    assert isinstance(sent, Request)
+    env.layer.receive(make_response(sent, 180, to_tag="t"), ("10.0.0.3", 5080),
+                      transport=Transport.TCP, flow=3)
+    env.layer.transport_failed(Transport.TCP, ("10.0.0.3", 5080))
+    assert timeouts == [] and env.layer.transaction_count == 1
+
+
+def test_transport_failure_elsewhere_changes_nothing(env: Env) -> None:
+    """A failure to another address leaves the transaction alone."""
+    timeouts = send(env, "sip:agent@10.0.0.3:5080;transport=tcp")
+    env.layer.transport_failed(Transport.TCP, ("10.0.0.4", 5080))
+    assert timeouts == []
