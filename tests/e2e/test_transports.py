@@ -200,3 +200,39 @@ def test_lying_content_length_over_tcp(node_factory: NodeFactory) -> None:
     assert 1.0 <= waited <= 4.0
     node.wait_log("idle for 1.5s")
     assert active_calls(node) == 0
+
+
+def peer_common_name(port: int, ca: TestCA) -> str:
+    context = ssl.create_default_context(cafile=str(ca.certificate))
+    with socket.create_connection(("127.0.0.1", port), 5) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            cert = sock.getpeercert()
+    subject = dict(item[0] for item in cert["subject"])
+    name: str = subject["commonName"]
+    return name
+
+
+def test_sighup_puts_a_renewed_certificate_in_force(node_factory: NodeFactory,
+                                                    tmp_path: Path) -> None:
+    """Certificate files replaced and SIGHUP: new TLS connections get the new certificate,
+    one opened before stays up and still works."""
+    ca = TestCA(tmp_path / "ca")
+    node = tls_node(node_factory, ca, dialplan({}))
+    port = node.stream_ports["tls"]
+    assert peer_common_name(port, ca) == "node"
+    context = ssl.create_default_context(cafile=str(ca.certificate))
+    with socket.create_connection(("127.0.0.1", port), 5) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as before:
+            renewed = ca.issue("renewed")
+            node_cert = tmp_path / "ca" / "node.crt"
+            node_cert.write_bytes(renewed.certificate.read_bytes())
+            (tmp_path / "ca" / "node.key").write_bytes(renewed.key.read_bytes())
+            node.reload(dialplan({}))
+            node.wait_log("TLS certificate")
+            assert peer_common_name(port, ca) == "renewed"
+            before.sendall(b"OPTIONS sip:100@127.0.0.1 SIP/2.0\r\n"
+                           b"Via: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKkeep;rport\r\n"
+                           b"From: <sip:k@127.0.0.1>;tag=k\r\nTo: <sip:100@127.0.0.1>\r\n"
+                           b"Call-ID: keep-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+            before.settimeout(5)
+            assert before.recv(4096).startswith(b"SIP/2.0 200")

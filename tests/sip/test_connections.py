@@ -17,8 +17,11 @@ from twisted.internet.task import deferLater
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
-from ccswitch.model import ClientVerify, ConnectionLimits, TlsConfig, TlsIdentity, Transport
+from ccswitch.model import (
+    ClientVerify, ConnectionLimits, GuardConfig, TlsConfig, TlsIdentity, Transport,
+)
 from ccswitch.sip.connections import StreamTransports
+from ccswitch.sip.guard import SourceGuard
 from ccswitch.sip.hop import Hop
 from ccswitch.sip.message import Headers, Request, Response, SipURI, parse_message
 from ccswitch.sip.tls import ClientTls, ServerTls
@@ -380,3 +383,35 @@ async def test_refused_connection_fails_the_transaction_at_once(env: Env) -> Non
     env.layer.request(outgoing(f"sip:nobody@127.0.0.1:{port};transport=tcp"), (HOST, port),
                       on_response=lambda r: None, on_timeout=lambda: timeouts.append(1))
     await settle(lambda: timeouts == [1], timeout=2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_request_reuses_inbound_connection_with_alias(env: Env) -> None:
+    """After a request whose Via carries ``alias`` (RFC 5923), our request to that Via
+    address goes back over the peer's connection instead of a new one."""
+    client = await env.connect()
+    client.send(options(extra=";alias"))
+    await settle(lambda: statuses(client.received) == [200])
+    env.layer.request(outgoing("sip:peer@127.0.0.1:5999;transport=tcp"), (HOST, 5999),
+                      on_response=lambda r: None, on_timeout=lambda: None)
+    await settle(lambda: b"OPTIONS sip:peer@127.0.0.1:5999" in client.received)
+    assert env.streams.connection_count == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_flood_over_tcp_is_cut_by_the_guard(tmp_path: Path) -> None:
+    """The source guard's per-request token bucket applies to requests over TCP too."""
+    made, listening = await make_env(tmp_path)
+    dropped: list[str] = []
+    guard = SourceGuard(GuardConfig(rate=1, burst=3), reactor)
+    made.streams.edge = MessageEdge(guard=guard, dropped=dropped.append)
+    made.streams.edge.layer = made.layer
+    try:
+        client = await made.connect()
+        client.send(b"".join(options(f"f{i}") for i in range(10)))
+        await settle(lambda: len(dropped) == 7)
+        assert len(made.tu.requests) == 3
+    finally:
+        made.streams.close_all()
+        for port in listening:
+            await port.stopListening()
