@@ -24,7 +24,7 @@ from ccswitch.sip.connections import StreamTransports
 from ccswitch.sip.guard import SourceGuard
 from ccswitch.sip.hop import Hop
 from ccswitch.sip.message import Headers, Request, Response, SipURI, parse_message
-from ccswitch.sip.tls import ClientTls, ServerTls
+from ccswitch.sip.tls import ClientTls, ServerTls, load_identity
 from ccswitch.sip.transaction import TransactionLayer
 from ccswitch.sip.transport import MessageEdge
 from tests.certs import Issued, TestCA
@@ -415,3 +415,45 @@ async def test_flood_over_tcp_is_cut_by_the_guard(tmp_path: Path) -> None:
         made.streams.close_all()
         for port in listening:
             await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_vendor_client_certificate_shown_for_mutual_tls(tmp_path: Path,
+                                                              env: Env) -> None:
+    """To a server that requires client certificates, the identity configured for its
+    address (a vendor's ``tls``) is shown and the request gets through."""
+    far, listening = await make_env(tmp_path / "far", ca=env.ca,
+                                    verify=ClientVerify.REQUIRED)
+    port = far.ports[Transport.TLS]
+    issued = env.ca.issue("vendor-client")
+    env.streams.client_identities = {(HOST, port): load_identity(
+        TlsIdentity(certificate=issued.certificate, key=issued.key))}
+    try:
+        got: list[Response] = []
+        env.layer.request(outgoing(f"sips:trunk@127.0.0.1:{port}"), (HOST, port),
+                          on_response=got.append, on_timeout=lambda: None)
+        await settle(lambda: [r.status for r in got] == [200])
+    finally:
+        far.streams.close_all()
+        for p in listening:
+            await p.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_client_certificate_refused_by_mutual_tls_server(tmp_path: Path,
+                                                                  env: Env) -> None:
+    """Without a client identity for that address the same server refuses us."""
+    far, listening = await make_env(tmp_path / "far", ca=env.ca,
+                                    verify=ClientVerify.REQUIRED)
+    port = far.ports[Transport.TLS]
+    env.streams.failed = env.layer.transport_failed
+    try:
+        timeouts: list[int] = []
+        env.layer.request(outgoing(f"sips:trunk@127.0.0.1:{port}"), (HOST, port),
+                          on_response=lambda r: None, on_timeout=lambda: timeouts.append(1))
+        await settle(lambda: timeouts == [1])
+        assert far.tu.requests == []
+    finally:
+        far.streams.close_all()
+        for p in listening:
+            await p.stopListening()
