@@ -24,7 +24,10 @@ connection the request came on (the hop's ``flow``), and to that address when th
 connection is gone.
 
 Requests pick their transport from the next-hop URI and their size
-(:func:`~ccswitch.sip.hop.select_transport`); the top Via names it. Reliable transports
+(:func:`~ccswitch.sip.hop.select_transport`); the top Via names it. When the transports
+report that a connection could not be made (:meth:`TransactionLayer.transport_failed`),
+a request that went to TCP for its size only is sent over UDP instead, any other one
+ends at once as a timeout. Reliable transports
 (TCP, TLS) get no retransmission timers (A, E, G) and zero waits for timers D, I, J, K
 (RFC 3261 17.1.1.2, 17.1.2.2, 17.2.1, 17.2.2); the UAS still retransmits a 2xx until
 the ACK (13.3.1.4: the ACK is end to end). Our own Contact (the UDP one the TU writes)
@@ -425,6 +428,9 @@ class ClientTransaction(_Transaction):
         self._ack_data: bytes | None = None
         self._cancel_wanted = False
         self._cancel_sent = False
+        self._fallback: Callable[[], tuple[Request, Hop, str]] | None = None
+        """Set when TCP was chosen for the request's size only: how to send it over UDP
+        if the TCP connection cannot be made (RFC 3261 18.1.1)."""
 
     @property
     def key(self) -> _ClientKey:
@@ -485,12 +491,28 @@ class ClientTransaction(_Transaction):
     def _transport_error(self) -> None:
         if self._next("transport error") is None:
             return
+        fallback, self._fallback = self._fallback, None
+        if fallback is not None:
+            self._retry(fallback)
+            return
         log.info("{method} {call_id} to {destination}: {transport} connection failed",
                  method=self.request.method, call_id=self.request.call_id,
                  destination=self.destination.address,
                  transport=self.destination.transport.value)
         self._end()
         self._layer._call_tu(self._on_timeout)
+
+    def _retry(self, fallback: Callable[[], tuple[Request, Hop, str]]) -> None:
+        """Send again over UDP, with a UDP Via and Contact; timer B or F keeps running."""
+        old = self.destination
+        self.request, self.destination, self._via = fallback()
+        self._data = self.request.to_bytes()
+        log.info("{method} {call_id}: no TCP connection to {destination}; sent over UDP",
+                 method=self.request.method, call_id=self.request.call_id,
+                 destination=old.address)
+        self._layer._send(self._data, self.destination)
+        self._interval = self._layer.timers.t1
+        self._start_timer("A" if self._invite else "E", self._interval, self._retransmit)
 
     def _cancel_timeout(self) -> None:
         if self._next("cancel timeout") is None:
@@ -763,6 +785,7 @@ class TransactionLayer:
             headers.add("Max-Forwards", "70")
         if "User-Agent" not in headers:
             headers.add("User-Agent", self.user_agent)
+        base = headers.copy()  # without our Via: for a retry over UDP
         try:
             hop, via = self._route(request, headers, destination, branch)
         except ValueError as e:
@@ -777,8 +800,17 @@ class TransactionLayer:
             return tx
         sent = Request(method=request.method, uri=request.uri, headers=headers,
                        body=request.body)
-        return self._start_client(sent, hop, branch, via, on_response=on_response,
-                                  on_timeout=on_timeout)
+        tx = self._start_client(sent, hop, branch, via, on_response=on_response,
+                                on_timeout=on_timeout)
+        if hop.transport is Transport.TCP and _by_size(next_hop_uri(request)):
+            def over_udp() -> tuple[Request, Hop, str]:
+                udp_headers = base.copy()
+                udp_hop, udp_via = self._route(request, udp_headers, destination, branch,
+                                               transport=Transport.UDP)
+                return (Request(method=request.method, uri=request.uri,
+                                headers=udp_headers, body=request.body), udp_hop, udp_via)
+            tx._fallback = over_udp
+        return tx
 
     def send_ack(self, ack: Request, destination: Address) -> None:
         """Send the TU's ACK for a 2xx statelessly, with a fresh branch in a new top Via."""
@@ -795,14 +827,16 @@ class TransactionLayer:
                            body=ack.body).to_bytes(), hop)
 
     def _route(self, request: Request, headers: Headers, destination: Address,
-               branch: str) -> tuple[Hop, str]:
-        """Pick the transport of an outgoing request and add our top Via for it to
-        ``headers``; the hop and the Via. ValueError when no transport fits the URI."""
+               branch: str, *, transport: Transport | None = None) -> tuple[Hop, str]:
+        """Pick the transport of an outgoing request (unless given) and add our top Via
+        for it to ``headers``; the hop and the Via. ValueError when no transport fits
+        the URI."""
         uri = next_hop_uri(request)
-        udp_via = self._via(Transport.UDP, branch)
-        size = len(Request(method=request.method, uri=request.uri, headers=headers,
-                           body=request.body).to_bytes()) + len(udp_via) + 7
-        transport = select_transport(uri, size, available=self._available)
+        if transport is None:
+            udp_via = self._via(Transport.UDP, branch)
+            size = len(Request(method=request.method, uri=request.uri, headers=headers,
+                               body=request.body).to_bytes()) + len(udp_via) + 7
+            transport = select_transport(uri, size, available=self._available)
         host, port = destination
         if uri.port is None and transport is Transport.TLS:
             port = default_port(transport)
@@ -897,6 +931,12 @@ class TransactionLayer:
     def _forget_client(self, tx: ClientTransaction) -> None:
         if self._client.get(tx.key) is tx:
             del self._client[tx.key]
+
+
+def _by_size(uri: SipURI) -> bool:
+    """Whether TCP for ``uri`` can only come from the request's size (no sips:, no
+    transport parameter): then UDP is the fallback (RFC 3261 18.1.1)."""
+    return uri.scheme == "sip" and uri.param("transport") is None
 
 
 def _server_key(request: Request, top: Via, method: str) -> _ServerKey:

@@ -26,10 +26,11 @@ from ccswitch.sip.hop import Hop
 from ccswitch.sip.message import Headers, Request, Response, SipURI, parse_message
 from ccswitch.sip.tls import ClientTls, ServerTls, load_identity
 from ccswitch.sip.transaction import TransactionLayer
-from ccswitch.sip.transport import MessageEdge
+from ccswitch.sip.transport import MessageEdge, SipUdpProtocol
 from tests.certs import Issued, TestCA
 from tests.phones.client import free_tcp_port
 from tests.sip.test_transport import RecordingTU
+from tests.udp import Peer as UdpPeer
 
 HOST = "127.0.0.1"
 
@@ -457,3 +458,33 @@ async def test_no_client_certificate_refused_by_mutual_tls_server(tmp_path: Path
         far.streams.close_all()
         for p in listening:
             await p.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_request_reaches_udp_only_peer(env: Env) -> None:
+    """A request over 1100 bytes to a peer with no TCP listener is tried over TCP, then
+    reaches the peer over UDP."""
+    udp_socket = SipUdpProtocol()
+    udp: Any = reactor
+    udp_port = udp.listenUDP(0, udp_socket, interface=HOST)
+    peer = UdpPeer()
+    peer_port = udp.listenUDP(0, peer, interface=HOST)
+    try:
+        def send(data: bytes, hop: Hop) -> None:
+            (udp_socket.send if hop.transport is Transport.UDP else env.streams.send)(
+                data, hop)
+
+        layer = TransactionLayer(reactor, send, env.tu, local_via_host=HOST,
+                                 local_port=udp_port.getHost().port, stream_ports=env.ports)
+        env.streams.failed = layer.transport_failed
+        big = outgoing(f"sip:peer@127.0.0.1:{peer.port}")
+        big = Request(method=big.method, uri=big.uri, headers=big.headers,
+                      body=b"a=x\r\n" * 250)
+        layer.request(big, (HOST, peer.port), on_response=lambda r: None,
+                      on_timeout=lambda: None)
+        await settle(lambda: len(peer.received) >= 1)
+        message = parse_message(peer.received[0][0])
+        assert message.top_via.transport == "UDP" and len(peer.received[0][0]) > 1100
+    finally:
+        await peer_port.stopListening()
+        await udp_port.stopListening()

@@ -189,3 +189,23 @@ def test_transport_failure_elsewhere_changes_nothing(env: Env) -> None:
     timeouts = send(env, "sip:agent@10.0.0.3:5080;transport=tcp")
     env.layer.transport_failed(Transport.TCP, ("10.0.0.4", 5080))
     assert timeouts == []
+
+
+def test_large_request_falls_back_to_udp_without_tcp_peer(env: Env) -> None:
+    """A request sent over TCP for its size only goes over UDP (Via and Contact too) when
+    the TCP connection cannot be made, and is then retransmitted as UDP."""
+    timeouts = send(env, "sip:agent@10.0.0.3:5080", body=b"a=x\r\n" * 250)
+    env.layer.transport_failed(Transport.TCP, ("10.0.0.3", 5080))
+    _, message, hop = env.sent[1]
+    assert (hop.transport, hop.address) == (Transport.UDP, ("10.0.0.3", 5080))
+    assert message.top_via.transport == "UDP" and message.top_via.port == UDP_PORT
+    assert message.headers.get("Contact") == f"<sip:ccswitch@{LOCAL_HOST}:{UDP_PORT}>"
+    env.advance(1)
+    assert timeouts == [] and len(env.sent) >= 3
+
+
+def test_pinned_tcp_does_not_fall_back(env: Env) -> None:
+    """A ;transport=tcp request whose connection fails ends; it is not resent over UDP."""
+    timeouts = send(env, "sip:agent@10.0.0.3:5080;transport=tcp", body=b"a=x\r\n" * 250)
+    env.layer.transport_failed(Transport.TCP, ("10.0.0.3", 5080))
+    assert timeouts == [1] and len(env.sent) == 1
