@@ -32,7 +32,7 @@ from ccswitch.clock import DelayedCall
 from ccswitch.errors import SipParseError
 from ccswitch.model import ConnectionLimits, Transport
 from ccswitch.sip.hop import Hop
-from ccswitch.sip.message import Via
+from ccswitch.sip.message import Request
 from ccswitch.sip.stream import PONG, FramingError, Ping, StreamFramer
 from ccswitch.sip.tls import ClientTls, Identity, ServerTls
 from ccswitch.sip.transport import MessageEdge
@@ -103,8 +103,9 @@ class SipStreamProtocol(Protocol):
             if isinstance(frame, Ping):
                 self.write(PONG)
                 continue
-            if not edge.handle(frame, self.peer, self._reply, transport=self.kind,
-                               flow=self.flow):
+            message = edge.handle(frame, self.peer, self._reply, transport=self.kind,
+                                  flow=self.flow)
+            if message is None:
                 log.warn("SIP {transport} connection from {source} closed after an "
                          "unparseable message", transport=self.kind.value,
                          source=self.peer)
@@ -112,7 +113,8 @@ class SipStreamProtocol(Protocol):
                 return
             if self._closing:
                 return
-            self._learn_alias(frame)
+            if isinstance(message, Request):
+                self._learn_alias(message)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = True
@@ -174,24 +176,18 @@ class SipStreamProtocol(Protocol):
         if transport is not None:
             transport.loseConnection()
 
-    def _learn_alias(self, frame: bytes) -> None:
-        """RFC 5923: a request whose top Via has ``alias`` lets us reuse this connection
-        for requests to its sent-by address."""
-        if self.outbound is not None or b"alias" not in frame:
+    def _learn_alias(self, request: Request) -> None:
+        """RFC 5923: a request whose top Via has ``alias`` (and names the address it
+        came from) lets us reuse this connection for requests to its sent-by address."""
+        if self.outbound is not None:
             return
-        head = frame.split(b"\r\n\r\n", 1)[0]
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() not in (b"via", b"v"):
-                continue
-            try:
-                via = Via.parse(value.decode("utf-8").split(",")[0].strip())
-            except (SipParseError, UnicodeDecodeError):
-                return
-            if via.params and any(k.lower() == "alias" for k, _ in via.params) \
-                    and via.host.strip("[]") == self.peer[0]:
-                self._owner._alias(self, via.sent_by())
+        try:
+            via = request.top_via
+        except SipParseError:
             return
+        host, port = via.sent_by()
+        if any(k.lower() == "alias" for k, _ in via.params) and host == self.peer[0]:
+            self._owner._alias(self, (host, port))
 
 
 class StreamTransports:

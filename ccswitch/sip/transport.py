@@ -54,33 +54,35 @@ class MessageEdge:
         return False
 
     def handle(self, data: bytes, source: Address, reply: Callable[[bytes, Address], None],
-               *, transport: Transport = Transport.UDP, flow: int | None = None) -> bool:
-        """Handle one message from ``source``; False when it could not be parsed (it was
-        answered through ``reply`` when possible)."""
+               *, transport: Transport = Transport.UDP,
+               flow: int | None = None) -> Request | Response | None:
+        """Handle one message from ``source``: the parsed message (also when the guard
+        dropped it), or None when it could not be parsed (it was answered through
+        ``reply`` when possible)."""
         try:
             message = parse_message(data)
         except SipParseError as e:
             self._malformed(data, source, e, reply, transport)
-            return False
+            return None
         except Exception:
             log.failure("SIP parser failed on a message from {source}", source=source)
-            return False
+            return None
         guard = self.guard
         if guard is not None and isinstance(message, Request):
             verdict = guard.check(source[0], message.headers.get("User-Agent"))
             if verdict is not Verdict.ALLOW:
                 self._refused(guard, verdict, source)
-                return True
+                return message
         layer = self.layer
         if layer is None:
             log.warn("no transaction layer yet: dropped a message from {source}",
                      source=source)
-            return True
+            return message
         try:
             layer.receive(message, source, transport=transport, flow=flow)
         except Exception:
             log.failure("handling a SIP message from {source} failed", source=source)
-        return True
+        return message
 
     def _refused(self, guard: SourceGuard, verdict: Verdict, source: Address) -> None:
         """A request the guard refused: dropped without an answer (answering a scanner or
