@@ -169,8 +169,8 @@ class SipStreamProtocol(Protocol):
             transport.abortConnection()
 
     def _close(self) -> None:
-        """Close once the stateless answer is written; the idle timer still aborts a
-        peer that does not read it."""
+        """Close once what is queued is written (a stateless answer, say); the idle
+        timer still aborts a peer that does not read it."""
         self._closing = True
         transport: Any = self.transport
         if transport is not None:
@@ -243,8 +243,10 @@ class StreamTransports:
         connection.write(data)
 
     def close_all(self) -> None:
+        """Close every connection once what is queued on it (the BYEs of a shutdown)
+        is written."""
         for connection in list(self._flows.values()):
-            connection._abort()
+            connection._close()
 
     # -- internals -------------------------------------------------------------
 

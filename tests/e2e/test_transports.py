@@ -236,3 +236,24 @@ def test_sighup_puts_a_renewed_certificate_in_force(node_factory: NodeFactory,
                            b"Call-ID: keep-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
             before.settimeout(5)
             assert before.recv(4096).startswith(b"SIP/2.0 200")
+
+
+def test_stopping_mid_call_sends_bye_over_tcp(node_factory: NodeFactory,
+                                              phone_factory: PhoneFactory,
+                                              sipp_factory: SippFactory) -> None:
+    """SIGTERM during a call with a TCP agent: the agent's BYE is written before the
+    connections close (SIPp's scenario ends only with that BYE)."""
+    agent_port = free_tcp_port()
+    node = node_factory(dialplan({"alice": {
+        "uri": f"sip:alice@127.0.0.1:{agent_port};transport=tcp"}}), transports=("tcp",))
+    agent = sipp_factory("uas_answer.xml", "-t", "t1", "-m", "1", "-i", "127.0.0.1",
+                         "-p", str(agent_port), "-mp", str(free_udp_port()), "-rtp_echo",
+                         "-timeout", "40s", name="agent")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone",
+                           str(CALLER_HZ), "--timeout", "40", name="caller")
+    caller.wait_state("CONFIRMED", timeout=15)
+    node.wait_log("ringing agent alice")
+    time.sleep(ANNOUNCEMENT_S + 1.0)  # the agent answers once the notice has played
+    assert node.stop() == 0, node.log()
+    assert agent.wait(10) == 0, agent.describe() + node.log()
+    assert caller.wait_exit(10) == 0, caller.describe()
