@@ -24,6 +24,31 @@ if TYPE_CHECKING:
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
+class Transport(enum.StrEnum):
+    """A SIP transport, spelled as in config and URI ``transport`` parameters."""
+
+    UDP = "udp"
+    TCP = "tcp"
+    TLS = "tls"
+
+    @property
+    def reliable(self) -> bool:
+        """Whether the transport retransmits by itself (RFC 3261 17: no timers A, E, G)."""
+        return self is not Transport.UDP
+
+    @property
+    def via_name(self) -> str:
+        return self.value.upper()
+
+
+@attrs.frozen(kw_only=True)
+class TlsIdentity:
+    """A certificate (PEM, leaf first, then any intermediates) and its private key."""
+
+    certificate: Path
+    key: Path
+
+
 class Strategy(enum.Enum):
     """How a queue picks the in-house agent(s) to offer a call to."""
 
@@ -137,6 +162,8 @@ class Vendor:
     failures: int = 3
     cooldown: float = 60.0
     probe_interval: float = 30.0
+    tls: TlsIdentity | None = None
+    """The client certificate shown to the trunks over TLS (mutual TLS), if any."""
 
 
 @attrs.frozen(kw_only=True)
@@ -316,9 +343,48 @@ class AdmissionConfig:
 
 
 @attrs.frozen(kw_only=True)
+class Listener:
+    """One SIP listening socket (config ``sip.listen``)."""
+
+    transport: Transport
+    host: str
+    port: int  # 0: any free port (tests)
+
+
+class ClientVerify(enum.StrEnum):
+    """Whether inbound TLS peers must show a certificate (config ``verify_client``)."""
+
+    NONE = "none"
+    OPTIONAL = "optional"  # asked for, checked against ``ca`` when shown
+    REQUIRED = "required"  # mutual TLS: no valid certificate, no connection
+
+
+@attrs.frozen(kw_only=True)
+class TlsConfig:
+    """``sip.tls``: this node's certificate, the CAs it trusts, inbound client checks."""
+
+    identity: TlsIdentity
+    ca: Path | None = None  # None: the system's trusted CAs (outbound only)
+    verify_client: ClientVerify = ClientVerify.NONE
+
+
+@attrs.frozen(kw_only=True)
+class ConnectionLimits:
+    """``sip.connections``: TCP and TLS connection limits."""
+
+    idle_timeout: float = attrs.field(default=120.0, validator=_positive_number)
+    """A connection with no complete message (nor keep-alive) for this long is closed."""
+    max_per_source: int = attrs.field(default=32, validator=_int_at_least(1))
+    """Inbound connections one IP address may hold open at once."""
+
+
+@attrs.frozen(kw_only=True)
 class SipConfig:
-    listen_host: str = "127.0.0.1"
+    listen_host: str = "127.0.0.1"  # the UDP listener (the first of ``listeners``)
     listen_port: int = 5060
+    listeners: tuple[Listener, ...] = ()  # empty: UDP on listen_host:listen_port only
+    tls: TlsConfig | None = None
+    connections: ConnectionLimits = attrs.Factory(ConnectionLimits)
     advertised_host: str = "127.0.0.1"
     trusted: tuple[IPNetwork, ...] = ()
     user_agent: str = "ccswitch"

@@ -23,7 +23,7 @@ from ccswitch.media.engine import MediaEngine
 from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.http import build_site_root
 from ccswitch.metrics.registry import LiveStateCollector, Metrics
-from ccswitch.model import Config, StateKind
+from ccswitch.model import Config, StateKind, Transport
 from ccswitch.recording.recovery import recover_incomplete
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import VendorHealth
@@ -32,8 +32,12 @@ from ccswitch.sip.guard import SourceGuard
 from ccswitch.state.presence import PresenceFile
 from ccswitch.state.redis_store import RedisStore
 from ccswitch.state.sync import SharedState
+from ccswitch.sip.connections import StreamTransports
+from ccswitch.sip.hop import Hop, default_port
+from ccswitch.sip.message import SipURI
+from ccswitch.sip.tls import ClientTls, Identity, ServerTls, TlsSetupError, load_identity
 from ccswitch.sip.transaction import TransactionLayer
-from ccswitch.sip.transport import SipUdpProtocol
+from ccswitch.sip.transport import MessageEdge, SipUdpProtocol
 
 log = Logger()
 
@@ -49,10 +53,19 @@ class Node:
     metrics: Metrics
     sip_port: IListeningPort
     http_port: IListeningPort
+    streams: StreamTransports
+    stream_ports: dict[Transport, IListeningPort] = attrs.Factory(dict)
+    server_tls: ServerTls | None = None
+    client_tls: ClientTls | None = None
 
     @property
     def sip_address(self) -> tuple[str, int]:
         addr = self.sip_port.getHost()
+        return (addr.host, addr.port)  # type: ignore[attr-defined]
+
+    def stream_address(self, transport: Transport) -> tuple[str, int]:
+        """Where the TCP or TLS listener listens (KeyError when there is none)."""
+        addr = self.stream_ports[transport].getHost()
         return (addr.host, addr.port)  # type: ignore[attr-defined]
 
     @property
@@ -63,8 +76,9 @@ class Node:
     def reload(self, path: Path) -> bool:
         """Load ``path`` again and put it in force; on any error keep the running config.
 
-        Dialplans, trusted networks and the compressed-copy format change live. Listen
-        addresses, the RTP range, the recordings directory, the CDR files and the state
+        Dialplans, trusted networks, the compressed-copy format, the TLS certificate, key
+        and CAs (new connections use them; open ones live on) and the connection limits
+        change live. Listen addresses, the RTP range, the recordings directory, the CDR files and the state
         store need a restart: a change there is logged and the running value kept.
         """
         result = check_config(path)
@@ -81,9 +95,14 @@ class Node:
             log.error("reload {path}: {error}", path=str(path), error=str(e))
             return self._reload_failed(path, str(e))
         old = self.config
+        try:
+            self._reload_tls(new)
+        except TlsSetupError as e:
+            log.error("reload {path}: sip.tls: {error}", path=str(path), error=e.reason)
+            return self._reload_failed(path, e.reason)
         fixed = {
-            "sip.listen": (old.sip.listen_host, old.sip.listen_port) != (
-                new.sip.listen_host, new.sip.listen_port),
+            "sip.listen": (old.sip.listen_host, old.sip.listen_port, old.sip.listeners) != (
+                new.sip.listen_host, new.sip.listen_port, new.sip.listeners),
             "sip.advertised_address": old.sip.advertised_host != new.sip.advertised_host,
             "sip.max_message_size": old.sip.max_message_size != new.sip.max_message_size,
             "sip.user_agent": old.sip.user_agent != new.sip.user_agent,
@@ -99,7 +118,8 @@ class Node:
                      path=str(path), key=key)
         config = attrs.evolve(
             new, sip=attrs.evolve(old.sip, trusted=new.sip.trusted,
-                                  admission=new.sip.admission), rtp=old.rtp,
+                                  admission=new.sip.admission, tls=new.sip.tls,
+                                  connections=new.sip.connections), rtp=old.rtp,
             http=old.http, cdr=old.cdr, state=old.state,
             recordings=attrs.evolve(old.recordings,
                                     compressed_format=new.recordings.compressed_format))
@@ -112,6 +132,21 @@ class Node:
                  agents=len(config.dialplan.agents), routes=len(config.dialplan.routes))
         return True
 
+    def _reload_tls(self, new: Config) -> None:
+        """Load the new certificates first (TlsSetupError changes nothing), then use them
+        for new connections."""
+        tls = new.sip.tls
+        identities = client_identities(new)
+        if tls is not None and self.server_tls is not None:
+            self.server_tls.reload(tls)
+        if tls is not None and self.client_tls is not None:
+            self.client_tls.reload(tls.ca)
+        self.streams.client_identities = identities
+        self.streams.limits = new.sip.connections
+        if tls is not None and self.server_tls is not None:
+            log.info("TLS certificate {certificate} in force for new connections",
+                     certificate=str(tls.identity.certificate))
+
     def _reload_failed(self, path: Path, why: str) -> bool:
         self.metrics.config_reloads.labels(result="failed").inc()
         log.error("reload of {path} refused ({why}); the running config stays in force",
@@ -122,9 +157,25 @@ class Node:
         """Hang up every call (each gets its record), then close the ports."""
         self.controller.shutdown()
         self.http_port.stopListening()
+        for port in self.stream_ports.values():
+            port.stopListening()
         stopped: Deferred[None] = self.media.stop()
         stopped.addBoth(lambda _: self.sip_port.stopListening())
+        stopped.addBoth(lambda _: self.streams.close_all())
         return stopped
+
+
+def client_identities(config: Config) -> dict[tuple[str, int], Identity]:
+    """The client certificate to show per vendor trunk address (mutual TLS)."""
+    out: dict[tuple[str, int], Identity] = {}
+    for vendor in config.dialplan.vendors.values():
+        if vendor.tls is None:
+            continue
+        identity = load_identity(vendor.tls)
+        for text in vendor.trunks:
+            uri = SipURI.parse(text)
+            out[uri.host_port(default_port(Transport.TLS))] = identity
+    return out
 
 
 def preload_prompts(config: Config) -> None:
@@ -174,6 +225,11 @@ def _redacted(url: str) -> str:
         return url
     scheme, _, _ = head.partition("://")
     return f"{scheme}://***@{tail}"
+
+
+def _port(listening: IListeningPort) -> int:
+    port: int = listening.getHost().port  # type: ignore[attr-defined]
+    return port
 
 
 def start_node(config: Config, reactor: Any) -> Node:
@@ -228,18 +284,46 @@ def start_node(config: Config, reactor: Any) -> Node:
         on_record(dict(recovered.record))
     guard = SourceGuard(config.sip.flood, reactor)
     metrics.sip_banned_sources.set_function(lambda: len(guard.banned()))
-    protocol = SipUdpProtocol(max_size=config.sip.max_message_size, guard=guard,
-                              dropped=lambda reason: metrics.sip_dropped.labels(
-                                  reason=reason).inc(),
-                              rejected=lambda status: metrics.sip_rejected.labels(
-                                  status=str(status)).inc())
+    edge = MessageEdge(guard=guard,
+                       dropped=lambda reason: metrics.sip_dropped.labels(reason=reason).inc(),
+                       rejected=lambda status: metrics.sip_rejected.labels(
+                           status=str(status)).inc())
+    protocol = SipUdpProtocol(max_size=config.sip.max_message_size, edge=edge)
+    tls = config.sip.tls
+    try:
+        server_tls = ServerTls(tls) if tls is not None else None
+        client_tls = ClientTls(tls.ca) if tls is not None else None
+        identities = client_identities(config)
+    except TlsSetupError as e:
+        raise ConfigError(str(config.source), f"sip.tls ({e.key})", e.reason) from e
+    streams = StreamTransports(reactor=reactor, edge=edge, limits=config.sip.connections,
+                               max_message_size=config.sip.max_message_size,
+                               server_tls=server_tls, client_tls=client_tls,
+                               client_identities=identities)
     sip_port = reactor.listenUDP(config.sip.listen_port, protocol,
                                  interface=config.sip.listen_host)
     port_number = sip_port.getHost().port
-    layer = TransactionLayer(reactor, protocol.send, controller,
+    stream_ports: dict[Transport, IListeningPort] = {}
+    for listener in config.sip.listeners:
+        if listener.transport.reliable:
+            stream_ports[listener.transport] = reactor.listenTCP(
+                listener.port, streams.server_factory(listener.transport),
+                interface=listener.host)
+
+    def send(data: bytes, hop: Hop) -> bool:
+        """False when a datagram could not be sent; a stream that cannot connect fails its
+        transactions itself, later."""
+        if hop.transport is Transport.UDP:
+            return protocol.send(data, hop)
+        streams.send(data, hop)
+        return True
+
+    layer = TransactionLayer(reactor, send, controller,
                              local_via_host=config.sip.advertised_host, local_port=port_number,
+                             stream_ports={t: _port(p) for t, p in stream_ports.items()},
                              user_agent=config.sip.user_agent)
-    protocol.set_layer(layer)
+    edge.layer = layer
+    streams.failed = layer.transport_failed
     controller.attach(layer, port_number)
     metrics.watch(LiveStateCollector(
         engine.queue_depths, engine.agent_states, lambda: controller.active_calls,
@@ -266,8 +350,10 @@ def start_node(config: Config, reactor: Any) -> Node:
                                   interface=config.http.listen_host)
     media.start()
     node = Node(config=config, controller=controller, engine=engine, media=media,
-                metrics=metrics, sip_port=sip_port, http_port=http_port)
-    log.info("ccswitch {version} listening: SIP udp {sip}, HTTP {http}, RTP {rtp}",
+                metrics=metrics, sip_port=sip_port, http_port=http_port, streams=streams,
+                stream_ports=stream_ports, server_tls=server_tls, client_tls=client_tls)
+    log.info("ccswitch {version} listening: SIP udp {sip}{streams}, HTTP {http}, RTP {rtp}",
              version=__version__, sip=node.sip_address, http=node.http_address,
+             streams="".join(f", {t.value} {node.stream_address(t)}" for t in stream_ports),
              rtp=f"{config.rtp.address}:{config.rtp.port_min}-{config.rtp.port_max}")
     return node

@@ -10,6 +10,7 @@ Whether those names exist is checked once all files are read
 
 from __future__ import annotations
 
+import datetime
 import re
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -21,11 +22,13 @@ from ccswitch.config.checker import (
     _NAME, FILE_KEY, _Checker, _display, _Failed, _kind, _named_entries, _Report, _Section,
     _section, _Seq,
 )
-from ccswitch.config.values import _percent, _sound, _uri_problem
+from ccswitch.config.values import _percent, _resolve, _sound, _uri_problem
 from ccswitch.model import (
-    Agent, Condition, Group, MaxWait, OverflowRule, Queue, Route, ServiceLevel, Strategy, Vendor,
+    Agent, Condition, Group, MaxWait, OverflowRule, Queue, Route, ServiceLevel, Strategy,
+    TlsIdentity, Vendor,
 )
 from ccswitch.routing.calendar import Calendar
+from ccswitch.sip.tls import TlsSetupError, load_identity
 
 T = TypeVar("T")
 
@@ -280,11 +283,11 @@ def _parse_max_wait(queue: _Section, parsed: _Parsed, base: Path) -> MaxWait | N
     return MaxWait(seconds=seconds, vendors=vendors, announcement=announcement)
 
 
-def _parse_vendor(ck: _Checker, parsed: _Parsed, name: str, value: object, line: int
-                  ) -> Vendor | None:
+def _parse_vendor(ck: _Checker, parsed: _Parsed, name: str, value: object, line: int,
+                  base: Path) -> Vendor | None:
     sec = _section(ck, value, f"vendors.{name}", line, required=("trunks", "max_channels"),
                    allowed=("trunks", "max_channels", "schedule", "username", "password",
-                            "ring_timeout", "failures", "cooldown", "probe_interval"),
+                            "ring_timeout", "failures", "cooldown", "probe_interval", "tls"),
                    what="a mapping with trunks and max_channels")
     if sec is None:
         return None
@@ -314,6 +317,14 @@ def _parse_vendor(ck: _Checker, parsed: _Parsed, name: str, value: object, line:
     failures = sec.integer("failures", minimum=1)
     cooldown = sec.number("cooldown", minimum=0, inclusive=False)
     probe_interval = sec.number("probe_interval", minimum=0, inclusive=True)
+    tls: TlsIdentity | None = None
+    if sec.data.get("tls") is not None:
+        tls_sec = _section(ck, sec.data["tls"], sec.key("tls"), sec.line("tls"),
+                           allowed=("certificate", "key"), required=("certificate", "key"),
+                           what="a mapping with certificate and key (the client "
+                           "certificate shown to the trunks)")
+        if tls_sec is not None:
+            tls = _tls_identity(tls_sec, base)
     if max_channels is None or len(ck.report.errors) > before:
         return None
     return Vendor(
@@ -322,7 +333,26 @@ def _parse_vendor(ck: _Checker, parsed: _Parsed, name: str, value: object, line:
         ring_timeout=30.0 if ring_timeout is None else ring_timeout,
         failures=3 if failures is None else failures,
         cooldown=60.0 if cooldown is None else cooldown,
-        probe_interval=30.0 if probe_interval is None else probe_interval)
+        probe_interval=30.0 if probe_interval is None else probe_interval, tls=tls)
+
+
+def _tls_identity(sec: _Section, base: Path) -> TlsIdentity | None:
+    """``certificate`` and ``key`` of ``sec``, checked to load and to match; an expired
+    certificate is a warning (the node still starts; peers will refuse it)."""
+    cert_text = sec.string("certificate", what="a PEM certificate file")
+    key_text = sec.string("key", what="a PEM private key file")
+    if cert_text is None or key_text is None:
+        return None
+    identity = TlsIdentity(certificate=_resolve(base, cert_text), key=_resolve(base, key_text))
+    try:
+        loaded = load_identity(identity)
+    except TlsSetupError as e:
+        sec.error(e.key, e.reason)
+        return None
+    if loaded.not_after < datetime.datetime.now(datetime.timezone.utc):
+        sec.warn("certificate", f"{_display(identity.certificate)} expired on "
+                 f"{loaded.not_after:%Y-%m-%d}")
+    return identity
 
 
 def _parse_calendar(ck: _Checker, name: str, value: object, line: int) -> Calendar | None:
@@ -429,7 +459,7 @@ def _parse_dialplan(path: Path, report: _Report) -> _Parsed:
                                       line=line)
     for name, value, line in _named_entries(ck, top.data.get("vendors"), "vendors",
                                             top.line("vendors"), "vendor"):
-        vendor = _parse_vendor(ck, parsed, name, value, line)
+        vendor = _parse_vendor(ck, parsed, name, value, line, base)
         parsed.vendors[name] = _Def(value=vendor, file=file, key=f"vendors.{name}", line=line)
     for name, value, line in _named_entries(ck, top.data.get("queues"), "queues",
                                             top.line("queues"), "queue"):

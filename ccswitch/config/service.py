@@ -16,29 +16,38 @@ from typing import Any, Final
 from ccswitch.config.checker import (
     _NAME, CheckResult, _Checker, _display, _Failed, _kind, _Report, _Section, _section, _Seq,
 )
+from ccswitch.config.dialplan import _tls_identity
 from ccswitch.config.loading import _load_dir, _raise_or
 from ccswitch.config.values import (
     _HOSTNAME, _PORT_RANGE, _listen, _parse_ip, _resolve, _token_problem,
 )
 from ccswitch.model import (
-    AdmissionConfig, CdrConfig, Config, Dialplan, GuardConfig, HttpConfig, IPNetwork,
-    RecordingConfig, RecordingStart, RtpConfig, SipConfig, StateKind,
+    AdmissionConfig, CdrConfig, ClientVerify, Config, ConnectionLimits, Dialplan,
+    GuardConfig, HttpConfig, IPNetwork, Listener, RecordingConfig, RecordingStart, RtpConfig,
+    SipConfig, StateKind, TlsConfig, Transport,
 )
+from ccswitch.errors import SipParseError
+from ccswitch.sip.hop import select_transport
+from ccswitch.sip.message import SipURI
+from ccswitch.sip.tls import TlsSetupError, load_ca
 from ccswitch.state.redis_store import StateUrlError, check_url
 
 COMPRESSED_FORMATS: Final = ("mp3", "ogg")
 RECORDING_STARTS: Final = tuple(s.value for s in RecordingStart)
 STATE_BACKENDS: Final = (StateKind.EMBEDDED.value,)
+TRANSPORTS: Final = tuple(t.value for t in Transport)
+CLIENT_VERIFY: Final = tuple(v.value for v in ClientVerify)
 
 
-def _parse_sip(ck: _Checker, value: object, line: int) -> SipConfig | None:
+def _parse_sip(ck: _Checker, value: object, line: int, base: Path) -> SipConfig | None:
     sec = _section(ck, value, "sip", line, required=("listen", "trusted"), allowed=(
         "listen", "advertised_address", "trusted", "user_agent", "max_message_size",
-        "max_calls", "max_call_rate", "retry_after", "flood"))
+        "max_calls", "max_call_rate", "retry_after", "flood", "tls", "connections"))
     if sec is None:
         return None
     before = len(ck.report.errors)
-    listen = _listen(sec, "listen")
+    listeners = _parse_listeners(sec)
+    listen = None if listeners is None else (listeners[0].host, listeners[0].port)
     advertised = sec.string("advertised_address", what="a host name or IP address")
     if advertised is not None:
         advertised = advertised.strip()
@@ -80,16 +89,153 @@ def _parse_sip(ck: _Checker, value: object, line: int) -> SipConfig | None:
     max_call_rate = sec.number("max_call_rate", minimum=0, inclusive=False)
     retry_after = sec.integer("retry_after", minimum=1, maximum=3600)
     flood = _parse_flood(sec, tuple(trusted))
-    if listen is None or flood is None or len(ck.report.errors) > before:
+    tls = _parse_tls(sec, base)
+    connections = _parse_connections(sec)
+    if listeners is not None and tls is None and not sec.has("tls") and any(
+            item.transport is Transport.TLS for item in listeners):
+        sec.error("listen", "a tls listener needs sip.tls (certificate and key)")
+    if listen is None or listeners is None or flood is None or connections is None \
+            or len(ck.report.errors) > before:
         return None
     host = advertised if advertised is not None else listen[0]
     return SipConfig(
         listen_host=listen[0], listen_port=listen[1], advertised_host=host,
+        listeners=listeners, tls=tls, connections=connections,
         trusted=tuple(trusted), user_agent=user_agent.strip() if user_agent else "ccswitch",
         max_message_size=max_size if max_size is not None else 65535,
         admission=AdmissionConfig(max_calls=max_calls, max_call_rate=max_call_rate,
                                   retry_after=5 if retry_after is None else retry_after),
         flood=flood)
+
+
+def _parse_listeners(sip: _Section) -> tuple[Listener, ...] | None:
+    """``sip.listen``: ``host:port`` (UDP only, the old form) or a list of
+    ``{transport, address, port}``, one per transport, UDP among them (the first UDP
+    one is the address in our Via and Contact)."""
+    raw = sip.data.get("listen")
+    if isinstance(raw, str):
+        listen = _listen(sip, "listen")
+        if listen is None:
+            return None
+        return (Listener(transport=Transport.UDP, host=listen[0], port=listen[1]),)
+    if not isinstance(raw, list) or not raw:
+        sip.error("listen", "must be host:port or a list of {transport, address, port}, "
+                  f"not {_kind(raw)}")
+        return None
+    ck = sip.ck
+    before = len(ck.report.errors)
+    lines = raw.item_lines if isinstance(raw, _Seq) else []
+    listeners: list[Listener] = []
+    for i, item in enumerate(raw):
+        path = f"{sip.key('listen')}[{i}]"
+        item_line = lines[i] if i < len(lines) else sip.line("listen")
+        sec = _section(ck, item, path, item_line, allowed=("transport", "address", "port"),
+                       required=("transport", "address", "port"),
+                       what="a mapping with transport, address and port")
+        if sec is None:
+            continue
+        name = sec.data.get("transport")
+        if name not in TRANSPORTS:
+            sec.error("transport", f"unknown transport {name!r}; use one of "
+                      f"{', '.join(TRANSPORTS)}")
+            continue
+        transport = Transport(name)
+        address = sec.string("address", what="an IP address")
+        port = sec.integer("port", minimum=0, maximum=65535)
+        if address is None or port is None:
+            continue
+        address = address.strip()
+        if address.startswith("[") and address.endswith("]"):
+            address = address[1:-1]
+        try:
+            _parse_ip(address)
+        except ValueError as e:
+            sec.error("address", str(e))
+            continue
+        if any(other.transport is transport for other in listeners):
+            sec.error("transport", f"a second {transport.value} listener (one per "
+                      "transport)")
+            continue
+        listeners.append(Listener(transport=transport, host=address, port=port))
+    if len(ck.report.errors) > before:
+        return None
+    listeners.sort(key=lambda item: item.transport is not Transport.UDP)
+    if listeners[0].transport is not Transport.UDP:
+        sip.error("listen", "needs a udp listener (SIP over UDP stays the default "
+                  "transport)")
+        return None
+    return tuple(listeners)
+
+
+def _parse_tls(sip: _Section, base: Path) -> TlsConfig | None:
+    """``sip.tls``: certificate, key, ca and verify_client; the files are read and the
+    key checked against the certificate now, so a bad file fails ``ccswitch check``."""
+    if sip.data.get("tls") is None:
+        return None
+    sec = _section(sip.ck, sip.data["tls"], sip.key("tls"), sip.line("tls"),
+                   allowed=("certificate", "key", "ca", "verify_client"),
+                   required=("certificate", "key"))
+    if sec is None:
+        return None
+    identity = _tls_identity(sec, base)
+    ca: Path | None = None
+    if sec.has("ca"):
+        text = sec.string("ca", what="a PEM file of CA certificates")
+        if text is None:
+            return None
+        ca = _resolve(base, text)
+        try:
+            load_ca(ca)
+        except TlsSetupError as e:
+            sec.error("ca", e.reason)
+            return None
+    verify = sec.data.get("verify_client", ClientVerify.NONE.value)
+    if verify not in CLIENT_VERIFY:
+        sec.error("verify_client", f"must be one of {', '.join(CLIENT_VERIFY)}, "
+                  f"got {verify!r}")
+        return None
+    if verify != ClientVerify.NONE.value and ca is None:
+        sec.error("verify_client", "checking client certificates needs ca (the CAs "
+                  "they must come from)")
+        return None
+    if identity is None:
+        return None
+    return TlsConfig(identity=identity, ca=ca, verify_client=ClientVerify(verify))
+
+
+def _parse_connections(sip: _Section) -> ConnectionLimits | None:
+    """``sip.connections``: idle_timeout and max_per_source for TCP and TLS."""
+    if sip.data.get("connections") is None:
+        return ConnectionLimits()
+    sec = _section(sip.ck, sip.data["connections"], sip.key("connections"),
+                   sip.line("connections"), allowed=("idle_timeout", "max_per_source"))
+    if sec is None:
+        return None
+    before = len(sip.ck.report.errors)
+    idle = sec.number("idle_timeout", minimum=0, inclusive=False)
+    most = sec.integer("max_per_source", minimum=1)
+    if len(sip.ck.report.errors) > before:
+        return None
+    return ConnectionLimits(idle_timeout=120.0 if idle is None else idle,
+                            max_per_source=32 if most is None else most)
+
+
+def _check_uri_transports(ck: _Checker, sip: SipConfig, dialplan: Dialplan,
+                          line: int) -> None:
+    """Every agent and trunk URI must name a transport this node listens on: a ``sips:``
+    or ``;transport=tls`` URI needs a tls listener (and so sip.tls)."""
+    available = frozenset(item.transport for item in sip.listeners) or frozenset(
+        {Transport.UDP})
+    uris = [(f"agents.{a.id}.uri", a.uri) for a in dialplan.agents.values()]
+    uris += [(f"vendors.{v.name}.trunks[{i}]", uri) for v in dialplan.vendors.values()
+             for i, uri in enumerate(v.trunks)]
+    for key, text in uris:
+        try:
+            select_transport(SipURI.parse(text), 0, available=available)
+        except SipParseError:
+            continue  # reported by the dialplan loader
+        except ValueError as e:
+            ck.error(key, f"{text!r}: {e} (see sip.listen and sip.tls)", line)
 
 
 def _parse_flood(sip: _Section, trusted: tuple[IPNetwork, ...]) -> GuardConfig | None:
@@ -309,7 +455,7 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
     if top is None:
         return None, report
     base = path.absolute().parent
-    sip = _parse_sip(ck, top.data["sip"], top.line("sip")) if top.has("sip") else None
+    sip = _parse_sip(ck, top.data["sip"], top.line("sip"), base) if top.has("sip") else None
     rtp = _parse_rtp(ck, top.data["rtp"], top.line("rtp")) if top.has("rtp") else None
     http = (_parse_http(ck, top.data["http"], top.line("http"), base) if top.has("http")
             else None)
@@ -331,6 +477,8 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
     if text is not None:
         dialplan_dir = _resolve(base, text)
         dialplan = _load_dir(dialplan_dir, report, ck, "dialplans", top.line("dialplans"))
+    if sip is not None and dialplan is not None:
+        _check_uri_transports(ck, sip, dialplan, top.line("dialplans"))
     if (report.errors or sip is None or rtp is None or http is None or recordings is None
             or cdr is None or state is None or dialplan_dir is None or dialplan is None):
         return None, report

@@ -1,8 +1,9 @@
-"""RFC 3261 section 17 transactions over UDP, sans-I/O (RFC 6026 and RFC 3581 included).
+"""RFC 3261 section 17 transactions over UDP, TCP and TLS, sans-I/O (RFC 6026 and
+RFC 3581 included).
 
 The layer sits between the wire and the transaction user (the B2BUA). It takes
-parsed messages plus their source address, hands bytes and a destination to an
-injected ``send`` callable, and runs every timer through an injected clock
+parsed messages plus their source address and transport, hands bytes and a
+:class:`~ccswitch.sip.hop.Hop` to an injected ``send`` callable, and runs every timer through an injected clock
 (anything with ``seconds()`` and ``callLater()``: the reactor in production,
 ``twisted.internet.task.Clock`` in tests). It imports nothing from
 ``twisted.internet``.
@@ -13,27 +14,41 @@ unchanged: events from the network are dropped, a response the TU may not send
 (a second final response, say) is logged and ignored. Nothing raises into the
 clock's caller.
 
-Response routing for this UDP-only slice (RFC 3261 18.2.2, RFC 3581): a server
-transaction stamps ``received=<source ip>`` on the top Via when the source IP
+Response routing (RFC 3261 18.2.2, RFC 3581): a server transaction stamps ``received=<source ip>`` on the top Via when the source IP
 differs from the sent-by host or from a ``received`` the request already carries
 (and always when ``rport`` is present), fills an empty ``rport`` with the source
 port, then answers to the packet's source address when ``rport`` is present, else
 to the source IP (the ``received`` address) and the sent-by port, so no answer
-needs DNS. ``maddr`` is not honoured.
+needs DNS. ``maddr`` is not honoured. Over TCP and TLS the answer goes back over the
+connection the request came on (the hop's ``flow``), and to that address when the
+connection is gone.
+
+Requests pick their transport from the next-hop URI and their size
+(:func:`~ccswitch.sip.hop.select_transport`); the top Via names it. When the transports
+report that a connection could not be made (:meth:`TransactionLayer.transport_failed`),
+a request that went to TCP for its size only is sent over UDP instead, any other one
+ends at once as a timeout. Reliable transports
+(TCP, TLS) get no retransmission timers (A, E, G) and zero waits for timers D, I, J, K
+(RFC 3261 17.1.1.2, 17.1.2.2, 17.2.1, 17.2.2); the UAS still retransmits a 2xx until
+the ACK (13.3.1.4: the ACK is end to end). Our own Contact (the UDP one the TU writes)
+is rewritten to the transport a message leaves on (``;transport=tcp``, ``sips:``), so
+the peer's requests in the dialog come back the same way.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 import attrs
 from twisted.logger import Logger
 
 from ccswitch.clock import Clock, DelayedCall
 from ccswitch.errors import SipParseError
+from ccswitch.sip.hop import Hop, Transport, default_port, next_hop_uri, select_transport
 from ccswitch.sip.message import (
-    BRANCH_MAGIC, Headers, Request, Response, Via, make_response, new_branch, new_tag,
+    BRANCH_MAGIC, Headers, NameAddr, Request, Response, SipURI, Via, make_response,
+    new_branch, new_tag,
 )
 
 __all__ = [
@@ -142,6 +157,7 @@ _TRANSITIONS: dict[tuple[str, State, str], State] = {
     (_ICT, _S.PROCEEDING, "300-699"): _S.COMPLETED,
     (_ICT, _S.COMPLETED, "300-699"): _S.COMPLETED,
     (_ICT, _S.CALLING, "timer B"): _S.TERMINATED,
+    (_ICT, _S.CALLING, "transport error"): _S.TERMINATED,
     (_ICT, _S.PROCEEDING, "cancel timeout"): _S.TERMINATED,
     (_ICT, _S.COMPLETED, "timer D"): _S.TERMINATED,
     (_ICT, _S.ACCEPTED, "timer M"): _S.TERMINATED,
@@ -155,6 +171,7 @@ _TRANSITIONS: dict[tuple[str, State, str], State] = {
     (_NICT, _S.COMPLETED, "300-699"): _S.COMPLETED,
     (_NICT, _S.COMPLETED, "2xx"): _S.COMPLETED,
     (_NICT, _S.TRYING, "timer F"): _S.TERMINATED,
+    (_NICT, _S.TRYING, "transport error"): _S.TERMINATED,
     (_NICT, _S.PROCEEDING, "timer F"): _S.TERMINATED,
     (_NICT, _S.COMPLETED, "timer K"): _S.TERMINATED,
 }
@@ -221,7 +238,7 @@ class ServerTransaction(_Transaction):
     """One received request and the responses the TU sends to it."""
 
     def __init__(self, layer: TransactionLayer, request: Request, source: Address,
-                 key: _ServerKey, destination: Address) -> None:
+                 key: _ServerKey, destination: Hop) -> None:
         invite = request.method == "INVITE"
         super().__init__(layer, State.PROCEEDING if invite else State.TRYING)
         self._kind = _IST if invite else _NIST
@@ -270,6 +287,7 @@ class ServerTransaction(_Transaction):
                       state=self.state.value)
             return
         self.state = new
+        self._layer._localize_contact(response.headers, self.destination.transport)
         self._last = response.to_bytes()
         self._layer._send(self._last, self.destination)
         if status < 200:
@@ -278,11 +296,13 @@ class ServerTransaction(_Transaction):
         self._stop_timer("no answer")
         timers = self._layer.timers
         if not self._invite:
-            self._start_timer("J", timers.timeout, self._timer_j)
+            reliable = self.destination.transport.reliable
+            self._start_timer("J", 0 if reliable else timers.timeout, self._timer_j)
             return
         self._on_no_ack = on_no_ack
         self._interval = timers.t1
-        self._start_timer("retransmit", timers.t1, self._retransmit_final)
+        if status < 300 or not self.destination.transport.reliable:
+            self._start_timer("retransmit", timers.t1, self._retransmit_final)
         if status < 300:
             self._layer._accepted[self._ack_key()] = self
             self._start_timer("L", timers.timeout, self._timer_l)
@@ -338,7 +358,8 @@ class ServerTransaction(_Transaction):
         self.acked = True
         self._stop_timer("retransmit")
         self._stop_timer("H")
-        self._start_timer("I", self._layer.timers.t4, self._timer_i)
+        reliable = self.destination.transport.reliable
+        self._start_timer("I", 0 if reliable else self._layer.timers.t4, self._timer_i)
 
     def _retransmit_final(self) -> None:
         if self._last is None or self.acked:
@@ -388,7 +409,7 @@ class ServerTransaction(_Transaction):
 class ClientTransaction(_Transaction):
     """One request we sent and the responses to it."""
 
-    def __init__(self, layer: TransactionLayer, request: Request, destination: Address,
+    def __init__(self, layer: TransactionLayer, request: Request, destination: Hop,
                  branch: str, via: str, on_response: Callable[[Response], None],
                  on_timeout: Callable[[], None],
                  on_send_error: Callable[[], None] | None = None) -> None:
@@ -409,6 +430,9 @@ class ClientTransaction(_Transaction):
         self._ack_data: bytes | None = None
         self._cancel_wanted = False
         self._cancel_sent = False
+        self._fallback: Callable[[], tuple[Request, Hop, str]] | None = None
+        """Set when TCP was chosen for the request's size only: how to send it over UDP
+        if the TCP connection cannot be made (RFC 3261 18.1.1)."""
 
     @property
     def key(self) -> _ClientKey:
@@ -440,11 +464,14 @@ class ClientTransaction(_Transaction):
     def _start(self) -> None:
         timers = self._layer.timers
         self._send_request()
+        retransmit = not self.destination.transport.reliable
         if self._invite:
-            self._start_timer("A", timers.t1, self._retransmit)
+            if retransmit:
+                self._start_timer("A", timers.t1, self._retransmit)
             self._start_timer("B", timers.timeout, self._timeout)
         else:
-            self._start_timer("E", timers.t1, self._retransmit)
+            if retransmit:
+                self._start_timer("E", timers.t1, self._retransmit)
             self._start_timer("F", timers.timeout, self._timeout)
 
     def _retransmit(self) -> None:
@@ -471,6 +498,32 @@ class ClientTransaction(_Transaction):
                  destination=self.destination)
         self._end()
         self._layer._call_tu(self._on_timeout)
+
+    def _transport_error(self) -> None:
+        if self._next("transport error") is None:
+            return
+        fallback, self._fallback = self._fallback, None
+        if fallback is not None:
+            self._retry(fallback)
+            return
+        log.info("{method} {call_id} to {destination}: {transport} connection failed",
+                 method=self.request.method, call_id=self.request.call_id,
+                 destination=self.destination.address,
+                 transport=self.destination.transport.value)
+        self._end()
+        self._layer._call_tu(self._on_timeout)
+
+    def _retry(self, fallback: Callable[[], tuple[Request, Hop, str]]) -> None:
+        """Send again over UDP, with a UDP Via and Contact; timer B or F keeps running."""
+        old = self.destination
+        self.request, self.destination, self._via = fallback()
+        self._data = self.request.to_bytes()
+        log.info("{method} {call_id}: no TCP connection to {destination}; sent over UDP",
+                 method=self.request.method, call_id=self.request.call_id,
+                 destination=old.address)
+        self._layer._send(self._data, self.destination)
+        self._interval = self._layer.timers.t1
+        self._start_timer("A" if self._invite else "E", self._interval, self._retransmit)
 
     def _cancel_timeout(self) -> None:
         if self._next("cancel timeout") is None:
@@ -512,7 +565,8 @@ class ClientTransaction(_Transaction):
             else:
                 self._ack_data = self._build_ack(response).to_bytes()
                 self._layer._send(self._ack_data, self.destination)
-                self._start_timer("D", TIMER_D, lambda: self._end_by("timer D"))
+                wait = 0 if self.destination.transport.reliable else TIMER_D
+                self._start_timer("D", wait, lambda: self._end_by("timer D"))
             self._layer._call_tu(self._on_response, response)
             return
         # non-INVITE
@@ -521,7 +575,8 @@ class ClientTransaction(_Transaction):
         if status >= 200:
             self._stop_timer("E")
             self._stop_timer("F")
-            self._start_timer("K", timers.t4, lambda: self._end_by("timer K"))
+            wait = 0 if self.destination.transport.reliable else timers.t4
+            self._start_timer("K", wait, lambda: self._end_by("timer K"))
         self._layer._call_tu(self._on_response, response)
 
     def _send_cancel(self) -> None:
@@ -584,9 +639,12 @@ def _ignore_response(response: Response) -> None:
 class TransactionLayer:
     """Matches messages to transactions, runs their timers, talks to the TU."""
 
-    def __init__(self, clock: Clock, send: Callable[[bytes, Address], bool | None],
+    def __init__(self, clock: Clock, send: Callable[[bytes, Hop], bool | None],
                  tu: TransactionUser, *, timers: Timers = Timers(), local_via_host: str,
-                 local_port: int, user_agent: str = "ccswitch") -> None:
+                 local_port: int, stream_ports: Mapping[Transport, int] | None = None,
+                 user_agent: str = "ccswitch") -> None:
+        """``local_port`` is the UDP port; ``stream_ports`` the TCP and TLS listening
+        ports, when there are any (requests may then use those transports)."""
         self._clock = clock
         self._send_fn = send
         self._tu = tu
@@ -595,7 +653,10 @@ class TransactionLayer:
         host = local_via_host
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        self._via_prefix = f"SIP/2.0/UDP {host}:{local_port};branch="
+        self._host = host
+        self._ports: dict[Transport, int] = {Transport.UDP: local_port,
+                                             **(stream_ports or {})}
+        self._available = frozenset(self._ports)
         self._server: dict[_ServerKey, ServerTransaction] = {}
         self._client: dict[_ClientKey, ClientTransaction] = {}
         self._accepted: dict[tuple[str, int], ServerTransaction] = {}
@@ -607,12 +668,14 @@ class TransactionLayer:
 
     # -- from the wire --
 
-    def receive(self, message: Request | Response, source: Address) -> None:
-        """Handle one parsed message that arrived from ``source``."""
+    def receive(self, message: Request | Response, source: Address, *,
+                transport: Transport = Transport.UDP, flow: int | None = None) -> None:
+        """Handle one parsed message that arrived from ``source`` over ``transport``
+        (on connection ``flow`` for TCP and TLS)."""
         if isinstance(message, Response):
             self._receive_response(message, source)
         else:
-            self._receive_request(message, source)
+            self._receive_request(message, source, transport, flow)
 
     def _receive_response(self, response: Response, source: Address) -> None:
         branch = response.top_via.branch
@@ -624,7 +687,8 @@ class TransactionLayer:
             return
         tx._receive(response)
 
-    def _receive_request(self, request: Request, source: Address) -> None:
+    def _receive_request(self, request: Request, source: Address, transport: Transport,
+                         flow: int | None) -> None:
         method = request.method
         top = request.top_via
         if method == "ACK":
@@ -635,7 +699,8 @@ class TransactionLayer:
         if tx is not None:
             tx._retransmitted()
             return
-        destination = self._stamp_via(request, top, source)
+        ip, port = self._stamp_via(request, top, source)
+        destination = Hop(host=ip, port=port, transport=transport, flow=flow)
         tx = ServerTransaction(self, request, source, key, destination)
         self._server[key] = tx
         if method == "INVITE":
@@ -730,33 +795,114 @@ class TransactionLayer:
             raise ValueError("ACK is not sent in a transaction; use send_ack")
         headers = request.headers.copy()
         branch = new_branch()
-        via = f"{self._via_prefix}{branch};rport"
-        headers.add("Via", via, first=True)
         if "Max-Forwards" not in headers:
             headers.add("Max-Forwards", "70")
         if "User-Agent" not in headers:
             headers.add("User-Agent", self.user_agent)
+        base = headers.copy()  # without our Via: for a retry over UDP
+        try:
+            hop, via = self._route(request, headers, destination, branch)
+        except ValueError as e:
+            log.error("{method} {call_id} to {uri}: cannot send: {reason}",
+                      method=request.method, call_id=request.headers.get("Call-ID"),
+                      uri=str(request.uri), reason=str(e))
+            tx = ClientTransaction(self, request, Hop(host=destination[0],
+                                                      port=destination[1]),
+                                   branch, "", on_response, on_timeout)
+            self._client[tx.key] = tx
+            tx._start_timer("B" if tx._invite else "F", 0, tx._timeout)
+            return tx
         sent = Request(method=request.method, uri=request.uri, headers=headers,
                        body=request.body)
-        return self._start_client(sent, destination, branch, via, on_response=on_response,
-                                  on_timeout=on_timeout, on_send_error=on_send_error)
+        tx = self._start_client(sent, hop, branch, via, on_response=on_response,
+                                on_timeout=on_timeout, on_send_error=on_send_error)
+        if hop.transport is Transport.TCP and _by_size(next_hop_uri(request)):
+            def over_udp() -> tuple[Request, Hop, str]:
+                udp_headers = base.copy()
+                udp_hop, udp_via = self._route(request, udp_headers, destination, branch,
+                                               transport=Transport.UDP)
+                return (Request(method=request.method, uri=request.uri,
+                                headers=udp_headers, body=request.body), udp_hop, udp_via)
+            tx._fallback = over_udp
+        return tx
 
     def send_ack(self, ack: Request, destination: Address) -> None:
         """Send the TU's ACK for a 2xx statelessly, with a fresh branch in a new top Via."""
         headers = ack.headers.copy()
-        headers.add("Via", f"{self._via_prefix}{new_branch()};rport", first=True)
         if "Max-Forwards" not in headers:
             headers.add("Max-Forwards", "70")
+        try:
+            hop, _ = self._route(ack, headers, destination, new_branch())
+        except ValueError as e:
+            log.error("ACK {call_id} to {uri}: cannot send: {reason}",
+                      call_id=ack.headers.get("Call-ID"), uri=str(ack.uri), reason=str(e))
+            return
         self._send(Request(method=ack.method, uri=ack.uri, headers=headers,
-                           body=ack.body).to_bytes(), destination)
+                           body=ack.body).to_bytes(), hop)
 
-    def send_stateless(self, message: Request | Response, destination: Address) -> None:
-        """Send a complete message as is, outside any transaction."""
-        self._send(message.to_bytes(), destination)
+    def _route(self, request: Request, headers: Headers, destination: Address,
+               branch: str, *, transport: Transport | None = None) -> tuple[Hop, str]:
+        """Pick the transport of an outgoing request (unless given) and add our top Via
+        for it to ``headers``; the hop and the Via. ValueError when no transport fits
+        the URI."""
+        uri = next_hop_uri(request)
+        if transport is None:
+            udp_via = self._via(Transport.UDP, branch)
+            size = len(Request(method=request.method, uri=request.uri, headers=headers,
+                               body=request.body).to_bytes()) + len(udp_via) + 7
+            transport = select_transport(uri, size, available=self._available)
+        host, port = destination
+        if uri.port is None and transport is Transport.TLS:
+            port = default_port(transport)
+        via = self._via(transport, branch)
+        headers.add("Via", via, first=True)
+        self._localize_contact(headers, transport)
+        server_name = uri.host[1:-1] if uri.host.startswith("[") else uri.host
+        return Hop(host=host, port=port, transport=transport,
+                   server_name=server_name), via
+
+    def _via(self, transport: Transport, branch: str) -> str:
+        # RFC 5923 alias: the peer may send its requests back over our connection.
+        alias = ";alias" if transport.reliable else ""
+        return (f"SIP/2.0/{transport.via_name} {self._host}:{self._ports[transport]}"
+                f";branch={branch};rport{alias}")
+
+    def _localize_contact(self, headers: Headers, transport: Transport) -> None:
+        """Our UDP Contact becomes the one for ``transport`` (TCP: ``;transport=tcp`` and
+        the TCP port; TLS: ``sips:`` and the TLS port); any other Contact stays."""
+        if not transport.reliable:
+            return
+        contacts = headers.get_all("Contact")
+        if len(contacts) != 1:
+            return
+        try:
+            contact = NameAddr.parse(contacts[0])
+        except SipParseError:
+            return
+        uri = contact.uri
+        if not isinstance(uri, SipURI) or uri.scheme != "sip" or uri.params \
+                or (uri.host, uri.port) != (self._host, self._ports[Transport.UDP]):
+            return
+        if transport is Transport.TLS:
+            uri = attrs.evolve(uri, scheme="sips", port=self._ports[transport])
+        else:
+            uri = attrs.evolve(uri, port=self._ports[transport],
+                               params=(("transport", "tcp"),))
+        headers.set("Contact", str(attrs.evolve(contact, uri=uri)))
+
+    def transport_failed(self, transport: Transport, address: Address) -> None:
+        """A connection to ``address`` could not be made (refused, timed out, TLS
+        handshake or certificate check failed): client transactions sent there with no
+        response yet end now, as timeouts, not after timer B or F (RFC 3261 17.1.1.2,
+        17.1.2.2)."""
+        for tx in list(self._client.values()):
+            hop = tx.destination
+            if hop.transport is transport and hop.address == address:
+                tx._transport_error()
 
     # -- internals --
 
-    def _start_client(self, request: Request, destination: Address, branch: str, via: str,
+    def _start_client(self, request: Request, destination: Hop, branch: str, via: str,
                       *, on_response: Callable[[Response], None],
                       on_timeout: Callable[[], None],
                       on_send_error: Callable[[], None] | None = None) -> ClientTransaction:
@@ -766,7 +912,7 @@ class TransactionLayer:
         tx._start()
         return tx
 
-    def _send(self, data: bytes, destination: Address) -> bool:
+    def _send(self, data: bytes, destination: Hop) -> bool:
         """Hand bytes to the wire; False when the send function failed (or said so)."""
         try:
             return self._send_fn(data, destination) is not False
@@ -802,6 +948,12 @@ class TransactionLayer:
     def _forget_client(self, tx: ClientTransaction) -> None:
         if self._client.get(tx.key) is tx:
             del self._client[tx.key]
+
+
+def _by_size(uri: SipURI) -> bool:
+    """Whether TCP for ``uri`` can only come from the request's size (no sips:, no
+    transport parameter): then UDP is the fallback (RFC 3261 18.1.1)."""
+    return uri.scheme == "sip" and uri.param("transport") is None
 
 
 def _server_key(request: Request, top: Via, method: str) -> _ServerKey:

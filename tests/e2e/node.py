@@ -67,9 +67,13 @@ class Node:
                  rtp_timeout: float | None = None, file_size_limit: int | None = None,
                  api_token: str | None = None, sip: dict[str, Any] | None = None,
                  state: str | None = None, node: str | None = None,
-                 hold_ttl: float | None = None, recording_start: str | None = None) -> None:
+                 hold_ttl: float | None = None, recording_start: str | None = None,
+                 transports: tuple[str, ...] = ()) -> None:
+        """``transports``: "tcp" and/or "tls" listeners beside UDP, each on a free port
+        (``stream_ports``); a tls one needs ``sip={"tls": {...}}``."""
         self.workdir = workdir
         self.sip_port = free_udp_port()
+        self.stream_ports = {name: free_tcp_port() for name in transports}
         self.http_port = free_tcp_port()
         # Below the ephemeral range (32768+), where free_udp_port() finds the SIP port.
         rtp_base = random.randrange(10000, 31000, 2)
@@ -88,9 +92,13 @@ class Node:
             token_file.write_text(api_token + "\n")
             token_file.chmod(0o600)
             http["api_token_file"] = str(token_file)
+        listen: str | list[dict[str, Any]] = f"127.0.0.1:{self.sip_port}"
+        if transports:
+            listen = [{"transport": "udp", "address": "127.0.0.1", "port": self.sip_port}]
+            listen += [{"transport": name, "address": "127.0.0.1", "port": port}
+                       for name, port in self.stream_ports.items()]
         config: dict[str, Any] = {
-            "sip": {"listen": f"127.0.0.1:{self.sip_port}", "trusted": list(trusted),
-                    **(sip or {})},
+            "sip": {"listen": listen, "trusted": list(trusted), **(sip or {})},
             "rtp": rtp,
             "http": http,
             "recordings": {"directory": str(self.recordings),
@@ -227,6 +235,15 @@ class Node:
                     return rows
             time.sleep(0.2)
         raise AssertionError(f"expected {count} CDR row(s), have {rows}\n{self.log()}")
+
+    def wait_log(self, text: str, timeout: float = 10) -> None:
+        """Wait until ``text`` appears in the node's log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not logged in {timeout}s\n{self.log()}")
 
     def log(self) -> str:
         if not self._log.closed:

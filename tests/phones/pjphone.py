@@ -193,7 +193,18 @@ class Phone:
         tcfg.port = a.port
         tcfg.boundAddress = a.bind
         tcfg.publicAddress = a.bind
-        tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        kind = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP,
+                "tls": pj.PJSIP_TRANSPORT_TLS}[a.transport]
+        if a.transport == "tls":
+            tls = tcfg.tlsConfig
+            tls.method = pj.PJSIP_TLSV1_2_METHOD
+            if a.tls_ca:
+                tls.CaListFile = a.tls_ca
+                tls.verifyServer = True
+            if a.tls_cert:
+                tls.certFile = a.tls_cert
+                tls.privKeyFile = a.tls_key
+        tid = ep.transportCreate(kind, tcfg)
         ep.libStart()
         ep.audDevManager().setNullDev()
         self.port = int(ep.transportGetInfo(tid).localName.rsplit(":", 1)[1])
@@ -204,7 +215,9 @@ class Phone:
             ep.codecSetPriority(f"{name.strip().upper()}/8000/1", 255 - prio)
 
         acfg = pj.AccountConfig()
-        acfg.idUri = f"sip:{a.user}@{a.bind}:{self.port}"
+        scheme = "sips" if a.transport == "tls" else "sip"
+        param = ";transport=tcp" if a.transport == "tcp" else ""
+        acfg.idUri = f"{scheme}:{a.user}@{a.bind}:{self.port}{param}"
         acfg.sipConfig.transportId = tid
         acfg.mediaConfig.transportConfig.boundAddress = a.bind
         acfg.mediaConfig.transportConfig.publicAddress = a.bind
@@ -407,7 +420,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--role", choices=("caller", "agent"), required=True)
     p.add_argument("--bind", default="127.0.0.1", help="local IP for SIP and RTP")
-    p.add_argument("--port", type=int, default=0, help="UDP SIP port; 0 = any free")
+    p.add_argument("--port", type=int, default=0, help="SIP port; 0 = any free")
+    p.add_argument("--transport", choices=("udp", "tcp", "tls"), default="udp",
+                   help="the SIP transport to listen and send on")
+    p.add_argument("--tls-ca", default=None,
+                   help="TLS: CA file the far end's certificate must chain to (verified)")
+    p.add_argument("--tls-cert", default=None, help="TLS: our certificate (PEM)")
+    p.add_argument("--tls-key", default=None, help="TLS: the key of --tls-cert (PEM)")
     p.add_argument("--rtp-port", type=int, default=0,
                    help="first RTP port tried (pjsua default range when 0)")
     p.add_argument("--user", default=None, help="user part of our URI (default: role)")

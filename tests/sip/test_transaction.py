@@ -8,6 +8,7 @@ import attrs
 import pytest
 from twisted.internet.task import Clock
 
+from ccswitch.sip.hop import Hop
 from ccswitch.sip.message import Headers, Request, Response, SipURI, make_response, parse_message
 from ccswitch.sip.transaction import (
     ClientTransaction, ServerTransaction, State, Timers, TransactionLayer,
@@ -83,8 +84,8 @@ def env() -> Env:
     sent: list[Sent] = []
     tu = FakeTU()
 
-    def send(data: bytes, addr: tuple[str, int]) -> None:
-        sent.append(Sent(clock.seconds(), parse_message(data), addr))
+    def send(data: bytes, hop: Hop) -> None:
+        sent.append(Sent(clock.seconds(), parse_message(data), hop.address))
 
     layer = TransactionLayer(clock, send, tu, local_via_host=LOCAL[0], local_port=LOCAL[1])
     return Env(clock, tu, layer, sent)

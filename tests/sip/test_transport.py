@@ -184,7 +184,7 @@ def test_oversize_datagram_is_dropped(env: Env) -> Generator[Deferred[None], Non
 class RaisingLayer:
     calls: int = 0
 
-    def receive(self, message: object, source: tuple[str, int]) -> None:
+    def receive(self, message: object, source: tuple[str, int], **where: object) -> None:
         self.calls += 1
         raise RuntimeError("layer bug")
 
