@@ -19,6 +19,7 @@ import attrs
 
 from ccswitch.routing.record import CallRecord
 from ccswitch.routing.states import AgentState, VendorHealth
+from ccswitch.routing.timers import TIMER_KINDS, TimerId
 
 _instance_of = attrs.validators.instance_of
 
@@ -183,7 +184,7 @@ class OverflowUnavailable(BaseAction):
 class StartTimer(BaseAction):
     """Fire ``TimerFired(timer_id)`` after ``delay`` seconds (replaces a timer of that id)."""
 
-    timer_id: str = attrs.field(validator=_non_empty)
+    timer_id: TimerId = attrs.field(validator=_instance_of(TIMER_KINDS))
     delay: float = attrs.field(validator=_delay)
 
 
@@ -191,7 +192,7 @@ class StartTimer(BaseAction):
 class CancelTimer(BaseAction):
     """Cancel a timer if it is still pending."""
 
-    timer_id: str = attrs.field(validator=_non_empty)
+    timer_id: TimerId = attrs.field(validator=_instance_of(TIMER_KINDS))
 
 
 @attrs.frozen(kw_only=True)

@@ -14,7 +14,7 @@ Rules worth knowing:
 * After every accepted event the engine dispatches: waiting (QUEUED) calls, oldest
   ``queued_at`` first across all queues, get the READY agents of their queue's group
   picked by the queue's strategy. So a READY agent in several groups goes to the
-  longest-waiting call that can use it. One ``StartTimer("ring:<call>")`` per round.
+  longest-waiting call that can use it. One ``StartTimer(RingTimer(call))`` per round.
 * A missed offer (ring timeout or an error status from the agent's side) counts
   against the agent: back to READY at the end of the line, or NOT_READY once
   ``max_misses`` offers in a row were missed. An answer, ``AgentLogin`` or
@@ -70,6 +70,7 @@ from ccswitch.errors import CCSwitchError, IllegalTransition
 from ccswitch.model import MAX_WAIT_REASON, Agent, Condition, Dialplan, Queue, ServiceLevel, Vendor
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
+from ccswitch.routing import timers as tm
 from ccswitch.routing.record import CallRecord, Offer, Outcome, Route
 from ccswitch.routing.states import (
     AGENT_TRANSITIONS, CALL_TRANSITIONS, VENDOR_TRANSITIONS, AgentState, CallState, VendorHealth,
@@ -79,27 +80,9 @@ from ccswitch.routing.strategies import STRATEGIES, AgentView
 
 log = Logger()
 
-RING_TIMER_PREFIX = "ring:"
-WRAP_UP_TIMER_PREFIX = "wrapup:"
-VENDOR_RING_TIMER_PREFIX = "vring:"
-WAIT_TIMER_PREFIX = "wait:"
-MAX_WAIT_TIMER_PREFIX = "maxwait:"
-PROBE_TIMER_PREFIX = "probe:"
-COOLDOWN_TIMER_PREFIX = "cooldown:"
-
 #: Share credit a vendor can save up while it cannot take calls, in calls.
 SHARE_CREDIT_CAP = 3.0
 _EPSILON = 1e-9
-
-
-def ring_timer(call_id: str) -> str:
-    """The id of a call's ring timer (one per offer round)."""
-    return f"{RING_TIMER_PREFIX}{call_id}"
-
-
-def wrap_up_timer(agent_id: str) -> str:
-    """The id of an agent's wrap-up timer."""
-    return f"{WRAP_UP_TIMER_PREFIX}{agent_id}"
 
 
 class Clock(Protocol):
@@ -531,7 +514,7 @@ class RoutingEngine:
         agent = self._offered(call, event.agent_id, "AgentAnswered")
         call_id = event.call_id
         new_state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state, "AgentAnswered")
-        actions: list[act.Action] = [act.CancelTimer(timer_id=ring_timer(call_id)),
+        actions: list[act.Action] = [act.CancelTimer(timer_id=tm.RingTimer(call_id)),
                                      act.StopMusicOnHold(call_id=call_id)]
         if call.vendor is not None:  # taken over from the vendor
             actions.extend(self._withdraw_vendor(call, "cancelled", now))
@@ -564,7 +547,7 @@ class RoutingEngine:
         self._end_offer(call, event.agent_id, f"failed:{event.status}", now)
         actions: list[act.Action] = []
         if not call.ringing:
-            actions.append(act.CancelTimer(timer_id=ring_timer(event.call_id)))
+            actions.append(act.CancelTimer(timer_id=tm.RingTimer(event.call_id)))
             call.state = transition(f"call {event.call_id}", CALL_TRANSITIONS, call.state,
                                     "round_over")
         actions.extend(self._miss(agent, call.queue, now))
@@ -690,7 +673,7 @@ class RoutingEngine:
         self._end_offer(call, event.agent_id, "cancelled", now)
         call.tried.discard(event.agent_id)
         if not call.ringing:
-            actions.append(act.CancelTimer(timer_id=ring_timer(call_id)))
+            actions.append(act.CancelTimer(timer_id=tm.RingTimer(call_id)))
             trigger = "round_over"
             call.state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state, trigger)
         old = agent.state
@@ -706,7 +689,7 @@ class RoutingEngine:
         call_id = event.call_id
         actions: list[act.Action] = [
             act.CancelVendor(call_id=call_id, vendor=event.vendor),
-            act.CancelTimer(timer_id=f"{VENDOR_RING_TIMER_PREFIX}{call_id}")]
+            act.CancelTimer(timer_id=tm.VendorRingTimer(call_id))]
         record = call.record  # no offer was made: the record is as before it
         record.route, record.vendor, record.overflow_reason, record.overflowed_at = trying.prior
         return actions + self._leave_vendor(call, trying, "full", now)
@@ -735,7 +718,7 @@ class RoutingEngine:
         call_id = event.call_id
         new_state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state, "VendorAnswered")
         actions: list[act.Action] = [
-            act.CancelTimer(timer_id=f"{VENDOR_RING_TIMER_PREFIX}{call_id}"),
+            act.CancelTimer(timer_id=tm.VendorRingTimer(call_id)),
             act.StopMusicOnHold(call_id=call_id)]
         cancels, ringing = self._cancel_ringing(call, now)
         actions.extend(cancels)
@@ -758,7 +741,7 @@ class RoutingEngine:
         status = event.status
         trunk_down = status == 408 or 500 <= status < 600
         actions: list[act.Action] = [
-            act.CancelTimer(timer_id=f"{VENDOR_RING_TIMER_PREFIX}{event.call_id}")]
+            act.CancelTimer(timer_id=tm.VendorRingTimer(event.call_id))]
         self._end_vendor_offer(call, trying, f"failed:{status}", now)
         if trunk_down:
             actions.extend(self._vendor_result(event.vendor, ok=False, now=now))
@@ -832,24 +815,24 @@ class RoutingEngine:
     # -- timers and presence ------------------------------------------------
 
     def _timer_fired(self, event: ev.TimerFired, now: float) -> list[act.Action]:
-        timer_id = event.timer_id
-        if timer_id.startswith(RING_TIMER_PREFIX):
-            return self._ring_timeout(timer_id[len(RING_TIMER_PREFIX):], now)
-        if timer_id.startswith(WRAP_UP_TIMER_PREFIX):
-            agent = self._agents.get(timer_id[len(WRAP_UP_TIMER_PREFIX):])
-            if agent is not None and agent.state is AgentState.WRAP_UP:
-                return self._release(agent, "wrap_up_done", now, fresh=True)
-        elif timer_id.startswith(VENDOR_RING_TIMER_PREFIX):
-            return self._vendor_ring_timeout(timer_id[len(VENDOR_RING_TIMER_PREFIX):], now)
-        elif timer_id.startswith(WAIT_TIMER_PREFIX):
-            return []  # nothing to do but the dispatch that follows every event
-        elif timer_id.startswith(MAX_WAIT_TIMER_PREFIX):
-            return self._max_wait(timer_id[len(MAX_WAIT_TIMER_PREFIX):], now)
-        elif timer_id.startswith(PROBE_TIMER_PREFIX):
-            return self._probe(timer_id[len(PROBE_TIMER_PREFIX):])
-        elif timer_id.startswith(COOLDOWN_TIMER_PREFIX):
-            return self._cooldown_over(timer_id[len(COOLDOWN_TIMER_PREFIX):])
-        log.debug("ignoring stale or unknown timer {timer_id}", timer_id=timer_id)
+        match event.timer_id:
+            case tm.RingTimer(call_id):
+                return self._ring_timeout(call_id, now)
+            case tm.WrapUpTimer(agent_id):
+                agent = self._agents.get(agent_id)
+                if agent is not None and agent.state is AgentState.WRAP_UP:
+                    return self._release(agent, "wrap_up_done", now, fresh=True)
+            case tm.VendorRingTimer(call_id):
+                return self._vendor_ring_timeout(call_id, now)
+            case tm.WaitTimer():
+                return []  # nothing to do but the dispatch that follows every event
+            case tm.MaxWaitTimer(call_id):
+                return self._max_wait(call_id, now)
+            case tm.ProbeTimer(vendor):
+                return self._probe(vendor)
+            case tm.CooldownTimer(vendor):
+                return self._cooldown_over(vendor)
+        log.debug("ignoring stale timer {timer_id}", timer_id=event.timer_id)
         return []
 
     def _presence(self, event: ev.AgentLogin | ev.AgentLogout | ev.AgentReady | ev.AgentPause,
@@ -864,7 +847,7 @@ class RoutingEngine:
             return []
         actions: list[act.Action] = []
         if old is AgentState.WRAP_UP:
-            actions.append(act.CancelTimer(timer_id=wrap_up_timer(event.agent_id)))
+            actions.append(act.CancelTimer(timer_id=tm.WrapUpTimer(event.agent_id)))
             agent.call_id = None
         agent.state = new
         agent.pending = None
@@ -924,7 +907,7 @@ class RoutingEngine:
                 actions.extend(self._changed(agent, old))
                 actions.append(act.RingAgent(call_id=call_id, agent_id=agent_id,
                                              uri=agent.agent.uri))
-            actions.append(act.StartTimer(timer_id=ring_timer(call_id),
+            actions.append(act.StartTimer(timer_id=tm.RingTimer(call_id),
                                           delay=call.queue.ring_timeout))
         return actions
 
@@ -1086,7 +1069,7 @@ class RoutingEngine:
         call_id = call.record.call_id
         return [act.RingVendor(call_id=call_id, vendor=trying.vendor,
                                uri=rt.vendor.trunks[trying.trunk]),
-                act.StartTimer(timer_id=f"{VENDOR_RING_TIMER_PREFIX}{call_id}",
+                act.StartTimer(timer_id=tm.VendorRingTimer(call_id),
                                delay=rt.vendor.ring_timeout)]
 
     def _end_vendor_offer(self, call: _Call, trying: _VendorTry, result: str,
@@ -1107,7 +1090,7 @@ class RoutingEngine:
         self._end_vendor_offer(call, trying, result, now)
         self._release_vendor(call)
         return [act.CancelVendor(call_id=call_id, vendor=trying.vendor),
-                act.CancelTimer(timer_id=f"{VENDOR_RING_TIMER_PREFIX}{call_id}")]
+                act.CancelTimer(timer_id=tm.VendorRingTimer(call_id))]
 
     def _release_vendor(self, call: _Call) -> None:
         """The call no longer holds a channel of its vendor."""
@@ -1153,7 +1136,7 @@ class RoutingEngine:
         if not ringing:
             return [], []
         call_id = call.record.call_id
-        actions: list[act.Action] = [act.CancelTimer(timer_id=ring_timer(call_id))]
+        actions: list[act.Action] = [act.CancelTimer(timer_id=tm.RingTimer(call_id))]
         for agent_id in ringing:
             actions.append(act.CancelAgent(call_id=call_id, agent_id=agent_id))
             self._end_offer(call, agent_id, "cancelled", now)
@@ -1206,7 +1189,7 @@ class RoutingEngine:
         if rt.health is VendorHealth.DOWN:
             log.warn("vendor {vendor} out of rotation for {cooldown}s", vendor=name,
                      cooldown=rt.vendor.cooldown)
-            actions.append(act.StartTimer(timer_id=f"{COOLDOWN_TIMER_PREFIX}{name}",
+            actions.append(act.StartTimer(timer_id=tm.CooldownTimer(name),
                                           delay=rt.vendor.cooldown))
         elif rt.health is VendorHealth.PROBING:
             actions.append(act.ProbeVendor(vendor=name, uris=rt.vendor.trunks))
@@ -1228,7 +1211,7 @@ class RoutingEngine:
         if rt is None or rt.removed or rt.vendor.probe_interval <= 0:
             return []
         return [act.ProbeVendor(vendor=vendor, uris=rt.vendor.trunks),
-                act.StartTimer(timer_id=f"{PROBE_TIMER_PREFIX}{vendor}",
+                act.StartTimer(timer_id=tm.ProbeTimer(vendor),
                                delay=rt.vendor.probe_interval)]
 
     # -- helpers ------------------------------------------------------------
@@ -1274,7 +1257,7 @@ class RoutingEngine:
         old = agent.state
         agent.state = transition(f"agent {agent.agent.id}", AGENT_TRANSITIONS, old, "call_end")
         return [*self._changed(agent, old),
-                act.StartTimer(timer_id=wrap_up_timer(agent.agent.id), delay=queue.wrap_up)]
+                act.StartTimer(timer_id=tm.WrapUpTimer(agent.agent.id), delay=queue.wrap_up)]
 
     def _end_offer(self, call: _Call, agent_id: str, result: str, now: float) -> None:
         seq, offered_at = call.ringing.pop(agent_id)
@@ -1313,14 +1296,15 @@ def _memberships(dialplan: Dialplan) -> tuple[dict[str, tuple[str, ...]], dict[s
     return members, member_of
 
 
-def _queue_timers(queue: Queue, call_id: str) -> list[tuple[str, float]]:
+def _queue_timers(queue: Queue, call_id: str) -> list[tuple[tm.TimerId, float]]:
     """(timer id, delay) of the timers a call starts on entering ``queue``: one per
     distinct wait_exceeds time (the dispatch after it checks the rules) and max_wait."""
     waits = sorted({rule.seconds for rule in queue.overflow
                     if rule.condition is Condition.WAIT_EXCEEDS and rule.seconds})
-    timers = [(f"{WAIT_TIMER_PREFIX}{call_id}:{i}", seconds) for i, seconds in enumerate(waits)]
+    timers: list[tuple[tm.TimerId, float]] = [
+        (tm.WaitTimer(call_id, i), seconds) for i, seconds in enumerate(waits)]
     if queue.max_wait is not None:
-        timers.append((f"{MAX_WAIT_TIMER_PREFIX}{call_id}", queue.max_wait.seconds))
+        timers.append((tm.MaxWaitTimer(call_id), queue.max_wait.seconds))
     return timers
 
 

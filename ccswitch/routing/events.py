@@ -10,6 +10,8 @@ from typing import Any
 
 import attrs
 
+from ccswitch.routing.timers import TIMER_KINDS, TimerId
+
 
 def _non_empty(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if not isinstance(value, str) or not value:
@@ -106,7 +108,7 @@ class AgentHungUp(Event):
 class TimerFired(Event):
     """A timer the engine asked for (``StartTimer``) expired."""
 
-    timer_id: str = attrs.field(validator=_non_empty)
+    timer_id: TimerId = attrs.field(validator=attrs.validators.instance_of(TIMER_KINDS))
 
 
 # -- agent presence -------------------------------------------------------

@@ -31,6 +31,7 @@ from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.record import CallRecord, Outcome, epoch, iso_utc
+from ccswitch.routing.timers import TimerId
 from ccswitch.sip.dialog import Dialog
 from ccswitch.sip.digest import DigestError, authorization, choose_challenge
 from ccswitch.sip.guard import CallAdmission
@@ -123,7 +124,7 @@ class CallController:
         self._layer: TransactionLayer | None = None
         self._calls: dict[str, Call] = {}
         self._dialogs: dict[str, Call] = {}  # SIP Call-ID (caller's or ours) -> call
-        self._timers: dict[str, IDelayedCall] = {}
+        self._timers: dict[TimerId, IDelayedCall] = {}
         self._pending: deque[ev.Event | Dialplan] = deque()
         self._feeding = False
         self._trusted: tuple[IPNetwork, ...] = config.sip.trusted
@@ -576,7 +577,7 @@ class CallController:
             self._defer_to_thread(save).addErrback(
                 lambda f: log.failure("saving agent presence failed", f))
 
-    def _start_timer(self, timer_id: str, delay: float) -> None:
+    def _start_timer(self, timer_id: TimerId, delay: float) -> None:
         old = self._timers.pop(timer_id, None)
         if old is not None and old.active():
             old.cancel()

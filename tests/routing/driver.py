@@ -12,6 +12,7 @@ from ccswitch.model import Agent, Dialplan, Group, Queue, Strategy, Vendor
 from ccswitch.routing.calendar import Calendar
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
+from ccswitch.routing import timers as tm
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.record import CallRecord
 
@@ -75,7 +76,7 @@ class Driver:
         self.clock = task.Clock()
         self.clock.advance(start)
         self.engine = RoutingEngine(dialplan, clock=self.clock)
-        self.timers: dict[str, IDelayedCall] = {}
+        self.timers: dict[tm.TimerId, IDelayedCall] = {}
         self.log: list[act.Action] = []
         self.records: list[CallRecord] = []
 
@@ -99,7 +100,7 @@ class Driver:
     def now(self) -> float:
         return self.clock.seconds()
 
-    def pending_timers(self) -> dict[str, float]:
+    def pending_timers(self) -> dict[tm.TimerId, float]:
         return {tid: dc.getTime() for tid, dc in self.timers.items() if dc.active()}
 
     # shorthands ------------------------------------------------------------
@@ -156,12 +157,12 @@ class Driver:
             elif isinstance(action, act.CallFinished):
                 self.records.append(action.record)
 
-    def _cancel(self, timer_id: str) -> None:
+    def _cancel(self, timer_id: tm.TimerId) -> None:
         old = self.timers.pop(timer_id, None)
         if old is not None and old.active():
             old.cancel()
 
-    def _fire(self, timer_id: str) -> None:
+    def _fire(self, timer_id: tm.TimerId) -> None:
         self.timers.pop(timer_id, None)
         self._run(self.engine.handle(ev.TimerFired(timer_id=timer_id)))
 

@@ -13,6 +13,7 @@ from ccswitch.errors import CCSwitchError, IllegalTransition
 from ccswitch.model import Strategy
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
+from ccswitch.routing import timers as tm
 from ccswitch.routing.engine import RoutingEngine, UnknownAgent, UnknownCall, UnknownQueue
 from ccswitch.routing.record import Offer, Outcome
 from ccswitch.routing.states import AgentState, CallState
@@ -48,13 +49,13 @@ def test_happy_path_action_sequence() -> None:
         act.StartMusicOnHold(call_id="c1", path=MOH),
         asc("alice", R, A),
         act.RingAgent(call_id="c1", agent_id="alice", uri=uri("alice")),
-        act.StartTimer(timer_id="ring:c1", delay=15.0),
+        act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0),
     ]
     d.advance(1)
     assert d.feed(ev.AgentRinging(call_id="c1", agent_id="alice")) == []
     d.advance(2)
     assert d.answer("c1", "alice") == [
-        act.CancelTimer(timer_id="ring:c1"),
+        act.CancelTimer(timer_id=tm.RingTimer("c1")),
         act.StopMusicOnHold(call_id="c1"),
         act.Bridge(call_id="c1", agent_id="alice"),
         asc("alice", A, AgentState.ON_CALL),
@@ -66,7 +67,7 @@ def test_happy_path_action_sequence() -> None:
         act.HangupAgent(call_id="c1", agent_id="alice"),
         act.CallFinished(record=record),
         asc("alice", AgentState.ON_CALL, AgentState.WRAP_UP),
-        act.StartTimer(timer_id="wrapup:alice", delay=5.0),
+        act.StartTimer(timer_id=tm.WrapUpTimer("alice"), delay=5.0),
     ]
     assert d.advance(5) == [asc("alice", AgentState.WRAP_UP, R)]
 
@@ -141,7 +142,7 @@ def test_ring_all_rings_every_ready_agent_with_one_timer() -> None:
     actions = d.queued("c1")
     assert rung(actions) == ["alice", "bob"]
     assert [a for a in actions if isinstance(a, act.StartTimer)] == [
-        act.StartTimer(timer_id="ring:c1", delay=15.0)]
+        act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0)]
     assert d.engine.ringing_agents("c1") == ("alice", "bob")
 
 
@@ -151,7 +152,7 @@ def test_ring_all_first_answer_cancels_the_others() -> None:
     d.queued("c1")
     d.advance(4)
     assert d.answer("c1", "bob") == [
-        act.CancelTimer(timer_id="ring:c1"),
+        act.CancelTimer(timer_id=tm.RingTimer("c1")),
         act.StopMusicOnHold(call_id="c1"),
         act.CancelAgent(call_id="c1", agent_id="alice"),
         act.CancelAgent(call_id="c1", agent_id="carol"),
@@ -173,7 +174,7 @@ def test_ring_all_one_failure_does_not_end_the_round() -> None:
     assert actions == [asc("alice", A, R)]
     assert d.engine.call_state("c1") is CallState.RINGING
     assert d.engine.ringing_agents("c1") == ("bob",)
-    assert "ring:c1" in d.pending_timers()
+    assert tm.RingTimer("c1") in d.pending_timers()
 
 
 def test_ring_all_round_ends_when_the_last_offer_fails() -> None:
@@ -182,7 +183,7 @@ def test_ring_all_round_ends_when_the_last_offer_fails() -> None:
     d.queued("c1")
     d.fail("c1", "alice", 486)
     actions = d.fail("c1", "bob", 480)
-    assert actions[:2] == [act.CancelTimer(timer_id="ring:c1"), asc("bob", A, R)]
+    assert actions[:2] == [act.CancelTimer(timer_id=tm.RingTimer("c1")), asc("bob", A, R)]
     assert rung(actions) == ["alice", "bob"]
 
 
@@ -198,7 +199,7 @@ def test_ring_timeout_moves_on_to_the_next_agent() -> None:
         asc("alice", A, R),
         asc("bob", R, A),
         act.RingAgent(call_id="c1", agent_id="bob", uri=uri("bob")),
-        act.StartTimer(timer_id="ring:c1", delay=15.0),
+        act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0),
     ]
     [offer] = d.engine.record("c1").offers
     assert (offer.agent_id, offer.result, offer.ring) == ("alice", "no_answer", 15.0)
@@ -210,11 +211,11 @@ def test_failed_offer_moves_on_to_the_next_agent() -> None:
     d.queued("c1")
     d.advance(2)
     assert d.fail("c1", "alice", 486) == [
-        act.CancelTimer(timer_id="ring:c1"),
+        act.CancelTimer(timer_id=tm.RingTimer("c1")),
         asc("alice", A, R),
         asc("bob", R, A),
         act.RingAgent(call_id="c1", agent_id="bob", uri=uri("bob")),
-        act.StartTimer(timer_id="ring:c1", delay=15.0),
+        act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0),
     ]
     [offer] = d.engine.record("c1").offers
     assert (offer.result, offer.ring) == ("failed:486", 2.0)
@@ -305,7 +306,7 @@ def test_abandon_while_ringing() -> None:
     actions = d.caller_hangup("c1")
     [r] = d.records
     assert actions == [
-        act.CancelTimer(timer_id="ring:c1"),
+        act.CancelTimer(timer_id=tm.RingTimer("c1")),
         act.CancelAgent(call_id="c1", agent_id="alice"),
         act.CallFinished(record=r),
         asc("alice", A, R),
@@ -343,7 +344,7 @@ def test_agent_hangup_while_bridged() -> None:
         act.HangupCaller(call_id="c1"),
         act.CallFinished(record=r),
         asc("alice", AgentState.ON_CALL, AgentState.WRAP_UP),
-        act.StartTimer(timer_id="wrapup:alice", delay=5.0),
+        act.StartTimer(timer_id=tm.WrapUpTimer("alice"), delay=5.0),
     ]
     assert (r.outcome, r.talk) == (Outcome.ANSWERED_INHOUSE, 30)
 
@@ -359,7 +360,7 @@ def test_wrap_up_delays_the_next_offer() -> None:
         asc("alice", AgentState.WRAP_UP, R),
         asc("alice", R, A),
         act.RingAgent(call_id="c2", agent_id="alice", uri=uri("alice")),
-        act.StartTimer(timer_id="ring:c2", delay=15.0),
+        act.StartTimer(timer_id=tm.RingTimer("c2"), delay=15.0),
     ]
 
 
@@ -370,7 +371,7 @@ def test_zero_wrap_up_frees_the_agent_at_once() -> None:
     d.queued("c2")
     actions = d.caller_hangup("c1")
     assert changes(actions) == [("alice", "on_call", "ready"), ("alice", "ready", "reserved")]
-    assert not any(isinstance(a, act.StartTimer) and a.timer_id.startswith("wrapup:")
+    assert not any(isinstance(a, act.StartTimer) and isinstance(a.timer_id, tm.WrapUpTimer)
                    for a in actions)
     assert rung(actions) == ["alice"]
 
@@ -469,10 +470,10 @@ def test_ready_during_wrap_up_ends_it_early() -> None:
     d.agent_hangup("c1", "alice")
     d.queued("c2")
     actions = d.feed(ev.AgentReady(agent_id="alice"))
-    assert actions[:2] == [act.CancelTimer(timer_id="wrapup:alice"),
+    assert actions[:2] == [act.CancelTimer(timer_id=tm.WrapUpTimer("alice")),
                            asc("alice", AgentState.WRAP_UP, R)]
     assert rung(actions) == ["alice"]
-    assert "wrapup:alice" not in d.pending_timers()
+    assert tm.WrapUpTimer("alice") not in d.pending_timers()
 
 
 # -- queries ------------------------------------------------------------------------
@@ -587,9 +588,10 @@ def test_agent_hangup_from_another_agent_is_illegal() -> None:
     assert d.engine.call_state("c1") is CallState.BRIDGED
 
 
-@pytest.mark.parametrize("timer_id", ["ring:c1", "ring:gone", "wrapup:alice", "wrapup:ghost",
-                                      "bogus"])
-def test_stale_or_unknown_timers_are_ignored(timer_id: str) -> None:
+@pytest.mark.parametrize("timer_id", [tm.RingTimer("c1"), tm.RingTimer("gone"),
+                                      tm.WrapUpTimer("alice"), tm.WrapUpTimer("ghost"),
+                                      tm.VendorRingTimer("c1"), tm.MaxWaitTimer("gone")])
+def test_stale_or_unknown_timers_are_ignored(timer_id: tm.TimerId) -> None:
     """A timer that no longer means anything yields no action and changes nothing."""
     d = Driver(make_dialplan(logged_out=("bob",)))
     bridged(d, "c1", "alice")  # c1 bridged, alice on call: no ring nor wrap-up pending
@@ -608,11 +610,19 @@ def test_events_validate_their_fields() -> None:
         ev.CallerHungUp("c1")  # type: ignore[call-arg]
 
 
+def test_timer_ids_are_typed_values() -> None:
+    """A timer id is a frozen value: equal ids are one dict key; a string is refused."""
+    assert {tm.RingTimer("c1"): 1}[tm.RingTimer("c1")] == 1
+    assert tm.RingTimer("c1") != tm.VendorRingTimer("c1")
+    with pytest.raises(TypeError):
+        ev.TimerFired(timer_id="ring:c1")  # type: ignore[arg-type]
+
+
 def test_non_call_actions_have_no_call_id() -> None:
     """Timer, finish and agent actions carry no call_id; call actions all do."""
-    timer = act.StartTimer(timer_id="ring:c1", delay=1.0)
+    timer = act.StartTimer(timer_id=tm.RingTimer("c1"), delay=1.0)
     assert not hasattr(timer, "call_id")
-    assert not hasattr(act.CancelTimer(timer_id="x"), "call_id")
+    assert not hasattr(act.CancelTimer(timer_id=tm.WrapUpTimer("x")), "call_id")
     assert isinstance(timer, act.BaseAction)
     assert isinstance(act.Bridge(call_id="c1", agent_id="a"), act.CallAction)
 
@@ -685,7 +695,7 @@ operations = st.one_of(
               _index),
     st.tuples(st.just("fail"), _index, _who, _index,
               st.sampled_from([403, 408, 480, 486, 503, 603])),
-    st.tuples(st.just("timer"), st.sampled_from(["ring", "wrapup", "junk"]), _index),
+    st.tuples(st.just("timer"), st.sampled_from(["ring", "wrapup", "vring"]), _index),
     st.tuples(st.sampled_from(["AgentLogin", "AgentLogout", "AgentReady", "AgentPause"]),
               st.sampled_from(AGENTS)),
     st.tuples(st.just("advance"), st.sampled_from([0.5, 3.0, 5.0, 7.0, 10.0])),
@@ -722,10 +732,10 @@ def _event(d: Driver, op: tuple[Any, ...], serial: int) -> ev.Event:
         return _PRESENCE[kind](agent_id=op[1])  # type: ignore[no-any-return]
     if kind == "timer":
         if op[1] == "ring":
-            return ev.TimerFired(timer_id=f"ring:{_pick_call(d, op[2])}")
+            return ev.TimerFired(timer_id=tm.RingTimer(_pick_call(d, op[2])))
         if op[1] == "wrapup":
-            return ev.TimerFired(timer_id=f"wrapup:{AGENTS[op[2] % len(AGENTS)]}")
-        return ev.TimerFired(timer_id="junk")
+            return ev.TimerFired(timer_id=tm.WrapUpTimer(AGENTS[op[2] % len(AGENTS)]))
+        return ev.TimerFired(timer_id=tm.VendorRingTimer(_pick_call(d, op[2])))
     call_id = _pick_call(d, op[1])
     if kind == "announce":
         return ev.AnnouncementFinished(call_id=call_id)
@@ -763,7 +773,7 @@ def _check_invariants(d: Driver) -> None:
         assert agents[aid]["call_id"] == cid
     for c in calls.values():
         assert (c["state"] == "ringing") == bool(c["ringing"])
-        assert f"ring:{c['record']['call_id']}" in d.pending_timers() or c["state"] != "ringing"
+        assert tm.RingTimer(c['record']['call_id']) in d.pending_timers() or c["state"] != "ringing"
     on_call = [aid for aid, a in agents.items() if a["state"] == "on_call"]
     assert sorted(on_call) == sorted(c["record"]["agent_id"] for c in calls.values()
                                      if c["state"] == "bridged")
@@ -771,7 +781,7 @@ def _check_invariants(d: Driver) -> None:
     # leave extra, stale timers behind: those are ignored when they fire).
     for aid, a in agents.items():
         if a["state"] == "wrap_up":
-            assert f"wrapup:{aid}" in d.pending_timers()
+            assert tm.WrapUpTimer(aid) in d.pending_timers()
     # Nobody READY is left idle while a caller their group serves is waiting.
     plan = _plan()
     for c in calls.values():

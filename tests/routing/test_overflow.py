@@ -11,6 +11,7 @@ from ccswitch.errors import IllegalTransition
 from ccswitch.model import Condition, MaxWait, OverflowRule, ServiceLevel, Vendor
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
+from ccswitch.routing import timers as tm
 from ccswitch.routing.calendar import Calendar
 from ccswitch.routing.record import Outcome, Route
 from ccswitch.routing.states import AgentState, CallState, VendorHealth
@@ -62,7 +63,7 @@ def test_no_agents_logged_in_sends_the_call_to_the_vendor_at_queue_entry() -> No
     actions = d.queued("c1")
     assert fired(actions) == [("acme", "no_agents_logged_in")]
     assert act.RingVendor(call_id="c1", vendor="acme", uri=trunk("acme", 1)) in actions
-    assert act.StartTimer(timer_id="vring:c1", delay=30.0) in actions
+    assert act.StartTimer(timer_id=tm.VendorRingTimer("c1"), delay=30.0) in actions
     assert d.engine.call_state("c1") is CallState.OVERFLOW
     assert d.engine.vendor_states()["acme"] == (1, 10, VendorHealth.UP)
 
@@ -295,7 +296,7 @@ def test_caller_leaving_while_the_vendor_rings_is_overflow_failed_not_abandoned(
     [r] = d.records
     assert (r.outcome, r.route, r.vendor) == (Outcome.OVERFLOW_FAILED, Route.VENDOR, "acme")
     assert d.engine.vendor_states()["acme"][0] == 0
-    assert "vring:c1" not in d.pending_timers()
+    assert tm.VendorRingTimer("c1") not in d.pending_timers()
 
 
 # -- in-house takeover -----------------------------------------------------------------
@@ -470,7 +471,8 @@ def test_node_start_probes_every_vendor_with_probes() -> None:
     d = health_driver()
     actions = d.feed(ev.NodeStarted())
     assert act.ProbeVendor(vendor="acme", uris=(trunk("acme", 1),)) in actions
-    assert "probe:acme" in d.pending_timers() and "probe:globex" not in d.pending_timers()
+    pending = d.pending_timers()
+    assert tm.ProbeTimer("acme") in pending and tm.ProbeTimer("globex") not in pending
     probes = d.advance(10)
     assert act.ProbeVendor(vendor="acme", uris=(trunk("acme", 1),)) in probes
 
@@ -503,7 +505,7 @@ def test_failed_probes_take_a_vendor_out() -> None:
     actions = d.feed(ev.VendorProbed(vendor="acme", ok=False))
     assert act.VendorHealthChanged(vendor="acme", old=VendorHealth.UP,
                                    new=VendorHealth.DOWN) in actions
-    assert "cooldown:acme" in d.pending_timers()
+    assert tm.CooldownTimer("acme") in d.pending_timers()
 
 
 def test_a_failed_probe_while_probing_restarts_the_cool_down() -> None:
@@ -513,7 +515,7 @@ def test_a_failed_probe_while_probing_restarts_the_cool_down() -> None:
     d.advance(60)
     d.feed(ev.VendorProbed(vendor="acme", ok=False))
     assert d.engine.vendor_health("acme") is VendorHealth.DOWN
-    assert "cooldown:acme" in d.pending_timers()
+    assert tm.CooldownTimer("acme") in d.pending_timers()
 
 
 def test_without_probes_a_vendor_returns_after_the_cool_down() -> None:

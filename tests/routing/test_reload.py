@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ccswitch.routing import actions as act
+from ccswitch.routing import timers as tm
 from ccswitch.routing.engine import UnknownAgent, UnknownQueue
 from ccswitch.routing.record import Outcome
 from ccswitch.routing.states import AgentState
@@ -73,8 +74,8 @@ def test_queue_settings_apply_to_new_calls_only() -> None:
     d.reload(make_dialplan(["alice", "bob"], ring_timeout=3.0))
     d.queued("c2")
     timers = d.pending_timers()
-    assert timers["ring:c1"] - d.now == pytest.approx(10.0)
-    assert timers["ring:c2"] - d.now == pytest.approx(3.0)
+    assert timers[tm.RingTimer("c1")] - d.now == pytest.approx(10.0)
+    assert timers[tm.RingTimer("c2")] - d.now == pytest.approx(3.0)
 
 
 def test_a_removed_queue_stops_taking_new_calls_but_keeps_its_caller() -> None:
