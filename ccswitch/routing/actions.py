@@ -1,9 +1,9 @@
 """Actions the routing engine asks its adapter to perform: frozen, keyword-only values.
 
 Call actions (subclasses of :class:`CallAction`) act on a call's legs or media;
-the others (timers, :class:`CallFinished`, state changes, vendor probes and the
-overflow notices) are not about a live leg, and the adapter tells them apart by
-type (:data:`NON_CALL_ACTIONS`) before it looks for a call.
+the others (timers, :class:`CallFinished`, state changes, vendor probes, the
+overflow notices and the engine's log lines, :class:`Note`) are not about a live
+leg, and the adapter handles each of them by type before it looks for a call.
 
 :data:`Action` is the closed union of every concrete action rather than a base
 class, so a type checker narrows it: once the non-call actions are ruled out by
@@ -13,6 +13,7 @@ class, so a type checker narrows it: once the non-call actions are ruled out by
 
 from __future__ import annotations
 
+import enum
 from typing import Any, TypeAlias, Union
 
 import attrs
@@ -212,10 +213,35 @@ class AgentStateChanged(BaseAction):
     new: AgentState = attrs.field(validator=_instance_of(AgentState))
 
 
+class NoteLevel(enum.StrEnum):
+    """How much a :class:`Note` matters (the names of twisted.logger's levels)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARN = "warn"
+    ERROR = "error"
+
+
+@attrs.frozen(kw_only=True)
+class Note(BaseAction):
+    """A line for the adapter's log: the engine does no I/O, so it hands its log lines
+    over as data. ``format`` is a twisted.logger format over ``fields`` (name, value)
+    pairs (``call_id``, ``queue``, ``agent``, ``vendor``, ...)."""
+
+    level: NoteLevel = attrs.field(validator=_instance_of(NoteLevel))
+    format: str = attrs.field(validator=_non_empty)
+    fields: tuple[tuple[str, Any], ...] = ()
+
+
+def note(level: NoteLevel, format: str, **fields: Any) -> Note:
+    """A :class:`Note` with ``fields`` given as keywords."""
+    return Note(level=level, format=format, fields=tuple(fields.items()))
+
+
 Action: TypeAlias = Union[
     AnswerCaller, PlayAnnouncement, StartMusicOnHold, StopMusicOnHold, RingAgent,
     CancelAgent, Bridge, HangupCaller, HangupAgent,
     RingVendor, CancelVendor, BridgeVendor, HangupVendor,
     StartTimer, CancelTimer, CallFinished, AgentStateChanged,
-    ProbeVendor, VendorHealthChanged, OverflowFired, OverflowUnavailable,
+    ProbeVendor, VendorHealthChanged, OverflowFired, OverflowUnavailable, Note,
 ]

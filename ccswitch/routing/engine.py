@@ -64,13 +64,13 @@ from collections import deque
 from typing import Any, Protocol
 
 import attrs
-from twisted.logger import Logger
 
 from ccswitch.errors import CCSwitchError, IllegalTransition
 from ccswitch.model import MAX_WAIT_REASON, Agent, Condition, Dialplan, Queue, ServiceLevel, Vendor
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
 from ccswitch.routing import timers as tm
+from ccswitch.routing.actions import NoteLevel
 from ccswitch.routing.record import CallRecord, Offer, Outcome, Route
 from ccswitch.routing.states import (
     AGENT_TRANSITIONS, CALL_TRANSITIONS, VENDOR_TRANSITIONS, AgentState, CallState, VendorHealth,
@@ -78,7 +78,7 @@ from ccswitch.routing.states import (
 )
 from ccswitch.routing.strategies import STRATEGIES, AgentView
 
-log = Logger()
+DEBUG, INFO, WARN = NoteLevel.DEBUG, NoteLevel.INFO, NoteLevel.WARN
 
 #: Share credit a vendor can save up while it cannot take calls, in calls.
 SHARE_CREDIT_CAP = 3.0
@@ -573,9 +573,9 @@ class RoutingEngine:
     def _media_timed_out(self, event: ev.MediaTimedOut, now: float) -> list[act.Action]:
         """A silent party ends the whole call: both sides are hung up, outcome media_timeout."""
         call = self._call(event.call_id)
-        log.warn("call {call_id}: no RTP from the {leg} for too long, ending the call",
-                 call_id=event.call_id, leg=event.leg)
-        return [act.HangupCaller(call_id=event.call_id),
+        return [act.note(WARN, "call {call_id}: no RTP from the {leg} for too long, ending "
+                         "the call", call_id=event.call_id, leg=event.leg),
+                act.HangupCaller(call_id=event.call_id),
                 *self._caller_gone(call, now, Outcome.MEDIA_TIMEOUT)]
 
     def _caller_gone(self, call: _Call, now: float,
@@ -799,8 +799,8 @@ class RoutingEngine:
 
     def _vendor_probed(self, event: ev.VendorProbed, now: float) -> list[act.Action]:
         if event.vendor not in self._vendors:
-            log.debug("probe result for unknown vendor {vendor}", vendor=event.vendor)
-            return []
+            return [act.note(DEBUG, "probe result for unknown vendor {vendor}",
+                             vendor=event.vendor)]
         return self._vendor_result(event.vendor, ok=event.ok, now=now)
 
     def _node_started(self) -> list[act.Action]:
@@ -832,8 +832,7 @@ class RoutingEngine:
                 return self._probe(vendor)
             case tm.CooldownTimer(vendor):
                 return self._cooldown_over(vendor)
-        log.debug("ignoring stale timer {timer_id}", timer_id=event.timer_id)
-        return []
+        return [act.note(DEBUG, "ignoring stale timer {timer_id}", timer_id=event.timer_id)]
 
     def _presence(self, event: ev.AgentLogin | ev.AgentLogout | ev.AgentReady | ev.AgentPause,
                   now: float) -> list[act.Action]:
@@ -1032,8 +1031,9 @@ class RoutingEngine:
                 record.overflowed_at = now
             record.route = Route.VENDOR
             record.vendor = name
-            log.info("call {call_id} overflows to vendor {vendor}: {reason}", call_id=call_id,
-                     vendor=name, reason=reason, queue=call.queue.name)
+            actions.append(act.note(INFO, "call {call_id} overflows to vendor {vendor}: {reason}",
+                                    call_id=call_id, vendor=name, reason=reason,
+                                    queue=call.queue.name))
             actions.append(act.OverflowFired(call_id=call_id, queue=call.queue.name,
                                              vendor=name, reason=reason))
             actions.extend(self._ring_trunk(call, rt, trying, now))
@@ -1115,9 +1115,10 @@ class RoutingEngine:
         max_wait = call.queue.max_wait
         assert max_wait is not None
         call.final = True
-        log.info("call {call_id} waited the queue's max_wait of {seconds}s", call_id=call_id,
-                 seconds=max_wait.seconds, queue=call.queue.name)
-        actions = self._withdraw_agents(call, now)
+        actions: list[act.Action] = [
+            act.note(INFO, "call {call_id} waited the queue's max_wait of {seconds}s",
+                     call_id=call_id, seconds=max_wait.seconds, queue=call.queue.name)]
+        actions.extend(self._withdraw_agents(call, now))
         if call.vendor is not None:
             return actions  # a vendor already has it: its answer or failure decides
         actions.extend(self._send_to_vendor(call, max_wait.vendors, MAX_WAIT_REASON, now))
@@ -1187,14 +1188,14 @@ class RoutingEngine:
                                                              new=rt.health)]
         rt.failures = 0
         if rt.health is VendorHealth.DOWN:
-            log.warn("vendor {vendor} out of rotation for {cooldown}s", vendor=name,
-                     cooldown=rt.vendor.cooldown)
+            actions.append(act.note(WARN, "vendor {vendor} out of rotation for {cooldown}s",
+                                    vendor=name, cooldown=rt.vendor.cooldown))
             actions.append(act.StartTimer(timer_id=tm.CooldownTimer(name),
                                           delay=rt.vendor.cooldown))
         elif rt.health is VendorHealth.PROBING:
             actions.append(act.ProbeVendor(vendor=name, uris=rt.vendor.trunks))
         else:
-            log.info("vendor {vendor} back in rotation", vendor=name)
+            actions.append(act.note(INFO, "vendor {vendor} back in rotation", vendor=name))
         return actions
 
     def _cooldown_over(self, vendor: str) -> list[act.Action]:
@@ -1245,9 +1246,9 @@ class RoutingEngine:
     def _miss(self, agent: _Agent, queue: Queue, now: float) -> list[act.Action]:
         agent.misses += 1
         if agent.misses >= queue.max_misses:
-            log.info("agent {agent} missed {misses} offers in a row: not ready",
-                     agent=agent.agent.id, misses=agent.misses, queue=queue.name)
-            return self._release(agent, "miss_limit", now, fresh=True)
+            return [act.note(INFO, "agent {agent} missed {misses} offers in a row: not ready",
+                             agent=agent.agent.id, misses=agent.misses, queue=queue.name),
+                    *self._release(agent, "miss_limit", now, fresh=True)]
         return self._release(agent, "miss", now, fresh=True)
 
     def _after_call(self, agent: _Agent, queue: Queue, now: float) -> list[act.Action]:

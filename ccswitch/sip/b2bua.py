@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from ccswitch.errors import CCSwitchError, MediaError, RecordingError, SdpError, SipParseError
 from ccswitch.media.engine import MediaEngine, MediaLeg
@@ -47,6 +47,8 @@ from ccswitch.state.presence import PresenceFile
 from ccswitch.state.sync import SharedState
 
 log = Logger()
+# The routing engine's own log lines (Note actions) keep the engine's namespace.
+routing_log = Logger(namespace="ccswitch.routing.engine")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 SDP = "application/sdp"
@@ -481,6 +483,9 @@ class CallController:
                      old=str(action.old), new=str(action.new))
         elif isinstance(action, act.ProbeVendor):
             self._probe(action.vendor, action.uris)
+        elif isinstance(action, act.Note):
+            routing_log.emit(LogLevel.lookupByName(action.level.value), action.format,
+                             **dict(action.fields))
         else:
             call = self._calls.get(action.call_id)
             if call is None:

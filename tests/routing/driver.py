@@ -70,7 +70,11 @@ def make_dialplan(agents: Iterable[str] = ("alice", "bob"), *, logged_out: Itera
 
 
 class Driver:
-    """Feeds events, runs StartTimer/CancelTimer on a task.Clock, keeps every action."""
+    """Feeds events, runs StartTimer/CancelTimer on a task.Clock, keeps every action.
+
+    Notes (the engine's log lines) go to ``notes``, as the B2BUA sends them to its log;
+    the actions returned and kept in ``log`` are the others.
+    """
 
     def __init__(self, dialplan: Dialplan, start: float = T0) -> None:
         self.clock = task.Clock()
@@ -79,16 +83,13 @@ class Driver:
         self.timers: dict[tm.TimerId, IDelayedCall] = {}
         self.log: list[act.Action] = []
         self.records: list[CallRecord] = []
+        self.notes: list[act.Note] = []
 
     def feed(self, event: ev.Event) -> list[act.Action]:
-        actions = self.engine.handle(event)
-        self._run(actions)
-        return actions
+        return self._run(self.engine.handle(event))
 
     def reload(self, dialplan: Dialplan) -> list[act.Action]:
-        actions = self.engine.reload(dialplan)
-        self._run(actions)
-        return actions
+        return self._run(self.engine.reload(dialplan))
 
     def advance(self, seconds: float) -> list[act.Action]:
         """Let time pass; returns the actions produced by timers that fired."""
@@ -145,8 +146,14 @@ class Driver:
 
     # the adapter's side ------------------------------------------------------
 
-    def _run(self, actions: list[act.Action]) -> None:
+    def _run(self, actions: list[act.Action]) -> list[act.Action]:
+        """Carry out ``actions``; returns them without the notes."""
+        done: list[act.Action] = []
         for action in actions:
+            if isinstance(action, act.Note):
+                self.notes.append(action)
+                continue
+            done.append(action)
             self.log.append(action)
             if isinstance(action, act.StartTimer):
                 self._cancel(action.timer_id)
@@ -156,6 +163,7 @@ class Driver:
                 self._cancel(action.timer_id)
             elif isinstance(action, act.CallFinished):
                 self.records.append(action.record)
+        return done
 
     def _cancel(self, timer_id: tm.TimerId) -> None:
         old = self.timers.pop(timer_id, None)
