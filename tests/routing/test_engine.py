@@ -14,7 +14,8 @@ from ccswitch.model import Strategy
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
 from ccswitch.routing import timers as tm
-from ccswitch.routing.engine import RoutingEngine, UnknownAgent, UnknownCall, UnknownQueue
+from ccswitch.routing.engine import RoutingEngine
+from ccswitch.routing.runtime import UnknownAgent, UnknownCall, UnknownQueue
 from ccswitch.routing.record import Offer, Outcome
 from ccswitch.routing.states import AgentState, CallState
 
@@ -773,7 +774,8 @@ def _check_invariants(d: Driver) -> None:
         assert agents[aid]["call_id"] == cid
     for c in calls.values():
         assert (c["state"] == "ringing") == bool(c["ringing"])
-        assert tm.RingTimer(c['record']['call_id']) in d.pending_timers() or c["state"] != "ringing"
+        ring = tm.RingTimer(c["record"]["call_id"])
+        assert ring in d.pending_timers() or c["state"] != "ringing"
     on_call = [aid for aid, a in agents.items() if a["state"] == "on_call"]
     assert sorted(on_call) == sorted(c["record"]["agent_id"] for c in calls.values()
                                      if c["state"] == "bridged")

@@ -6,7 +6,7 @@ import pytest
 
 from ccswitch.routing import actions as act
 from ccswitch.routing import timers as tm
-from ccswitch.routing.engine import UnknownAgent, UnknownQueue
+from ccswitch.routing.runtime import UnknownAgent, UnknownQueue
 from ccswitch.routing.record import Outcome
 from ccswitch.routing.states import AgentState
 

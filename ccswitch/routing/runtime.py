@@ -1,0 +1,103 @@
+"""The routing engine's private, mutable state of calls in progress, shared by its parts.
+
+A :class:`LiveCall` is one call the engine still routes: its state, the offers
+ringing now and those that ended, and its offer to a vendor (:class:`VendorTry`).
+The errors here are the ones the engine raises for names it does not know.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+
+from ccswitch.errors import CCSwitchError
+from ccswitch.model import Queue
+from ccswitch.routing.record import CallRecord, Offer, Route
+from ccswitch.routing.states import CallState
+
+
+class Clock(Protocol):
+    """Anything with ``seconds()`` (an IReactorTime, ``task.Clock``)."""
+
+    def seconds(self) -> float: ...
+
+
+class UnknownCall(CCSwitchError):
+    """An event names a call the engine does not know (never seen, or already finished)."""
+
+    error_id = "routing.unknown_call"
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        super().__init__(f"unknown call {call_id!r}")
+
+
+class UnknownAgent(CCSwitchError):
+    """An event names an agent the dialplan does not define."""
+
+    error_id = "routing.unknown_agent"
+
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+        super().__init__(f"unknown agent {agent_id!r}")
+
+
+class UnknownQueue(CCSwitchError):
+    """A call arrived for a queue the dialplan does not define."""
+
+    error_id = "routing.unknown_queue"
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        super().__init__(f"unknown queue {queue!r}")
+
+
+@attrs.define(kw_only=True, eq=False)
+class VendorTry:
+    """The call's offer to a vendor: which trunk, why, and who comes next."""
+
+    vendor: str
+    reason: str
+    fallbacks: tuple[str, ...]
+    trunk: int = 0
+    seq: int = 0
+    offered_at: float = 0.0
+    answered: bool = False
+    share: bool = False  # sent by a share rule: give the credit back if the vendor does not take it
+    prior: tuple[Route, str | None, str | None, float | None] = (Route.INHOUSE, None, None, None)
+
+
+@attrs.define(kw_only=True, eq=False)
+class LiveCall:
+    """A call in progress; ``record`` fills in as it goes."""
+
+    seq: int
+    queue: Queue
+    record: CallRecord
+    state: CallState = CallState.ANNOUNCING
+    ringing: dict[str, tuple[int, float]] = attrs.Factory(dict)  # agent -> (seq, offered_at)
+    ended_offers: list[tuple[int, Offer]] = attrs.Factory(list)
+    tried: set[str] = attrs.Factory(set)
+    offer_seq: int = 0
+    vendor: VendorTry | None = None
+    failed_vendors: set[str] = attrs.Factory(set)
+    noted: set[tuple[str, str]] = attrs.Factory(set)  # (vendor, cause) already reported
+    entering: bool = True  # rules not yet checked since it entered the queue
+    final: bool = False  # max_wait ran out: no way back to the queue
+
+    @property
+    def call_id(self) -> str:
+        return self.record.call_id
+
+    def add_offer(self, seq: int, offer: Offer) -> None:
+        """Record an ended offer; the record lists offers in the order they were made."""
+        self.ended_offers.append((seq, offer))
+        self.ended_offers.sort(key=lambda item: item[0])
+        self.record.offers = [offer for _, offer in self.ended_offers]
+
+    def end_agent_offer(self, agent_id: str, result: str, now: float) -> None:
+        """The offer to ``agent_id`` (ringing) ended with ``result``."""
+        seq, offered_at = self.ringing.pop(agent_id)
+        self.add_offer(seq, Offer(agent_id=agent_id, offered_at=offered_at, ended_at=now,
+                                  result=result))
