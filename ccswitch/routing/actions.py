@@ -52,7 +52,8 @@ class CallAction(BaseAction):
 
 @attrs.frozen(kw_only=True)
 class AnswerCaller(CallAction):
-    """Answer the caller's INVITE (200 OK); recording starts here."""
+    """Answer the caller's INVITE (200 OK). Recording starts here only with
+    ``recordings.start: answer``; by default it starts once the notice was heard."""
 
 
 @attrs.frozen(kw_only=True)
