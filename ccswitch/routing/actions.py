@@ -20,6 +20,7 @@ import attrs
 
 from ccswitch.routing.record import CallRecord
 from ccswitch.routing.states import AgentState, VendorHealth
+from ccswitch.routing.target import Target
 from ccswitch.routing.timers import TIMER_KINDS, TimerId
 
 _instance_of = attrs.validators.instance_of
@@ -77,66 +78,37 @@ class StopMusicOnHold(CallAction):
 
 
 @attrs.frozen(kw_only=True)
-class RingAgent(CallAction):
-    """Offer the call to an agent: INVITE ``uri``."""
+class LegAction(CallAction):
+    """An action on the leg of a call offered to ``target`` (an agent or a vendor)."""
 
-    agent_id: str = attrs.field(validator=_non_empty)
+    target: Target = attrs.field(validator=_instance_of(Target))
+
+
+@attrs.frozen(kw_only=True)
+class Ring(LegAction):
+    """Offer the call to the target: INVITE ``uri`` (an agent's phone, a vendor's trunk)."""
+
     uri: str = attrs.field(validator=_non_empty)
 
 
 @attrs.frozen(kw_only=True)
-class CancelAgent(CallAction):
+class Cancel(LegAction):
     """Withdraw an offer that is still ringing (CANCEL)."""
-
-    agent_id: str = attrs.field(validator=_non_empty)
 
 
 @attrs.frozen(kw_only=True)
-class Bridge(CallAction):
-    """Connect the caller's media to the answering agent's."""
+class Bridge(LegAction):
+    """Connect the caller's media to the answering target's."""
 
-    agent_id: str = attrs.field(validator=_non_empty)
+
+@attrs.frozen(kw_only=True)
+class Hangup(LegAction):
+    """Hang up the bridged target (BYE)."""
 
 
 @attrs.frozen(kw_only=True)
 class HangupCaller(CallAction):
     """Hang up the caller (BYE)."""
-
-
-@attrs.frozen(kw_only=True)
-class HangupAgent(CallAction):
-    """Hang up the bridged agent (BYE)."""
-
-    agent_id: str = attrs.field(validator=_non_empty)
-
-
-@attrs.frozen(kw_only=True)
-class RingVendor(CallAction):
-    """Offer the call to a vendor: INVITE one of its trunks."""
-
-    vendor: str = attrs.field(validator=_non_empty)
-    uri: str = attrs.field(validator=_non_empty)
-
-
-@attrs.frozen(kw_only=True)
-class CancelVendor(CallAction):
-    """Withdraw the offer to the vendor (CANCEL)."""
-
-    vendor: str = attrs.field(validator=_non_empty)
-
-
-@attrs.frozen(kw_only=True)
-class BridgeVendor(CallAction):
-    """Connect the caller's media to the vendor's."""
-
-    vendor: str = attrs.field(validator=_non_empty)
-
-
-@attrs.frozen(kw_only=True)
-class HangupVendor(CallAction):
-    """Hang up the bridged vendor (BYE)."""
-
-    vendor: str = attrs.field(validator=_non_empty)
 
 
 # -- other actions --------------------------------------------------------
@@ -240,9 +212,8 @@ def note(level: NoteLevel, format: str, **fields: Any) -> Note:
 
 
 Action: TypeAlias = Union[
-    AnswerCaller, PlayAnnouncement, StartMusicOnHold, StopMusicOnHold, RingAgent,
-    CancelAgent, Bridge, HangupCaller, HangupAgent,
-    RingVendor, CancelVendor, BridgeVendor, HangupVendor,
+    AnswerCaller, PlayAnnouncement, StartMusicOnHold, StopMusicOnHold,
+    Ring, Cancel, Bridge, Hangup, HangupCaller,
     StartTimer, CancelTimer, CallFinished, AgentStateChanged,
     ProbeVendor, VendorHealthChanged, OverflowFired, OverflowUnavailable, Note,
 ]

@@ -30,6 +30,7 @@ from ccswitch.routing.overflow import Overflow, ring_trunk
 from ccswitch.routing.record import CallRecord, Offer, Outcome, Route
 from ccswitch.routing.runtime import LiveCall, UnknownCall, UnknownQueue, VendorTry
 from ccswitch.routing.states import CALL_TRANSITIONS, CallState, transition
+from ccswitch.routing.target import Target
 from ccswitch.routing.vendors import Vendors
 
 
@@ -91,14 +92,14 @@ class Calls:
                        for timer_id, delay in _queue_timers(call.queue, call_id))
         return actions
 
-    def agent_ringing(self, event: ev.AgentRinging) -> list[act.Action]:
+    def agent_ringing(self, event: ev.LegRinging) -> list[act.Action]:
         call = self.get(event.call_id)
-        self._offered(call, event.agent_id, "AgentRinging")
+        self._offered(call, event.target.id, "AgentRinging")
         return []
 
-    def agent_answered(self, event: ev.AgentAnswered, now: float) -> list[act.Action]:
+    def agent_answered(self, event: ev.LegAnswered, now: float) -> list[act.Action]:
         call = self.get(event.call_id)
-        agent = self._offered(call, event.agent_id, "AgentAnswered")
+        agent = self._offered(call, event.target.id, "AgentAnswered")
         call_id = event.call_id
         new_state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state, "AgentAnswered")
         actions: list[act.Action] = [act.CancelTimer(timer_id=tm.RingTimer(call_id)),
@@ -107,26 +108,26 @@ class Calls:
             actions.extend(self._withdraw_vendor(call, "cancelled", now))
         call.record.route = Route.INHOUSE
         call.record.vendor = None
-        others = [a for a in call.ringing if a != event.agent_id]
+        others = [a for a in call.ringing if a != event.target.id]
         for other in others:
-            actions.append(act.CancelAgent(call_id=call_id, agent_id=other))
+            actions.append(act.Cancel(call_id=call_id, target=Target.agent(other)))
             call.end_agent_offer(other, "cancelled", now)
-        call.end_agent_offer(event.agent_id, "answered", now)
+        call.end_agent_offer(event.target.id, "answered", now)
         call.state = new_state
-        call.record.agent_id = event.agent_id
+        call.record.agent_id = event.target.id
         call.record.answered_at = now
         self.overflow.sample(call, now)
-        actions.append(act.Bridge(call_id=call_id, agent_id=event.agent_id))
+        actions.append(act.Bridge(call_id=call_id, target=event.target))
         actions.extend(self._agents.answered(agent))
         actions.extend(self._agents.release_cancelled(others, now))
         return actions
 
-    def agent_failed(self, event: ev.AgentFailed, now: float) -> list[act.Action]:
+    def agent_failed(self, event: ev.LegFailed, now: float) -> list[act.Action]:
         call = self.get(event.call_id)
-        agent = self._offered(call, event.agent_id, "AgentFailed")
+        agent = self._offered(call, event.target.id, "AgentFailed")
         call.state = transition(f"call {event.call_id}", CALL_TRANSITIONS, call.state,
                                 "AgentFailed")
-        call.end_agent_offer(event.agent_id, f"failed:{event.status}", now)
+        call.end_agent_offer(event.target.id, f"failed:{event.status}", now)
         actions: list[act.Action] = []
         if not call.ringing:
             actions.append(act.CancelTimer(timer_id=tm.RingTimer(event.call_id)))
@@ -143,7 +144,7 @@ class Calls:
         missed = list(call.ringing)
         actions: list[act.Action] = []
         for agent_id in missed:
-            actions.append(act.CancelAgent(call_id=call_id, agent_id=agent_id))
+            actions.append(act.Cancel(call_id=call_id, target=Target.agent(agent_id)))
             call.end_agent_offer(agent_id, "no_answer", now)
         for agent_id in missed:
             actions.extend(self._agents.miss(self._agents.slots[agent_id], call.queue, now))
@@ -169,9 +170,9 @@ class Calls:
             agent_id = call.record.agent_id
             if agent_id is None:
                 assert call.vendor is not None
-                return [act.HangupVendor(call_id=call_id, vendor=call.vendor.vendor),
+                return [act.Hangup(call_id=call_id, target=Target.vendor(call.vendor.vendor)),
                         *self._finish(call, outcome or Outcome.ANSWERED_VENDOR, now)]
-            return [act.HangupAgent(call_id=call_id, agent_id=agent_id),
+            return [act.Hangup(call_id=call_id, target=Target.agent(agent_id)),
                     *self._finish(call, outcome or Outcome.ANSWERED_INHOUSE, now),
                     *self._agents.after_call(self._agents.slots[agent_id], call.queue, now)]
         if call.state is CallState.CLOSING:
@@ -195,12 +196,12 @@ class Calls:
             return Outcome.SHORT_ABANDON
         return Outcome.ABANDONED_RINGING if ringing else Outcome.ABANDONED_QUEUE
 
-    def agent_hung_up(self, event: ev.AgentHungUp, now: float) -> list[act.Action]:
+    def agent_hung_up(self, event: ev.LegHungUp, now: float) -> list[act.Action]:
         call = self.get(event.call_id)
-        agent = self._agents.get(event.agent_id)
+        agent = self._agents.get(event.target.id)
         transition(f"call {event.call_id}", CALL_TRANSITIONS, call.state, "AgentHungUp")
-        if call.record.agent_id != event.agent_id:
-            raise IllegalTransition(f"offer {event.call_id}->{event.agent_id}", "not bridged",
+        if call.record.agent_id != event.target.id:
+            raise IllegalTransition(f"offer {event.call_id}->{event.target.id}", "not bridged",
                                     "AgentHungUp")
         return [act.HangupCaller(call_id=event.call_id),
                 *self._finish(call, Outcome.ANSWERED_INHOUSE, now),
@@ -211,7 +212,8 @@ class Calls:
         call = self.get(event.call_id)
         agent = self._offered(call, event.agent_id, "AgentTaken")
         call_id = event.call_id
-        actions: list[act.Action] = [act.CancelAgent(call_id=call_id, agent_id=event.agent_id)]
+        actions: list[act.Action] = [act.Cancel(call_id=call_id,
+                                                target=Target.agent(event.agent_id))]
         call.end_agent_offer(event.agent_id, "cancelled", now)
         call.tried.discard(event.agent_id)
         if not call.ringing:
@@ -227,7 +229,7 @@ class Calls:
         trying = self._trying(call, event.vendor, "VendorFull")
         call_id = event.call_id
         actions: list[act.Action] = [
-            act.CancelVendor(call_id=call_id, vendor=event.vendor),
+            act.Cancel(call_id=call_id, target=Target.vendor(event.vendor)),
             act.CancelTimer(timer_id=tm.VendorRingTimer(call_id))]
         record = call.record  # no offer was made: the record is as before it
         record.route, record.vendor, record.overflow_reason, record.overflowed_at = trying.prior
@@ -242,18 +244,18 @@ class Calls:
             raise IllegalTransition(f"offer {call.record.call_id}->vendor {vendor}", "none", event)
         return trying
 
-    def vendor_ringing(self, event: ev.VendorRinging) -> list[act.Action]:
+    def vendor_ringing(self, event: ev.LegRinging) -> list[act.Action]:
         call = self.get(event.call_id)
-        trying = self._trying(call, event.vendor, "VendorRinging")
+        trying = self._trying(call, event.target.id, "VendorRinging")
         if trying.answered:
-            raise IllegalTransition(f"offer {event.call_id}->vendor {event.vendor}", "answered",
+            raise IllegalTransition(f"offer {event.call_id}->vendor {event.target.id}", "answered",
                                     "VendorRinging")
         transition(f"call {event.call_id}", CALL_TRANSITIONS, call.state, "VendorRinging")
         return []
 
-    def vendor_answered(self, event: ev.VendorAnswered, now: float) -> list[act.Action]:
+    def vendor_answered(self, event: ev.LegAnswered, now: float) -> list[act.Action]:
         call = self.get(event.call_id)
-        trying = self._trying(call, event.vendor, "VendorAnswered")
+        trying = self._trying(call, event.target.id, "VendorAnswered")
         call_id = event.call_id
         new_state = transition(f"call {call_id}", CALL_TRANSITIONS, call.state, "VendorAnswered")
         actions: list[act.Action] = [
@@ -265,16 +267,16 @@ class Calls:
         trying.answered = True
         call.state = new_state
         call.record.answered_at = now
-        actions.append(act.BridgeVendor(call_id=call_id, vendor=event.vendor))
-        actions.extend(self._vendors.result(event.vendor, ok=True))
+        actions.append(act.Bridge(call_id=call_id, target=event.target))
+        actions.extend(self._vendors.result(event.target.id, ok=True))
         actions.extend(self._agents.release_cancelled(ringing, now))
         return actions
 
-    def vendor_failed(self, event: ev.VendorFailed, now: float) -> list[act.Action]:
+    def vendor_failed(self, event: ev.LegFailed, now: float) -> list[act.Action]:
         call = self.get(event.call_id)
-        trying = self._trying(call, event.vendor, "VendorFailed")
+        trying = self._trying(call, event.target.id, "VendorFailed")
         if trying.answered:
-            raise IllegalTransition(f"offer {event.call_id}->vendor {event.vendor}", "answered",
+            raise IllegalTransition(f"offer {event.call_id}->vendor {event.target.id}", "answered",
                                     "VendorFailed")
         transition(f"call {event.call_id}", CALL_TRANSITIONS, call.state, "VendorFailed")
         status = event.status
@@ -283,8 +285,8 @@ class Calls:
             act.CancelTimer(timer_id=tm.VendorRingTimer(event.call_id))]
         self._end_vendor_offer(call, trying, f"failed:{status}", now)
         if trunk_down:
-            actions.extend(self._vendors.result(event.vendor, ok=False))
-        slot = self._vendors.next_trunk(event.vendor, trying.trunk) if trunk_down else None
+            actions.extend(self._vendors.result(event.target.id, ok=False))
+        slot = self._vendors.next_trunk(event.target.id, trying.trunk) if trunk_down else None
         if slot is not None:
             trying.trunk += 1
             actions.extend(ring_trunk(call, slot, trying, now))
@@ -297,7 +299,8 @@ class Calls:
         trying = None if call is None else call.vendor
         if call is None or trying is None or trying.answered:
             return []  # stale
-        actions: list[act.Action] = [act.CancelVendor(call_id=call_id, vendor=trying.vendor)]
+        actions: list[act.Action] = [act.Cancel(call_id=call_id,
+                                                target=Target.vendor(trying.vendor))]
         self._end_vendor_offer(call, trying, "no_answer", now)
         actions.extend(self._vendors.result(trying.vendor, ok=False))
         actions.extend(self._vendor_gave_up(call, now))
@@ -327,9 +330,9 @@ class Calls:
                                 trigger)
         return actions
 
-    def vendor_hung_up(self, event: ev.VendorHungUp, now: float) -> list[act.Action]:
+    def vendor_hung_up(self, event: ev.LegHungUp, now: float) -> list[act.Action]:
         call = self.get(event.call_id)
-        trying = self._trying(call, event.vendor, "VendorHungUp")
+        trying = self._trying(call, event.target.id, "VendorHungUp")
         transition(f"call {event.call_id}", CALL_TRANSITIONS, call.state, "VendorHungUp")
         assert trying.answered
         return [act.HangupCaller(call_id=event.call_id),
@@ -348,7 +351,7 @@ class Calls:
         call_id = call.record.call_id
         self._end_vendor_offer(call, trying, result, now)
         self._release_vendor(call)
-        return [act.CancelVendor(call_id=call_id, vendor=trying.vendor),
+        return [act.Cancel(call_id=call_id, target=Target.vendor(trying.vendor)),
                 act.CancelTimer(timer_id=tm.VendorRingTimer(call_id))]
 
     def _release_vendor(self, call: LiveCall) -> None:
@@ -391,7 +394,7 @@ class Calls:
         call_id = call.record.call_id
         actions: list[act.Action] = [act.CancelTimer(timer_id=tm.RingTimer(call_id))]
         for agent_id in ringing:
-            actions.append(act.CancelAgent(call_id=call_id, agent_id=agent_id))
+            actions.append(act.Cancel(call_id=call_id, target=Target.agent(agent_id)))
             call.end_agent_offer(agent_id, "cancelled", now)
         return actions, ringing
 

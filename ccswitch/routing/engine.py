@@ -41,6 +41,7 @@ from ccswitch.routing.states import (
     CALL_TRANSITIONS, AgentState, CallState, VendorHealth, transition,
 )
 from ccswitch.routing.strategies import STRATEGIES
+from ccswitch.routing.target import Target
 from ccswitch.routing.vendors import Vendors
 
 
@@ -92,26 +93,22 @@ class RoutingEngine:
                 actions = calls.caller_hung_up(event, now)
             case ev.MediaTimedOut():
                 actions = calls.media_timed_out(event, now)
-            case ev.AgentRinging():
-                actions = calls.agent_ringing(event)
-            case ev.AgentAnswered():
-                actions = calls.agent_answered(event, now)
-            case ev.AgentFailed():
-                actions = calls.agent_failed(event, now)
-            case ev.AgentHungUp():
-                actions = calls.agent_hung_up(event, now)
+            case ev.LegRinging():
+                actions = (calls.agent_ringing(event) if event.target.is_agent
+                           else calls.vendor_ringing(event))
+            case ev.LegAnswered():
+                actions = (calls.agent_answered(event, now) if event.target.is_agent
+                           else calls.vendor_answered(event, now))
+            case ev.LegFailed():
+                actions = (calls.agent_failed(event, now) if event.target.is_agent
+                           else calls.vendor_failed(event, now))
+            case ev.LegHungUp():
+                actions = (calls.agent_hung_up(event, now) if event.target.is_agent
+                           else calls.vendor_hung_up(event, now))
             case ev.TimerFired():
                 actions = self._timer_fired(event, now)
             case ev.AgentLogin() | ev.AgentLogout() | ev.AgentReady() | ev.AgentPause():
                 actions = agents.presence(event, now)
-            case ev.VendorRinging():
-                actions = calls.vendor_ringing(event)
-            case ev.VendorAnswered():
-                actions = calls.vendor_answered(event, now)
-            case ev.VendorFailed():
-                actions = calls.vendor_failed(event, now)
-            case ev.VendorHungUp():
-                actions = calls.vendor_hung_up(event, now)
             case ev.VendorProbed():
                 actions = self._vendors.probed(event.vendor, event.ok)
             case ev.NodeStarted():
@@ -310,7 +307,7 @@ class RoutingEngine:
                 call.ringing[agent_id] = (call.offer_seq, now)
                 call.tried.add(agent_id)
                 actions.extend(self._agents.offer(agent_id, call_id))
-                actions.append(act.RingAgent(call_id=call_id, agent_id=agent_id,
+                actions.append(act.Ring(call_id=call_id, target=Target.agent(agent_id),
                                              uri=self._agents.slots[agent_id].agent.uri))
             actions.append(act.StartTimer(timer_id=tm.RingTimer(call_id),
                                           delay=call.queue.ring_timeout))

@@ -35,6 +35,7 @@ from ccswitch.routing.agents import Agents
 from ccswitch.routing.record import Route
 from ccswitch.routing.runtime import LiveCall, VendorTry
 from ccswitch.routing.states import CALL_TRANSITIONS, CallState, transition
+from ccswitch.routing.target import Target
 from ccswitch.routing.vendors import Vendors, VendorSlot
 
 #: Share credit a vendor can save up while it cannot take calls, in calls.
@@ -216,7 +217,7 @@ def ring_trunk(call: LiveCall, slot: VendorSlot, trying: VendorTry,
     trying.seq = call.offer_seq
     trying.offered_at = now
     call_id = call.call_id
-    return [act.RingVendor(call_id=call_id, vendor=trying.vendor,
+    return [act.Ring(call_id=call_id, target=Target.vendor(trying.vendor),
                            uri=slot.vendor.trunks[trying.trunk]),
             act.StartTimer(timer_id=tm.VendorRingTimer(call_id), delay=slot.vendor.ring_timeout)]
 

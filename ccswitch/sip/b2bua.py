@@ -31,6 +31,7 @@ from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.record import CallRecord, Outcome, epoch, iso_utc
+from ccswitch.routing.target import CALLER, Caller, Target, TargetKind
 from ccswitch.routing.timers import TimerId
 from ccswitch.sip.dialog import Dialog
 from ccswitch.sip.digest import DigestError, authorization, choose_challenge
@@ -178,13 +179,13 @@ class CallController:
             caller = call.caller
             if caller.ended:
                 continue
-            silent: str | None = None
+            silent: Target | Caller | None = None
             if not caller.on_hold and now - (caller.media.last_packet_at or call.started) > timeout:
-                silent = "caller"
+                silent = CALLER
             for leg in call.legs.values():
                 if leg.state == "answered" and now - (
                         leg.media.last_packet_at or leg.answered_at) > timeout:
-                    silent = silent or leg.kind
+                    silent = silent or Target(TargetKind(leg.kind), leg.target)
             if silent is not None:
                 self._feed(ev.MediaTimedOut(call_id=call.id, leg=silent))
         self._media_watch = self._clock.callLater(1.0, self._watch_media)
@@ -510,24 +511,21 @@ class CallController:
                                               caller.negotiated.codec.encoding), loop=True)
         elif isinstance(action, act.StopMusicOnHold):
             caller.media.stop_playing()
-        elif isinstance(action, act.RingAgent):
+        elif isinstance(action, act.Ring):
             if self._shared is None:
-                self._ring(call, AGENT, action.agent_id, action.uri)
-            else:
+                self._ring(call, action.target.kind.value, action.target.id, action.uri)
+            elif action.target.is_agent:
                 self._reserve_and_ring(call, action)
-        elif isinstance(action, act.RingVendor):
-            if self._shared is None:
-                self._ring(call, VENDOR, action.vendor, action.uri)
             else:
                 self._acquire_and_ring(call, action)
-        elif isinstance(action, (act.CancelAgent, act.CancelVendor)):
+        elif isinstance(action, act.Cancel):
             leg = call.legs.pop(_action_key(action), None)
             if leg is not None:
                 leg.state = "cancelled"
                 if leg.tx is not None:
                     leg.tx.cancel()
                 leg.media.close()
-        elif isinstance(action, (act.Bridge, act.BridgeVendor)):
+        elif isinstance(action, act.Bridge):
             leg = call.legs[_action_key(action)]
             self._media.bridge(caller.media, leg.media)
             if call.recorder is not None:
@@ -536,7 +534,7 @@ class CallController:
             if not caller.ended:
                 caller.ended = True
                 self._send_bye(caller.dialog)
-        elif isinstance(action, (act.HangupAgent, act.HangupVendor)):
+        elif isinstance(action, act.Hangup):
             leg = call.legs.get(_action_key(action))
             if leg is not None and leg.dialog is not None and leg.state == "answered":
                 leg.state = "ended"
@@ -595,9 +593,9 @@ class CallController:
 
     # -- shared state: reserve before ringing ------------------------------------
 
-    def _reserve_and_ring(self, call: Call, action: act.RingAgent) -> None:
+    def _reserve_and_ring(self, call: Call, action: act.Ring) -> None:
         assert self._shared is not None
-        agent_id = action.agent_id
+        agent_id = action.target.id
 
         def still_offered() -> bool:
             try:
@@ -619,9 +617,9 @@ class CallController:
         d.addErrback(lambda f: log.failure("call {call_id}: reserving {agent} failed", f,
                                            call_id=call.id, agent=agent_id))
 
-    def _acquire_and_ring(self, call: Call, action: act.RingVendor) -> None:
+    def _acquire_and_ring(self, call: Call, action: act.Ring) -> None:
         assert self._shared is not None
-        vendor = action.vendor
+        vendor = action.target.id
         spec = self._config.dialplan.vendors.get(vendor)
         most = spec.max_channels if spec is not None else 0
 
@@ -1018,29 +1016,19 @@ def _out_leg_for(call: Call | None, sip_call_id: str) -> OutLeg | None:
     return None
 
 
-def _action_key(action: act.CancelAgent | act.CancelVendor | act.Bridge | act.BridgeVendor
-                | act.HangupAgent | act.HangupVendor) -> str:
-    if isinstance(action, (act.CancelVendor, act.BridgeVendor, act.HangupVendor)):
-        return leg_key(VENDOR, action.vendor)
-    return leg_key(AGENT, action.agent_id)
+def _action_key(action: act.LegAction) -> str:
+    return leg_key(action.target.kind, action.target.id)
 
 
 def _leg_event(call: Call, leg: OutLeg, what: str) -> ev.Event:
     """The engine event for ``what`` (ringing, answered, hung_up) happening on a leg."""
-    if leg.kind == VENDOR:
-        vendor_events: dict[str, type[ev.VendorRinging | ev.VendorAnswered | ev.VendorHungUp]] = {
-            "ringing": ev.VendorRinging, "answered": ev.VendorAnswered,
-            "hung_up": ev.VendorHungUp}
-        return vendor_events[what](call_id=call.id, vendor=leg.target)
-    agent_events: dict[str, type[ev.AgentRinging | ev.AgentAnswered | ev.AgentHungUp]] = {
-        "ringing": ev.AgentRinging, "answered": ev.AgentAnswered, "hung_up": ev.AgentHungUp}
-    return agent_events[what](call_id=call.id, agent_id=leg.target)
+    events: dict[str, type[ev.LegRinging | ev.LegAnswered | ev.LegHungUp]] = {
+        "ringing": ev.LegRinging, "answered": ev.LegAnswered, "hung_up": ev.LegHungUp}
+    return events[what](call_id=call.id, target=Target(TargetKind(leg.kind), leg.target))
 
 
 def _failed_event(call_id: str, kind: str, target: str, status: int) -> ev.Event:
-    if kind == VENDOR:
-        return ev.VendorFailed(call_id=call_id, vendor=target, status=status)
-    return ev.AgentFailed(call_id=call_id, agent_id=target, status=status)
+    return ev.LegFailed(call_id=call_id, target=Target(TargetKind(kind), target), status=status)
 
 
 def _routing_call_id(now: float) -> str:

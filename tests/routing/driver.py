@@ -12,6 +12,7 @@ from ccswitch.model import Agent, Dialplan, Group, Queue, Strategy, Vendor
 from ccswitch.routing.calendar import Calendar
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
+from ccswitch.routing.target import Target
 from ccswitch.routing import timers as tm
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.record import CallRecord
@@ -120,29 +121,31 @@ class Driver:
         return self.announce(call_id)
 
     def answer(self, call_id: str, agent_id: str) -> list[act.Action]:
-        return self.feed(ev.AgentAnswered(call_id=call_id, agent_id=agent_id))
+        return self.feed(ev.LegAnswered(call_id=call_id, target=Target.agent(agent_id)))
 
     def fail(self, call_id: str, agent_id: str, status: int = 486) -> list[act.Action]:
-        return self.feed(ev.AgentFailed(call_id=call_id, agent_id=agent_id, status=status))
+        return self.feed(ev.LegFailed(call_id=call_id, target=Target.agent(agent_id),
+                                      status=status))
 
     def caller_hangup(self, call_id: str) -> list[act.Action]:
         return self.feed(ev.CallerHungUp(call_id=call_id))
 
     def agent_hangup(self, call_id: str, agent_id: str) -> list[act.Action]:
-        return self.feed(ev.AgentHungUp(call_id=call_id, agent_id=agent_id))
+        return self.feed(ev.LegHungUp(call_id=call_id, target=Target.agent(agent_id)))
 
     def vendor_answer(self, call_id: str, vendor: str) -> list[act.Action]:
-        return self.feed(ev.VendorAnswered(call_id=call_id, vendor=vendor))
+        return self.feed(ev.LegAnswered(call_id=call_id, target=Target.vendor(vendor)))
 
     def vendor_fail(self, call_id: str, vendor: str, status: int = 503) -> list[act.Action]:
-        return self.feed(ev.VendorFailed(call_id=call_id, vendor=vendor, status=status))
+        return self.feed(ev.LegFailed(call_id=call_id, target=Target.vendor(vendor), status=status))
 
     def vendor_hangup(self, call_id: str, vendor: str) -> list[act.Action]:
-        return self.feed(ev.VendorHungUp(call_id=call_id, vendor=vendor))
+        return self.feed(ev.LegHungUp(call_id=call_id, target=Target.vendor(vendor)))
 
-    def rung(self, call_id: str) -> list[act.RingVendor]:
-        """Every RingVendor of a call so far, in order."""
-        return [a for a in self.log if isinstance(a, act.RingVendor) and a.call_id == call_id]
+    def rung(self, call_id: str) -> list[act.Ring]:
+        """Every Ring of a vendor for a call so far, in order."""
+        return [a for a in self.log if isinstance(a, act.Ring) and not a.target.is_agent
+                and a.call_id == call_id]
 
     # the adapter's side ------------------------------------------------------
 
@@ -177,11 +180,11 @@ class Driver:
 
 def rung(actions: Iterable[act.Action]) -> list[str]:
     """Agents rung by these actions, in order."""
-    return [a.agent_id for a in actions if isinstance(a, act.RingAgent)]
+    return [a.target.id for a in actions if isinstance(a, act.Ring) and a.target.is_agent]
 
 
 def cancelled(actions: Iterable[act.Action]) -> list[str]:
-    return [a.agent_id for a in actions if isinstance(a, act.CancelAgent)]
+    return [a.target.id for a in actions if isinstance(a, act.Cancel) and a.target.is_agent]
 
 
 def changes(actions: Iterable[act.Action]) -> list[tuple[str, str, str]]:

@@ -13,6 +13,7 @@ from ccswitch.errors import CCSwitchError, IllegalTransition
 from ccswitch.model import Strategy
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
+from ccswitch.routing.target import Target
 from ccswitch.routing import timers as tm
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.runtime import UnknownAgent, UnknownCall, UnknownQueue
@@ -49,23 +50,23 @@ def test_happy_path_action_sequence() -> None:
     assert d.announce("c1") == [
         act.StartMusicOnHold(call_id="c1", path=MOH),
         asc("alice", R, A),
-        act.RingAgent(call_id="c1", agent_id="alice", uri=uri("alice")),
+        act.Ring(call_id="c1", target=Target.agent("alice"), uri=uri("alice")),
         act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0),
     ]
     d.advance(1)
-    assert d.feed(ev.AgentRinging(call_id="c1", agent_id="alice")) == []
+    assert d.feed(ev.LegRinging(call_id="c1", target=Target.agent("alice"))) == []
     d.advance(2)
     assert d.answer("c1", "alice") == [
         act.CancelTimer(timer_id=tm.RingTimer("c1")),
         act.StopMusicOnHold(call_id="c1"),
-        act.Bridge(call_id="c1", agent_id="alice"),
+        act.Bridge(call_id="c1", target=Target.agent("alice")),
         asc("alice", A, AgentState.ON_CALL),
     ]
     d.advance(60)
     actions = d.caller_hangup("c1")
     [record] = d.records
     assert actions == [
-        act.HangupAgent(call_id="c1", agent_id="alice"),
+        act.Hangup(call_id="c1", target=Target.agent("alice")),
         act.CallFinished(record=record),
         asc("alice", AgentState.ON_CALL, AgentState.WRAP_UP),
         act.StartTimer(timer_id=tm.WrapUpTimer("alice"), delay=5.0),
@@ -155,9 +156,9 @@ def test_ring_all_first_answer_cancels_the_others() -> None:
     assert d.answer("c1", "bob") == [
         act.CancelTimer(timer_id=tm.RingTimer("c1")),
         act.StopMusicOnHold(call_id="c1"),
-        act.CancelAgent(call_id="c1", agent_id="alice"),
-        act.CancelAgent(call_id="c1", agent_id="carol"),
-        act.Bridge(call_id="c1", agent_id="bob"),
+        act.Cancel(call_id="c1", target=Target.agent("alice")),
+        act.Cancel(call_id="c1", target=Target.agent("carol")),
+        act.Bridge(call_id="c1", target=Target.agent("bob")),
         asc("bob", A, AgentState.ON_CALL),
         asc("alice", A, R),
         asc("carol", A, R),
@@ -196,10 +197,10 @@ def test_ring_timeout_moves_on_to_the_next_agent() -> None:
     d = Driver(make_dialplan())
     d.queued("c1")
     assert d.advance(15) == [
-        act.CancelAgent(call_id="c1", agent_id="alice"),
+        act.Cancel(call_id="c1", target=Target.agent("alice")),
         asc("alice", A, R),
         asc("bob", R, A),
-        act.RingAgent(call_id="c1", agent_id="bob", uri=uri("bob")),
+        act.Ring(call_id="c1", target=Target.agent("bob"), uri=uri("bob")),
         act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0),
     ]
     [offer] = d.engine.record("c1").offers
@@ -215,7 +216,7 @@ def test_failed_offer_moves_on_to_the_next_agent() -> None:
         act.CancelTimer(timer_id=tm.RingTimer("c1")),
         asc("alice", A, R),
         asc("bob", R, A),
-        act.RingAgent(call_id="c1", agent_id="bob", uri=uri("bob")),
+        act.Ring(call_id="c1", target=Target.agent("bob"), uri=uri("bob")),
         act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0),
     ]
     [offer] = d.engine.record("c1").offers
@@ -308,7 +309,7 @@ def test_abandon_while_ringing() -> None:
     [r] = d.records
     assert actions == [
         act.CancelTimer(timer_id=tm.RingTimer("c1")),
-        act.CancelAgent(call_id="c1", agent_id="alice"),
+        act.Cancel(call_id="c1", target=Target.agent("alice")),
         act.CallFinished(record=r),
         asc("alice", A, R),
     ]
@@ -328,7 +329,7 @@ def test_caller_hangup_while_bridged() -> None:
     d.advance(42)
     actions = d.caller_hangup("c1")
     [r] = d.records
-    assert actions[:2] == [act.HangupAgent(call_id="c1", agent_id="alice"),
+    assert actions[:2] == [act.Hangup(call_id="c1", target=Target.agent("alice")),
                            act.CallFinished(record=r)]
     assert not any(isinstance(a, act.HangupCaller) for a in actions)
     assert (r.outcome, r.agent_id, r.talk) == (Outcome.ANSWERED_INHOUSE, "alice", 42)
@@ -360,7 +361,7 @@ def test_wrap_up_delays_the_next_offer() -> None:
     assert d.advance(0.1) == [
         asc("alice", AgentState.WRAP_UP, R),
         asc("alice", R, A),
-        act.RingAgent(call_id="c2", agent_id="alice", uri=uri("alice")),
+        act.Ring(call_id="c2", target=Target.agent("alice"), uri=uri("alice")),
         act.StartTimer(timer_id=tm.RingTimer("c2"), delay=15.0),
     ]
 
@@ -403,7 +404,7 @@ def test_fifo_across_queues_sharing_an_agent() -> None:
     d.advance(1)
     d.queued("p1", "support")
     actions = d.feed(ev.AgentLogin(agent_id="alice"))
-    assert [(a.call_id, a.agent_id) for a in actions if isinstance(a, act.RingAgent)] == [
+    assert [(a.call_id, a.target.id) for a in actions if isinstance(a, act.Ring)] == [
         ("s1", "alice")]
 
 
@@ -519,7 +520,7 @@ def test_unknown_call_raises_and_changes_nothing() -> None:
     d.queued("c1")
     before = d.engine.snapshot()
     with pytest.raises(UnknownCall) as info:
-        d.feed(ev.AgentAnswered(call_id="nope", agent_id="alice"))
+        d.feed(ev.LegAnswered(call_id="nope", target=Target.agent("alice")))
     assert info.value.call_id == "nope"
     assert d.engine.snapshot() == before
 
@@ -565,10 +566,10 @@ def test_answer_from_an_agent_not_offered_is_illegal() -> None:
 
 @pytest.mark.parametrize("event", [
     ev.AnnouncementFinished(call_id="c1"),
-    ev.AgentHungUp(call_id="c1", agent_id="alice"),
+    ev.LegHungUp(call_id="c1", target=Target.agent("alice")),
     ev.CallArrived(call_id="c1", caller="1", dialed="100", queue=QUEUE),
     ev.AgentLogin(agent_id="alice"),
-    ev.AgentFailed(call_id="c1", agent_id="bob", status=486),
+    ev.LegFailed(call_id="c1", target=Target.agent("bob"), status=486),
 ])
 def test_impossible_events_raise_illegal_transition(event: ev.Event) -> None:
     """Events impossible in the current state raise IllegalTransition and change nothing."""
@@ -606,9 +607,27 @@ def test_events_validate_their_fields() -> None:
     with pytest.raises(ValueError):
         ev.AgentLogin(agent_id="")
     with pytest.raises(ValueError):
-        ev.AgentFailed(call_id="c1", agent_id="alice", status=42)
+        ev.LegFailed(call_id="c1", target=Target.agent("alice"), status=42)
     with pytest.raises(TypeError):
         ev.CallerHungUp("c1")  # type: ignore[call-arg]
+
+
+def test_a_target_names_an_agent_or_a_vendor() -> None:
+    """Targets are frozen values: same kind and id are equal; an agent is not a vendor."""
+    assert Target.agent("alice") == Target("agent", "alice")
+    assert Target.agent("acme") != Target.vendor("acme")
+    assert str(Target.vendor("acme")) == "vendor acme"
+    with pytest.raises(ValueError):
+        Target("supervisor", "x")
+    with pytest.raises(ValueError):
+        Target.agent("")
+
+
+def test_a_media_timeout_names_a_target_or_the_caller() -> None:
+    """MediaTimedOut.leg is a Target or "caller"; a bare kind is refused."""
+    assert ev.MediaTimedOut(call_id="c1", leg="caller").leg == "caller"
+    with pytest.raises(ValueError):
+        ev.MediaTimedOut(call_id="c1", leg="agent")  # type: ignore[arg-type]
 
 
 def test_timer_ids_are_typed_values() -> None:
@@ -625,7 +644,7 @@ def test_non_call_actions_have_no_call_id() -> None:
     assert not hasattr(timer, "call_id")
     assert not hasattr(act.CancelTimer(timer_id=tm.WrapUpTimer("x")), "call_id")
     assert isinstance(timer, act.BaseAction)
-    assert isinstance(act.Bridge(call_id="c1", agent_id="a"), act.CallAction)
+    assert isinstance(act.Bridge(call_id="c1", target=Target.agent("a")), act.CallAction)
 
 
 # -- records --------------------------------------------------------------------------
@@ -744,13 +763,13 @@ def _event(d: Driver, op: tuple[Any, ...], serial: int) -> ev.Event:
         return ev.CallerHungUp(call_id=call_id)
     agent_id = _pick_agent(d, call_id, op[2], op[3])
     if kind == "ringing":
-        return ev.AgentRinging(call_id=call_id, agent_id=agent_id)
+        return ev.LegRinging(call_id=call_id, target=Target.agent(agent_id))
     if kind == "answer":
-        return ev.AgentAnswered(call_id=call_id, agent_id=agent_id)
+        return ev.LegAnswered(call_id=call_id, target=Target.agent(agent_id))
     if kind == "agent_hangup":
-        return ev.AgentHungUp(call_id=call_id, agent_id=agent_id)
+        return ev.LegHungUp(call_id=call_id, target=Target.agent(agent_id))
     assert kind == "fail"
-    return ev.AgentFailed(call_id=call_id, agent_id=agent_id, status=op[4])
+    return ev.LegFailed(call_id=call_id, target=Target.agent(agent_id), status=op[4])
 
 
 def _plan() -> Any:

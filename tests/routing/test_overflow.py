@@ -11,6 +11,7 @@ from ccswitch.errors import IllegalTransition
 from ccswitch.model import Condition, MaxWait, OverflowRule, ServiceLevel, Vendor
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
+from ccswitch.routing.target import Target
 from ccswitch.routing import timers as tm
 from ccswitch.routing.calendar import Calendar
 from ccswitch.routing.record import Outcome, Route
@@ -62,7 +63,7 @@ def test_no_agents_logged_in_sends_the_call_to_the_vendor_at_queue_entry() -> No
     d = driver(rule(Condition.NO_AGENTS_LOGGED_IN), logged_out=("alice", "bob"))
     actions = d.queued("c1")
     assert fired(actions) == [("acme", "no_agents_logged_in")]
-    assert act.RingVendor(call_id="c1", vendor="acme", uri=trunk("acme", 1)) in actions
+    assert act.Ring(call_id="c1", target=Target.vendor("acme"), uri=trunk("acme", 1)) in actions
     assert act.StartTimer(timer_id=tm.VendorRingTimer("c1"), delay=30.0) in actions
     assert d.engine.call_state("c1") is CallState.OVERFLOW
     assert d.engine.vendor_states()["acme"] == (1, 10, VendorHealth.UP)
@@ -83,7 +84,7 @@ def test_vendor_answer_bridges_and_the_record_carries_vendor_and_reason() -> Non
     d.queued("c1")
     d.advance(4)
     actions = d.vendor_answer("c1", "acme")
-    assert act.BridgeVendor(call_id="c1", vendor="acme") in actions
+    assert act.Bridge(call_id="c1", target=Target.vendor("acme")) in actions
     assert act.StopMusicOnHold(call_id="c1") in actions
     d.advance(60)
     actions = d.vendor_hangup("c1", "acme")
@@ -104,7 +105,7 @@ def test_caller_hangup_while_bridged_to_the_vendor_hangs_up_the_vendor() -> None
     d.queued("c1")
     d.vendor_answer("c1", "acme")
     actions = d.caller_hangup("c1")
-    assert actions[0] == act.HangupVendor(call_id="c1", vendor="acme")
+    assert actions[0] == act.Hangup(call_id="c1", target=Target.vendor("acme"))
     assert d.records[0].outcome is Outcome.ANSWERED_VENDOR
     assert d.engine.vendor_states()["acme"][0] == 0
 
@@ -234,7 +235,7 @@ def test_every_trunk_failing_moves_to_the_rules_next_vendor() -> None:
     d.vendor_fail("c1", "acme", 503)
     actions = d.vendor_fail("c1", "acme", 408)
     assert fired(actions) == [("globex", "no_agents_logged_in")]
-    assert [(a.vendor, a.uri) for a in d.rung("c1")] == [
+    assert [(a.target.id, a.uri) for a in d.rung("c1")] == [
         ("acme", trunk("acme", 1)), ("acme", trunk("acme", 2)), ("globex", trunk("globex", 1))]
     d.advance(2)
     d.vendor_answer("c1", "globex")
@@ -250,7 +251,7 @@ def test_a_decline_skips_the_vendors_other_trunks() -> None:
     d = driver(rule(Condition.NO_AGENTS_LOGGED_IN, "acme", "globex"), logged_out=("alice", "bob"))
     d.queued("c1")
     d.vendor_fail("c1", "acme", 486)
-    assert [a.vendor for a in d.rung("c1")] == ["acme", "globex"]
+    assert [a.target.id for a in d.rung("c1")] == ["acme", "globex"]
     assert d.engine.snapshot()["vendors"]["acme"]["failures"] == 0
 
 
@@ -260,8 +261,8 @@ def test_vendor_ring_timeout_cancels_and_tries_the_next_vendor() -> None:
                vendors=(make_vendor("acme", ring_timeout=20.0), GLOBEX))
     d.queued("c1")
     actions = d.advance(20)
-    assert act.CancelVendor(call_id="c1", vendor="acme") in actions
-    assert [a.vendor for a in d.rung("c1")] == ["acme", "globex"]
+    assert act.Cancel(call_id="c1", target=Target.vendor("acme")) in actions
+    assert [a.target.id for a in d.rung("c1")] == ["acme", "globex"]
     assert [(o.vendor, o.result) for o in d.engine.record("c1").offers] == [("acme", "no_answer")]
 
 
@@ -292,7 +293,7 @@ def test_caller_leaving_while_the_vendor_rings_is_overflow_failed_not_abandoned(
     d.queued("c1")
     d.advance(8)
     actions = d.caller_hangup("c1")
-    assert act.CancelVendor(call_id="c1", vendor="acme") in actions
+    assert act.Cancel(call_id="c1", target=Target.vendor("acme")) in actions
     [r] = d.records
     assert (r.outcome, r.route, r.vendor) == (Outcome.OVERFLOW_FAILED, Route.VENDOR, "acme")
     assert d.engine.vendor_states()["acme"][0] == 0
@@ -313,7 +314,7 @@ def test_an_agent_freeing_up_takes_the_call_from_a_ringing_vendor() -> None:
     d.agent_hangup("b1", "alice")
     assert d.engine.ringing_agents("c1") == ("alice",)
     actions = d.answer("c1", "alice")
-    assert act.CancelVendor(call_id="c1", vendor="acme") in actions
+    assert act.Cancel(call_id="c1", target=Target.vendor("acme")) in actions
     d.caller_hangup("c1")
     r = d.records[-1]
     assert (r.outcome, r.route, r.vendor, r.agent_id) == (
@@ -343,7 +344,7 @@ def test_vendor_answer_cancels_agents_ringing_for_a_takeover() -> None:
     d.advance(1)
     d.agent_hangup("b1", "alice")
     actions = d.vendor_answer("c1", "acme")
-    assert act.CancelAgent(call_id="c1", agent_id="alice") in actions
+    assert act.Cancel(call_id="c1", target=Target.agent("alice")) in actions
     assert d.engine.agent_state("alice") is AgentState.READY
 
 
@@ -487,14 +488,14 @@ def test_repeated_failures_take_a_vendor_out_then_probes_bring_it_back() -> None
         d.vendor_fail(call_id, "acme", 503)
     assert d.engine.vendor_health("acme") is VendorHealth.DOWN
     d.queued("c3")
-    assert [a.vendor for a in d.rung("c3")] == ["globex"]
+    assert [a.target.id for a in d.rung("c3")] == ["globex"]
     assert ("acme", "down") in unavailable(d)
     d.advance(60)
     assert d.engine.vendor_health("acme") is VendorHealth.PROBING
     d.feed(ev.VendorProbed(vendor="acme", ok=True))
     assert d.engine.vendor_health("acme") is VendorHealth.UP
     d.queued("c4")
-    assert [a.vendor for a in d.rung("c4")] == ["acme"]
+    assert [a.target.id for a in d.rung("c4")] == ["acme"]
 
 
 def test_failed_probes_take_a_vendor_out() -> None:
@@ -562,7 +563,7 @@ def test_max_wait_withdraws_ringing_agents_and_sends_the_call_to_its_vendor() ->
                max_wait=MaxWait(seconds=60.0, vendors=("globex",)))
     d.queued("c1")
     actions = d.advance(60)
-    assert act.CancelAgent(call_id="c1", agent_id="alice") in actions
+    assert act.Cancel(call_id="c1", target=Target.agent("alice")) in actions
     assert fired(actions) == [("globex", "max_wait")]
 
 
@@ -618,9 +619,9 @@ def test_media_timeout_on_a_bridged_call_hangs_up_both_sides() -> None:
     d = driver()
     d.queued("c1")
     d.answer("c1", "alice")
-    actions = d.feed(ev.MediaTimedOut(call_id="c1", leg="agent"))
+    actions = d.feed(ev.MediaTimedOut(call_id="c1", leg=Target.agent("alice")))
     assert actions[:2] == [act.HangupCaller(call_id="c1"),
-                           act.HangupAgent(call_id="c1", agent_id="alice")]
+                           act.Hangup(call_id="c1", target=Target.agent("alice"))]
     [r] = d.records
     assert r.outcome is Outcome.MEDIA_TIMEOUT and r.agent_id == "alice"
     assert d.engine.agent_state("alice") is AgentState.WRAP_UP
@@ -632,6 +633,6 @@ def test_media_timeout_while_a_vendor_rings_cancels_it() -> None:
     d = driver(rule(Condition.NO_AGENTS_LOGGED_IN), logged_out=("alice", "bob"))
     d.queued("c1")
     actions = d.feed(ev.MediaTimedOut(call_id="c1", leg="caller"))
-    assert act.CancelVendor(call_id="c1", vendor="acme") in actions
+    assert act.Cancel(call_id="c1", target=Target.vendor("acme")) in actions
     assert d.records[0].outcome is Outcome.MEDIA_TIMEOUT
     assert d.engine.vendor_states()["acme"][0] == 0

@@ -64,7 +64,7 @@ def test_removed_busy_agent_finishes_its_call_and_is_never_offered_again() -> No
     with pytest.raises(UnknownAgent):
         d.engine.agent_state("alice")
     d.queued("c2")
-    assert [a.agent_id for a in d.log if isinstance(a, act.RingAgent)][-1] == "bob"
+    assert [a.target.id for a in d.log if isinstance(a, act.Ring)][-1] == "bob"
 
 
 def test_queue_settings_apply_to_new_calls_only() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ccswitch.model import Condition, OverflowRule
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
+from ccswitch.routing.target import Target
 from ccswitch.routing.record import Route
 from ccswitch.routing.states import AgentState, CallState
 from tests.routing.driver import T0, Driver, make_dialplan, make_queue, make_vendor
@@ -20,7 +21,7 @@ def test_an_agent_busy_elsewhere_is_not_offered_until_free() -> None:
     d.queued("c1")
     assert d.engine.ringing_agents("c1") == ()
     actions = d.feed(ev.AgentFreeElsewhere(agent_id="alice", idle_since=T0 - 5))
-    assert act.RingAgent(call_id="c1", agent_id="alice", uri="sip:alice@127.0.0.1:5090") \
+    assert act.Ring(call_id="c1", target=Target.agent("alice"), uri="sip:alice@127.0.0.1:5090") \
         in actions
     assert d.engine.snapshot()["agents"]["alice"]["idle_since"] == T0 - 5
 
@@ -30,7 +31,7 @@ def test_a_refused_reservation_withdraws_the_offer_without_a_miss() -> None:
     d = Driver(make_dialplan(("alice", "bob")))
     d.queued("c1")
     actions = d.feed(ev.AgentTaken(call_id="c1", agent_id="alice"))
-    assert actions[0] == act.CancelAgent(call_id="c1", agent_id="alice")
+    assert actions[0] == act.Cancel(call_id="c1", target=Target.agent("alice"))
     assert d.engine.agent_state("alice") is AgentState.REMOTE
     assert d.engine.snapshot()["agents"]["alice"]["misses"] == 0
     assert d.engine.ringing_agents("c1") == ("bob",)
@@ -65,7 +66,7 @@ def test_vendor_full_everywhere_tries_the_next_vendor_with_the_record_unchanged(
     actions = d.feed(ev.VendorFull(call_id="c1", vendor="acme"))
     assert act.OverflowUnavailable(call_id="c1", queue="support", vendor="acme",
                                    cause="full") in actions
-    assert [a.vendor for a in d.rung("c1")] == ["acme", "globex"]
+    assert [a.target.id for a in d.rung("c1")] == ["acme", "globex"]
     d.feed(ev.VendorFull(call_id="c1", vendor="globex"))
     record = d.engine.record("c1")
     assert d.engine.call_state("c1") is CallState.QUEUED
