@@ -26,7 +26,7 @@ accepted event dispatches waiting calls to free agents:
 
 from __future__ import annotations
 
-from typing import Any
+import attrs
 
 from ccswitch.model import Dialplan
 from ccswitch.routing import actions as act
@@ -35,14 +35,14 @@ from ccswitch.routing import timers as tm
 from ccswitch.routing.actions import NoteLevel
 from ccswitch.routing.agents import Agents
 from ccswitch.routing.calls import Calls
-from ccswitch.routing.record import CallRecord
 from ccswitch.routing.runtime import Clock
 from ccswitch.routing.states import (
-    CALL_TRANSITIONS, AgentState, CallState, VendorHealth, transition,
+    CALL_TRANSITIONS, AgentState, CallState, transition,
 )
 from ccswitch.routing.strategies import STRATEGIES
 from ccswitch.routing.target import Target
 from ccswitch.routing.vendors import Vendors
+from ccswitch.routing.view import AgentInfo, CallInfo, EngineView, QueueInfo, VendorInfo
 
 
 class RoutingEngine:
@@ -54,6 +54,7 @@ class RoutingEngine:
         self._agents = Agents(dialplan, clock.seconds())
         self._vendors = Vendors(dialplan)
         self._calls = Calls(dialplan, self._agents, self._vendors)
+        self._view: EngineView | None = None
 
     def reload(self, dialplan: Dialplan) -> list[act.Action]:
         """Put a new dialplan in force without touching calls in progress.
@@ -68,6 +69,7 @@ class RoutingEngine:
           offered a call again.
         """
         now = self._clock.seconds()
+        self._view = None
         old_plan = self._dialplan
         self._dialplan = dialplan
         actions = self._agents.reload(old_plan, dialplan, now)
@@ -81,6 +83,7 @@ class RoutingEngine:
     def handle(self, event: ev.Event) -> list[act.Action]:
         """Apply ``event``; return the actions to perform, in order."""
         now = self._clock.seconds()
+        self._view = None
         calls = self._calls
         agents = self._agents
         actions: list[act.Action]
@@ -129,125 +132,50 @@ class RoutingEngine:
         return actions
 
 
-    def queue_depths(self) -> dict[str, int]:
-        """Callers waiting per queue (queued, or offered to agents or a vendor), every
-        queue present."""
-        depths = dict.fromkeys(self._dialplan.queues, 0)
-        for call in self._calls.live.values():
-            if call.state in (CallState.QUEUED, CallState.RINGING, CallState.OVERFLOW):
-                depths[call.queue.name] = depths.get(call.queue.name, 0) + 1
-        return depths
+    # -- what adapters read ---------------------------------------------------
 
-    def presence(self) -> dict[str, tuple[str, bool]]:
-        """Per agent: the presence it returns to once free (logged_out, ready, not_ready)
-        and its dialplan ``logged_in`` (what the embedded store saves)."""
-        return {agent_id: (agent.presence, agent.agent.logged_in)
-                for agent_id, agent in self._agents.slots.items() if not agent.removed}
+    @property
+    def view(self) -> EngineView:
+        """The engine's state now, as frozen values; the same object until the next
+        ``handle()``, ``reload()`` or ``restore()``."""
+        if self._view is None:
+            self._view = self._build_view()
+        return self._view
 
     def restore(self, saved: dict[str, tuple[str, bool]]) -> list[act.Action]:
         """Put agents back into a saved presence (before any call); the dialplan wins for
         an agent whose ``logged_in`` changed since the save, or that is not in it."""
+        self._view = None
         return self._agents.restore(saved, self._clock.seconds())
 
-    def agents(self) -> dict[str, AgentState]:
-        """Every agent's state, by id."""
-        return {agent_id: agent.state for agent_id, agent in self._agents.slots.items()}
+    def _build_view(self) -> EngineView:
+        live = self._calls.live
+        depths = dict.fromkeys(self._dialplan.queues, 0)
+        for call in live.values():
+            if call.state in (CallState.QUEUED, CallState.RINGING, CallState.OVERFLOW):
+                depths[call.queue.name] = depths.get(call.queue.name, 0) + 1
+        return EngineView(
+            agents={agent_id: AgentInfo(
+                id=agent_id, state=a.state, groups=a.groups, presence=a.presence,
+                logged_in=a.agent.logged_in, idle_since=a.idle_since, misses=a.misses,
+                call_id=a.call_id, pending=a.pending, removed=a.removed)
+                for agent_id, a in self._agents.slots.items()},
+            calls={call_id: CallInfo(
+                id=call_id, state=c.state, queue=c.queue.name, ringing=tuple(c.ringing),
+                tried=tuple(sorted(c.tried)),
+                vendor=None if c.vendor is None else c.vendor.vendor,
+                record=attrs.evolve(c.record, offers=list(c.record.offers)))
+                for call_id, c in live.items()},
+            queues={name: QueueInfo(name=name, group=q.group, depth=depths[name])
+                    for name, q in self._dialplan.queues.items()},
+            vendors={name: VendorInfo(name=name, health=v.health, failures=v.failures,
+                                      in_use=v.in_use, max_channels=v.vendor.max_channels)
+                     for name, v in self._vendors.slots.items() if not v.removed},
+            groups=self._agents.members,
+            share_credit=self._calls.overflow.credit,
+        )
 
-    def agent_groups(self, agent_id: str) -> list[str]:
-        """The groups an agent belongs to, in dialplan order; raises UnknownAgent."""
-        return list(self._agents.get(agent_id).groups)
-
-    def call_vendor(self, call_id: str) -> str | None:
-        """The vendor a call is offered to or bridged with now; None for none or an
-        unknown call."""
-        call = self._calls.live.get(call_id)
-        return None if call is None or call.vendor is None else call.vendor.vendor
-
-    def busy_agents(self) -> dict[str, str]:
-        """agent -> call of the agents this node holds (reserved, on a call, wrapping up)."""
-        return {agent_id: agent.call_id for agent_id, agent in self._agents.slots.items()
-                if agent.call_id is not None and agent.state in (
-                    AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP)}
-
-    def waiting(self) -> list[tuple[str, str, float]]:
-        """(queue, call, queued_at) of the calls waiting for an agent and not ringing one."""
-        return [(c.queue.name, call_id, c.record.queued_at)
-                for call_id, c in self._calls.live.items()
-                if c.state is CallState.QUEUED and c.record.queued_at is not None]
-
-    def queues_served_by(self, agent_id: str) -> list[str]:
-        """The queues whose group holds the agent (the callers it may be owed to)."""
-        groups = set(self._agents.get(agent_id).groups)
-        return sorted(name for name, q in self._dialplan.queues.items() if q.group in groups)
-
-    def queue_groups(self) -> dict[str, str]:
-        """The in-house group of each queue of the dialplan in force."""
-        return {name: queue.group for name, queue in self._dialplan.queues.items()}
-
-    def vendor_states(self) -> dict[str, tuple[int, int, VendorHealth]]:
-        """Per vendor of the dialplan: (channels in use, max_channels, health)."""
-        return {name: (rt.in_use, rt.vendor.max_channels, rt.health)
-                for name, rt in self._vendors.slots.items() if not rt.removed}
-
-    def vendor_health(self, vendor: str) -> VendorHealth:
-        """One vendor's health; raises KeyError for a vendor the dialplan lacks."""
-        return self._vendors.slots[vendor].health
-
-    def agent_states(self) -> dict[tuple[str, str], int]:
-        """Agents per (group, state value), for every group and state, zeros included."""
-        counts = {(group, state.value): 0 for group in self._agents.members for state in AgentState}
-        for agent in self._agents.slots.values():
-            for group in agent.groups:
-                counts[(group, agent.state.value)] += 1
-        return counts
-
-    def agent_state(self, agent_id: str) -> AgentState:
-        """One agent's state; raises UnknownAgent."""
-        return self._agents.get(agent_id).state
-
-    def calls(self) -> list[str]:
-        """Ids of the calls in progress, in arrival order."""
-        return list(self._calls.live)
-
-    def call_state(self, call_id: str) -> CallState:
-        """One call's state; raises UnknownCall."""
-        return self._calls.get(call_id).state
-
-    def ringing_agents(self, call_id: str) -> tuple[str, ...]:
-        """Agents currently offered the call, in ringing order; raises UnknownCall."""
-        return tuple(self._calls.get(call_id).ringing)
-
-    def record(self, call_id: str) -> CallRecord:
-        """The live record of a call in progress; raises UnknownCall."""
-        return self._calls.get(call_id).record
-
-    def snapshot(self) -> dict[str, Any]:
-        """A JSON-ready view of the whole routing state (for debugging and tests)."""
-        return {
-            "calls": {
-                call_id: {
-                    "state": call.state.value, "queue": call.queue.name,
-                    "ringing": list(call.ringing), "tried": sorted(call.tried),
-                    "vendor": None if call.vendor is None else call.vendor.vendor,
-                    "record": call.record.to_dict(),
-                }
-                for call_id, call in self._calls.live.items()
-            },
-            "agents": {
-                agent_id: {
-                    "state": agent.state.value, "idle_since": agent.idle_since,
-                    "misses": agent.misses, "call_id": agent.call_id, "pending": agent.pending,
-                }
-                for agent_id, agent in self._agents.slots.items()
-            },
-            "vendors": {
-                name: {"health": rt.health.value, "failures": rt.failures, "in_use": rt.in_use}
-                for name, rt in self._vendors.slots.items()
-            },
-            "share_credit": {f"{q}/{v}": c for (q, v), c in self._calls.overflow.credit.items()},
-        }
-
-    # -- lookups ------------------------------------------------------------
+    # -- timers ---------------------------------------------------------------
 
     def _timer_fired(self, event: ev.TimerFired, now: float) -> list[act.Action]:
         match event.timer_id:

@@ -384,11 +384,10 @@ class CallController:
         now = self._clock.seconds()
         out = []
         for call in self._calls.values():
-            try:
-                record = self._engine.record(call.id)
-                state = str(self._engine.call_state(call.id))
-            except CCSwitchError:
+            info = self._engine.view.calls.get(call.id)
+            if info is None:
                 continue  # ending right now
+            record, state = info.record, str(info.state)
             out.append({
                 "call_id": call.id, "queue": record.queue, "state": state,
                 "caller": record.caller, "dialed": record.dialed,
@@ -553,7 +552,7 @@ class CallController:
         """When agent presence changed (a call ending leaves a ready agent ready: nothing
         to do), write the presence file, off the reactor when there is a worker pool, and
         tell the shared state."""
-        presence = self._engine.presence()
+        presence = self._engine.view.presence()
         if presence == self._saved_presence:
             return
         self._saved_presence = presence
@@ -598,11 +597,9 @@ class CallController:
         agent_id = action.target.id
 
         def still_offered() -> bool:
-            try:
-                return (self._calls.get(call.id) is call and agent_id not in call.legs
-                        and agent_id in self._engine.ringing_agents(call.id))
-            except CCSwitchError:
-                return False
+            info = self._engine.view.calls.get(call.id)
+            return (self._calls.get(call.id) is call and agent_id not in call.legs
+                    and info is not None and agent_id in info.ringing)
 
         def decided(granted: bool) -> None:
             if not still_offered():
@@ -625,7 +622,8 @@ class CallController:
 
         def decided(granted: bool) -> None:
             held = self._held_overflow.pop((call.id, vendor), None)
-            if self._calls.get(call.id) is not call or self._engine.call_vendor(call.id) != vendor:
+            info = self._engine.view.calls.get(call.id)
+            if self._calls.get(call.id) is not call or info is None or info.vendor != vendor:
                 self._shared_changed()
             elif granted:
                 if held is not None:
@@ -862,10 +860,8 @@ class CallController:
             self._start_recording(call)
 
     def _announced_at(self, call: Call) -> float | None:
-        try:
-            return self._engine.record(call.id).announced_at
-        except CCSwitchError:
-            return None
+        info = self._engine.view.calls.get(call.id)
+        return None if info is None else info.record.announced_at
 
     def _start_recording(self, call: Call) -> None:
         call.recording_started = self._clock.seconds()

@@ -39,6 +39,7 @@ from ccswitch.metrics.registry import Metrics
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import AgentState
+from ccswitch.routing.view import EngineView
 from ccswitch.state.store import (
     EventKind, Grant, StateStore, StoreEvent, StoreUnavailable, Subscription, Waiting,
 )
@@ -90,7 +91,7 @@ class SharedState:
             self._went_down(e)
             presences = {}
         self._take_presences(presences)
-        self.presence_changed(self._engine.presence())
+        self.presence_changed(self._engine.view.presence())
         try:
             self._subscribe()
         except StoreUnavailable as e:  # started during an outage: subscribe on recovery
@@ -123,7 +124,10 @@ class SharedState:
         if not self._up:
             return defer.succeed(True)
         self._release_stale()  # in store order, before this reservation
-        queues = self._engine.queues_served_by(agent_id)
+        view = self._engine.view
+        groups = set(view.agents[agent_id].groups)
+        # The queues whose group holds the agent: the callers it may be owed to.
+        queues = sorted(name for name, q in view.queues.items() if q.group in groups)
 
         def done(result: Any) -> bool:
             if result.grant is Grant.GRANTED:
@@ -188,9 +192,8 @@ class SharedState:
         self._dirty = False
         if not self._up:
             return
-        engine = self._engine
         waiting = {call: Waiting(queue=queue, call=call, queued_at=at)
-                   for queue, call, at in engine.waiting()}
+                   for queue, call, at in self._engine.view.waiting()}
         for call, entry in waiting.items():
             if self._waiting.get(call) != entry:
                 self._waiting[call] = entry
@@ -201,7 +204,7 @@ class SharedState:
         self._release_stale()
 
     def presence_changed(self, presence: Mapping[str, tuple[str, bool]]) -> None:
-        """The engine's agent presence (``RoutingEngine.presence()``) after a change: what
+        """The engine's agent presence (``EngineView.presence()``) after a change: what
         differs from the shared presence known here is set in the store. While the store
         is unreachable nothing is noted, so recovery pushes it all."""
         if not self._up:
@@ -213,15 +216,15 @@ class SharedState:
 
     def _release_stale(self) -> None:
         """Give back the holds and channels the engine no longer uses."""
-        engine = self._engine
-        busy = engine.busy_agents()
+        view = self._engine.view
+        busy = view.busy_agents()
         now = self._reactor.seconds()
         for agent, call in list(self._holds.items()):
             if busy.get(agent) != call:
                 del self._holds[agent]
                 self._fire(self.store.release, agent, call, now)
         for vendor, call in [key for key in self._channels
-                             if engine.call_vendor(key[1]) != key[0]]:
+                             if _call_vendor(view, key[1]) != key[0]]:
             del self._channels[(vendor, call)]
             self._fire(self.store.release_channel, vendor, call)
 
@@ -266,7 +269,8 @@ class SharedState:
         """Agents remote here but held by nobody are free (an expiry, a lost event); agents
         ready here but held by another node are busy."""
         prefix = f"{self.store.node}/"
-        for agent_id, state in self._engine.agents().items():
+        for agent_id, agent in self._engine.view.agents.items():
+            state = agent.state
             holder = holders.get(agent_id)
             if state is AgentState.REMOTE and holder is None:
                 self._feed(ev.AgentFreeElsewhere(agent_id=agent_id))
@@ -278,14 +282,13 @@ class SharedState:
         if self._recovering:
             return None
         self._recovering = True
-        engine = self._engine
-        waiting = [Waiting(queue=q, call=c, queued_at=at) for q, c, at in engine.waiting()]
-        holds = engine.busy_agents()
+        view = self._engine.view
+        waiting = [Waiting(queue=q, call=c, queued_at=at) for q, c, at in view.waiting()]
+        holds = view.busy_agents()
         channels: dict[str, list[str]] = {}
-        for call_id in engine.calls():
-            vendor = engine.call_vendor(call_id)
-            if vendor is not None:
-                channels.setdefault(vendor, []).append(call_id)
+        for call_id, call in view.calls.items():
+            if call.vendor is not None:
+                channels.setdefault(call.vendor, []).append(call_id)
 
         def resync() -> dict[str, str]:
             self.store.ping()
@@ -305,7 +308,7 @@ class SharedState:
             log.info("state store reachable again: node re-synchronised ({holds} hold(s), "
                      "{waiting} waiting caller(s))", holds=len(holds), waiting=len(waiting))
             self._take_presences(presences)
-            self.presence_changed(self._engine.presence())
+            self.presence_changed(self._engine.view.presence())
             self.changed()
 
         def still_down(failure: Failure) -> Failure | None:
@@ -374,3 +377,9 @@ class SharedState:
             self._metrics.state_backend_up.set(0)
             log.error("state store unreachable, routing on local knowledge: {error}",
                       error=str(error))
+
+
+def _call_vendor(view: EngineView, call_id: str) -> str | None:
+    """The vendor a call is offered to or bridged with now (None: none, or no such call)."""
+    call = view.calls.get(call_id)
+    return None if call is None else call.vendor

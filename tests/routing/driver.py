@@ -12,10 +12,10 @@ from ccswitch.model import Agent, Dialplan, Group, Queue, Strategy, Vendor
 from ccswitch.routing.calendar import Calendar
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
-from ccswitch.routing.target import Target
 from ccswitch.routing import timers as tm
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.record import CallRecord
+from ccswitch.routing.target import Target
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 GROUP = "support-inhouse"

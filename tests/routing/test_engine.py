@@ -13,12 +13,12 @@ from ccswitch.errors import CCSwitchError, IllegalTransition
 from ccswitch.model import Strategy
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
-from ccswitch.routing.target import Target
 from ccswitch.routing import timers as tm
 from ccswitch.routing.engine import RoutingEngine
-from ccswitch.routing.runtime import UnknownAgent, UnknownCall, UnknownQueue
 from ccswitch.routing.record import Offer, Outcome
+from ccswitch.routing.runtime import UnknownAgent, UnknownCall, UnknownQueue
 from ccswitch.routing.states import AgentState, CallState
+from ccswitch.routing.target import Target
 
 from .driver import (
     ANNOUNCEMENT, GROUP, MOH, QUEUE, T0, Driver, cancelled, changes, make_dialplan, make_queue,
@@ -105,7 +105,7 @@ def test_no_music_on_hold_configured_starts_silence() -> None:
 def test_logged_out_agents_start_logged_out() -> None:
     """Agents with logged_in false start LOGGED_OUT and are not offered calls."""
     d = Driver(make_dialplan(logged_out=("alice",)))
-    assert d.engine.agent_state("alice") is AgentState.LOGGED_OUT
+    assert d.engine.view.agents["alice"].state is AgentState.LOGGED_OUT
     assert rung(d.queued("c1")) == ["bob"]
 
 
@@ -145,7 +145,7 @@ def test_ring_all_rings_every_ready_agent_with_one_timer() -> None:
     assert rung(actions) == ["alice", "bob"]
     assert [a for a in actions if isinstance(a, act.StartTimer)] == [
         act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0)]
-    assert d.engine.ringing_agents("c1") == ("alice", "bob")
+    assert d.engine.view.calls["c1"].ringing == ("alice", "bob")
 
 
 def test_ring_all_first_answer_cancels_the_others() -> None:
@@ -163,9 +163,9 @@ def test_ring_all_first_answer_cancels_the_others() -> None:
         asc("alice", A, R),
         asc("carol", A, R),
     ]
-    assert [(o.agent_id, o.result) for o in d.engine.record("c1").offers] == [
+    assert [(o.agent_id, o.result) for o in d.engine.view.calls["c1"].record.offers] == [
         ("alice", "cancelled"), ("bob", "answered"), ("carol", "cancelled")]
-    assert d.engine.snapshot()["agents"]["alice"]["misses"] == 0
+    assert d.engine.view.to_dict()["agents"]["alice"]["misses"] == 0
 
 
 def test_ring_all_one_failure_does_not_end_the_round() -> None:
@@ -174,8 +174,8 @@ def test_ring_all_one_failure_does_not_end_the_round() -> None:
     d.queued("c1")
     actions = d.fail("c1", "alice", 486)
     assert actions == [asc("alice", A, R)]
-    assert d.engine.call_state("c1") is CallState.RINGING
-    assert d.engine.ringing_agents("c1") == ("bob",)
+    assert d.engine.view.calls["c1"].state is CallState.RINGING
+    assert d.engine.view.calls["c1"].ringing == ("bob",)
     assert tm.RingTimer("c1") in d.pending_timers()
 
 
@@ -203,7 +203,7 @@ def test_ring_timeout_moves_on_to_the_next_agent() -> None:
         act.Ring(call_id="c1", target=Target.agent("bob"), uri=uri("bob")),
         act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0),
     ]
-    [offer] = d.engine.record("c1").offers
+    [offer] = d.engine.view.calls["c1"].record.offers
     assert (offer.agent_id, offer.result, offer.ring) == ("alice", "no_answer", 15.0)
 
 
@@ -219,7 +219,7 @@ def test_failed_offer_moves_on_to_the_next_agent() -> None:
         act.Ring(call_id="c1", target=Target.agent("bob"), uri=uri("bob")),
         act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0),
     ]
-    [offer] = d.engine.record("c1").offers
+    [offer] = d.engine.view.calls["c1"].record.offers
     assert (offer.result, offer.ring) == ("failed:486", 2.0)
 
 
@@ -239,8 +239,8 @@ def test_max_misses_in_a_row_set_the_agent_not_ready() -> None:
     actions = d.advance(15)
     assert changes(actions) == [("alice", "reserved", "not_ready")]
     assert rung(actions) == []
-    assert d.engine.agent_state("alice") is AgentState.NOT_READY
-    assert d.engine.call_state("c1") is CallState.QUEUED
+    assert d.engine.view.agents["alice"].state is AgentState.NOT_READY
+    assert d.engine.view.calls["c1"].state is CallState.QUEUED
 
 
 def test_an_answer_resets_the_miss_count() -> None:
@@ -262,9 +262,9 @@ def test_agent_ready_resets_the_miss_count() -> None:
     d = Driver(make_dialplan(("alice",), max_misses=1))
     d.queued("c1")
     d.fail("c1", "alice", 486)
-    assert d.engine.agent_state("alice") is AgentState.NOT_READY
+    assert d.engine.view.agents["alice"].state is AgentState.NOT_READY
     assert rung(d.feed(ev.AgentReady(agent_id="alice"))) == ["alice"]
-    assert d.engine.snapshot()["agents"]["alice"]["misses"] == 0
+    assert d.engine.view.to_dict()["agents"]["alice"]["misses"] == 0
 
 
 # -- abandons -----------------------------------------------------------------------
@@ -281,7 +281,7 @@ def test_abandon_while_announcing() -> None:
     assert (r.outcome, r.qa_notice_played, r.announced_at, r.queued_at) == (
         Outcome.SHORT_ABANDON, False, None, None)
     assert (r.ended_at, r.wait, r.total, r.short_abandon) == (T0 + 2, None, 2, True)
-    assert d.engine.calls() == []
+    assert list(d.engine.view.calls) == []
 
 
 def test_abandon_while_queued() -> None:
@@ -315,7 +315,7 @@ def test_abandon_while_ringing() -> None:
     ]
     assert (r.outcome, r.wait) == (Outcome.ABANDONED_RINGING, 6)
     assert [(o.agent_id, o.result) for o in r.offers] == [("alice", "cancelled")]
-    alice = d.engine.snapshot()["agents"]["alice"]
+    alice = d.engine.view.to_dict()["agents"]["alice"]
     assert (alice["misses"], alice["idle_since"]) == (0, T0)
 
 
@@ -389,8 +389,8 @@ def test_fifo_across_two_waiting_callers() -> None:
     d.advance(1)
     d.queued("c2")
     assert rung(d.agent_hangup("c0", "alice")) == ["alice"]
-    assert d.engine.ringing_agents("c1") == ("alice",)
-    assert d.engine.call_state("c2") is CallState.QUEUED
+    assert d.engine.view.calls["c1"].ringing == ("alice",)
+    assert d.engine.view.calls["c2"].state is CallState.QUEUED
 
 
 def test_fifo_across_queues_sharing_an_agent() -> None:
@@ -440,7 +440,7 @@ def test_pause_while_on_call_is_applied_after_wrap_up() -> None:
     d = Driver(make_dialplan(("alice",)))
     bridged(d, "c1", "alice")
     assert d.feed(ev.AgentPause(agent_id="alice")) == []
-    assert d.engine.agent_state("alice") is AgentState.ON_CALL
+    assert d.engine.view.agents["alice"].state is AgentState.ON_CALL
     d.agent_hangup("c1", "alice")
     d.queued("c2")
     assert d.advance(5) == [asc("alice", AgentState.WRAP_UP, AgentState.NOT_READY)]
@@ -481,20 +481,24 @@ def test_ready_during_wrap_up_ends_it_early() -> None:
 # -- queries ------------------------------------------------------------------------
 
 
+def depths(d: Driver) -> dict[str, int]:
+    return {name: queue.depth for name, queue in d.engine.view.queues.items()}
+
+
 def test_queue_depths_and_agent_states_counts() -> None:
     """Depth counts queued and ringing callers; agent counts cover every group x state."""
     plan = make_dialplan(("alice", "bob", "carol"), logged_out=("carol",),
                          groups={"g1": ("alice", "bob"), "g2": ("bob", "carol")},
                          queues=[make_queue("support", "g1"), make_queue("sales", "g2")])
     d = Driver(plan)
-    assert d.engine.queue_depths() == {"support": 0, "sales": 0}
+    assert depths(d) == {"support": 0, "sales": 0}
     d.arrive("c1")
-    assert d.engine.queue_depths() == {"support": 0, "sales": 0}  # still announcing
+    assert depths(d) == {"support": 0, "sales": 0}  # still announcing
     d.announce("c1")  # rings alice
     d.queued("c2")  # rings bob
     d.queued("c3")  # waits
-    assert d.engine.queue_depths() == {"support": 3, "sales": 0}
-    states = d.engine.agent_states()
+    assert depths(d) == {"support": 3, "sales": 0}
+    states = d.engine.view.agent_counts()
     assert len(states) == 2 * len(AgentState)
     assert states[("g1", "reserved")] == 2
     assert states[("g2", "reserved")] == 1 and states[("g2", "logged_out")] == 1
@@ -508,7 +512,7 @@ def test_calls_lists_live_calls_in_arrival_order() -> None:
     d.arrive("c2")
     d.arrive("c1")
     d.caller_hangup("c2")
-    assert d.engine.calls() == ["c1"]
+    assert list(d.engine.view.calls) == ["c1"]
 
 
 # -- refusals -----------------------------------------------------------------------
@@ -518,11 +522,11 @@ def test_unknown_call_raises_and_changes_nothing() -> None:
     """An event about an unknown call raises UnknownCall and leaves the state as it was."""
     d = Driver(make_dialplan())
     d.queued("c1")
-    before = d.engine.snapshot()
+    before = d.engine.view.to_dict()
     with pytest.raises(UnknownCall) as info:
         d.feed(ev.LegAnswered(call_id="nope", target=Target.agent("alice")))
     assert info.value.call_id == "nope"
-    assert d.engine.snapshot() == before
+    assert d.engine.view.to_dict() == before
 
 
 def test_finished_call_is_forgotten() -> None:
@@ -538,12 +542,12 @@ def test_unknown_agent_raises_and_changes_nothing() -> None:
     """An event naming an agent not in the dialplan raises UnknownAgent."""
     d = Driver(make_dialplan())
     d.queued("c1")
-    before = d.engine.snapshot()
+    before = d.engine.view.to_dict()
     with pytest.raises(UnknownAgent):
         d.answer("c1", "ghost")
     with pytest.raises(UnknownAgent):
         d.feed(ev.AgentLogin(agent_id="ghost"))
-    assert d.engine.snapshot() == before
+    assert d.engine.view.to_dict() == before
 
 
 def test_unknown_queue_raises() -> None:
@@ -551,17 +555,17 @@ def test_unknown_queue_raises() -> None:
     d = Driver(make_dialplan())
     with pytest.raises(UnknownQueue):
         d.arrive("c1", queue="sales")
-    assert d.engine.calls() == []
+    assert list(d.engine.view.calls) == []
 
 
 def test_answer_from_an_agent_not_offered_is_illegal() -> None:
     """An answer from an agent not ringing for that call raises and changes nothing."""
     d = Driver(make_dialplan())
     d.queued("c1")  # rings alice only
-    before = d.engine.snapshot()
+    before = d.engine.view.to_dict()
     with pytest.raises(IllegalTransition):
         d.answer("c1", "bob")
-    assert d.engine.snapshot() == before
+    assert d.engine.view.to_dict() == before
 
 
 @pytest.mark.parametrize("event", [
@@ -575,10 +579,10 @@ def test_impossible_events_raise_illegal_transition(event: ev.Event) -> None:
     """Events impossible in the current state raise IllegalTransition and change nothing."""
     d = Driver(make_dialplan())
     d.queued("c1")  # c1 ringing alice; bob READY
-    before = d.engine.snapshot()
+    before = d.engine.view.to_dict()
     with pytest.raises(IllegalTransition):
         d.feed(event)
-    assert d.engine.snapshot() == before
+    assert d.engine.view.to_dict() == before
 
 
 def test_agent_hangup_from_another_agent_is_illegal() -> None:
@@ -587,7 +591,7 @@ def test_agent_hangup_from_another_agent_is_illegal() -> None:
     bridged(d, "c1", "alice")
     with pytest.raises(IllegalTransition):
         d.agent_hangup("c1", "bob")
-    assert d.engine.call_state("c1") is CallState.BRIDGED
+    assert d.engine.view.calls["c1"].state is CallState.BRIDGED
 
 
 @pytest.mark.parametrize("timer_id", [tm.RingTimer("c1"), tm.RingTimer("gone"),
@@ -597,9 +601,9 @@ def test_stale_or_unknown_timers_are_ignored(timer_id: tm.TimerId) -> None:
     """A timer that no longer means anything yields no action and changes nothing."""
     d = Driver(make_dialplan(logged_out=("bob",)))
     bridged(d, "c1", "alice")  # c1 bridged, alice on call: no ring nor wrap-up pending
-    before = d.engine.snapshot()
+    before = d.engine.view.to_dict()
     assert d.feed(ev.TimerFired(timer_id=timer_id)) == []
-    assert d.engine.snapshot() == before
+    assert d.engine.view.to_dict() == before
 
 
 def test_events_validate_their_fields() -> None:
@@ -726,18 +730,18 @@ _PRESENCE: dict[str, Any] = {"AgentLogin": ev.AgentLogin, "AgentLogout": ev.Agen
 
 
 def _pick_call(d: Driver, index: int) -> str:
-    live = d.engine.calls()
+    live = list(d.engine.view.calls)
     return live[index % len(live)] if live else "gone"
 
 
 def _pick_agent(d: Driver, call_id: str, who: str, index: int) -> str:
-    if call_id not in d.engine.calls():
+    if call_id not in list(d.engine.view.calls):
         return who if who in AGENTS else "alice"
     if who == "offered":
-        offered = d.engine.ringing_agents(call_id)
+        offered = d.engine.view.calls[call_id].ringing
         return offered[index % len(offered)] if offered else "alice"
     if who == "bridged":
-        return d.engine.record(call_id).agent_id or "bob"
+        return d.engine.view.calls[call_id].record.agent_id or "bob"
     return who
 
 
@@ -783,7 +787,7 @@ def _plan() -> Any:
 
 def _check_invariants(d: Driver) -> None:
     engine: RoutingEngine = d.engine
-    snap = engine.snapshot()
+    snap = engine.view.to_dict()
     calls, agents = snap["calls"], snap["agents"]
     offered = [(aid, cid) for cid, c in calls.items() for aid in c["ringing"]]
     reserved = [aid for aid, a in agents.items() if a["state"] == "reserved"]
@@ -810,7 +814,7 @@ def _check_invariants(d: Driver) -> None:
             group = plan.groups[plan.queues[c["queue"]].group]
             assert all(agents[a]["state"] != "ready" for a in group.agents)
     depth = sum(1 for c in calls.values() if c["state"] in ("queued", "ringing"))
-    assert sum(engine.queue_depths().values()) == depth
+    assert sum(q.depth for q in engine.view.queues.values()) == depth
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -823,11 +827,11 @@ def test_random_event_sequences_keep_the_invariants(ops: list[tuple[Any, ...]]) 
             d.advance(op[1])  # timers fire through the engine and must never raise
         else:
             event = _event(d, op, serial)
-            before = d.engine.snapshot()
+            before = d.engine.view.to_dict()
             try:
                 d.feed(event)
             except CCSwitchError:
-                assert d.engine.snapshot() == before
+                assert d.engine.view.to_dict() == before
         _check_invariants(d)
     for record in d.records:
         assert record.outcome is not None and record.ended_at is not None
