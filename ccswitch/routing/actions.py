@@ -171,7 +171,7 @@ class CancelTimer(BaseAction):
 
 @attrs.frozen(kw_only=True)
 class CallFinished(BaseAction):
-    """The call is over and forgotten by the engine; ``record`` is final."""
+    """The call is over and forgotten by the engine; ``record`` is final (frozen)."""
 
     record: CallRecord = attrs.field(validator=_instance_of(CallRecord))
 

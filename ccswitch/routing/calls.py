@@ -27,8 +27,8 @@ from ccswitch.routing import timers as tm
 from ccswitch.routing.actions import NoteLevel
 from ccswitch.routing.agents import Agents, AgentSlot
 from ccswitch.routing.overflow import Overflow, ring_trunk
-from ccswitch.routing.record import CallRecord, Offer, Outcome, Route
-from ccswitch.routing.runtime import LiveCall, UnknownCall, UnknownQueue, VendorTry
+from ccswitch.routing.record import Offer, Outcome, Route
+from ccswitch.routing.runtime import CallProgress, LiveCall, UnknownCall, UnknownQueue, VendorTry
 from ccswitch.routing.states import CALL_TRANSITIONS, CallState, transition
 from ccswitch.routing.target import Target
 from ccswitch.routing.vendors import Vendors
@@ -67,7 +67,7 @@ class Calls:
         if queue is None:
             raise UnknownQueue(event.queue)
         self._seq += 1
-        record = CallRecord(call_id=event.call_id, caller=event.caller, dialed=event.dialed,
+        record = CallProgress(call_id=event.call_id, caller=event.caller, dialed=event.dialed,
                             queue=queue.name, group=queue.group, arrived_at=now,
                             short_abandon_threshold=queue.short_abandon)
         self.live[event.call_id] = LiveCall(seq=self._seq, queue=queue, record=record)
@@ -116,6 +116,7 @@ class Calls:
         call.state = new_state
         call.record.agent_id = event.target.id
         call.record.answered_at = now
+        call.record.bridged(event.target, now)
         self.overflow.sample(call, now)
         actions.append(act.Bridge(call_id=call_id, target=event.target))
         actions.extend(self._agents.answered(agent))
@@ -267,6 +268,7 @@ class Calls:
         trying.answered = True
         call.state = new_state
         call.record.answered_at = now
+        call.record.bridged(event.target, now)
         actions.append(act.Bridge(call_id=call_id, target=event.target))
         actions.extend(self._vendors.result(event.target.id, ok=True))
         actions.extend(self._agents.release_cancelled(ringing, now))
@@ -417,6 +419,7 @@ class Calls:
         record = call.record
         record.outcome = outcome
         record.ended_at = now
+        record.close_segment(now)
         call_id = record.call_id
         del self.live[call_id]
         if call.vendor is not None:
@@ -425,7 +428,7 @@ class Calls:
             self.overflow.sample(call, now)
         actions: list[act.Action] = [act.CancelTimer(timer_id=timer_id)
                                      for timer_id, _ in _queue_timers(call.queue, call_id)]
-        actions.append(act.CallFinished(record=record))
+        actions.append(act.CallFinished(record=record.freeze()))
         return actions
 
 

@@ -26,8 +26,6 @@ accepted event dispatches waiting calls to free agents:
 
 from __future__ import annotations
 
-import attrs
-
 from ccswitch.model import Dialplan
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
@@ -164,7 +162,7 @@ class RoutingEngine:
                 id=call_id, state=c.state, queue=c.queue.name, ringing=tuple(c.ringing),
                 tried=tuple(sorted(c.tried)),
                 vendor=None if c.vendor is None else c.vendor.vendor,
-                record=attrs.evolve(c.record, offers=list(c.record.offers)))
+                record=c.record.freeze())
                 for call_id, c in live.items()},
             queues={name: QueueInfo(name=name, group=q.group, depth=depths[name])
                     for name, q in self._dialplan.queues.items()},

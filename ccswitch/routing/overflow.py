@@ -152,7 +152,8 @@ class Overflow:
             return
         if call.record.overflow_reason is not None and call.record.answered_at is None:
             return
-        self._samples.setdefault(call.queue.name, deque()).append((now, call.record.wait))
+        wait = call.record.freeze().wait
+        self._samples.setdefault(call.queue.name, deque()).append((now, wait))
 
     def send(self, call: LiveCall, vendors: tuple[str, ...], reason: str, now: float,
              *, share: bool = False) -> list[act.Action]:

@@ -1,7 +1,9 @@
 """The routing engine's private, mutable state of calls in progress, shared by its parts.
 
 A :class:`LiveCall` is one call the engine still routes: its state, the offers
-ringing now and those that ended, and its offer to a vendor (:class:`VendorTry`).
+ringing now and those that ended, its offer to a vendor (:class:`VendorTry`) and
+its record so far (:class:`CallProgress`, frozen into a ``CallRecord`` for
+others to read).
 The errors here are the ones the engine raises for names it does not know.
 """
 
@@ -13,8 +15,9 @@ import attrs
 
 from ccswitch.errors import CCSwitchError
 from ccswitch.model import Queue
-from ccswitch.routing.record import CallRecord, Offer, Route
+from ccswitch.routing.record import CallRecord, Offer, Outcome, Route, Segment
 from ccswitch.routing.states import CallState
+from ccswitch.routing.target import Target
 
 
 class Clock(Protocol):
@@ -54,6 +57,47 @@ class UnknownQueue(CCSwitchError):
 
 
 @attrs.define(kw_only=True, eq=False)
+class CallProgress:
+    """A call's record while the engine fills it in: the fields of
+    :class:`~ccswitch.routing.record.CallRecord`, mutable, with lists for offers and
+    segments."""
+
+    call_id: str
+    caller: str
+    dialed: str
+    queue: str
+    group: str
+    arrived_at: float
+    short_abandon_threshold: float
+    agent_id: str | None = None
+    outcome: Outcome | None = None
+    announced_at: float | None = None
+    queued_at: float | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    offers: list[Offer] = attrs.Factory(list)
+    qa_notice_played: bool = False
+    route: Route = Route.INHOUSE
+    vendor: str | None = None
+    overflow_reason: str | None = None
+    overflowed_at: float | None = None
+    segments: list[Segment] = attrs.Factory(list)
+
+    def freeze(self) -> CallRecord:
+        """The record as it stands, as a frozen value."""
+        return CallRecord(**attrs.asdict(self, recurse=False))
+
+    def bridged(self, target: Target, now: float) -> None:
+        """The caller was bridged with ``target``: a new segment starts."""
+        self.segments.append(Segment(target=target, answered_at=now))
+
+    def close_segment(self, now: float) -> None:
+        """The current segment (if any is open) ends now."""
+        if self.segments and self.segments[-1].ended_at is None:
+            self.segments[-1] = attrs.evolve(self.segments[-1], ended_at=now)
+
+
+@attrs.define(kw_only=True, eq=False)
 class VendorTry:
     """The call's offer to a vendor: which trunk, why, and who comes next."""
 
@@ -74,7 +118,7 @@ class LiveCall:
 
     seq: int
     queue: Queue
-    record: CallRecord
+    record: CallProgress
     state: CallState = CallState.ANNOUNCING
     ringing: dict[str, tuple[int, float]] = attrs.Factory(dict)  # agent -> (seq, offered_at)
     ended_offers: list[tuple[int, Offer]] = attrs.Factory(list)

@@ -46,7 +46,7 @@ class AgentInfo:
 @attrs.frozen(kw_only=True)
 class CallInfo:
     """One call in progress: ``ringing`` agents in ringing order, ``vendor`` offered or
-    bridged now, and a copy of its record so far."""
+    bridged now, and its record so far."""
 
     id: str
     state: CallState
@@ -54,7 +54,7 @@ class CallInfo:
     ringing: tuple[str, ...]
     tried: tuple[str, ...]
     vendor: str | None
-    record: CallRecord = attrs.field(eq=False)
+    record: CallRecord
 
 
 @attrs.frozen(kw_only=True)

@@ -91,8 +91,8 @@ def test_happy_path_record() -> None:
     assert (r.arrived_at, r.announced_at, r.queued_at, r.answered_at, r.ended_at) == (
         T0, T0 + 3, T0 + 3, T0 + 5.5, T0 + 65.5)
     assert (r.wait, r.ring, r.talk, r.total, r.short_abandon) == (2.5, 2.5, 60, 65.5, False)
-    assert r.offers == [Offer(agent_id="alice", offered_at=T0 + 3, ended_at=T0 + 5.5,
-                              result="answered")]
+    assert r.offers == (Offer(agent_id="alice", offered_at=T0 + 3, ended_at=T0 + 5.5,
+                              result="answered"),)
 
 
 def test_no_music_on_hold_configured_starts_silence() -> None:

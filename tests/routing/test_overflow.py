@@ -264,7 +264,8 @@ def test_vendor_ring_timeout_cancels_and_tries_the_next_vendor() -> None:
     actions = d.advance(20)
     assert act.Cancel(call_id="c1", target=Target.vendor("acme")) in actions
     assert [a.target.id for a in d.rung("c1")] == ["acme", "globex"]
-    assert [(o.vendor, o.result) for o in d.engine.view.calls["c1"].record.offers] == [("acme", "no_answer")]
+    offers = d.engine.view.calls["c1"].record.offers
+    assert [(o.vendor, o.result) for o in offers] == [("acme", "no_answer")]
 
 
 def test_all_vendors_failing_returns_the_call_to_the_queue() -> None:

@@ -71,7 +71,7 @@ def test_vendor_full_everywhere_tries_the_next_vendor_with_the_record_unchanged(
     record = d.engine.view.calls["c1"].record
     assert d.engine.view.calls["c1"].state is CallState.QUEUED
     assert (record.route, record.vendor, record.overflow_reason, record.offers) == (
-        Route.INHOUSE, None, None, [])
+        Route.INHOUSE, None, None, ())
     assert d.engine.view.vendors["acme"].in_use == 0
 
 

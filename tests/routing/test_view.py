@@ -50,5 +50,5 @@ def test_a_call_record_in_the_view_is_a_copy() -> None:
     d.queued("c1")
     record = d.engine.view.calls["c1"].record
     d.answer("c1", "alice")
-    assert record.answered_at is None and record.offers == []
+    assert record.answered_at is None and record.offers == ()
     assert d.engine.view.calls["c1"].record.answered_at == d.now
