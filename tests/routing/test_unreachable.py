@@ -121,6 +121,22 @@ def test_a_late_response_after_a_cancel_keeps_the_agent_in_rotation() -> None:
     assert d.engine.view.agents["alice"].state is AgentState.READY
 
 
+def test_a_new_offer_restarts_a_check_left_running_by_a_cancelled_one() -> None:
+    """Offered again while a cancelled offer's check runs: only the new offer's check
+    counts, from the new offer."""
+    d = dead_alice()
+    d.queued("c1")
+    d.advance(1)
+    d.caller_hangup("c1")
+    d.advance(0.5)
+    assert rung(d.queued("c2")) == ["alice"]
+    assert d.advance(2.9) == []
+    assert d.engine.view.agents["alice"].state is AgentState.RESERVED
+    actions = d.advance(0.1)
+    assert cancelled(actions) == ["alice"]
+    assert [o.result for o in d.engine.view.calls["c2"].record.offers] == ["unreachable"]
+
+
 def test_a_send_failure_ends_the_offer_at_once() -> None:
     """AgentSendFailed mid-offer: no waiting for the check, bob rings now."""
     d = dead_alice()
