@@ -326,10 +326,11 @@ def start_node(config: Config, reactor: Any) -> Node:
     streams.failed = layer.transport_failed
     controller.attach(layer, port_number)
     metrics.watch(LiveStateCollector(
-        engine.queue_depths, engine.agent_states, lambda: controller.active_calls,
-        vendor_states=lambda: {name: (used, most, health is VendorHealth.UP) for name, (
-            used, most, health) in engine.vendor_states().items()},
-        queue_groups=engine.queue_groups))
+        lambda: {name: q.depth for name, q in engine.view.queues.items()},
+        lambda: engine.view.agent_counts(), lambda: controller.active_calls,
+        vendor_states=lambda: {name: (v.in_use, v.max_channels, v.health is VendorHealth.UP)
+                               for name, v in engine.view.vendors.items()},
+        queue_groups=lambda: {name: q.group for name, q in engine.view.queues.items()}))
 
     def health() -> Mapping[str, object]:
         return {"status": "ok", "version": __version__, "active_calls": controller.active_calls,

@@ -12,6 +12,7 @@ from ccswitch.api.http import NotFound
 from ccswitch.cdr.store import CdrStore
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
+from ccswitch.routing.runtime import UnknownAgent
 from ccswitch.sip.b2bua import CallController
 
 _AGENT_EVENTS: dict[str, type[ev.AgentLogin | ev.AgentLogout | ev.AgentPause | ev.AgentReady]] = {
@@ -35,23 +36,25 @@ class NodeControl:
         self._clock = clock
 
     def agents(self) -> list[dict[str, Any]]:
-        snapshot = self._engine.snapshot()["agents"]
-        return [{"agent_id": agent_id, "state": info["state"], "call_id": info["call_id"],
-                 "pending": info["pending"], "groups": self._engine.agent_groups(agent_id)}
-                for agent_id, info in sorted(snapshot.items())]
+        agents = self._engine.view.agents
+        return [{"agent_id": agent_id, "state": agent.state.value, "call_id": agent.call_id,
+                 "pending": agent.pending, "groups": list(agent.groups)}
+                for agent_id, agent in sorted(agents.items())]
 
     def queues(self) -> list[dict[str, Any]]:
-        depths = self._engine.queue_depths()
-        groups = self._engine.queue_groups()
-        return [{"queue": name, "group": groups[name], "waiting": depths.get(name, 0)}
-                for name in sorted(groups)]
+        queues = self._engine.view.queues
+        return [{"queue": name, "group": queue.group, "waiting": queue.depth}
+                for name, queue in sorted(queues.items())]
 
     def calls(self) -> list[dict[str, Any]]:
         return self._controller.live_calls()
 
     def agent_action(self, agent_id: str, action: str) -> dict[str, Any]:
         self._controller.control(_AGENT_EVENTS[action](agent_id=agent_id))
-        return {"agent_id": agent_id, "state": str(self._engine.agent_state(agent_id))}
+        agent = self._engine.view.agents.get(agent_id)
+        if agent is None:
+            raise UnknownAgent(agent_id)
+        return {"agent_id": agent_id, "state": str(agent.state)}
 
     def recording_action(self, call_id: str, action: str) -> dict[str, Any]:
         try:

@@ -41,6 +41,7 @@ from twisted.logger import Logger
 from ccswitch.recording.recorder import INCOMPLETE_DIR, _open_exclusive, safe_call_id
 from ccswitch.routing import actions as act
 from ccswitch.routing.record import CallRecord
+from ccswitch.routing.target import TargetKind
 
 __all__ = [
     "NOTE_SUFFIX", "CallNote", "NoteFacts", "NotedOffer", "accepted", "fact_for", "progress",
@@ -211,12 +212,12 @@ def fact_for(action: act.Action, record: CallRecord) -> tuple[str, dict[str, Any
     fields: dict[str, Any] = {"record": progress(record)}
     if isinstance(action, act.StartMusicOnHold):
         return "queued", fields
-    if isinstance(action, act.RingAgent):
-        return "offered", {**fields, "agent_id": action.agent_id}
-    if isinstance(action, act.RingVendor):
-        return "offered", {**fields, "vendor": action.vendor, "trunk": action.uri}
+    if isinstance(action, act.Ring):
+        if action.target.kind is TargetKind.AGENT:
+            return "offered", {**fields, "agent_id": action.target.id}
+        return "offered", {**fields, "vendor": action.target.id, "trunk": action.uri}
     if isinstance(action, act.Bridge):
-        return "answered", {**fields, "agent_id": action.agent_id}
-    if isinstance(action, act.BridgeVendor):
-        return "answered", {**fields, "vendor": action.vendor}
+        if action.target.kind is TargetKind.AGENT:
+            return "answered", {**fields, "agent_id": action.target.id}
+        return "answered", {**fields, "vendor": action.target.id}
     return None

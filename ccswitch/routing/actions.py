@@ -1,9 +1,9 @@
 """Actions the routing engine asks its adapter to perform: frozen, keyword-only values.
 
 Call actions (subclasses of :class:`CallAction`) act on a call's legs or media;
-the others (timers, :class:`CallFinished`, state changes, vendor probes and the
-overflow notices) are not about a live leg, and the adapter tells them apart by
-type (:data:`NON_CALL_ACTIONS`) before it looks for a call.
+the others (timers, :class:`CallFinished`, state changes, vendor probes, the
+overflow notices and the engine's log lines, :class:`Note`) are not about a live
+leg, and the adapter handles each of them by type before it looks for a call.
 
 :data:`Action` is the closed union of every concrete action rather than a base
 class, so a type checker narrows it: once the non-call actions are ruled out by
@@ -13,12 +13,15 @@ class, so a type checker narrows it: once the non-call actions are ruled out by
 
 from __future__ import annotations
 
+import enum
 from typing import Any, TypeAlias, Union
 
 import attrs
 
 from ccswitch.routing.record import CallRecord
 from ccswitch.routing.states import AgentState, VendorHealth
+from ccswitch.routing.target import Target
+from ccswitch.routing.timers import TIMER_KINDS, TimerId
 
 _instance_of = attrs.validators.instance_of
 
@@ -50,7 +53,8 @@ class CallAction(BaseAction):
 
 @attrs.frozen(kw_only=True)
 class AnswerCaller(CallAction):
-    """Answer the caller's INVITE (200 OK); recording starts here."""
+    """Answer the caller's INVITE (200 OK). Recording starts here only with
+    ``recordings.start: answer``; by default it starts once the notice was heard."""
 
 
 @attrs.frozen(kw_only=True)
@@ -74,66 +78,37 @@ class StopMusicOnHold(CallAction):
 
 
 @attrs.frozen(kw_only=True)
-class RingAgent(CallAction):
-    """Offer the call to an agent: INVITE ``uri``."""
+class LegAction(CallAction):
+    """An action on the leg of a call offered to ``target`` (an agent or a vendor)."""
 
-    agent_id: str = attrs.field(validator=_non_empty)
+    target: Target = attrs.field(validator=_instance_of(Target))
+
+
+@attrs.frozen(kw_only=True)
+class Ring(LegAction):
+    """Offer the call to the target: INVITE ``uri`` (an agent's phone, a vendor's trunk)."""
+
     uri: str = attrs.field(validator=_non_empty)
 
 
 @attrs.frozen(kw_only=True)
-class CancelAgent(CallAction):
+class Cancel(LegAction):
     """Withdraw an offer that is still ringing (CANCEL)."""
-
-    agent_id: str = attrs.field(validator=_non_empty)
 
 
 @attrs.frozen(kw_only=True)
-class Bridge(CallAction):
-    """Connect the caller's media to the answering agent's."""
+class Bridge(LegAction):
+    """Connect the caller's media to the answering target's."""
 
-    agent_id: str = attrs.field(validator=_non_empty)
+
+@attrs.frozen(kw_only=True)
+class Hangup(LegAction):
+    """Hang up the bridged target (BYE)."""
 
 
 @attrs.frozen(kw_only=True)
 class HangupCaller(CallAction):
     """Hang up the caller (BYE)."""
-
-
-@attrs.frozen(kw_only=True)
-class HangupAgent(CallAction):
-    """Hang up the bridged agent (BYE)."""
-
-    agent_id: str = attrs.field(validator=_non_empty)
-
-
-@attrs.frozen(kw_only=True)
-class RingVendor(CallAction):
-    """Offer the call to a vendor: INVITE one of its trunks."""
-
-    vendor: str = attrs.field(validator=_non_empty)
-    uri: str = attrs.field(validator=_non_empty)
-
-
-@attrs.frozen(kw_only=True)
-class CancelVendor(CallAction):
-    """Withdraw the offer to the vendor (CANCEL)."""
-
-    vendor: str = attrs.field(validator=_non_empty)
-
-
-@attrs.frozen(kw_only=True)
-class BridgeVendor(CallAction):
-    """Connect the caller's media to the vendor's."""
-
-    vendor: str = attrs.field(validator=_non_empty)
-
-
-@attrs.frozen(kw_only=True)
-class HangupVendor(CallAction):
-    """Hang up the bridged vendor (BYE)."""
-
-    vendor: str = attrs.field(validator=_non_empty)
 
 
 # -- other actions --------------------------------------------------------
@@ -192,7 +167,7 @@ class OverflowUnavailable(BaseAction):
 class StartTimer(BaseAction):
     """Fire ``TimerFired(timer_id)`` after ``delay`` seconds (replaces a timer of that id)."""
 
-    timer_id: str = attrs.field(validator=_non_empty)
+    timer_id: TimerId = attrs.field(validator=_instance_of(TIMER_KINDS))
     delay: float = attrs.field(validator=_delay)
 
 
@@ -200,12 +175,12 @@ class StartTimer(BaseAction):
 class CancelTimer(BaseAction):
     """Cancel a timer if it is still pending."""
 
-    timer_id: str = attrs.field(validator=_non_empty)
+    timer_id: TimerId = attrs.field(validator=_instance_of(TIMER_KINDS))
 
 
 @attrs.frozen(kw_only=True)
 class CallFinished(BaseAction):
-    """The call is over and forgotten by the engine; ``record`` is final."""
+    """The call is over and forgotten by the engine; ``record`` is final (frozen)."""
 
     record: CallRecord = attrs.field(validator=_instance_of(CallRecord))
 
@@ -220,10 +195,34 @@ class AgentStateChanged(BaseAction):
     new: AgentState = attrs.field(validator=_instance_of(AgentState))
 
 
+class NoteLevel(enum.StrEnum):
+    """How much a :class:`Note` matters (the names of twisted.logger's levels)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARN = "warn"
+    ERROR = "error"
+
+
+@attrs.frozen(kw_only=True)
+class Note(BaseAction):
+    """A line for the adapter's log: the engine does no I/O, so it hands its log lines
+    over as data. ``format`` is a twisted.logger format over ``fields`` (name, value)
+    pairs (``call_id``, ``queue``, ``agent``, ``vendor``, ...)."""
+
+    level: NoteLevel = attrs.field(validator=_instance_of(NoteLevel))
+    format: str = attrs.field(validator=_non_empty)
+    fields: tuple[tuple[str, Any], ...] = ()
+
+
+def note(level: NoteLevel, format: str, **fields: Any) -> Note:
+    """A :class:`Note` with ``fields`` given as keywords."""
+    return Note(level=level, format=format, fields=tuple(fields.items()))
+
+
 Action: TypeAlias = Union[
-    AnswerCaller, PlayAnnouncement, StartMusicOnHold, StopMusicOnHold, RingAgent,
-    CancelAgent, Bridge, HangupCaller, HangupAgent,
-    RingVendor, CancelVendor, BridgeVendor, HangupVendor,
+    AnswerCaller, PlayAnnouncement, StartMusicOnHold, StopMusicOnHold,
+    Ring, Cancel, Bridge, Hangup, HangupCaller,
     StartTimer, CancelTimer, CallFinished, AgentStateChanged,
-    ProbeVendor, ProbeAgent, VendorHealthChanged, OverflowFired, OverflowUnavailable,
+    ProbeVendor, ProbeAgent, VendorHealthChanged, OverflowFired, OverflowUnavailable, Note,
 ]

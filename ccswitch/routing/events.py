@@ -10,6 +10,9 @@ from typing import Any
 
 import attrs
 
+from ccswitch.routing.target import CALLER, Caller, Target
+from ccswitch.routing.timers import TIMER_KINDS, TimerId
+
 
 def _non_empty(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if not isinstance(value, str) or not value:
@@ -31,7 +34,7 @@ class Event:
     """Base of every routing event."""
 
 
-# -- call events (from the caller's leg and the agents' legs) -------------
+# -- call events (from the caller's leg and the agents' and vendors' legs) ---
 
 
 @attrs.frozen(kw_only=True)
@@ -58,45 +61,49 @@ class CallerHungUp(Event):
     call_id: str = attrs.field(validator=_non_empty)
 
 
+def _party(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, Target) and value != CALLER:
+        raise ValueError(f"{attribute.name} must be a Target or {CALLER!r}, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class MediaTimedOut(Event):
-    """A party of the call (``leg``: caller, agent or vendor) sent no RTP for too long."""
+    """A party of the call (``leg``: the caller, or an agent or vendor) sent no RTP for
+    too long."""
 
     call_id: str = attrs.field(validator=_non_empty)
-    leg: str = attrs.field(validator=attrs.validators.in_(("caller", "agent", "vendor")))
+    leg: Target | Caller = attrs.field(validator=_party)
 
 
 @attrs.frozen(kw_only=True)
-class AgentRinging(Event):
-    """An offered agent's phone is ringing (a 18x arrived)."""
+class LegEvent(Event):
+    """Something happened on the leg of a call offered to ``target`` (agent or vendor)."""
 
     call_id: str = attrs.field(validator=_non_empty)
-    agent_id: str = attrs.field(validator=_non_empty)
+    target: Target = attrs.field(validator=attrs.validators.instance_of(Target))
 
 
 @attrs.frozen(kw_only=True)
-class AgentAnswered(Event):
-    """An offered agent answered (2xx with usable media)."""
-
-    call_id: str = attrs.field(validator=_non_empty)
-    agent_id: str = attrs.field(validator=_non_empty)
+class LegRinging(LegEvent):
+    """The offered agent's phone or vendor trunk is ringing (a 18x arrived)."""
 
 
 @attrs.frozen(kw_only=True)
-class AgentFailed(Event):
-    """An offer ended without an answer: a final error status from the agent's side."""
+class LegAnswered(LegEvent):
+    """The offered agent or vendor answered (2xx with usable media)."""
 
-    call_id: str = attrs.field(validator=_non_empty)
-    agent_id: str = attrs.field(validator=_non_empty)
+
+@attrs.frozen(kw_only=True)
+class LegFailed(LegEvent):
+    """An offer ended without an answer: a final error status from the target's side
+    (a vendor trunk that never answered: 408)."""
+
     status: int = attrs.field(validator=_sip_status)
 
 
 @attrs.frozen(kw_only=True)
-class AgentHungUp(Event):
-    """The bridged agent hung up."""
-
-    call_id: str = attrs.field(validator=_non_empty)
-    agent_id: str = attrs.field(validator=_non_empty)
+class LegHungUp(LegEvent):
+    """The bridged agent or vendor hung up."""
 
 
 @attrs.frozen(kw_only=True)
@@ -122,7 +129,7 @@ class AgentSendFailed(Event):
 class TimerFired(Event):
     """A timer the engine asked for (``StartTimer``) expired."""
 
-    timer_id: str = attrs.field(validator=_non_empty)
+    timer_id: TimerId = attrs.field(validator=attrs.validators.instance_of(TIMER_KINDS))
 
 
 # -- agent presence -------------------------------------------------------
@@ -157,39 +164,6 @@ class AgentPause(Event):
 
 
 # -- vendors (outsourced groups behind SIP trunks) ----------------------------
-
-
-@attrs.frozen(kw_only=True)
-class VendorRinging(Event):
-    """The vendor trunk the call was sent to is ringing (a 18x arrived)."""
-
-    call_id: str = attrs.field(validator=_non_empty)
-    vendor: str = attrs.field(validator=_non_empty)
-
-
-@attrs.frozen(kw_only=True)
-class VendorAnswered(Event):
-    """The vendor answered the call (2xx with usable media)."""
-
-    call_id: str = attrs.field(validator=_non_empty)
-    vendor: str = attrs.field(validator=_non_empty)
-
-
-@attrs.frozen(kw_only=True)
-class VendorFailed(Event):
-    """The vendor trunk answered a final error status (408 for no response at all)."""
-
-    call_id: str = attrs.field(validator=_non_empty)
-    vendor: str = attrs.field(validator=_non_empty)
-    status: int = attrs.field(validator=_sip_status)
-
-
-@attrs.frozen(kw_only=True)
-class VendorHungUp(Event):
-    """The bridged vendor hung up."""
-
-    call_id: str = attrs.field(validator=_non_empty)
-    vendor: str = attrs.field(validator=_non_empty)
 
 
 @attrs.frozen(kw_only=True)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime
 import enum
 import re
-from typing import Any
+from typing import Any, Iterable
 
 import attrs
+
+from ccswitch.routing.target import Target
 
 OFFER_RESULT = re.compile(r"answered|no_answer|cancelled|unreachable|failed:[1-6][0-9][0-9]")
 
@@ -88,15 +90,36 @@ class Offer:
         }
 
 
-@attrs.define(kw_only=True, eq=False)
+@attrs.frozen(kw_only=True)
+class Segment:
+    """A stretch of the call bridged to one party (an agent or a vendor), from its
+    answer to the end of that stretch (None while it goes on). Today a call has at
+    most one; a transfer would end one and start the next."""
+
+    target: Target = attrs.field(validator=attrs.validators.instance_of(Target))
+    answered_at: float
+    ended_at: float | None = None
+
+
+def _offers(value: Iterable[Offer]) -> tuple[Offer, ...]:
+    return tuple(value)
+
+
+def _segments(value: Iterable[Segment]) -> tuple[Segment, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
 class CallRecord:
-    """Everything known about one call; timestamps are epoch seconds.
+    """Everything known about one call, frozen; timestamps are epoch seconds.
 
     ``announced_at`` is when the announcement ended, which is also ``queued_at``.
     ``short_abandon_threshold`` is the queue's ``short_abandon`` at arrival.
     ``route`` is ``vendor`` once the call was sent to a vendor, unless an in-house
     agent answered it in the end; ``vendor`` is the last vendor it went to (None
     on the in-house route). ``overflow_reason`` is the rule that first sent it on.
+    ``segments`` are the parties the caller was bridged with, in order (not part of
+    the CDR, whose ``agent_id``/``vendor`` name the party of the answered segment).
     """
 
     call_id: str
@@ -112,12 +135,13 @@ class CallRecord:
     queued_at: float | None = None
     answered_at: float | None = None
     ended_at: float | None = None
-    offers: list[Offer] = attrs.Factory(list)
+    offers: tuple[Offer, ...] = attrs.field(default=(), converter=_offers)
     qa_notice_played: bool = False
     route: Route = Route.INHOUSE
     vendor: str | None = None
     overflow_reason: str | None = None
     overflowed_at: float | None = None
+    segments: tuple[Segment, ...] = attrs.field(default=(), converter=_segments)
 
     @property
     def wait(self) -> float | None:

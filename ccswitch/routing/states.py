@@ -1,8 +1,10 @@
 """The agent and call state machines, as data.
 
 Each table maps ``(state, event name) -> new state``. External triggers use the
-event class name (``"AgentAnswered"``); triggers the engine raises itself use
-lower-case names (``"offer"``, ``"miss"``, ``"round_over"``). ``transition``
+event's name, with the leg's kind for leg events (``"AgentAnswered"`` for a
+``LegAnswered`` of an agent, ``"VendorFailed"`` for a ``LegFailed`` of a vendor);
+triggers the engine raises itself use lower-case names (``"offer"``, ``"miss"``,
+``"round_over"``). ``transition``
 looks an entry up and raises :class:`IllegalTransition` when there is none, so
 the caller's state is never touched by a refused event.
 """

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from ccswitch.errors import CCSwitchError, MediaError, RecordingError, SdpError, SipParseError
 from ccswitch.media import g711
@@ -33,6 +33,8 @@ from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.record import CallRecord, Outcome, epoch, iso_utc
+from ccswitch.routing.target import CALLER, Caller, Target, TargetKind
+from ccswitch.routing.timers import TimerId
 from ccswitch.sip.dialog import Dialog
 from ccswitch.sip.digest import DigestError, authorization, choose_challenge
 from ccswitch.sip.guard import CallAdmission
@@ -48,6 +50,8 @@ from ccswitch.state.presence import PresenceFile
 from ccswitch.state.sync import SharedState
 
 log = Logger()
+# The routing engine's own log lines (Note actions) keep the engine's namespace.
+routing_log = Logger(namespace="ccswitch.routing.engine")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 SDP = "application/sdp"
@@ -127,7 +131,7 @@ class CallController:
         self._layer: TransactionLayer | None = None
         self._calls: dict[str, Call] = {}
         self._dialogs: dict[str, Call] = {}  # SIP Call-ID (caller's or ours) -> call
-        self._timers: dict[str, IDelayedCall] = {}
+        self._timers: dict[TimerId, IDelayedCall] = {}
         self._pending: deque[ev.Event | Dialplan] = deque()
         self._feeding = False
         self._trusted: tuple[IPNetwork, ...] = config.sip.trusted
@@ -179,13 +183,13 @@ class CallController:
             caller = call.caller
             if caller.ended:
                 continue
-            silent: str | None = None
+            silent: Target | Caller | None = None
             if not caller.on_hold and now - (caller.media.last_packet_at or call.started) > timeout:
-                silent = "caller"
+                silent = CALLER
             for leg in call.legs.values():
                 if leg.state == "answered" and now - (
                         leg.media.last_packet_at or leg.answered_at) > timeout:
-                    silent = silent or leg.kind
+                    silent = silent or Target(TargetKind(leg.kind), leg.target)
             if silent is not None:
                 self._feed(ev.MediaTimedOut(call_id=call.id, leg=silent))
         self._media_watch = self._clock.callLater(1.0, self._watch_media)
@@ -388,11 +392,10 @@ class CallController:
         now = self._clock.seconds()
         out = []
         for call in self._calls.values():
-            try:
-                record = self._engine.record(call.id)
-                state = str(self._engine.call_state(call.id))
-            except CCSwitchError:
+            info = self._engine.view.calls.get(call.id)
+            if info is None:
                 continue  # ending right now
+            record, state = info.record, str(info.state)
             out.append({
                 "call_id": call.id, "queue": record.queue, "state": state,
                 "caller": record.caller, "dialed": record.dialed,
@@ -492,6 +495,9 @@ class CallController:
             self._probe(action.vendor, action.uris)
         elif isinstance(action, act.ProbeAgent):
             self._probe_agent(action.agent_id, action.uri)
+        elif isinstance(action, act.Note):
+            routing_log.emit(LogLevel.lookupByName(action.level.value), action.format,
+                             **dict(action.fields))
         else:
             call = self._calls.get(action.call_id)
             if call is None:
@@ -517,24 +523,21 @@ class CallController:
                                               caller.negotiated.codec.encoding), loop=True)
         elif isinstance(action, act.StopMusicOnHold):
             caller.media.stop_playing()
-        elif isinstance(action, act.RingAgent):
+        elif isinstance(action, act.Ring):
             if self._shared is None:
-                self._ring(call, AGENT, action.agent_id, action.uri)
-            else:
+                self._ring(call, action.target.kind.value, action.target.id, action.uri)
+            elif action.target.is_agent:
                 self._reserve_and_ring(call, action)
-        elif isinstance(action, act.RingVendor):
-            if self._shared is None:
-                self._ring(call, VENDOR, action.vendor, action.uri)
             else:
                 self._acquire_and_ring(call, action)
-        elif isinstance(action, (act.CancelAgent, act.CancelVendor)):
+        elif isinstance(action, act.Cancel):
             leg = call.legs.pop(_action_key(action), None)
             if leg is not None:
                 leg.state = "cancelled"
                 if leg.tx is not None:
                     leg.tx.cancel()
                 leg.media.close()
-        elif isinstance(action, (act.Bridge, act.BridgeVendor)):
+        elif isinstance(action, act.Bridge):
             leg = call.legs[_action_key(action)]
             self._media.bridge(caller.media, leg.media)
             if call.recorder is not None:
@@ -543,7 +546,7 @@ class CallController:
             if not caller.ended:
                 caller.ended = True
                 self._send_bye(caller.dialog)
-        elif isinstance(action, (act.HangupAgent, act.HangupVendor)):
+        elif isinstance(action, act.Hangup):
             leg = call.legs.get(_action_key(action))
             if leg is not None and leg.dialog is not None and leg.state == "answered":
                 leg.state = "ended"
@@ -557,10 +560,10 @@ class CallController:
         offer and answer."""
         if call.note is None and not isinstance(action, act.AnswerCaller):
             return  # not answered yet, or the disk refused the note (logged)
-        try:
-            record = self._engine.record(call.id)
-        except CCSwitchError:
+        info = self._engine.view.calls.get(call.id)
+        if info is None:
             return  # the call ended in this batch: its record is on its way
+        record = info.record
         now = self._clock.seconds()
         if isinstance(action, act.AnswerCaller):
             call.note = CallNote.open(self._config.recordings.directory, call.id, now,
@@ -581,7 +584,7 @@ class CallController:
         """When agent presence changed (a call ending leaves a ready agent ready: nothing
         to do), write the presence file, off the reactor when there is a worker pool, and
         tell the shared state."""
-        presence = self._engine.presence()
+        presence = self._engine.view.presence()
         if presence == self._saved_presence:
             return
         self._saved_presence = presence
@@ -608,7 +611,7 @@ class CallController:
             self._defer_to_thread(save).addErrback(
                 lambda f: log.failure("saving agent presence failed", f))
 
-    def _start_timer(self, timer_id: str, delay: float) -> None:
+    def _start_timer(self, timer_id: TimerId, delay: float) -> None:
         old = self._timers.pop(timer_id, None)
         if old is not None and old.active():
             old.cancel()
@@ -621,16 +624,14 @@ class CallController:
 
     # -- shared state: reserve before ringing ------------------------------------
 
-    def _reserve_and_ring(self, call: Call, action: act.RingAgent) -> None:
+    def _reserve_and_ring(self, call: Call, action: act.Ring) -> None:
         assert self._shared is not None
-        agent_id = action.agent_id
+        agent_id = action.target.id
 
         def still_offered() -> bool:
-            try:
-                return (self._calls.get(call.id) is call and agent_id not in call.legs
-                        and agent_id in self._engine.ringing_agents(call.id))
-            except CCSwitchError:
-                return False
+            info = self._engine.view.calls.get(call.id)
+            return (self._calls.get(call.id) is call and agent_id not in call.legs
+                    and info is not None and agent_id in info.ringing)
 
         def decided(granted: bool) -> None:
             if not still_offered():
@@ -645,15 +646,16 @@ class CallController:
         d.addErrback(lambda f: log.failure("call {call_id}: reserving {agent} failed", f,
                                            call_id=call.id, agent=agent_id))
 
-    def _acquire_and_ring(self, call: Call, action: act.RingVendor) -> None:
+    def _acquire_and_ring(self, call: Call, action: act.Ring) -> None:
         assert self._shared is not None
-        vendor = action.vendor
+        vendor = action.target.id
         spec = self._config.dialplan.vendors.get(vendor)
         most = spec.max_channels if spec is not None else 0
 
         def decided(granted: bool) -> None:
             held = self._held_overflow.pop((call.id, vendor), None)
-            if self._calls.get(call.id) is not call or self._engine.call_vendor(call.id) != vendor:
+            info = self._engine.view.calls.get(call.id)
+            if self._calls.get(call.id) is not call or info is None or info.vendor != vendor:
                 self._shared_changed()
             elif granted:
                 if held is not None:
@@ -929,10 +931,8 @@ class CallController:
             self._start_recording(call)
 
     def _announced_at(self, call: Call) -> float | None:
-        try:
-            return self._engine.record(call.id).announced_at
-        except CCSwitchError:
-            return None
+        info = self._engine.view.calls.get(call.id)
+        return None if info is None else info.record.announced_at
 
     def _start_recording(self, call: Call) -> None:
         call.recording_started = self._clock.seconds()
@@ -1088,29 +1088,19 @@ def _out_leg_for(call: Call | None, sip_call_id: str) -> OutLeg | None:
     return None
 
 
-def _action_key(action: act.CancelAgent | act.CancelVendor | act.Bridge | act.BridgeVendor
-                | act.HangupAgent | act.HangupVendor) -> str:
-    if isinstance(action, (act.CancelVendor, act.BridgeVendor, act.HangupVendor)):
-        return leg_key(VENDOR, action.vendor)
-    return leg_key(AGENT, action.agent_id)
+def _action_key(action: act.LegAction) -> str:
+    return leg_key(action.target.kind, action.target.id)
 
 
 def _leg_event(call: Call, leg: OutLeg, what: str) -> ev.Event:
     """The engine event for ``what`` (ringing, answered, hung_up) happening on a leg."""
-    if leg.kind == VENDOR:
-        vendor_events: dict[str, type[ev.VendorRinging | ev.VendorAnswered | ev.VendorHungUp]] = {
-            "ringing": ev.VendorRinging, "answered": ev.VendorAnswered,
-            "hung_up": ev.VendorHungUp}
-        return vendor_events[what](call_id=call.id, vendor=leg.target)
-    agent_events: dict[str, type[ev.AgentRinging | ev.AgentAnswered | ev.AgentHungUp]] = {
-        "ringing": ev.AgentRinging, "answered": ev.AgentAnswered, "hung_up": ev.AgentHungUp}
-    return agent_events[what](call_id=call.id, agent_id=leg.target)
+    events: dict[str, type[ev.LegRinging | ev.LegAnswered | ev.LegHungUp]] = {
+        "ringing": ev.LegRinging, "answered": ev.LegAnswered, "hung_up": ev.LegHungUp}
+    return events[what](call_id=call.id, target=Target(TargetKind(leg.kind), leg.target))
 
 
 def _failed_event(call_id: str, kind: str, target: str, status: int) -> ev.Event:
-    if kind == VENDOR:
-        return ev.VendorFailed(call_id=call_id, vendor=target, status=status)
-    return ev.AgentFailed(call_id=call_id, agent_id=target, status=status)
+    return ev.LegFailed(call_id=call_id, target=Target(TargetKind(kind), target), status=status)
 
 
 def _routing_call_id(now: float) -> str:

@@ -44,6 +44,7 @@ from ccswitch.metrics.registry import Metrics
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import AgentState
+from ccswitch.routing.view import EngineView
 from ccswitch.state.remote import RemoteHolds
 from ccswitch.state.store import (
     EventKind, Grant, StateStore, StoreEvent, StoreUnavailable, Subscription, Waiting,
@@ -130,7 +131,10 @@ class SharedState:
         if not self._up:
             return defer.succeed(True)
         self._release_stale()  # in store order, before this reservation
-        queues = self._engine.queues_served_by(agent_id)
+        view = self._engine.view
+        groups = set(view.agents[agent_id].groups)
+        # The queues whose group holds the agent: the callers it may be owed to.
+        queues = sorted(name for name, q in view.queues.items() if q.group in groups)
 
         def done(result: Any) -> bool:
             if result.grant is Grant.GRANTED:
@@ -195,9 +199,8 @@ class SharedState:
         self._dirty = False
         if not self._up:
             return
-        engine = self._engine
         waiting = {call: Waiting(queue=queue, call=call, queued_at=at)
-                   for queue, call, at in engine.waiting()}
+                   for queue, call, at in self._engine.view.waiting()}
         for call, entry in waiting.items():
             if self._waiting.get(call) != entry:
                 self._waiting[call] = entry
@@ -208,7 +211,7 @@ class SharedState:
         self._release_stale()
 
     def presence_changed(self, presence: Mapping[str, tuple[str, bool]]) -> None:
-        """The engine's agent presence (``RoutingEngine.presence()``) after a change: what
+        """The engine's agent presence (``EngineView.presence()``) after a change: what
         differs from what the store has (as known here) is set in the store. While the
         store is unreachable nothing is pushed; the resync on recovery publishes it."""
         if not self._up:
@@ -220,15 +223,15 @@ class SharedState:
 
     def _release_stale(self) -> None:
         """Give back the holds and channels the engine no longer uses."""
-        engine = self._engine
-        busy = engine.busy_agents()
+        view = self._engine.view
+        busy = view.busy_agents()
         now = self._reactor.seconds()
         for agent, call in list(self._holds.items()):
             if busy.get(agent) != call:
                 del self._holds[agent]
                 self._fire(self.store.release, agent, call, now)
         for vendor, call in [key for key in self._channels
-                             if engine.call_vendor(key[1]) != key[0]]:
+                             if _call_vendor(view, key[1]) != key[0]]:
             del self._channels[(vendor, call)]
             self._fire(self.store.release_channel, vendor, call)
 
@@ -290,7 +293,8 @@ class SharedState:
         ready here but held by another node are busy."""
         prefix = f"{self.store.node}/"
         now = self._reactor.seconds()
-        for agent_id, state in self._engine.agents().items():
+        for agent_id, agent in self._engine.view.agents.items():
+            state = agent.state
             holder = holders.get(agent_id)
             if holder is not None and not holder.startswith(prefix):
                 self._remote.seen(agent_id, now)
@@ -302,8 +306,8 @@ class SharedState:
 
     def _expire_remote_holds(self) -> None:
         """Degraded: free the agents whose other node's hold ran out by local reckoning."""
-        remote = [agent for agent, state in self._engine.agents().items()
-                  if state is AgentState.REMOTE]
+        remote = [agent_id for agent_id, agent in self._engine.view.agents.items()
+                  if agent.state is AgentState.REMOTE]
         for agent in self._remote.expired(remote, self._reactor.seconds()):
             log.info("agent {agent}: another node's hold not seen for {ttl}s (state store "
                      "unreachable): free on local knowledge", agent=agent, ttl=self._ttl)
@@ -311,14 +315,13 @@ class SharedState:
 
     def _view(self) -> View:
         """What this node has in the store: waiting callers, holds, vendor channels."""
-        engine = self._engine
-        waiting = [Waiting(queue=q, call=c, queued_at=at) for q, c, at in engine.waiting()]
+        view = self._engine.view
+        waiting = [Waiting(queue=q, call=c, queued_at=at) for q, c, at in view.waiting()]
         channels: dict[str, list[str]] = {}
-        for call_id in engine.calls():
-            vendor = engine.call_vendor(call_id)
-            if vendor is not None:
-                channels.setdefault(vendor, []).append(call_id)
-        return waiting, engine.busy_agents(), channels
+        for call_id, call in view.calls.items():
+            if call.vendor is not None:
+                channels.setdefault(call.vendor, []).append(call_id)
+        return waiting, view.busy_agents(), channels
 
     def _resync(self, view: View) -> dict[str, str]:
         """(blocking: the store thread, or the reactor at start) Put this node's ``view``
@@ -345,7 +348,7 @@ class SharedState:
                  "caller(s))", what=what, holds=len(holds), waiting=len(waiting))
         self._presence = {}  # what was pushed before may be gone: the store's is below
         self._take_presences(presences)
-        self.presence_changed(self._engine.presence())
+        self.presence_changed(self._engine.view.presence())
         self.changed()
 
     def _try_recover(self, what: str) -> defer.Deferred[Any] | None:
@@ -440,3 +443,9 @@ class SharedState:
             self._metrics.state_backend_up.set(0)
             log.error("state store unreachable, routing on local knowledge: {error}",
                       error=str(error))
+
+
+def _call_vendor(view: EngineView, call_id: str) -> str | None:
+    """The vendor a call is offered to or bridged with now (None: none, or no such call)."""
+    call = view.calls.get(call_id)
+    return None if call is None else call.vendor

@@ -21,7 +21,6 @@ SYSTEMD = ROOT / "deploy" / "systemd"
 MAIN = SYSTEMD / "ccswitch.service"
 SERVICE = SYSTEMD / "ccswitch-purge.service"
 TIMER = SYSTEMD / "ccswitch-purge.timer"
-PLANS = ROOT / "tests" / "data" / "config" / "good" / "plans"
 INSTALLED = "/opt/ccswitch/.venv/bin/ccswitch"
 CONFIG = "/etc/ccswitch/ccswitch.yaml"
 # Settings of the main unit about running a long-lived server, not about the sandbox.
@@ -114,7 +113,7 @@ def test_exec_start_is_a_valid_command_line(tmp_path: Path) -> None:
         "rtp:\n  address: 127.0.0.1\n  ports: 40000-40099\n"
         "http:\n  listen: 127.0.0.1:0\n"
         f"recordings:\n  directory: {recordings}\n"
-        f"dialplans: {PLANS}\n")
+        f"dialplans: {ROOT / 'dialplans'}\n")
     argv = shlex.split(section(SERVICE, "Service")["ExecStart"])
     assert argv[0] == INSTALLED
     argv = [str(Path(sys.executable).with_name("ccswitch"))] + [

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
 from twisted.logger import LogLevel, capturedLogs
 
 from ccswitch.recording.note import CallNote, accepted, fact_for, read_note
 from ccswitch.routing import actions as act
 from ccswitch.routing.record import CallRecord
+from ccswitch.routing.target import Target
 
 ARRIVED = 1_700_000_000.0
 
@@ -67,10 +69,9 @@ def test_a_refused_note_is_logged_and_the_call_goes_on(tmp_path: Path) -> None:
 def test_read_note_merges_the_latest_progress(tmp_path: Path) -> None:
     """A later fact's record fields override an earlier one's; accepted fields stay."""
     note = open_note(tmp_path)
-    live = record()
-    live.queued_at = ARRIVED + 4
+    live = attrs.evolve(record(), queued_at=ARRIVED + 4)
     for action in (act.StartMusicOnHold(call_id="c/1", path=None),
-                   act.RingAgent(call_id="c/1", agent_id="bob", uri="sip:bob@h")):
+                   act.Ring(call_id="c/1", target=Target.agent("bob"), uri="sip:bob@h")):
         fact = fact_for(action, live)
         assert fact is not None
         note.add(fact[0], ARRIVED + 5, **fact[1])
@@ -82,6 +83,6 @@ def test_read_note_merges_the_latest_progress(tmp_path: Path) -> None:
 
 def test_actions_that_change_nothing_worth_keeping_add_no_fact() -> None:
     """Cancelling, hanging up and stopping music are not facts."""
-    for action in (act.CancelAgent(call_id="c/1", agent_id="bob"),
+    for action in (act.Cancel(call_id="c/1", target=Target.agent("bob")),
                    act.HangupCaller(call_id="c/1"), act.StopMusicOnHold(call_id="c/1")):
         assert fact_for(action, record()) is None

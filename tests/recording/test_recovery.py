@@ -12,6 +12,7 @@ import wave
 from pathlib import Path
 from typing import Any, Callable
 
+import attrs
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -23,6 +24,7 @@ from ccswitch.recording.recorder import CallRecorder
 from ccswitch.recording.recovery import INTERRUPTED_ERROR, RecoveredCall, recover_incomplete
 from ccswitch.routing import actions as act
 from ccswitch.routing.record import CallRecord, Outcome, Route
+from ccswitch.routing.target import Target
 from tests.audio import read_wav, tone_present
 
 STARTED = calendar.timegm((2024, 3, 9, 23, 59, 0))
@@ -236,14 +238,14 @@ def talking_to_alice(node: Path, wav_name: str, record: CallRecord) -> None:
     """A note of a call queued at STARTED - 6, offered to alice at -3, answered at -1,
     recording from STARTED (into ``wav_name``)."""
     note = open_note(node, record)
-    record.qa_notice_played = True
-    record.announced_at = record.queued_at = STARTED - 6
+    record = attrs.evolve(record, qa_notice_played=True, announced_at=STARTED - 6,
+                          queued_at=STARTED - 6)
     note_action(note, act.StartMusicOnHold(call_id=record.call_id, path=None), record,
                 STARTED - 6)
-    note_action(note, act.RingAgent(call_id=record.call_id, agent_id="alice",
-                                    uri="sip:alice@127.0.0.1"), record, STARTED - 3)
-    record.agent_id, record.answered_at = "alice", STARTED - 1
-    note_action(note, act.Bridge(call_id=record.call_id, agent_id="alice"), record,
+    note_action(note, act.Ring(call_id=record.call_id, target=Target.agent("alice"),
+                               uri="sip:alice@127.0.0.1"), record, STARTED - 3)
+    record = attrs.evolve(record, agent_id="alice", answered_at=STARTED - 1)
+    note_action(note, act.Bridge(call_id=record.call_id, target=Target.agent("alice")), record,
                 STARTED - 1)
     note.add("recording", STARTED, wav=wav_name)
 
@@ -320,12 +322,13 @@ def test_noted_vendor_route_is_merged(tmp_path: Path) -> None:
     """A call overflowed to a vendor keeps route, vendor, reason and the answering trunk."""
     record = engine_record()
     note = open_note(tmp_path, record)
-    record.route, record.vendor = Route.VENDOR, "acme"
-    record.overflow_reason, record.overflowed_at = "no_agents", STARTED - 9
-    note_action(note, act.RingVendor(call_id="call-1", vendor="acme",
-                                     uri="sip:overflow@10.0.0.5"), record, STARTED - 9)
-    record.answered_at = STARTED - 7
-    note_action(note, act.BridgeVendor(call_id="call-1", vendor="acme"), record, STARTED - 7)
+    record = attrs.evolve(record, route=Route.VENDOR, vendor="acme",
+                          overflow_reason="no_agents", overflowed_at=STARTED - 9)
+    note_action(note, act.Ring(call_id="call-1", target=Target.vendor("acme"),
+                               uri="sip:overflow@10.0.0.5"), record, STARTED - 9)
+    record = attrs.evolve(record, answered_at=STARTED - 7)
+    note_action(note, act.Bridge(call_id="call-1", target=Target.vendor("acme")), record,
+                STARTED - 7)
     got = only(recover_incomplete(tmp_path, now=NOW)).record
     assert (got["route"], got["vendor"], got["overflow_reason"], got["agent_id"]) == (
         "vendor", "acme", "no_agents", None)
@@ -399,9 +402,8 @@ def test_a_call_whose_record_is_stored_keeps_it(tmp_path: Path) -> None:
     open_note(tmp_path, engine_record())
     store = CdrStore(tmp_path / "cdr.sqlite")
     try:
-        real = engine_record()
-        real.ended_at = STARTED - 8
-        real.outcome = Outcome.SHORT_ABANDON
+        real = attrs.evolve(engine_record(), ended_at=STARTED - 8,
+                            outcome=Outcome.SHORT_ABANDON)
         store.add(real.to_dict())
         found = recover_incomplete(tmp_path, now=NOW,
                                    stored=lambda call_id: store.get(call_id) is not None)

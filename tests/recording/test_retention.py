@@ -20,7 +20,7 @@ from ccswitch.recording.recorder import CallRecorder, export_compressed
 from ccswitch.recording.retention import LOG_NAME, PurgeResult, RetentionError, purge
 
 REPO = Path(__file__).resolve().parents[2]
-PLANS = REPO / "tests" / "data" / "config" / "good" / "plans"
+PLANS = REPO / "dialplans"  # the shipped example: any loadable dialplan will do
 DAY = 86400.0
 NOW = float(calendar.timegm((2024, 6, 1, 12, 0, 0)))
 OLD = NOW - 120 * DAY  # 2024-02-02

@@ -12,8 +12,10 @@ from ccswitch.model import Agent, Dialplan, Group, Queue, Strategy, Vendor
 from ccswitch.routing.calendar import Calendar
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
+from ccswitch.routing import timers as tm
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.record import CallRecord
+from ccswitch.routing.target import Target
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 GROUP = "support-inhouse"
@@ -73,25 +75,26 @@ def make_dialplan(agents: Iterable[str] = ("alice", "bob"), *, logged_out: Itera
 
 
 class Driver:
-    """Feeds events, runs StartTimer/CancelTimer on a task.Clock, keeps every action."""
+    """Feeds events, runs StartTimer/CancelTimer on a task.Clock, keeps every action.
+
+    Notes (the engine's log lines) go to ``notes``, as the B2BUA sends them to its log;
+    the actions returned and kept in ``log`` are the others.
+    """
 
     def __init__(self, dialplan: Dialplan, start: float = T0) -> None:
         self.clock = task.Clock()
         self.clock.advance(start)
         self.engine = RoutingEngine(dialplan, clock=self.clock)
-        self.timers: dict[str, IDelayedCall] = {}
+        self.timers: dict[tm.TimerId, IDelayedCall] = {}
         self.log: list[act.Action] = []
         self.records: list[CallRecord] = []
+        self.notes: list[act.Note] = []
 
     def feed(self, event: ev.Event) -> list[act.Action]:
-        actions = self.engine.handle(event)
-        self._run(actions)
-        return actions
+        return self._run(self.engine.handle(event))
 
     def reload(self, dialplan: Dialplan) -> list[act.Action]:
-        actions = self.engine.reload(dialplan)
-        self._run(actions)
-        return actions
+        return self._run(self.engine.reload(dialplan))
 
     def advance(self, seconds: float) -> list[act.Action]:
         """Let time pass; returns the actions produced by timers that fired."""
@@ -103,7 +106,7 @@ class Driver:
     def now(self) -> float:
         return self.clock.seconds()
 
-    def pending_timers(self) -> dict[str, float]:
+    def pending_timers(self) -> dict[tm.TimerId, float]:
         return {tid: dc.getTime() for tid, dc in self.timers.items() if dc.active()}
 
     # shorthands ------------------------------------------------------------
@@ -122,34 +125,42 @@ class Driver:
         return self.announce(call_id)
 
     def answer(self, call_id: str, agent_id: str) -> list[act.Action]:
-        return self.feed(ev.AgentAnswered(call_id=call_id, agent_id=agent_id))
+        return self.feed(ev.LegAnswered(call_id=call_id, target=Target.agent(agent_id)))
 
     def fail(self, call_id: str, agent_id: str, status: int = 486) -> list[act.Action]:
-        return self.feed(ev.AgentFailed(call_id=call_id, agent_id=agent_id, status=status))
+        return self.feed(ev.LegFailed(call_id=call_id, target=Target.agent(agent_id),
+                                      status=status))
 
     def caller_hangup(self, call_id: str) -> list[act.Action]:
         return self.feed(ev.CallerHungUp(call_id=call_id))
 
     def agent_hangup(self, call_id: str, agent_id: str) -> list[act.Action]:
-        return self.feed(ev.AgentHungUp(call_id=call_id, agent_id=agent_id))
+        return self.feed(ev.LegHungUp(call_id=call_id, target=Target.agent(agent_id)))
 
     def vendor_answer(self, call_id: str, vendor: str) -> list[act.Action]:
-        return self.feed(ev.VendorAnswered(call_id=call_id, vendor=vendor))
+        return self.feed(ev.LegAnswered(call_id=call_id, target=Target.vendor(vendor)))
 
     def vendor_fail(self, call_id: str, vendor: str, status: int = 503) -> list[act.Action]:
-        return self.feed(ev.VendorFailed(call_id=call_id, vendor=vendor, status=status))
+        return self.feed(ev.LegFailed(call_id=call_id, target=Target.vendor(vendor), status=status))
 
     def vendor_hangup(self, call_id: str, vendor: str) -> list[act.Action]:
-        return self.feed(ev.VendorHungUp(call_id=call_id, vendor=vendor))
+        return self.feed(ev.LegHungUp(call_id=call_id, target=Target.vendor(vendor)))
 
-    def rung(self, call_id: str) -> list[act.RingVendor]:
-        """Every RingVendor of a call so far, in order."""
-        return [a for a in self.log if isinstance(a, act.RingVendor) and a.call_id == call_id]
+    def rung(self, call_id: str) -> list[act.Ring]:
+        """Every Ring of a vendor for a call so far, in order."""
+        return [a for a in self.log if isinstance(a, act.Ring) and not a.target.is_agent
+                and a.call_id == call_id]
 
     # the adapter's side ------------------------------------------------------
 
-    def _run(self, actions: list[act.Action]) -> None:
+    def _run(self, actions: list[act.Action]) -> list[act.Action]:
+        """Carry out ``actions``; returns them without the notes."""
+        done: list[act.Action] = []
         for action in actions:
+            if isinstance(action, act.Note):
+                self.notes.append(action)
+                continue
+            done.append(action)
             self.log.append(action)
             if isinstance(action, act.StartTimer):
                 self._cancel(action.timer_id)
@@ -159,24 +170,25 @@ class Driver:
                 self._cancel(action.timer_id)
             elif isinstance(action, act.CallFinished):
                 self.records.append(action.record)
+        return done
 
-    def _cancel(self, timer_id: str) -> None:
+    def _cancel(self, timer_id: tm.TimerId) -> None:
         old = self.timers.pop(timer_id, None)
         if old is not None and old.active():
             old.cancel()
 
-    def _fire(self, timer_id: str) -> None:
+    def _fire(self, timer_id: tm.TimerId) -> None:
         self.timers.pop(timer_id, None)
         self._run(self.engine.handle(ev.TimerFired(timer_id=timer_id)))
 
 
 def rung(actions: Iterable[act.Action]) -> list[str]:
     """Agents rung by these actions, in order."""
-    return [a.agent_id for a in actions if isinstance(a, act.RingAgent)]
+    return [a.target.id for a in actions if isinstance(a, act.Ring) and a.target.is_agent]
 
 
 def cancelled(actions: Iterable[act.Action]) -> list[str]:
-    return [a.agent_id for a in actions if isinstance(a, act.CancelAgent)]
+    return [a.target.id for a in actions if isinstance(a, act.Cancel) and a.target.is_agent]
 
 
 def changes(actions: Iterable[act.Action]) -> list[tuple[str, str, str]]:

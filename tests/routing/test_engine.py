@@ -13,9 +13,12 @@ from ccswitch.errors import CCSwitchError, IllegalTransition
 from ccswitch.model import Strategy
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
-from ccswitch.routing.engine import RoutingEngine, UnknownAgent, UnknownCall, UnknownQueue
+from ccswitch.routing import timers as tm
+from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.record import Offer, Outcome
+from ccswitch.routing.runtime import UnknownAgent, UnknownCall, UnknownQueue
 from ccswitch.routing.states import AgentState, CallState
+from ccswitch.routing.target import Target
 
 from .driver import (
     ANNOUNCEMENT, GROUP, MOH, QUEUE, T0, Driver, cancelled, changes, make_dialplan, make_queue,
@@ -47,26 +50,26 @@ def test_happy_path_action_sequence() -> None:
     assert d.announce("c1") == [
         act.StartMusicOnHold(call_id="c1", path=MOH),
         asc("alice", R, A),
-        act.RingAgent(call_id="c1", agent_id="alice", uri=uri("alice")),
-        act.StartTimer(timer_id="ring:c1", delay=15.0),
+        act.Ring(call_id="c1", target=Target.agent("alice"), uri=uri("alice")),
+        act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0),
     ]
     d.advance(1)
-    assert d.feed(ev.AgentRinging(call_id="c1", agent_id="alice")) == []
+    assert d.feed(ev.LegRinging(call_id="c1", target=Target.agent("alice"))) == []
     d.advance(2)
     assert d.answer("c1", "alice") == [
-        act.CancelTimer(timer_id="ring:c1"),
+        act.CancelTimer(timer_id=tm.RingTimer("c1")),
         act.StopMusicOnHold(call_id="c1"),
-        act.Bridge(call_id="c1", agent_id="alice"),
+        act.Bridge(call_id="c1", target=Target.agent("alice")),
         asc("alice", A, AgentState.ON_CALL),
     ]
     d.advance(60)
     actions = d.caller_hangup("c1")
     [record] = d.records
     assert actions == [
-        act.HangupAgent(call_id="c1", agent_id="alice"),
+        act.Hangup(call_id="c1", target=Target.agent("alice")),
         act.CallFinished(record=record),
         asc("alice", AgentState.ON_CALL, AgentState.WRAP_UP),
-        act.StartTimer(timer_id="wrapup:alice", delay=5.0),
+        act.StartTimer(timer_id=tm.WrapUpTimer("alice"), delay=5.0),
     ]
     assert d.advance(5) == [asc("alice", AgentState.WRAP_UP, R)]
 
@@ -88,8 +91,8 @@ def test_happy_path_record() -> None:
     assert (r.arrived_at, r.announced_at, r.queued_at, r.answered_at, r.ended_at) == (
         T0, T0 + 3, T0 + 3, T0 + 5.5, T0 + 65.5)
     assert (r.wait, r.ring, r.talk, r.total, r.short_abandon) == (2.5, 2.5, 60, 65.5, False)
-    assert r.offers == [Offer(agent_id="alice", offered_at=T0 + 3, ended_at=T0 + 5.5,
-                              result="answered")]
+    assert r.offers == (Offer(agent_id="alice", offered_at=T0 + 3, ended_at=T0 + 5.5,
+                              result="answered"),)
 
 
 def test_no_music_on_hold_configured_starts_silence() -> None:
@@ -102,7 +105,7 @@ def test_no_music_on_hold_configured_starts_silence() -> None:
 def test_logged_out_agents_start_logged_out() -> None:
     """Agents with logged_in false start LOGGED_OUT and are not offered calls."""
     d = Driver(make_dialplan(logged_out=("alice",)))
-    assert d.engine.agent_state("alice") is AgentState.LOGGED_OUT
+    assert d.engine.view.agents["alice"].state is AgentState.LOGGED_OUT
     assert rung(d.queued("c1")) == ["bob"]
 
 
@@ -141,8 +144,8 @@ def test_ring_all_rings_every_ready_agent_with_one_timer() -> None:
     actions = d.queued("c1")
     assert rung(actions) == ["alice", "bob"]
     assert [a for a in actions if isinstance(a, act.StartTimer)] == [
-        act.StartTimer(timer_id="ring:c1", delay=15.0)]
-    assert d.engine.ringing_agents("c1") == ("alice", "bob")
+        act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0)]
+    assert d.engine.view.calls["c1"].ringing == ("alice", "bob")
 
 
 def test_ring_all_first_answer_cancels_the_others() -> None:
@@ -151,18 +154,18 @@ def test_ring_all_first_answer_cancels_the_others() -> None:
     d.queued("c1")
     d.advance(4)
     assert d.answer("c1", "bob") == [
-        act.CancelTimer(timer_id="ring:c1"),
+        act.CancelTimer(timer_id=tm.RingTimer("c1")),
         act.StopMusicOnHold(call_id="c1"),
-        act.CancelAgent(call_id="c1", agent_id="alice"),
-        act.CancelAgent(call_id="c1", agent_id="carol"),
-        act.Bridge(call_id="c1", agent_id="bob"),
+        act.Cancel(call_id="c1", target=Target.agent("alice")),
+        act.Cancel(call_id="c1", target=Target.agent("carol")),
+        act.Bridge(call_id="c1", target=Target.agent("bob")),
         asc("bob", A, AgentState.ON_CALL),
         asc("alice", A, R),
         asc("carol", A, R),
     ]
-    assert [(o.agent_id, o.result) for o in d.engine.record("c1").offers] == [
+    assert [(o.agent_id, o.result) for o in d.engine.view.calls["c1"].record.offers] == [
         ("alice", "cancelled"), ("bob", "answered"), ("carol", "cancelled")]
-    assert d.engine.snapshot()["agents"]["alice"]["misses"] == 0
+    assert d.engine.view.to_dict()["agents"]["alice"]["misses"] == 0
 
 
 def test_ring_all_one_failure_does_not_end_the_round() -> None:
@@ -171,9 +174,9 @@ def test_ring_all_one_failure_does_not_end_the_round() -> None:
     d.queued("c1")
     actions = d.fail("c1", "alice", 486)
     assert actions == [asc("alice", A, R)]
-    assert d.engine.call_state("c1") is CallState.RINGING
-    assert d.engine.ringing_agents("c1") == ("bob",)
-    assert "ring:c1" in d.pending_timers()
+    assert d.engine.view.calls["c1"].state is CallState.RINGING
+    assert d.engine.view.calls["c1"].ringing == ("bob",)
+    assert tm.RingTimer("c1") in d.pending_timers()
 
 
 def test_ring_all_round_ends_when_the_last_offer_fails() -> None:
@@ -182,7 +185,7 @@ def test_ring_all_round_ends_when_the_last_offer_fails() -> None:
     d.queued("c1")
     d.fail("c1", "alice", 486)
     actions = d.fail("c1", "bob", 480)
-    assert actions[:2] == [act.CancelTimer(timer_id="ring:c1"), asc("bob", A, R)]
+    assert actions[:2] == [act.CancelTimer(timer_id=tm.RingTimer("c1")), asc("bob", A, R)]
     assert rung(actions) == ["alice", "bob"]
 
 
@@ -194,13 +197,13 @@ def test_ring_timeout_moves_on_to_the_next_agent() -> None:
     d = Driver(make_dialplan())
     d.queued("c1")
     assert d.advance(15) == [
-        act.CancelAgent(call_id="c1", agent_id="alice"),
+        act.Cancel(call_id="c1", target=Target.agent("alice")),
         asc("alice", A, R),
         asc("bob", R, A),
-        act.RingAgent(call_id="c1", agent_id="bob", uri=uri("bob")),
-        act.StartTimer(timer_id="ring:c1", delay=15.0),
+        act.Ring(call_id="c1", target=Target.agent("bob"), uri=uri("bob")),
+        act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0),
     ]
-    [offer] = d.engine.record("c1").offers
+    [offer] = d.engine.view.calls["c1"].record.offers
     assert (offer.agent_id, offer.result, offer.ring) == ("alice", "no_answer", 15.0)
 
 
@@ -210,13 +213,13 @@ def test_failed_offer_moves_on_to_the_next_agent() -> None:
     d.queued("c1")
     d.advance(2)
     assert d.fail("c1", "alice", 486) == [
-        act.CancelTimer(timer_id="ring:c1"),
+        act.CancelTimer(timer_id=tm.RingTimer("c1")),
         asc("alice", A, R),
         asc("bob", R, A),
-        act.RingAgent(call_id="c1", agent_id="bob", uri=uri("bob")),
-        act.StartTimer(timer_id="ring:c1", delay=15.0),
+        act.Ring(call_id="c1", target=Target.agent("bob"), uri=uri("bob")),
+        act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0),
     ]
-    [offer] = d.engine.record("c1").offers
+    [offer] = d.engine.view.calls["c1"].record.offers
     assert (offer.result, offer.ring) == ("failed:486", 2.0)
 
 
@@ -236,8 +239,8 @@ def test_max_misses_in_a_row_set_the_agent_not_ready() -> None:
     actions = d.advance(15)
     assert changes(actions) == [("alice", "reserved", "not_ready")]
     assert rung(actions) == []
-    assert d.engine.agent_state("alice") is AgentState.NOT_READY
-    assert d.engine.call_state("c1") is CallState.QUEUED
+    assert d.engine.view.agents["alice"].state is AgentState.NOT_READY
+    assert d.engine.view.calls["c1"].state is CallState.QUEUED
 
 
 def test_an_answer_resets_the_miss_count() -> None:
@@ -259,9 +262,9 @@ def test_agent_ready_resets_the_miss_count() -> None:
     d = Driver(make_dialplan(("alice",), max_misses=1))
     d.queued("c1")
     d.fail("c1", "alice", 486)
-    assert d.engine.agent_state("alice") is AgentState.NOT_READY
+    assert d.engine.view.agents["alice"].state is AgentState.NOT_READY
     assert rung(d.feed(ev.AgentReady(agent_id="alice"))) == ["alice"]
-    assert d.engine.snapshot()["agents"]["alice"]["misses"] == 0
+    assert d.engine.view.to_dict()["agents"]["alice"]["misses"] == 0
 
 
 # -- abandons -----------------------------------------------------------------------
@@ -278,7 +281,7 @@ def test_abandon_while_announcing() -> None:
     assert (r.outcome, r.qa_notice_played, r.announced_at, r.queued_at) == (
         Outcome.SHORT_ABANDON, False, None, None)
     assert (r.ended_at, r.wait, r.total, r.short_abandon) == (T0 + 2, None, 2, True)
-    assert d.engine.calls() == []
+    assert list(d.engine.view.calls) == []
 
 
 def test_abandon_while_queued() -> None:
@@ -305,14 +308,14 @@ def test_abandon_while_ringing() -> None:
     actions = d.caller_hangup("c1")
     [r] = d.records
     assert actions == [
-        act.CancelTimer(timer_id="ring:c1"),
-        act.CancelAgent(call_id="c1", agent_id="alice"),
+        act.CancelTimer(timer_id=tm.RingTimer("c1")),
+        act.Cancel(call_id="c1", target=Target.agent("alice")),
         act.CallFinished(record=r),
         asc("alice", A, R),
     ]
     assert (r.outcome, r.wait) == (Outcome.ABANDONED_RINGING, 6)
     assert [(o.agent_id, o.result) for o in r.offers] == [("alice", "cancelled")]
-    alice = d.engine.snapshot()["agents"]["alice"]
+    alice = d.engine.view.to_dict()["agents"]["alice"]
     assert (alice["misses"], alice["idle_since"]) == (0, T0)
 
 
@@ -326,7 +329,7 @@ def test_caller_hangup_while_bridged() -> None:
     d.advance(42)
     actions = d.caller_hangup("c1")
     [r] = d.records
-    assert actions[:2] == [act.HangupAgent(call_id="c1", agent_id="alice"),
+    assert actions[:2] == [act.Hangup(call_id="c1", target=Target.agent("alice")),
                            act.CallFinished(record=r)]
     assert not any(isinstance(a, act.HangupCaller) for a in actions)
     assert (r.outcome, r.agent_id, r.talk) == (Outcome.ANSWERED_INHOUSE, "alice", 42)
@@ -343,7 +346,7 @@ def test_agent_hangup_while_bridged() -> None:
         act.HangupCaller(call_id="c1"),
         act.CallFinished(record=r),
         asc("alice", AgentState.ON_CALL, AgentState.WRAP_UP),
-        act.StartTimer(timer_id="wrapup:alice", delay=5.0),
+        act.StartTimer(timer_id=tm.WrapUpTimer("alice"), delay=5.0),
     ]
     assert (r.outcome, r.talk) == (Outcome.ANSWERED_INHOUSE, 30)
 
@@ -358,8 +361,8 @@ def test_wrap_up_delays_the_next_offer() -> None:
     assert d.advance(0.1) == [
         asc("alice", AgentState.WRAP_UP, R),
         asc("alice", R, A),
-        act.RingAgent(call_id="c2", agent_id="alice", uri=uri("alice")),
-        act.StartTimer(timer_id="ring:c2", delay=15.0),
+        act.Ring(call_id="c2", target=Target.agent("alice"), uri=uri("alice")),
+        act.StartTimer(timer_id=tm.RingTimer("c2"), delay=15.0),
     ]
 
 
@@ -370,7 +373,7 @@ def test_zero_wrap_up_frees_the_agent_at_once() -> None:
     d.queued("c2")
     actions = d.caller_hangup("c1")
     assert changes(actions) == [("alice", "on_call", "ready"), ("alice", "ready", "reserved")]
-    assert not any(isinstance(a, act.StartTimer) and a.timer_id.startswith("wrapup:")
+    assert not any(isinstance(a, act.StartTimer) and isinstance(a.timer_id, tm.WrapUpTimer)
                    for a in actions)
     assert rung(actions) == ["alice"]
 
@@ -386,8 +389,8 @@ def test_fifo_across_two_waiting_callers() -> None:
     d.advance(1)
     d.queued("c2")
     assert rung(d.agent_hangup("c0", "alice")) == ["alice"]
-    assert d.engine.ringing_agents("c1") == ("alice",)
-    assert d.engine.call_state("c2") is CallState.QUEUED
+    assert d.engine.view.calls["c1"].ringing == ("alice",)
+    assert d.engine.view.calls["c2"].state is CallState.QUEUED
 
 
 def test_fifo_across_queues_sharing_an_agent() -> None:
@@ -401,7 +404,7 @@ def test_fifo_across_queues_sharing_an_agent() -> None:
     d.advance(1)
     d.queued("p1", "support")
     actions = d.feed(ev.AgentLogin(agent_id="alice"))
-    assert [(a.call_id, a.agent_id) for a in actions if isinstance(a, act.RingAgent)] == [
+    assert [(a.call_id, a.target.id) for a in actions if isinstance(a, act.Ring)] == [
         ("s1", "alice")]
 
 
@@ -437,7 +440,7 @@ def test_pause_while_on_call_is_applied_after_wrap_up() -> None:
     d = Driver(make_dialplan(("alice",)))
     bridged(d, "c1", "alice")
     assert d.feed(ev.AgentPause(agent_id="alice")) == []
-    assert d.engine.agent_state("alice") is AgentState.ON_CALL
+    assert d.engine.view.agents["alice"].state is AgentState.ON_CALL
     d.agent_hangup("c1", "alice")
     d.queued("c2")
     assert d.advance(5) == [asc("alice", AgentState.WRAP_UP, AgentState.NOT_READY)]
@@ -469,13 +472,17 @@ def test_ready_during_wrap_up_ends_it_early() -> None:
     d.agent_hangup("c1", "alice")
     d.queued("c2")
     actions = d.feed(ev.AgentReady(agent_id="alice"))
-    assert actions[:2] == [act.CancelTimer(timer_id="wrapup:alice"),
+    assert actions[:2] == [act.CancelTimer(timer_id=tm.WrapUpTimer("alice")),
                            asc("alice", AgentState.WRAP_UP, R)]
     assert rung(actions) == ["alice"]
-    assert "wrapup:alice" not in d.pending_timers()
+    assert tm.WrapUpTimer("alice") not in d.pending_timers()
 
 
 # -- queries ------------------------------------------------------------------------
+
+
+def depths(d: Driver) -> dict[str, int]:
+    return {name: queue.depth for name, queue in d.engine.view.queues.items()}
 
 
 def test_queue_depths_and_agent_states_counts() -> None:
@@ -484,14 +491,14 @@ def test_queue_depths_and_agent_states_counts() -> None:
                          groups={"g1": ("alice", "bob"), "g2": ("bob", "carol")},
                          queues=[make_queue("support", "g1"), make_queue("sales", "g2")])
     d = Driver(plan)
-    assert d.engine.queue_depths() == {"support": 0, "sales": 0}
+    assert depths(d) == {"support": 0, "sales": 0}
     d.arrive("c1")
-    assert d.engine.queue_depths() == {"support": 0, "sales": 0}  # still announcing
+    assert depths(d) == {"support": 0, "sales": 0}  # still announcing
     d.announce("c1")  # rings alice
     d.queued("c2")  # rings bob
     d.queued("c3")  # waits
-    assert d.engine.queue_depths() == {"support": 3, "sales": 0}
-    states = d.engine.agent_states()
+    assert depths(d) == {"support": 3, "sales": 0}
+    states = d.engine.view.agent_counts()
     assert len(states) == 2 * len(AgentState)
     assert states[("g1", "reserved")] == 2
     assert states[("g2", "reserved")] == 1 and states[("g2", "logged_out")] == 1
@@ -505,7 +512,7 @@ def test_calls_lists_live_calls_in_arrival_order() -> None:
     d.arrive("c2")
     d.arrive("c1")
     d.caller_hangup("c2")
-    assert d.engine.calls() == ["c1"]
+    assert list(d.engine.view.calls) == ["c1"]
 
 
 # -- refusals -----------------------------------------------------------------------
@@ -515,11 +522,11 @@ def test_unknown_call_raises_and_changes_nothing() -> None:
     """An event about an unknown call raises UnknownCall and leaves the state as it was."""
     d = Driver(make_dialplan())
     d.queued("c1")
-    before = d.engine.snapshot()
+    before = d.engine.view.to_dict()
     with pytest.raises(UnknownCall) as info:
-        d.feed(ev.AgentAnswered(call_id="nope", agent_id="alice"))
+        d.feed(ev.LegAnswered(call_id="nope", target=Target.agent("alice")))
     assert info.value.call_id == "nope"
-    assert d.engine.snapshot() == before
+    assert d.engine.view.to_dict() == before
 
 
 def test_finished_call_is_forgotten() -> None:
@@ -535,12 +542,12 @@ def test_unknown_agent_raises_and_changes_nothing() -> None:
     """An event naming an agent not in the dialplan raises UnknownAgent."""
     d = Driver(make_dialplan())
     d.queued("c1")
-    before = d.engine.snapshot()
+    before = d.engine.view.to_dict()
     with pytest.raises(UnknownAgent):
         d.answer("c1", "ghost")
     with pytest.raises(UnknownAgent):
         d.feed(ev.AgentLogin(agent_id="ghost"))
-    assert d.engine.snapshot() == before
+    assert d.engine.view.to_dict() == before
 
 
 def test_unknown_queue_raises() -> None:
@@ -548,34 +555,34 @@ def test_unknown_queue_raises() -> None:
     d = Driver(make_dialplan())
     with pytest.raises(UnknownQueue):
         d.arrive("c1", queue="sales")
-    assert d.engine.calls() == []
+    assert list(d.engine.view.calls) == []
 
 
 def test_answer_from_an_agent_not_offered_is_illegal() -> None:
     """An answer from an agent not ringing for that call raises and changes nothing."""
     d = Driver(make_dialplan())
     d.queued("c1")  # rings alice only
-    before = d.engine.snapshot()
+    before = d.engine.view.to_dict()
     with pytest.raises(IllegalTransition):
         d.answer("c1", "bob")
-    assert d.engine.snapshot() == before
+    assert d.engine.view.to_dict() == before
 
 
 @pytest.mark.parametrize("event", [
     ev.AnnouncementFinished(call_id="c1"),
-    ev.AgentHungUp(call_id="c1", agent_id="alice"),
+    ev.LegHungUp(call_id="c1", target=Target.agent("alice")),
     ev.CallArrived(call_id="c1", caller="1", dialed="100", queue=QUEUE),
     ev.AgentLogin(agent_id="alice"),
-    ev.AgentFailed(call_id="c1", agent_id="bob", status=486),
+    ev.LegFailed(call_id="c1", target=Target.agent("bob"), status=486),
 ])
 def test_impossible_events_raise_illegal_transition(event: ev.Event) -> None:
     """Events impossible in the current state raise IllegalTransition and change nothing."""
     d = Driver(make_dialplan())
     d.queued("c1")  # c1 ringing alice; bob READY
-    before = d.engine.snapshot()
+    before = d.engine.view.to_dict()
     with pytest.raises(IllegalTransition):
         d.feed(event)
-    assert d.engine.snapshot() == before
+    assert d.engine.view.to_dict() == before
 
 
 def test_agent_hangup_from_another_agent_is_illegal() -> None:
@@ -584,18 +591,19 @@ def test_agent_hangup_from_another_agent_is_illegal() -> None:
     bridged(d, "c1", "alice")
     with pytest.raises(IllegalTransition):
         d.agent_hangup("c1", "bob")
-    assert d.engine.call_state("c1") is CallState.BRIDGED
+    assert d.engine.view.calls["c1"].state is CallState.BRIDGED
 
 
-@pytest.mark.parametrize("timer_id", ["ring:c1", "ring:gone", "wrapup:alice", "wrapup:ghost",
-                                      "bogus"])
-def test_stale_or_unknown_timers_are_ignored(timer_id: str) -> None:
+@pytest.mark.parametrize("timer_id", [tm.RingTimer("c1"), tm.RingTimer("gone"),
+                                      tm.WrapUpTimer("alice"), tm.WrapUpTimer("ghost"),
+                                      tm.VendorRingTimer("c1"), tm.MaxWaitTimer("gone")])
+def test_stale_or_unknown_timers_are_ignored(timer_id: tm.TimerId) -> None:
     """A timer that no longer means anything yields no action and changes nothing."""
     d = Driver(make_dialplan(logged_out=("bob",)))
     bridged(d, "c1", "alice")  # c1 bridged, alice on call: no ring nor wrap-up pending
-    before = d.engine.snapshot()
+    before = d.engine.view.to_dict()
     assert d.feed(ev.TimerFired(timer_id=timer_id)) == []
-    assert d.engine.snapshot() == before
+    assert d.engine.view.to_dict() == before
 
 
 def test_events_validate_their_fields() -> None:
@@ -603,18 +611,44 @@ def test_events_validate_their_fields() -> None:
     with pytest.raises(ValueError):
         ev.AgentLogin(agent_id="")
     with pytest.raises(ValueError):
-        ev.AgentFailed(call_id="c1", agent_id="alice", status=42)
+        ev.LegFailed(call_id="c1", target=Target.agent("alice"), status=42)
     with pytest.raises(TypeError):
         ev.CallerHungUp("c1")  # type: ignore[call-arg]
 
 
+def test_a_target_names_an_agent_or_a_vendor() -> None:
+    """Targets are frozen values: same kind and id are equal; an agent is not a vendor."""
+    assert Target.agent("alice") == Target("agent", "alice")
+    assert Target.agent("acme") != Target.vendor("acme")
+    assert str(Target.vendor("acme")) == "vendor acme"
+    with pytest.raises(ValueError):
+        Target("supervisor", "x")
+    with pytest.raises(ValueError):
+        Target.agent("")
+
+
+def test_a_media_timeout_names_a_target_or_the_caller() -> None:
+    """MediaTimedOut.leg is a Target or "caller"; a bare kind is refused."""
+    assert ev.MediaTimedOut(call_id="c1", leg="caller").leg == "caller"
+    with pytest.raises(ValueError):
+        ev.MediaTimedOut(call_id="c1", leg="agent")  # type: ignore[arg-type]
+
+
+def test_timer_ids_are_typed_values() -> None:
+    """A timer id is a frozen value: equal ids are one dict key; a string is refused."""
+    assert {tm.RingTimer("c1"): 1}[tm.RingTimer("c1")] == 1
+    assert tm.RingTimer("c1") != tm.VendorRingTimer("c1")
+    with pytest.raises(TypeError):
+        ev.TimerFired(timer_id="ring:c1")  # type: ignore[arg-type]
+
+
 def test_non_call_actions_have_no_call_id() -> None:
     """Timer, finish and agent actions carry no call_id; call actions all do."""
-    timer = act.StartTimer(timer_id="ring:c1", delay=1.0)
+    timer = act.StartTimer(timer_id=tm.RingTimer("c1"), delay=1.0)
     assert not hasattr(timer, "call_id")
-    assert not hasattr(act.CancelTimer(timer_id="x"), "call_id")
+    assert not hasattr(act.CancelTimer(timer_id=tm.WrapUpTimer("x")), "call_id")
     assert isinstance(timer, act.BaseAction)
-    assert isinstance(act.Bridge(call_id="c1", agent_id="a"), act.CallAction)
+    assert isinstance(act.Bridge(call_id="c1", target=Target.agent("a")), act.CallAction)
 
 
 # -- records --------------------------------------------------------------------------
@@ -685,7 +719,7 @@ operations = st.one_of(
               _index),
     st.tuples(st.just("fail"), _index, _who, _index,
               st.sampled_from([403, 408, 480, 486, 503, 603])),
-    st.tuples(st.just("timer"), st.sampled_from(["ring", "wrapup", "junk"]), _index),
+    st.tuples(st.just("timer"), st.sampled_from(["ring", "wrapup", "vring"]), _index),
     st.tuples(st.sampled_from(["AgentLogin", "AgentLogout", "AgentReady", "AgentPause",
                                "AgentResponded", "AgentSendFailed"]),
               st.sampled_from(AGENTS)),
@@ -699,18 +733,18 @@ _PRESENCE: dict[str, Any] = {"AgentLogin": ev.AgentLogin, "AgentLogout": ev.Agen
 
 
 def _pick_call(d: Driver, index: int) -> str:
-    live = d.engine.calls()
+    live = list(d.engine.view.calls)
     return live[index % len(live)] if live else "gone"
 
 
 def _pick_agent(d: Driver, call_id: str, who: str, index: int) -> str:
-    if call_id not in d.engine.calls():
+    if call_id not in list(d.engine.view.calls):
         return who if who in AGENTS else "alice"
     if who == "offered":
-        offered = d.engine.ringing_agents(call_id)
+        offered = d.engine.view.calls[call_id].ringing
         return offered[index % len(offered)] if offered else "alice"
     if who == "bridged":
-        return d.engine.record(call_id).agent_id or "bob"
+        return d.engine.view.calls[call_id].record.agent_id or "bob"
     return who
 
 
@@ -725,10 +759,10 @@ def _event(d: Driver, op: tuple[Any, ...], serial: int) -> ev.Event:
         return _PRESENCE[kind](agent_id=op[1])  # type: ignore[no-any-return]
     if kind == "timer":
         if op[1] == "ring":
-            return ev.TimerFired(timer_id=f"ring:{_pick_call(d, op[2])}")
+            return ev.TimerFired(timer_id=tm.RingTimer(_pick_call(d, op[2])))
         if op[1] == "wrapup":
-            return ev.TimerFired(timer_id=f"wrapup:{AGENTS[op[2] % len(AGENTS)]}")
-        return ev.TimerFired(timer_id="junk")
+            return ev.TimerFired(timer_id=tm.WrapUpTimer(AGENTS[op[2] % len(AGENTS)]))
+        return ev.TimerFired(timer_id=tm.VendorRingTimer(_pick_call(d, op[2])))
     call_id = _pick_call(d, op[1])
     if kind == "announce":
         return ev.AnnouncementFinished(call_id=call_id)
@@ -736,13 +770,13 @@ def _event(d: Driver, op: tuple[Any, ...], serial: int) -> ev.Event:
         return ev.CallerHungUp(call_id=call_id)
     agent_id = _pick_agent(d, call_id, op[2], op[3])
     if kind == "ringing":
-        return ev.AgentRinging(call_id=call_id, agent_id=agent_id)
+        return ev.LegRinging(call_id=call_id, target=Target.agent(agent_id))
     if kind == "answer":
-        return ev.AgentAnswered(call_id=call_id, agent_id=agent_id)
+        return ev.LegAnswered(call_id=call_id, target=Target.agent(agent_id))
     if kind == "agent_hangup":
-        return ev.AgentHungUp(call_id=call_id, agent_id=agent_id)
+        return ev.LegHungUp(call_id=call_id, target=Target.agent(agent_id))
     assert kind == "fail"
-    return ev.AgentFailed(call_id=call_id, agent_id=agent_id, status=op[4])
+    return ev.LegFailed(call_id=call_id, target=Target.agent(agent_id), status=op[4])
 
 
 def _plan() -> Any:
@@ -756,7 +790,7 @@ def _plan() -> Any:
 
 def _check_invariants(d: Driver) -> None:
     engine: RoutingEngine = d.engine
-    snap = engine.snapshot()
+    snap = engine.view.to_dict()
     calls, agents = snap["calls"], snap["agents"]
     offered = [(aid, cid) for cid, c in calls.items() for aid in c["ringing"]]
     reserved = [aid for aid, a in agents.items() if a["state"] == "reserved"]
@@ -766,7 +800,8 @@ def _check_invariants(d: Driver) -> None:
         assert agents[aid]["call_id"] == cid
     for c in calls.values():
         assert (c["state"] == "ringing") == bool(c["ringing"])
-        assert f"ring:{c['record']['call_id']}" in d.pending_timers() or c["state"] != "ringing"
+        ring = tm.RingTimer(c["record"]["call_id"])
+        assert ring in d.pending_timers() or c["state"] != "ringing"
     on_call = [aid for aid, a in agents.items() if a["state"] == "on_call"]
     assert sorted(on_call) == sorted(c["record"]["agent_id"] for c in calls.values()
                                      if c["state"] == "bridged")
@@ -774,11 +809,11 @@ def _check_invariants(d: Driver) -> None:
     # leave extra, stale timers behind: those are ignored when they fire).
     for aid, a in agents.items():
         if a["state"] == "wrap_up":
-            assert f"wrapup:{aid}" in d.pending_timers()
+            assert tm.WrapUpTimer(aid) in d.pending_timers()
     # An unreachable agent is probed: its probe timer is running.
     for aid, a in agents.items():
         if a["state"] == "unreachable":
-            assert f"aprobe:{aid}" in d.pending_timers()
+            assert tm.AgentProbeTimer(aid) in d.pending_timers()
     # Nobody READY is left idle while a caller their group serves is waiting.
     plan = _plan()
     for c in calls.values():
@@ -786,7 +821,7 @@ def _check_invariants(d: Driver) -> None:
             group = plan.groups[plan.queues[c["queue"]].group]
             assert all(agents[a]["state"] != "ready" for a in group.agents)
     depth = sum(1 for c in calls.values() if c["state"] in ("queued", "ringing"))
-    assert sum(engine.queue_depths().values()) == depth
+    assert sum(q.depth for q in engine.view.queues.values()) == depth
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -799,11 +834,11 @@ def test_random_event_sequences_keep_the_invariants(ops: list[tuple[Any, ...]]) 
             d.advance(op[1])  # timers fire through the engine and must never raise
         else:
             event = _event(d, op, serial)
-            before = d.engine.snapshot()
+            before = d.engine.view.to_dict()
             try:
                 d.feed(event)
             except CCSwitchError:
-                assert d.engine.snapshot() == before
+                assert d.engine.view.to_dict() == before
         _check_invariants(d)
     for record in d.records:
         assert record.outcome is not None and record.ended_at is not None

@@ -12,9 +12,11 @@ from ccswitch.errors import IllegalTransition
 from ccswitch.model import Condition, MaxWait, OverflowRule, ServiceLevel, Vendor
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
+from ccswitch.routing import timers as tm
 from ccswitch.routing.calendar import Calendar
 from ccswitch.routing.record import Outcome, Route
 from ccswitch.routing.states import AgentState, CallState, VendorHealth
+from ccswitch.routing.target import Target
 from tests.routing.driver import T0, Driver, make_dialplan, make_queue, make_vendor, trunk
 
 ACME = make_vendor("acme", trunks=2)
@@ -62,10 +64,11 @@ def test_no_agents_logged_in_sends_the_call_to_the_vendor_at_queue_entry() -> No
     d = driver(rule(Condition.NO_AGENTS_LOGGED_IN), logged_out=("alice", "bob"))
     actions = d.queued("c1")
     assert fired(actions) == [("acme", "no_agents_logged_in")]
-    assert act.RingVendor(call_id="c1", vendor="acme", uri=trunk("acme", 1)) in actions
-    assert act.StartTimer(timer_id="vring:c1", delay=30.0) in actions
-    assert d.engine.call_state("c1") is CallState.OVERFLOW
-    assert d.engine.vendor_states()["acme"] == (1, 10, VendorHealth.UP)
+    assert act.Ring(call_id="c1", target=Target.vendor("acme"), uri=trunk("acme", 1)) in actions
+    assert act.StartTimer(timer_id=tm.VendorRingTimer("c1"), delay=30.0) in actions
+    assert d.engine.view.calls["c1"].state is CallState.OVERFLOW
+    acme = d.engine.view.vendors["acme"]
+    assert (acme.in_use, acme.max_channels, acme.health) == (1, 10, VendorHealth.UP)
 
 
 def test_no_agents_logged_in_does_not_fire_while_an_agent_is_logged_in() -> None:
@@ -74,7 +77,7 @@ def test_no_agents_logged_in_does_not_fire_while_an_agent_is_logged_in() -> None
     d.queued("b1")
     d.answer("b1", "alice")
     actions = d.queued("c1")
-    assert fired(actions) == [] and d.engine.call_state("c1") is CallState.QUEUED
+    assert fired(actions) == [] and d.engine.view.calls["c1"].state is CallState.QUEUED
 
 
 def test_vendor_answer_bridges_and_the_record_carries_vendor_and_reason() -> None:
@@ -83,7 +86,7 @@ def test_vendor_answer_bridges_and_the_record_carries_vendor_and_reason() -> Non
     d.queued("c1")
     d.advance(4)
     actions = d.vendor_answer("c1", "acme")
-    assert act.BridgeVendor(call_id="c1", vendor="acme") in actions
+    assert act.Bridge(call_id="c1", target=Target.vendor("acme")) in actions
     assert act.StopMusicOnHold(call_id="c1") in actions
     d.advance(60)
     actions = d.vendor_hangup("c1", "acme")
@@ -95,7 +98,7 @@ def test_vendor_answer_bridges_and_the_record_carries_vendor_and_reason() -> Non
     assert r.vendor_wait == 4
     assert [(o.vendor, o.trunk, o.result) for o in r.offers] == [
         ("acme", trunk("acme", 1), "answered")]
-    assert d.engine.vendor_states()["acme"][0] == 0
+    assert d.engine.view.vendors["acme"].in_use == 0
 
 
 def test_caller_hangup_while_bridged_to_the_vendor_hangs_up_the_vendor() -> None:
@@ -104,19 +107,19 @@ def test_caller_hangup_while_bridged_to_the_vendor_hangs_up_the_vendor() -> None
     d.queued("c1")
     d.vendor_answer("c1", "acme")
     actions = d.caller_hangup("c1")
-    assert actions[0] == act.HangupVendor(call_id="c1", vendor="acme")
+    assert actions[0] == act.Hangup(call_id="c1", target=Target.vendor("acme"))
     assert d.records[0].outcome is Outcome.ANSWERED_VENDOR
-    assert d.engine.vendor_states()["acme"][0] == 0
+    assert d.engine.view.vendors["acme"].in_use == 0
 
 
 def test_wait_exceeds_fires_after_the_wait_and_not_before() -> None:
     """wait_exceeds: 30 s in queue with nobody free, then the vendor; not a moment earlier."""
     d = driver(rule(Condition.WAIT_EXCEEDS, seconds=30.0), logged_out=("alice", "bob"))
     d.queued("c1")
-    assert d.advance(29.9) == [] and d.engine.call_state("c1") is CallState.QUEUED
+    assert d.advance(29.9) == [] and d.engine.view.calls["c1"].state is CallState.QUEUED
     actions = d.advance(0.1)
     assert fired(actions) == [("acme", "wait_exceeds")]
-    r = d.engine.record("c1")
+    r = d.engine.view.calls["c1"].record
     assert (r.overflow_reason, r.overflowed_at) == ("wait_exceeds", T0 + 30)
 
 
@@ -125,10 +128,10 @@ def test_wait_exceeds_waits_for_the_in_house_offer_to_end() -> None:
     d = driver(rule(Condition.WAIT_EXCEEDS, seconds=10.0), agents=("alice",), ring_timeout=15.0)
     d.queued("c1")
     d.advance(10)
-    assert d.engine.call_state("c1") is CallState.RINGING
+    assert d.engine.view.calls["c1"].state is CallState.RINGING
     actions = d.advance(5)  # alice's ring timeout: no one else free, wait exceeded
     assert fired(actions) == [("acme", "wait_exceeds")]
-    assert d.engine.call_state("c1") is CallState.OVERFLOW
+    assert d.engine.view.calls["c1"].state is CallState.OVERFLOW
 
 
 def test_no_agents_available_fires_when_every_agent_is_busy() -> None:
@@ -142,7 +145,7 @@ def test_no_agents_available_leaves_the_call_in_house_when_an_agent_is_free() ->
     """With a free agent, no_agents_available does not fire and the agent rings."""
     d = driver(rule(Condition.NO_AGENTS_AVAILABLE))
     actions = d.queued("c1")
-    assert fired(actions) == [] and d.engine.ringing_agents("c1") == ("alice",)
+    assert fired(actions) == [] and d.engine.view.calls["c1"].ringing == ("alice",)
 
 
 def test_queue_length_exceeds_counts_the_callers_ahead_on_entry_only() -> None:
@@ -152,16 +155,16 @@ def test_queue_length_exceeds_counts_the_callers_ahead_on_entry_only() -> None:
     assert fired(d.queued("c3")) == [("acme", "queue_length_exceeds")]
     d.caller_hangup("c3")
     d.queued("c4")  # two ahead again
-    assert d.engine.call_state("c4") is CallState.OVERFLOW
+    assert d.engine.view.calls["c4"].state is CallState.OVERFLOW
     d.advance(100)
-    assert d.engine.call_state("c1") is CallState.QUEUED  # decided on entry, not later
+    assert d.engine.view.calls["c1"].state is CallState.QUEUED  # decided on entry, not later
 
 
 def test_outside_hours_overflows_even_with_agents_free() -> None:
     """outside_hours: a closed calendar sends the call on even though alice is free."""
     d = driver(rule(Condition.OUTSIDE_HOURS, "globex", calendar="never"), calendars=(CLOSED,))
     assert fired(d.queued("c1")) == [("globex", "outside_hours")]
-    assert d.engine.agent_state("alice") is AgentState.READY
+    assert d.engine.view.agents["alice"].state is AgentState.READY
 
 
 def test_outside_hours_keeps_the_call_when_the_calendar_is_open() -> None:
@@ -197,11 +200,11 @@ def test_vendor_at_cap_leaves_the_caller_waiting_for_in_house() -> None:
     d.queued("c1")  # takes acme's only channel
     d.queued("c2")
     d.advance(20)
-    assert d.engine.call_state("c2") is CallState.QUEUED
+    assert d.engine.view.calls["c2"].state is CallState.QUEUED
     assert unavailable(d) == [("acme", "full")]
     d.agent_hangup("b1", "alice")
     d.advance(5)  # wrap-up over
-    assert d.engine.ringing_agents("c2") == ("alice",)
+    assert d.engine.view.calls["c2"].ringing == ("alice",)
 
 
 def test_a_vendor_outside_its_schedule_is_skipped() -> None:
@@ -224,7 +227,7 @@ def test_503_fails_over_to_the_vendors_next_trunk() -> None:
     d.vendor_fail("c1", "acme", 503)
     assert [a.uri for a in d.rung("c1")] == [trunk("acme", 1), trunk("acme", 2)]
     d.vendor_answer("c1", "acme")
-    assert d.engine.vendor_states()["acme"][0] == 1
+    assert d.engine.view.vendors["acme"].in_use == 1
 
 
 def test_every_trunk_failing_moves_to_the_rules_next_vendor() -> None:
@@ -234,14 +237,14 @@ def test_every_trunk_failing_moves_to_the_rules_next_vendor() -> None:
     d.vendor_fail("c1", "acme", 503)
     actions = d.vendor_fail("c1", "acme", 408)
     assert fired(actions) == [("globex", "no_agents_logged_in")]
-    assert [(a.vendor, a.uri) for a in d.rung("c1")] == [
+    assert [(a.target.id, a.uri) for a in d.rung("c1")] == [
         ("acme", trunk("acme", 1)), ("acme", trunk("acme", 2)), ("globex", trunk("globex", 1))]
     d.advance(2)
     d.vendor_answer("c1", "globex")
-    assert d.engine.record("c1").vendor_wait == 2  # globex's own speed of answer
+    assert d.engine.view.calls["c1"].record.vendor_wait == 2  # globex's own speed of answer
     assert unavailable(d) == [("acme", "failed")]
-    assert d.engine.vendor_states()["acme"][0] == 0
-    assert d.engine.vendor_states()["globex"][0] == 1
+    assert d.engine.view.vendors["acme"].in_use == 0
+    assert d.engine.view.vendors["globex"].in_use == 1
 
 
 def test_a_decline_skips_the_vendors_other_trunks() -> None:
@@ -250,8 +253,8 @@ def test_a_decline_skips_the_vendors_other_trunks() -> None:
     d = driver(rule(Condition.NO_AGENTS_LOGGED_IN, "acme", "globex"), logged_out=("alice", "bob"))
     d.queued("c1")
     d.vendor_fail("c1", "acme", 486)
-    assert [a.vendor for a in d.rung("c1")] == ["acme", "globex"]
-    assert d.engine.snapshot()["vendors"]["acme"]["failures"] == 0
+    assert [a.target.id for a in d.rung("c1")] == ["acme", "globex"]
+    assert d.engine.view.to_dict()["vendors"]["acme"]["failures"] == 0
 
 
 def test_vendor_ring_timeout_cancels_and_tries_the_next_vendor() -> None:
@@ -260,9 +263,10 @@ def test_vendor_ring_timeout_cancels_and_tries_the_next_vendor() -> None:
                vendors=(make_vendor("acme", ring_timeout=20.0), GLOBEX))
     d.queued("c1")
     actions = d.advance(20)
-    assert act.CancelVendor(call_id="c1", vendor="acme") in actions
-    assert [a.vendor for a in d.rung("c1")] == ["acme", "globex"]
-    assert [(o.vendor, o.result) for o in d.engine.record("c1").offers] == [("acme", "no_answer")]
+    assert act.Cancel(call_id="c1", target=Target.vendor("acme")) in actions
+    assert [a.target.id for a in d.rung("c1")] == ["acme", "globex"]
+    offers = d.engine.view.calls["c1"].record.offers
+    assert [(o.vendor, o.result) for o in offers] == [("acme", "no_answer")]
 
 
 def test_all_vendors_failing_returns_the_call_to_the_queue() -> None:
@@ -274,7 +278,7 @@ def test_all_vendors_failing_returns_the_call_to_the_queue() -> None:
     d.answer("b1", "alice")
     d.queued("c1")
     d.vendor_fail("c1", "acme", 503)
-    assert d.engine.call_state("c1") is CallState.QUEUED
+    assert d.engine.view.calls["c1"].state is CallState.QUEUED
     d.advance(10)
     assert len(d.rung("c1")) == 1
     d.agent_hangup("b1", "alice")
@@ -292,11 +296,11 @@ def test_caller_leaving_while_the_vendor_rings_is_overflow_failed_not_abandoned(
     d.queued("c1")
     d.advance(8)
     actions = d.caller_hangup("c1")
-    assert act.CancelVendor(call_id="c1", vendor="acme") in actions
+    assert act.Cancel(call_id="c1", target=Target.vendor("acme")) in actions
     [r] = d.records
     assert (r.outcome, r.route, r.vendor) == (Outcome.OVERFLOW_FAILED, Route.VENDOR, "acme")
-    assert d.engine.vendor_states()["acme"][0] == 0
-    assert "vring:c1" not in d.pending_timers()
+    assert d.engine.view.vendors["acme"].in_use == 0
+    assert tm.VendorRingTimer("c1") not in d.pending_timers()
 
 
 # -- in-house takeover -----------------------------------------------------------------
@@ -311,16 +315,16 @@ def test_an_agent_freeing_up_takes_the_call_from_a_ringing_vendor() -> None:
     d.queued("c1")
     d.advance(3)
     d.agent_hangup("b1", "alice")
-    assert d.engine.ringing_agents("c1") == ("alice",)
+    assert d.engine.view.calls["c1"].ringing == ("alice",)
     actions = d.answer("c1", "alice")
-    assert act.CancelVendor(call_id="c1", vendor="acme") in actions
+    assert act.Cancel(call_id="c1", target=Target.vendor("acme")) in actions
     d.caller_hangup("c1")
     r = d.records[-1]
     assert (r.outcome, r.route, r.vendor, r.agent_id) == (
         Outcome.ANSWERED_INHOUSE, Route.INHOUSE, None, "alice")
     assert [(o.agent_id, o.vendor, o.result) for o in r.offers] == [
         (None, "acme", "cancelled"), ("alice", None, "answered")]
-    assert d.engine.vendor_states()["acme"][0] == 0
+    assert d.engine.view.vendors["acme"].in_use == 0
 
 
 def test_no_takeover_when_the_queue_forbids_it() -> None:
@@ -331,7 +335,7 @@ def test_no_takeover_when_the_queue_forbids_it() -> None:
     d.answer("b1", "alice")
     d.queued("c1")
     d.agent_hangup("b1", "alice")
-    assert d.engine.ringing_agents("c1") == ()
+    assert d.engine.view.calls["c1"].ringing == ()
 
 
 def test_vendor_answer_cancels_agents_ringing_for_a_takeover() -> None:
@@ -343,8 +347,8 @@ def test_vendor_answer_cancels_agents_ringing_for_a_takeover() -> None:
     d.advance(1)
     d.agent_hangup("b1", "alice")
     actions = d.vendor_answer("c1", "acme")
-    assert act.CancelAgent(call_id="c1", agent_id="alice") in actions
-    assert d.engine.agent_state("alice") is AgentState.READY
+    assert act.Cancel(call_id="c1", target=Target.agent("alice")) in actions
+    assert d.engine.view.agents["alice"].state is AgentState.READY
 
 
 # -- share -------------------------------------------------------------------------------
@@ -360,12 +364,12 @@ def share_run(percent: float, calls: int, seed: int) -> list[bool]:
     for n in range(calls):
         call_id = f"c{n}"
         d.queued(call_id)
-        state = d.engine.call_state(call_id)
+        state = d.engine.view.calls[call_id].state
         to_vendor.append(state is CallState.OVERFLOW)
         if state is CallState.OVERFLOW:
             d.vendor_answer(call_id, "acme")
         else:
-            d.answer(call_id, d.engine.ringing_agents(call_id)[0])
+            d.answer(call_id, d.engine.view.calls[call_id].ringing[0])
         d.advance(rng.expovariate(1 / 3.6))  # ~1000 calls an hour
         d.caller_hangup(call_id)
     return to_vendor
@@ -389,12 +393,12 @@ def test_share_catches_up_calls_the_vendor_could_not_take() -> None:
     routes = []
     for n in range(4):
         d.queued(f"c{n}")
-        routes.append(d.engine.call_state(f"c{n}"))
+        routes.append(d.engine.view.calls[f"c{n}"].state)
     assert routes.count(CallState.OVERFLOW) == 1
     sent = next(n for n, s in enumerate(routes) if s is CallState.OVERFLOW)
     d.vendor_fail(f"c{sent}", "acme", 486)
     d.queued("c9")
-    assert d.engine.call_state("c9") is CallState.OVERFLOW
+    assert d.engine.view.calls["c9"].state is CallState.OVERFLOW
 
 
 # -- service level --------------------------------------------------------------------
@@ -409,7 +413,7 @@ def test_service_level_rule_turns_on_below_target_and_off_with_hysteresis() -> N
     def handled(call_id: str, wait: float) -> None:
         d.queued(call_id)
         d.advance(wait)
-        if d.engine.ringing_agents(call_id) == ():  # ring timeout passed
+        if d.engine.view.calls[call_id].ringing == ():  # ring timeout passed
             d.advance(0)
         d.answer(call_id, "alice")
         d.caller_hangup(call_id)
@@ -471,7 +475,8 @@ def test_node_start_probes_every_vendor_with_probes() -> None:
     d = health_driver()
     actions = d.feed(ev.NodeStarted())
     assert act.ProbeVendor(vendor="acme", uris=(trunk("acme", 1),)) in actions
-    assert "probe:acme" in d.pending_timers() and "probe:globex" not in d.pending_timers()
+    pending = d.pending_timers()
+    assert tm.ProbeTimer("acme") in pending and tm.ProbeTimer("globex") not in pending
     probes = d.advance(10)
     assert act.ProbeVendor(vendor="acme", uris=(trunk("acme", 1),)) in probes
 
@@ -484,27 +489,27 @@ def test_repeated_failures_take_a_vendor_out_then_probes_bring_it_back() -> None
     for call_id in ("c1", "c2"):
         d.queued(call_id)
         d.vendor_fail(call_id, "acme", 503)
-    assert d.engine.vendor_health("acme") is VendorHealth.DOWN
+    assert d.engine.view.vendors["acme"].health is VendorHealth.DOWN
     d.queued("c3")
-    assert [a.vendor for a in d.rung("c3")] == ["globex"]
+    assert [a.target.id for a in d.rung("c3")] == ["globex"]
     assert ("acme", "down") in unavailable(d)
     d.advance(60)
-    assert d.engine.vendor_health("acme") is VendorHealth.PROBING
+    assert d.engine.view.vendors["acme"].health is VendorHealth.PROBING
     d.feed(ev.VendorProbed(vendor="acme", ok=True))
-    assert d.engine.vendor_health("acme") is VendorHealth.UP
+    assert d.engine.view.vendors["acme"].health is VendorHealth.UP
     d.queued("c4")
-    assert [a.vendor for a in d.rung("c4")] == ["acme"]
+    assert [a.target.id for a in d.rung("c4")] == ["acme"]
 
 
 def test_failed_probes_take_a_vendor_out() -> None:
     """OPTIONS probes failing failures times in a row: the vendor goes DOWN."""
     d = health_driver()
     d.feed(ev.VendorProbed(vendor="acme", ok=False))
-    assert d.engine.vendor_health("acme") is VendorHealth.UP
+    assert d.engine.view.vendors["acme"].health is VendorHealth.UP
     actions = d.feed(ev.VendorProbed(vendor="acme", ok=False))
     assert act.VendorHealthChanged(vendor="acme", old=VendorHealth.UP,
                                    new=VendorHealth.DOWN) in actions
-    assert "cooldown:acme" in d.pending_timers()
+    assert tm.CooldownTimer("acme") in d.pending_timers()
 
 
 def test_a_failed_probe_while_probing_restarts_the_cool_down() -> None:
@@ -513,8 +518,8 @@ def test_a_failed_probe_while_probing_restarts_the_cool_down() -> None:
     d.feed(ev.VendorProbed(vendor="acme", ok=False))
     d.advance(60)
     d.feed(ev.VendorProbed(vendor="acme", ok=False))
-    assert d.engine.vendor_health("acme") is VendorHealth.DOWN
-    assert "cooldown:acme" in d.pending_timers()
+    assert d.engine.view.vendors["acme"].health is VendorHealth.DOWN
+    assert tm.CooldownTimer("acme") in d.pending_timers()
 
 
 def test_without_probes_a_vendor_returns_after_the_cool_down() -> None:
@@ -522,7 +527,7 @@ def test_without_probes_a_vendor_returns_after_the_cool_down() -> None:
     d = health_driver(failures=1, probe_interval=0.0)
     d.feed(ev.VendorProbed(vendor="acme", ok=False))
     d.advance(60)
-    assert d.engine.vendor_health("acme") is VendorHealth.UP
+    assert d.engine.view.vendors["acme"].health is VendorHealth.UP
 
 
 def test_a_success_resets_the_failure_count() -> None:
@@ -534,7 +539,7 @@ def test_a_success_resets_the_failure_count() -> None:
     d.vendor_answer("c2", "acme")
     d.queued("c3")
     d.vendor_fail("c3", "acme", 500)
-    assert d.engine.vendor_health("acme") is VendorHealth.UP
+    assert d.engine.view.vendors["acme"].health is VendorHealth.UP
 
 
 # -- max wait -----------------------------------------------------------------------------
@@ -561,7 +566,7 @@ def test_max_wait_withdraws_ringing_agents_and_sends_the_call_to_its_vendor() ->
                max_wait=MaxWait(seconds=60.0, vendors=("globex",)))
     d.queued("c1")
     actions = d.advance(60)
-    assert act.CancelAgent(call_id="c1", agent_id="alice") in actions
+    assert act.Cancel(call_id="c1", target=Target.agent("alice")) in actions
     assert fired(actions) == [("globex", "max_wait")]
 
 
@@ -582,7 +587,7 @@ def test_max_wait_leaves_a_ringing_vendor_alone() -> None:
     d.queued("c1")
     assert d.advance(10) == []
     d.vendor_answer("c1", "acme")
-    assert d.engine.call_state("c1") is CallState.BRIDGED
+    assert d.engine.view.calls["c1"].state is CallState.BRIDGED
 
 
 # -- refusals -----------------------------------------------------------------------------
@@ -594,7 +599,7 @@ def test_vendor_events_for_another_vendor_are_refused() -> None:
     d.queued("c1")
     with pytest.raises(IllegalTransition):
         d.vendor_answer("c1", "globex")
-    assert d.engine.call_state("c1") is CallState.OVERFLOW
+    assert d.engine.view.calls["c1"].state is CallState.OVERFLOW
 
 
 def test_reload_keeps_a_busy_removed_vendor_until_its_call_ends() -> None:
@@ -603,10 +608,10 @@ def test_reload_keeps_a_busy_removed_vendor_until_its_call_ends() -> None:
     d.queued("c1")
     d.vendor_answer("c1", "acme")
     d.reload(make_dialplan(logged_out=("alice", "bob"), vendors=(GLOBEX,)))
-    assert "acme" not in d.engine.vendor_states()
+    assert "acme" not in d.engine.view.vendors
     d.vendor_hangup("c1", "acme")
     assert d.records[0].outcome is Outcome.ANSWERED_VENDOR
-    assert "acme" not in d.engine.snapshot()["vendors"]
+    assert "acme" not in d.engine.view.to_dict()["vendors"]
 
 
 # -- media timeout ------------------------------------------------------------------------
@@ -617,12 +622,12 @@ def test_media_timeout_on_a_bridged_call_hangs_up_both_sides() -> None:
     d = driver()
     d.queued("c1")
     d.answer("c1", "alice")
-    actions = d.feed(ev.MediaTimedOut(call_id="c1", leg="agent"))
+    actions = d.feed(ev.MediaTimedOut(call_id="c1", leg=Target.agent("alice")))
     assert actions[:2] == [act.HangupCaller(call_id="c1"),
-                           act.HangupAgent(call_id="c1", agent_id="alice")]
+                           act.Hangup(call_id="c1", target=Target.agent("alice"))]
     [r] = d.records
     assert r.outcome is Outcome.MEDIA_TIMEOUT and r.agent_id == "alice"
-    assert d.engine.agent_state("alice") is AgentState.WRAP_UP
+    assert d.engine.view.agents["alice"].state is AgentState.WRAP_UP
 
 
 def test_media_timeout_while_a_vendor_rings_cancels_it() -> None:
@@ -631,6 +636,6 @@ def test_media_timeout_while_a_vendor_rings_cancels_it() -> None:
     d = driver(rule(Condition.NO_AGENTS_LOGGED_IN), logged_out=("alice", "bob"))
     d.queued("c1")
     actions = d.feed(ev.MediaTimedOut(call_id="c1", leg="caller"))
-    assert act.CancelVendor(call_id="c1", vendor="acme") in actions
+    assert act.Cancel(call_id="c1", target=Target.vendor("acme")) in actions
     assert d.records[0].outcome is Outcome.MEDIA_TIMEOUT
-    assert d.engine.vendor_states()["acme"][0] == 0
+    assert d.engine.view.vendors["acme"].in_use == 0

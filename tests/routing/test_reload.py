@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ccswitch.routing import actions as act
-from ccswitch.routing.engine import UnknownAgent, UnknownQueue
+from ccswitch.routing import timers as tm
+from ccswitch.routing.runtime import UnknownQueue
 from ccswitch.routing.record import Outcome
 from ccswitch.routing.states import AgentState
 
@@ -18,7 +19,7 @@ def test_a_new_agent_takes_a_call_that_was_waiting() -> None:
     assert rung(d.queued("c1")) == []
     actions = d.reload(make_dialplan(["alice", "bob"], logged_out=["alice"]))
     assert rung(actions) == ["bob"]
-    assert d.engine.agent_state("bob") is AgentState.RESERVED
+    assert d.engine.view.agents["bob"].state is AgentState.RESERVED
 
 
 def test_logged_in_changed_in_the_file_logs_the_agent_in() -> None:
@@ -35,7 +36,7 @@ def test_unchanged_agents_keep_their_runtime_state() -> None:
     d.queued("c1")
     d.answer("c1", "alice")
     assert d.reload(make_dialplan(["alice", "bob"])) == []
-    assert d.engine.agent_state("alice") is AgentState.ON_CALL
+    assert d.engine.view.agents["alice"].state is AgentState.ON_CALL
     d.caller_hangup("c1")
     assert d.records[-1].outcome is Outcome.ANSWERED_INHOUSE and d.records[-1].agent_id == "alice"
 
@@ -44,9 +45,8 @@ def test_removed_idle_agent_disappears_at_once() -> None:
     """An idle agent no longer in the dialplan is gone from the engine and its metrics."""
     d = Driver(make_dialplan(["alice", "bob"]))
     d.reload(make_dialplan(["alice"]))
-    with pytest.raises(UnknownAgent):
-        d.engine.agent_state("bob")
-    assert d.engine.agent_states()[(GROUP, "ready")] == 1
+    assert "bob" not in d.engine.view.agents
+    assert d.engine.view.agent_counts()[(GROUP, "ready")] == 1
 
 
 def test_removed_busy_agent_finishes_its_call_and_is_never_offered_again() -> None:
@@ -55,15 +55,14 @@ def test_removed_busy_agent_finishes_its_call_and_is_never_offered_again() -> No
     d.queued("c1")
     d.answer("c1", "alice")
     d.reload(make_dialplan(["bob"], wrap_up=2.0))
-    assert d.engine.agent_state("alice") is AgentState.ON_CALL
-    assert d.engine.agent_states()[(GROUP, "on_call")] == 0  # no longer counted in the group
+    assert d.engine.view.agents["alice"].state is AgentState.ON_CALL
+    assert d.engine.view.agent_counts()[(GROUP, "on_call")] == 0  # no longer counted in the group
     d.agent_hangup("c1", "alice")
     assert d.records[-1].agent_id == "alice"
     d.advance(2.0)
-    with pytest.raises(UnknownAgent):
-        d.engine.agent_state("alice")
+    assert "alice" not in d.engine.view.agents
     d.queued("c2")
-    assert [a.agent_id for a in d.log if isinstance(a, act.RingAgent)][-1] == "bob"
+    assert [a.target.id for a in d.log if isinstance(a, act.Ring)][-1] == "bob"
 
 
 def test_queue_settings_apply_to_new_calls_only() -> None:
@@ -73,8 +72,8 @@ def test_queue_settings_apply_to_new_calls_only() -> None:
     d.reload(make_dialplan(["alice", "bob"], ring_timeout=3.0))
     d.queued("c2")
     timers = d.pending_timers()
-    assert timers["ring:c1"] - d.now == pytest.approx(10.0)
-    assert timers["ring:c2"] - d.now == pytest.approx(3.0)
+    assert timers[tm.RingTimer("c1")] - d.now == pytest.approx(10.0)
+    assert timers[tm.RingTimer("c2")] - d.now == pytest.approx(3.0)
 
 
 def test_a_removed_queue_stops_taking_new_calls_but_keeps_its_caller() -> None:

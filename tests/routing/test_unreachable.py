@@ -7,6 +7,7 @@ import pytest
 
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
+from ccswitch.routing import timers as tm
 from ccswitch.routing.states import AgentState, CallState
 
 from .driver import Driver, cancelled, make_dialplan, rung, uri
@@ -31,7 +32,7 @@ def test_no_response_in_time_ends_the_offer_and_rings_the_next_agent() -> None:
     actions = d.advance(0.1)
     assert cancelled(actions) == ["alice"]
     assert rung(actions) == ["bob"]
-    assert [o.result for o in d.engine.record("c1").offers] == ["unreachable"]
+    assert [o.result for o in d.engine.view.calls["c1"].record.offers] == ["unreachable"]
 
 
 def test_an_agent_with_no_response_is_unreachable_not_a_miss() -> None:
@@ -39,8 +40,8 @@ def test_an_agent_with_no_response_is_unreachable_not_a_miss() -> None:
     d = dead_alice()
     d.queued("c1")
     d.advance(3)
-    assert d.engine.agent_state("alice") is U
-    assert d.engine.snapshot()["agents"]["alice"]["misses"] == 0
+    assert d.engine.view.agents["alice"].state is U
+    assert d.engine.view.agents["alice"].misses == 0
 
 
 def test_a_provisional_response_stops_the_check() -> None:
@@ -50,7 +51,7 @@ def test_a_provisional_response_stops_the_check() -> None:
     d.advance(0.1)
     d.feed(ev.AgentResponded(agent_id="alice"))
     assert d.advance(10) == []
-    assert d.engine.ringing_agents("c1") == ("alice",)
+    assert d.engine.view.calls["c1"].ringing == ("alice",)
 
 
 def test_an_unreachable_agent_is_not_offered_calls() -> None:
@@ -60,7 +61,7 @@ def test_an_unreachable_agent_is_not_offered_calls() -> None:
     d.advance(3)
     d.answer("c1", "bob")
     assert rung(d.queued("c2")) == []
-    assert d.engine.call_state("c2") is CallState.QUEUED
+    assert d.engine.view.calls["c2"].state is CallState.QUEUED
 
 
 def test_the_only_agent_dead_sends_the_call_back_to_the_queue() -> None:
@@ -68,8 +69,8 @@ def test_the_only_agent_dead_sends_the_call_back_to_the_queue() -> None:
     d = Driver(make_dialplan(("alice",), no_response=3.0))
     d.queued("c1")
     actions = d.advance(3)
-    assert act.CancelTimer(timer_id="ring:c1") in actions
-    assert d.engine.call_state("c1") is CallState.QUEUED
+    assert act.CancelTimer(timer_id=tm.RingTimer("c1")) in actions
+    assert d.engine.view.calls["c1"].state is CallState.QUEUED
     assert rung(actions) == []
 
 
@@ -92,7 +93,7 @@ def test_a_probe_answer_brings_the_agent_back_into_rotation() -> None:
     d.queued("c1")
     d.advance(13)
     actions = d.feed(ev.AgentResponded(agent_id="alice"))
-    assert act.CancelTimer(timer_id="aprobe:alice") in actions
+    assert act.CancelTimer(timer_id=tm.AgentProbeTimer("alice")) in actions
     assert rung(actions) == ["alice"]  # the waiting caller is offered her at once
     assert probes(d.advance(30)) == []
 
@@ -103,9 +104,9 @@ def test_a_cancelled_offer_to_a_dead_phone_still_takes_the_agent_out() -> None:
     d.queued("c1")
     d.advance(1)
     d.caller_hangup("c1")
-    assert d.engine.agent_state("alice") is AgentState.READY
+    assert d.engine.view.agents["alice"].state is AgentState.READY
     d.advance(2)
-    assert d.engine.agent_state("alice") is U
+    assert d.engine.view.agents["alice"].state is U
     assert rung(d.queued("c2")) == ["bob"]
 
 
@@ -117,7 +118,23 @@ def test_a_late_response_after_a_cancel_keeps_the_agent_in_rotation() -> None:
     d.caller_hangup("c1")
     d.feed(ev.AgentResponded(agent_id="alice"))
     d.advance(5)
-    assert d.engine.agent_state("alice") is AgentState.READY
+    assert d.engine.view.agents["alice"].state is AgentState.READY
+
+
+def test_a_new_offer_restarts_a_check_left_running_by_a_cancelled_one() -> None:
+    """Offered again while a cancelled offer's check runs: only the new offer's check
+    counts, from the new offer."""
+    d = dead_alice()
+    d.queued("c1")
+    d.advance(1)
+    d.caller_hangup("c1")
+    d.advance(0.5)
+    assert rung(d.queued("c2")) == ["alice"]
+    assert d.advance(2.9) == []
+    assert d.engine.view.agents["alice"].state is AgentState.RESERVED
+    actions = d.advance(0.1)
+    assert cancelled(actions) == ["alice"]
+    assert [o.result for o in d.engine.view.calls["c2"].record.offers] == ["unreachable"]
 
 
 def test_a_send_failure_ends_the_offer_at_once() -> None:
@@ -127,8 +144,8 @@ def test_a_send_failure_ends_the_offer_at_once() -> None:
     actions = d.feed(ev.AgentSendFailed(agent_id="alice"))
     assert cancelled(actions) == ["alice"]
     assert rung(actions) == ["bob"]
-    assert act.CancelTimer(timer_id="reach:alice") in actions
-    assert d.engine.agent_state("alice") is U
+    assert act.CancelTimer(timer_id=tm.NoResponseTimer("c1", "alice")) in actions
+    assert d.engine.view.agents["alice"].state is U
 
 
 def test_a_send_error_for_an_agent_on_a_call_changes_nothing() -> None:
@@ -137,7 +154,7 @@ def test_a_send_error_for_an_agent_on_a_call_changes_nothing() -> None:
     d.queued("c1")
     d.answer("c1", "alice")
     assert d.feed(ev.AgentSendFailed(agent_id="alice")) == []
-    assert d.engine.agent_state("alice") is AgentState.ON_CALL
+    assert d.engine.view.agents["alice"].state is AgentState.ON_CALL
 
 
 def test_pause_takes_an_unreachable_agent_out_and_stops_the_probes() -> None:
@@ -146,7 +163,7 @@ def test_pause_takes_an_unreachable_agent_out_and_stops_the_probes() -> None:
     d.queued("c1")
     d.advance(3)
     d.feed(ev.AgentPause(agent_id="alice"))
-    assert d.engine.agent_state("alice") is AgentState.NOT_READY
+    assert d.engine.view.agents["alice"].state is AgentState.NOT_READY
     assert probes(d.advance(30)) == []
 
 
@@ -157,7 +174,7 @@ def test_ready_while_unreachable_probes_at_once_and_keeps_it_out() -> None:
     d.advance(3)
     actions = d.feed(ev.AgentReady(agent_id="alice"))
     assert probes(actions) == ["alice"]
-    assert d.engine.agent_state("alice") is U
+    assert d.engine.view.agents["alice"].state is U
 
 
 def test_unreachable_presence_is_ready() -> None:
@@ -165,7 +182,7 @@ def test_unreachable_presence_is_ready() -> None:
     d = dead_alice()
     d.queued("c1")
     d.advance(3)
-    assert d.engine.presence()["alice"] == ("ready", True)
+    assert d.engine.view.presence()["alice"] == ("ready", True)
 
 
 def test_unreachable_agents_are_counted_in_agent_states() -> None:
@@ -173,7 +190,7 @@ def test_unreachable_agents_are_counted_in_agent_states() -> None:
     d = dead_alice()
     d.queued("c1")
     d.advance(3)
-    assert d.engine.agent_states()[("support-inhouse", "unreachable")] == 1
+    assert d.engine.view.agent_counts()[("support-inhouse", "unreachable")] == 1
 
 
 def test_dead_phone_events_validate_the_agent_id() -> None:

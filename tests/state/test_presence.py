@@ -19,7 +19,7 @@ def test_presence_is_where_each_agent_returns_once_free() -> None:
     d.answer("c2", "bob")
     d.feed(ev.AgentPause(agent_id="bob"))
     d.feed(ev.AgentPause(agent_id="carol"))
-    assert d.engine.presence() == {"alice": ("ready", True), "bob": ("not_ready", True),
+    assert d.engine.view.presence() == {"alice": ("ready", True), "bob": ("not_ready", True),
                                    "carol": ("not_ready", True), "dave": ("logged_out", False)}
 
 
@@ -29,7 +29,7 @@ def test_restore_puts_agents_back_and_the_dialplan_wins_when_it_changed() -> Non
     d = Driver(make_dialplan(("alice", "bob", "carol"), logged_out=("alice", "carol")))
     d.engine.restore({"alice": ("ready", False), "bob": ("not_ready", True),
                       "carol": ("ready", True), "zed": ("ready", True)})
-    assert [d.engine.agent_state(a) for a in ("alice", "bob", "carol")] == [
+    assert [d.engine.view.agents[a].state for a in ("alice", "bob", "carol")] == [
         AgentState.READY, AgentState.NOT_READY, AgentState.LOGGED_OUT]
 
 
@@ -37,7 +37,7 @@ def test_restore_of_not_ready_for_a_logged_out_agent_logs_in_then_pauses() -> No
     """A logged-out (by default) agent saved as not_ready comes back not ready."""
     d = Driver(make_dialplan(("alice",), logged_out=("alice",)))
     d.engine.restore({"alice": ("not_ready", False)})
-    assert d.engine.agent_state("alice") is AgentState.NOT_READY
+    assert d.engine.view.agents["alice"].state is AgentState.NOT_READY
 
 
 def test_the_file_round_trips_and_is_replaced_whole(tmp_path: Path) -> None:
