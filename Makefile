@@ -7,7 +7,7 @@ CONFIG ?= deploy/ccswitch.yaml
 DEB_PACKAGES := sip-tester ffmpeg sox redis-server prometheus logrotate systemd kamailio
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test unit e2e check bench demo typecheck deps system-deps clean
+.PHONY: run test unit e2e check bench soak demo typecheck deps system-deps clean
 
 run: deps
 	$(VENV)/bin/ccswitch run --config $(CONFIG)
@@ -30,6 +30,14 @@ typecheck: deps
 
 bench: deps
 	$(PY) bench/run.py
+
+# Leak check under call churn (not part of make test), see BENCHMARKS.md. Shorter:
+# make soak SOAK_MINUTES=2 SOAK_CALLS=20; SOAK_STATE=redis adds a redis-server.
+SOAK_MINUTES ?= 30
+SOAK_CALLS   ?= 100
+SOAK_STATE   ?= embedded
+soak: deps
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES) --calls $(SOAK_CALLS) --state $(SOAK_STATE)
 
 # One minute of simulated agents and callers, then the KPI report.
 demo: deps

@@ -20,10 +20,7 @@ BENCHMARKS.md).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,30 +30,9 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.e2e.node import Node, agent_uri, dialplan  # noqa: E402
-from tests.phones.client import Sipp, free_udp_port, write_ulaw_tone  # noqa: E402
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+from common import (Node, active_calls, cpu_seconds, machine, open_fds, plan, rss_mib,
+                    sipp_counts)
+from tests.phones.client import Sipp, free_udp_port, write_ulaw_tone
 
 
 def gap_percent(recordings: list[Path], sidecars: list[dict[str, Any]]) -> float | None:
@@ -79,28 +55,6 @@ def gap_percent(recordings: list[Path], sidecars: list[dict[str, Any]]) -> float
         silent += int((level < 50).sum())
         total += level.size
     return round(100 * silent / total, 2) if total else None
-
-
-def active_calls(node: Node) -> float | None:
-    """ccswitch_active_calls, or None when ccswitch is too busy to answer within 5 s."""
-    try:
-        return node.metric("ccswitch_active_calls") or 0.0
-    except OSError:
-        return None
-
-
-def plan(n: int, agent_port: int) -> dict[str, Any]:
-    """The e2e tests' one-queue dialplan with ``n`` agents and no wrap-up."""
-    return dialplan({f"a{i:04d}": {"uri": agent_uri(f"a{i:04d}", agent_port)}
-                     for i in range(n)}, wrap_up=0)
-
-
-def sipp_counts(stat_file: Path) -> dict[str, int]:
-    """Successful/failed call totals from SIPp's last -trace_stat row."""
-    with stat_file.open(newline="") as f:
-        rows = list(csv.DictReader(f, delimiter=";"))
-    last = rows[-1]
-    return {"successful": int(last["SuccessfulCall(C)"]), "failed": int(last["FailedCall(C)"])}
 
 
 def run_level(n: int, *, rate: float, hold: float, workdir: Path) -> dict[str, Any]:
@@ -178,16 +132,6 @@ def run_level(n: int, *, rate: float, hold: float, workdir: Path) -> dict[str, A
         result["cpu_ms_per_call_s"] = round(10 * result["cpu_percent"] / active, 2)
         result["rss_kib_per_call"] = round(1024 * (result["rss_mib"] - idle_rss) / active, 1)
     return result
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return (f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
 
 
 def main() -> int:

@@ -125,6 +125,7 @@ class Node:
                                     compressed_format=new.recordings.compressed_format))
         self.controller.reload(config)
         self.config = config
+        self.metrics.zero_dialplan_series(config.dialplan)
         self.metrics.config_reloads.labels(result="ok").inc()
         self.metrics.config_reloaded_at.set_to_current_time()
         log.info("reloaded {path}: {queues} queue(s), {agents} agent(s), {routes} route(s)",
@@ -238,6 +239,7 @@ def start_node(config: Config, reactor: Any) -> Node:
     config.recordings.directory.mkdir(parents=True, exist_ok=True)
     metrics = Metrics(short_abandon_thresholds=[
         q.short_abandon for q in config.dialplan.queues.values()])
+    metrics.zero_dialplan_series(config.dialplan)
     metrics.state_backend_up.set(1)  # the embedded store lives in this process; shared: below
     metrics.config_reloaded_at.set_to_current_time()
     engine = RoutingEngine(config.dialplan, clock=reactor)

@@ -4,6 +4,12 @@ Per-call timings are observed once, from the call's record when it ends, so the
 histograms and the call detail record always agree. Gauges that describe live
 state (queue depth, agents by state) are read from the engine at scrape time.
 No label carries a per-call or per-caller value.
+
+Every label set ccswitch can know in advance (fixed values below, and per queue,
+route and vendor from the dialplan) is exported at 0 from the start: a series
+that first appears at 1 gives ``increase()`` and ``rate()`` a single sample, so
+Prometheus would miss the first event after a start (the first refused reload,
+the first media timeout, ...).
 """
 
 from __future__ import annotations
@@ -13,6 +19,10 @@ from typing import Callable, Iterable, Iterator, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from ccswitch.model import MAX_WAIT_REASON, Dialplan
+from ccswitch.routing.record import Outcome, Route
+from ccswitch.sip.guard import Verdict
 
 # Seconds to minutes: speed of answer, ring and talk times in a contact centre.
 # 20 s is the classic service-level threshold (80/20); short-abandon thresholds
@@ -26,6 +36,26 @@ BASE_BUCKETS: tuple[float, ...] = (
 def buckets_with(extra: Iterable[float]) -> tuple[float, ...]:
     """The base buckets plus the given edges (e.g. short-abandon thresholds)."""
     return tuple(sorted(set(BASE_BUCKETS) | {float(x) for x in extra if x > 0}))
+
+
+#: Results of a config reload (ccswitch_config_reloads_total).
+RELOAD_RESULTS = ("ok", "failed")
+#: The overload limits that refuse new calls (ccswitch_overload_refused_total).
+OVERLOAD_LIMITS = ("calls", "rate")
+#: Why an overflow could not go to a vendor (ccswitch_overflow_failed_total).
+OVERFLOW_FAILURE_CAUSES = ("full", "down", "closed", "failed")
+#: Statuses ccswitch answers refused requests with: malformed or unsupported requests
+#: (400, 406, 415, 416, 420, 483, 505), an untrusted source (403), no route (404), a
+#: method it does not serve (405), a loop (482), no usable offer (488), overload or no
+#: media port (503). A status not listed here appears when first used.
+REJECTED_STATUSES = (400, 403, 404, 405, 406, 415, 416, 420, 482, 483, 488, 503, 505)
+#: How in-house calls can end; a call that reached a vendor ends with VENDOR_OUTCOMES.
+#: A rejected call has no queue wait, so its histograms have no such series.
+INHOUSE_OUTCOMES = (Outcome.ANSWERED_INHOUSE, Outcome.ABANDONED_QUEUE,
+                    Outcome.ABANDONED_RINGING, Outcome.SHORT_ABANDON, Outcome.TIMEOUT,
+                    Outcome.MEDIA_TIMEOUT, Outcome.REJECTED)
+VENDOR_OUTCOMES = (Outcome.ANSWERED_VENDOR, Outcome.OVERFLOW_FAILED, Outcome.TIMEOUT,
+                   Outcome.MEDIA_TIMEOUT)
 
 
 class LiveStateCollector(Collector):
@@ -179,6 +209,47 @@ class Metrics:
             "When the config in force was loaded (start or last good reload), Unix time.",
             registry=self.registry,
         )
+        for result in RELOAD_RESULTS:
+            self.config_reloads.labels(result=result)
+        for limit in OVERLOAD_LIMITS:
+            self.overload_refused.labels(limit=limit)
+        for verdict in Verdict:
+            if verdict is not Verdict.ALLOW:
+                self.sip_dropped.labels(reason=str(verdict))
+        for status in REJECTED_STATUSES:
+            self.sip_rejected.labels(status=str(status))
+
+    def zero_dialplan_series(self, dialplan: Dialplan) -> None:
+        """Export at 0 every per-queue series the dialplan can produce (its calls by
+        outcome and route, their timings, overflows and overflow failures per vendor).
+
+        Called at start and after each reload (a new queue or vendor); a series that
+        already counts is left as it is.
+        """
+        for queue in dialplan.queues.values():
+            q, group = queue.name, queue.group
+            self.agent_ring.labels(queue=q, group=group)
+            inhouse = {"queue": q, "route": str(Route.INHOUSE), "vendor": ""}
+            for outcome in INHOUSE_OUTCOMES:
+                self.calls.labels(outcome=str(outcome), **inhouse)
+                if outcome is not Outcome.REJECTED:
+                    self.queue_wait.labels(outcome=str(outcome), **inhouse)
+            self.call_talk.labels(group=group, **inhouse)
+            overflows = [(str(rule.condition), vendor) for rule in queue.overflow
+                         for vendor in rule.vendors]
+            if queue.max_wait is not None:
+                overflows += [(MAX_WAIT_REASON, vendor) for vendor in queue.max_wait.vendors]
+            for reason, vendor in overflows:
+                self.overflow.labels(queue=q, reason=reason, vendor=vendor)
+            for vendor in sorted({vendor for _, vendor in overflows}):
+                route = {"queue": q, "route": str(Route.VENDOR), "vendor": vendor}
+                for outcome in VENDOR_OUTCOMES:
+                    self.calls.labels(outcome=str(outcome), **route)
+                    self.queue_wait.labels(outcome=str(outcome), **route)
+                    self.vendor_wait.labels(queue=q, vendor=vendor, outcome=str(outcome))
+                self.call_talk.labels(group=group, **route)
+                for cause in OVERFLOW_FAILURE_CAUSES:
+                    self.overflow_failed.labels(queue=q, vendor=vendor, cause=cause)
 
     def watch(self, collector: Collector) -> None:
         """Register a collector of live state (see LiveStateCollector)."""

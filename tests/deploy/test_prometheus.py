@@ -24,7 +24,8 @@ from ccswitch.routing.record import Outcome
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
 RULES = PROM / "ccswitch.rules.yml"
-RULE_TESTS = PROM / "ccswitch.rules.test.yml"
+KPI_TESTS = PROM / "ccswitch-kpis.promtool.yml"
+ALERT_TESTS = PROM / "ccswitch-alerts.promtool.yml"
 SCRAPE_CONFIG = PROM / "prometheus.yml"
 RUNBOOK = ROOT / "docs" / "RUNBOOK.md"
 PROMTOOL = shutil.which("promtool")
@@ -62,6 +63,18 @@ def records() -> dict[str, str]:
     return {rule["record"]: rule["expr"] for rule in rules() if "record" in rule}
 
 
+def duration(text: str) -> float:
+    """Seconds in a Prometheus duration such as 1m30s."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d)", text)
+    assert parts and "".join(n + u for n, u in parts) == text, text
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def alert_checks(path: Path) -> list[dict[str, Any]]:
+    return [check for test in load(path)["tests"] for check in test.get("alert_rule_test", [])]
+
+
 def github_anchor(heading: str) -> str:
     """The fragment GitHub gives a Markdown heading."""
     slug = re.sub(r"[^\w\- ]", "", heading.strip().lower())
@@ -78,7 +91,7 @@ def test_promtool_accepts_the_rules() -> None:
 @needs_promtool
 def test_promtool_rule_unit_tests_pass() -> None:
     """Every recording rule computes the expected KPI and every alert fires only when it should."""
-    result = promtool("test", "rules", RULE_TESTS.name)
+    result = promtool("test", "rules", KPI_TESTS.name, ALERT_TESTS.name)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -91,9 +104,8 @@ def test_promtool_accepts_the_scrape_config() -> None:
 
 
 def test_unit_tests_show_every_alert_firing_and_quiet() -> None:
-    """For each alert the promtool tests expect it firing at least once and quiet at least once."""
-    checks = [check for test in load(RULE_TESTS)["tests"]
-              for check in test.get("alert_rule_test", [])]
+    """For each alert the timing tests expect it firing at least once and quiet at least once."""
+    checks = alert_checks(ALERT_TESTS)
     for alert in alerts():
         name = alert["alert"]
         outcomes = [bool(c.get("exp_alerts")) for c in checks if c["alertname"] == name]
@@ -101,9 +113,41 @@ def test_unit_tests_show_every_alert_firing_and_quiet() -> None:
         assert False in outcomes, f"no promtool test shows {name} not firing"
 
 
+def test_alert_timing_tests_run_at_the_shipped_intervals() -> None:
+    """The timing tests sample at prometheus.yml's scrape interval and evaluate at its
+    evaluation interval."""
+    shipped = load(SCRAPE_CONFIG)["global"]
+    tests = load(ALERT_TESTS)
+    assert tests["evaluation_interval"] == shipped["evaluation_interval"]
+    assert {test["interval"] for test in tests["tests"]} == {shipped["scrape_interval"]}
+    jobs = {job["job_name"]: job for job in load(SCRAPE_CONFIG)["scrape_configs"]}
+    assert jobs["ccswitch"].get("scrape_interval", shipped["scrape_interval"]) == (
+        shipped["scrape_interval"])
+
+
+def test_every_alert_goes_from_quiet_to_firing_within_a_minute() -> None:
+    """Each alert's timing test has it quiet at the moment of its event (or when its
+    condition has lasted its stated time) and firing at most one minute later."""
+    checks = alert_checks(ALERT_TESTS)
+    for alert in alerts():
+        name = alert["alert"]
+        quiet = [duration(c["eval_time"]) for c in checks
+                 if c["alertname"] == name and not c.get("exp_alerts")]
+        firing = [duration(c["eval_time"]) for c in checks
+                  if c["alertname"] == name and c.get("exp_alerts")]
+        assert any(0 < f - q <= 60 for q in quiet for f in firing), name
+
+
+def test_promtool_test_files_stay_out_of_a_rules_glob() -> None:
+    """Only the rules file matches *rules*, so rule_files: [*rules*.yml] loads no test file."""
+    assert sorted(PROM.glob("*rules*")) == [RULES]
+    assert {ALERT_TESTS, KPI_TESTS} <= set(PROM.glob("*.promtool.yml"))
+
+
 def test_unit_tests_check_every_recording_rule() -> None:
     """Each recorded series is asserted by a promtool test or feeds another recording rule."""
-    tested = " ".join(check["expr"] for test in load(RULE_TESTS)["tests"]
+    tested = " ".join(check["expr"] for path in (KPI_TESTS, ALERT_TESTS)
+                      for test in load(path)["tests"]
                       for check in test.get("promql_expr_test", []))
     records = [rule for rule in rules() if "record" in rule]
     for rule in records:

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest_twisted
 from prometheus_client import generate_latest
 from twisted.internet import reactor
+from twisted.internet.task import Clock
 from twisted.web.client import Agent, readBody
 from twisted.web.server import Site
 
 from ccswitch.metrics.http import build_site_root
+from ccswitch.metrics import registry
 from ccswitch.metrics.registry import BASE_BUCKETS, LiveStateCollector, Metrics, buckets_with
+from ccswitch.model import (AdmissionConfig, Condition, Dialplan, Group, MaxWait, OverflowRule,
+                            Queue)
+from ccswitch.routing.actions import OverflowUnavailable
+from ccswitch.sip.guard import CallAdmission
 
 
 def test_buckets_include_service_level_threshold() -> None:
@@ -65,6 +72,84 @@ def test_live_state_collector_exports_vendor_gauges_and_queue_info() -> None:
                  'ccswitch_vendor_up{vendor="globex"} 0.0',
                  'ccswitch_queue_info{group="support-inhouse",queue="support"} 1.0'):
         assert line in text
+
+
+def _plan() -> Dialplan:
+    """Queue support overflows to acme when the wait exceeds 60 s, and to bpo at max_wait."""
+    support = Queue(name="support", group="inhouse", announcement=Path("notice.wav"),
+                    overflow=(OverflowRule(condition=Condition.WAIT_EXCEEDS, vendors=("acme",),
+                                           seconds=60),),
+                    max_wait=MaxWait(seconds=300, vendors=("bpo",)))
+    return Dialplan(agents={}, groups={"inhouse": Group(name="inhouse", agents=())},
+                    queues={"support": support}, routes=())
+
+
+def _samples(metrics: Metrics) -> set[str]:
+    return set(generate_latest(metrics.registry).decode().splitlines())
+
+
+def test_fixed_label_sets_are_exported_at_zero_before_any_event() -> None:
+    """A fresh registry has the reload results, overload limits, drop reasons and 403 at 0."""
+    samples = _samples(Metrics())
+    for line in ('ccswitch_config_reloads_total{result="failed"} 0.0',
+                 'ccswitch_config_reloads_total{result="ok"} 0.0',
+                 'ccswitch_overload_refused_total{limit="calls"} 0.0',
+                 'ccswitch_overload_refused_total{limit="rate"} 0.0',
+                 'ccswitch_sip_dropped_total{reason="banned"} 0.0',
+                 'ccswitch_sip_dropped_total{reason="scanner"} 0.0',
+                 'ccswitch_sip_dropped_total{reason="rate_limited"} 0.0',
+                 'ccswitch_sip_rejected_total{status="403"} 0.0',
+                 'ccswitch_sip_rejected_total{status="503"} 0.0'):
+        assert line in samples
+
+
+def test_dialplan_series_are_exported_at_zero_before_any_call() -> None:
+    """Per queue: in-house outcomes, and per overflow vendor its outcomes and causes, at 0."""
+    metrics = Metrics()
+    metrics.zero_dialplan_series(_plan())
+    samples = _samples(metrics)
+    inhouse = 'queue="support",route="inhouse",vendor=""'
+    for line in (f'ccswitch_calls_total{{outcome="media_timeout",{inhouse}}} 0.0',
+                 f'ccswitch_calls_total{{outcome="rejected",{inhouse}}} 0.0',
+                 f'ccswitch_calls_total{{outcome="abandoned_queue",{inhouse}}} 0.0',
+                 f'ccswitch_queue_wait_seconds_count{{outcome="answered_inhouse",{inhouse}}} 0.0',
+                 'ccswitch_calls_total{outcome="overflow_failed",queue="support",'
+                 'route="vendor",vendor="acme"} 0.0',
+                 'ccswitch_calls_total{outcome="answered_vendor",queue="support",'
+                 'route="vendor",vendor="bpo"} 0.0',
+                 'ccswitch_vendor_wait_seconds_count{outcome="answered_vendor",'
+                 'queue="support",vendor="acme"} 0.0',
+                 'ccswitch_overflow_total{queue="support",reason="wait_exceeds",'
+                 'vendor="acme"} 0.0',
+                 'ccswitch_overflow_total{queue="support",reason="max_wait",vendor="bpo"} 0.0',
+                 'ccswitch_overflow_failed_total{cause="failed",queue="support",'
+                 'vendor="acme"} 0.0',
+                 'ccswitch_agent_ring_seconds_count{group="inhouse",queue="support"} 0.0'):
+        assert line in samples, line
+    assert not any('outcome="rejected"' in line for line in samples
+                   if line.startswith("ccswitch_queue_wait_seconds"))
+
+
+def test_zeroing_the_dialplan_again_keeps_the_counts() -> None:
+    """After a reload the series that already counted keep their values."""
+    metrics = Metrics()
+    metrics.zero_dialplan_series(_plan())
+    metrics.calls.labels(queue="support", outcome="rejected", route="inhouse", vendor="").inc()
+    metrics.zero_dialplan_series(_plan())
+    assert ('ccswitch_calls_total{outcome="rejected",queue="support",route="inhouse",'
+            'vendor=""} 1.0') in _samples(metrics)
+
+
+def test_zeroed_causes_and_limits_are_the_ones_ccswitch_counts() -> None:
+    """The overflow causes and overload limits zeroed are those the engine and admission use."""
+    for cause in registry.OVERFLOW_FAILURE_CAUSES:
+        OverflowUnavailable(call_id="c", queue="q", vendor="v", cause=cause)
+    full = CallAdmission(AdmissionConfig(max_calls=0), Clock()).admit(0)
+    rate = CallAdmission(AdmissionConfig(max_call_rate=0.001), Clock())
+    rate.admit(0)
+    limited = rate.admit(0)
+    assert full is not None and limited is not None
+    assert {full.limit, limited.limit} == set(registry.OVERLOAD_LIMITS)
 
 
 def _serve(metrics: Metrics, status: dict[str, object]):  # type: ignore[no-untyped-def]
