@@ -322,3 +322,33 @@ def test_probing_takes_a_dead_node_out_and_back_in(
 
     node_b.start()
     proxy.wait_log(f"ccswitch node up: {b}$")
+
+
+def test_after_redis_restarts_empty_calls_through_kamailio_reach_the_agent_on_both_nodes(
+        redis_server: RedisServer, node_factory: NodeFactory, phone_factory: PhoneFactory,
+        kamailio_factory: KamailioFactory) -> None:
+    """redis-server restarts without its data while both nodes serve behind Kamailio: each
+    node publishes its state again, and the next two calls (one per node, round-robin)
+    both reach alice, shared through the refilled Redis."""
+    agent_port = free_udp_port()
+    node_a, node_b = two_nodes(node_factory, redis_server, agent_port)
+    proxy = kamailio_factory([node_uri(node_a), node_uri(node_b)])
+    alice = agent(phone_factory, agent_port, 2)
+    presence = redis_server.client().hget
+    deadline = time.monotonic() + 10
+    while presence("ccswitch:presence", "alice") != b"ready":
+        assert time.monotonic() < deadline, "alice's presence never reached Redis"
+        time.sleep(0.1)
+    redis_server.stop()
+    redis_server.start()
+    for name in ("one", "two"):
+        phone = caller(phone_factory, proxy, name, ANNOUNCEMENT_S + 2.0)
+        assert phone.wait_exit(30) == 0, phone.describe()
+    assert alice.wait_exit(15) == 0, alice.describe()
+
+    rows_a, rows_b = cdr_rows(node_a, node_b, count=2)
+    assert len(rows_a) == 1 and len(rows_b) == 1, (rows_a, rows_b, proxy.log())
+    assert sorted((r["caller"], r["outcome"], r["agent_id"]) for r in rows_a + rows_b) == [
+        ("one", "answered_inhouse", "alice"), ("two", "answered_inhouse", "alice")]
+    for node in (node_a, node_b):
+        assert "state store refilled" in node.log(), node.log()
