@@ -67,7 +67,8 @@ class Node:
                  rtp_timeout: float | None = None, file_size_limit: int | None = None,
                  api_token: str | None = None, sip: dict[str, Any] | None = None,
                  state: str | None = None, node: str | None = None,
-                 hold_ttl: float | None = None, recording_start: str | None = None) -> None:
+                 hold_ttl: float | None = None, recording_start: str | None = None,
+                 cdr_database: str | None = None) -> None:
         self.workdir = workdir
         self.sip_port = free_udp_port()
         self.http_port = free_tcp_port()
@@ -102,6 +103,8 @@ class Node:
             config["node"] = node
         if hold_ttl is not None:
             config["hold_ttl"] = hold_ttl
+        if cdr_database is not None:  # a path or a postgresql:// URL; default: SQLite
+            config["cdr"] = {"database": cdr_database}
         self.config_path = workdir / "ccswitch.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / "ccswitch.log"
