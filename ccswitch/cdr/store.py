@@ -48,7 +48,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import (
-    Connection, Engine, and_, create_engine, event, func, or_, select,
+    Connection, Engine, and_, create_engine, event, func, or_, select, text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -71,6 +71,13 @@ Target = Path | str
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: Seconds to wait for PostgreSQL to accept a connection before the write is spooled.
 CONNECT_TIMEOUT = 3
+#: pg_advisory_xact_lock key held while migrating ("ccswitch" in ASCII), so nodes that
+#: start together migrate one after the other.
+MIGRATION_LOCK = 0x6363737769746368
+# Alembic's ``context`` and ``op`` are process-wide: one migration at a time in a process.
+_MIGRATING = threading.Lock()
+# The execution option that makes the SQLite transaction start with this statement.
+_BEGIN = "ccswitch_begin"
 
 _TIMESTAMPS = ("arrived", "announced", "queued", "overflowed", "answered", "ended",
                "recording_started")
@@ -296,7 +303,9 @@ def _sqlite_engine(path: Path) -> Engine:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # A migration takes the write lock first (BEGIN IMMEDIATE): a deferred
+        # transaction that read the old schema could not upgrade to a writer later.
+        connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN, "BEGIN"))
 
     return engine
 
@@ -354,20 +363,20 @@ class CdrStore:
             reason = " ".join(str(getattr(e, "orig", None) or e).split())  # one log line
             raise kind(f"{what} CDR database {self.name}: {reason}") from e
 
-    def _alembic(self, connection: Connection) -> AlembicConfig:
-        config = AlembicConfig()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        config.attributes["connection"] = connection
-        return config
-
     def _migrate(self) -> None:
-        with self._engine.begin() as connection:
-            config = self._alembic(connection)
-            scripts = ScriptDirectory.from_config(config)
+        scripts = ScriptDirectory(str(MIGRATIONS_DIR))
+        head = scripts.get_current_head()
+        with self._engine.connect() as connection:
+            if MigrationContext.configure(connection).get_current_revision() == head:
+                return  # the usual case, without taking the migration lock
+        with (_MIGRATING, self._engine.connect() as connection,
+              connection.execution_options(**{_BEGIN: "BEGIN IMMEDIATE"}).begin()):
+            if self.dialect == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": MIGRATION_LOCK})
             current = MigrationContext.configure(connection).get_current_revision()
-            head = scripts.get_current_head()
             if current == head:
-                return
+                return  # another process was first
             try:
                 if current is not None:
                     scripts.get_revision(current)
@@ -376,6 +385,9 @@ class CdrStore:
                     f"CDR database {self.name} has schema revision {current}, newer than "
                     f"this ccswitch knows ({head}); upgrade ccswitch or point cdr.database "
                     f"at another database") from None
+            config = AlembicConfig()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.attributes["connection"] = connection
             command.upgrade(config, "head")
         log.info("CDR database {database}: schema migrated from revision {old} to {new}",
                  database=self.name, old=current or "(empty)", new=head)

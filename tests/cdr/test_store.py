@@ -6,6 +6,8 @@ import io
 import json
 import math
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -442,3 +444,37 @@ def test_a_url_that_is_not_postgresql_is_refused() -> None:
     with pytest.raises(CdrError, match="must start with postgresql://"):
         CdrStore("mysql://root@127.0.0.1/cdr")
 
+
+
+def test_nodes_opening_a_new_database_together_migrate_it_once(cdr_target: Target) -> None:
+    """Four processes opening one empty database at once all open it; one migrates."""
+    script = ("import sys; from pathlib import Path; from ccswitch.cdr.store import CdrStore; "
+              "t = sys.argv[1]; CdrStore(Path(t) if '://' not in t else t).close()")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(cdr_target)],
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in procs]
+    assert [code for code, _ in results] == [0] * 4, results
+    assert CdrStore(cdr_target).revision == BASELINE_REVISION
+
+
+def test_threads_opening_a_new_database_together_all_open_it(cdr_target: Target) -> None:
+    """In one process too (Alembic's context is process-wide): every open succeeds."""
+    opened: list[CdrStore] = []
+    failures: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_one() -> None:
+        start.wait(timeout=10)
+        try:
+            opened.append(CdrStore(cdr_target))
+        except BaseException as e:  # pragma: no cover - reported below
+            failures.append(e)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert failures == [] and len(opened) == 4
+    for store in opened:
+        store.close()
