@@ -5,8 +5,9 @@ While the database cannot be reached (``CdrUnavailable``: PostgreSQL down, the n
 cut, the store not even opened yet because the node started during the outage), records
 are appended to a local JSON-lines spool file instead, each line fsynced, and once
 records wait there every new one joins them, so the database receives them in order.
-:meth:`SpoolingWriter.replay`, called periodically, reopens the database and writes the
-spooled records in order; the store's upsert by call id means a record written twice (a
+:meth:`SpoolingWriter.replay`, called periodically, checks that the database answers
+(so an outage, and its end, show even while no call ends) and writes the spooled
+records in order; the store's upsert by call id means a record written twice (a
 crash between a replay and the spool's rewrite) is still one row.
 
 The outage is logged once when it starts and once when the spool is drained, and
@@ -98,35 +99,27 @@ class SpoolingWriter:
         return store.get(call_id)
 
     def replay(self) -> int:
-        """Write the spooled records to the database in order, if it answers now; returns
-        how many were written. What it does not take stays spooled for the next call."""
+        """Check that the database answers and write the spooled records to it in order;
+        returns how many were written. What it does not take stays spooled for the next
+        call. Also notices an outage, or its end, while no call ends."""
         with self._lock:
-            if not self._spooled:
-                return 0
-            try:
-                lines = self.spool.read_text(encoding="utf-8", errors="replace").splitlines()
-            except FileNotFoundError:
-                lines = []
-            except OSError as e:  # the records stay there for the operator
-                log.error("CDR spool {path} cannot be read, not replayed: {error}",
-                          path=str(self.spool), error=str(e))
-                return 0
-            done = written = 0
             try:
                 store = self._connected()
-                for line in lines:
-                    if line.strip() and self._replay_line(store, line):
-                        written += 1
-                    done += 1
+                store.ping()
             except CdrUnavailable as e:
                 self._went_down(e)
-            finally:
-                if done:
-                    self._rewrite(lines[done:])
-            if not self._spooled:
-                self._show_up()
+                return 0
+            was_down = not self._up
+            written = self._replay_spool(store) if self._spooled else 0
+            if self._spooled:
+                return written
+            self._show_up()
+            if was_down:
                 log.info("CDR database {database} reachable again: {count} spooled "
                          "record(s) written", database=self.name, count=written)
+            elif written:
+                log.info("CDR database {database}: {count} spooled record(s) written",
+                         database=self.name, count=written)
             return written
 
     def close(self) -> None:
@@ -170,6 +163,29 @@ class SpoolingWriter:
             raise CdrError(f"cannot spool the record to {self.spool}: {e}") from e
         self._spooled += 1
         self._metrics.cdr_spooled_records.set(self._spooled)
+
+    def _replay_spool(self, store: CdrStore) -> int:
+        """Write the spool's records in order; how many were written."""
+        try:
+            lines = self.spool.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            lines = []  # removed by hand: nothing left to write
+        except OSError as e:  # the records stay there for the operator
+            log.error("CDR spool {path} cannot be read, not replayed: {error}",
+                      path=str(self.spool), error=str(e))
+            return 0
+        done = written = 0
+        try:
+            for line in lines:
+                if line.strip() and self._replay_line(store, line):
+                    written += 1
+                done += 1
+        except CdrUnavailable as e:
+            self._went_down(e)
+        finally:
+            if done or not lines:
+                self._rewrite(lines[done:])
+        return written
 
     def _replay_line(self, store: CdrStore, line: str) -> bool:
         """Write one spooled record; False (logged) if it cannot ever be written.

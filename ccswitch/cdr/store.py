@@ -419,6 +419,11 @@ class CdrStore:
             with self._engine.begin() as connection:
                 connection.execute(statement)
 
+    def ping(self) -> None:
+        """Raise CdrUnavailable unless the database answers now."""
+        with self._errors("cannot reach"), self._engine.connect() as connection:
+            connection.execute(select(1))
+
     def count(self) -> int:
         """How many calls are stored."""
         with self._errors("cannot read"), self._engine.connect() as connection:

@@ -167,3 +167,15 @@ def test_a_spool_that_cannot_be_written_is_a_cdr_error(outage: PostgresServer,
     with pytest.raises(CdrError, match="cannot spool"):
         writer.add(record)
     writer.close()
+
+
+def test_an_outage_and_its_end_show_even_without_calls(outage: PostgresServer,
+                                                       tmp_path: Path) -> None:
+    """The periodic replay checks the database: the gauge follows it with no record."""
+    metrics = Metrics()
+    writer = _writer(outage.new_database(), tmp_path / "spool.jsonl", metrics)
+    outage.stop()
+    assert writer.replay() == 0 and _gauges(metrics) == (0, 0)
+    outage.start()
+    assert writer.replay() == 0 and _gauges(metrics) == (1, 0)
+    writer.close()
