@@ -59,7 +59,7 @@ from twisted.logger import Logger
 from ccswitch.cdr.errors import CdrError, CdrUnavailable
 from ccswitch.cdr.legacy import upgrade_to_baseline
 from ccswitch.cdr.schema import calls
-from ccswitch.cdr.url import POSTGRES_SCHEMES
+from ccswitch.cdr.url import check_url
 
 __all__ = ["CdrError", "CdrRow", "CdrStore", "CdrUnavailable", "JsonLinesSink", "Target",
            "describe", "row_values"]
@@ -280,11 +280,10 @@ def describe(target: Target) -> str:
 
 def _postgres_url(url: str) -> URL:
     """The SQLAlchemy URL for a ``cdr.database`` PostgreSQL URL, on the psycopg driver."""
-    if not url.startswith(POSTGRES_SCHEMES):
-        raise CdrError(f"CDR database URL must start with {', '.join(POSTGRES_SCHEMES)}")
     try:
+        check_url(url)
         parsed = make_url(url)
-    except ArgumentError as e:
+    except (ValueError, ArgumentError) as e:
         raise CdrError(f"CDR database URL is not valid: {e}") from e
     return parsed.set(drivername="postgresql+psycopg")
 
