@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -248,6 +249,44 @@ def test_a_v4_database_is_stamped_without_being_rebuilt(tmp_path: Path) -> None:
     store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == LEGACY_VERSION
+
+
+# Databases written by the released stores themselves (the first CDR store, commit
+# 05a0f41, schema 1; the last pre-Alembic one, schema 4) from RECORD and variants, each
+# with its own `export-cdr` output of the time beside it.
+DATA = Path(__file__).resolve().parents[1] / "data" / "cdr"
+
+
+def _exported(store: CdrStore) -> list[dict[str, Any]]:
+    out = io.StringIO()
+    store.export_jsonl(out)
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_a_database_written_by_the_v4_release_keeps_every_row_exactly(tmp_path: Path) -> None:
+    """v4-release.sqlite (made by the last pre-Alembic store): the export is unchanged."""
+    path = tmp_path / "cdr.sqlite"
+    shutil.copyfile(DATA / "v4-release.sqlite", path)
+    store = CdrStore(path)
+    expected = [json.loads(line) for line in (DATA / "v4-release.jsonl").read_text().splitlines()]
+    assert store.revision == BASELINE_REVISION
+    assert _exported(store) == expected and len(expected) == 3
+    store.close()
+
+
+def test_a_database_written_by_the_v1_release_gains_the_new_columns_and_outcomes(
+        tmp_path: Path) -> None:
+    """v1-release.sqlite (made by the first CDR store): rows kept, outcomes mapped."""
+    path = tmp_path / "cdr.sqlite"
+    shutil.copyfile(DATA / "v1-release.sqlite", path)
+    store = CdrStore(path)
+    before = [json.loads(line) for line in (DATA / "v1-release.jsonl").read_text().splitlines()]
+    new_columns = {"short_abandon_threshold_ms": None, "overflowed_ms": None,
+                   "recording_started_ms": None}
+    mapped = {"answered": "answered_inhouse", "abandoned": "abandoned_ringing"}
+    assert _exported(store) == [{**row, **new_columns, "outcome": mapped[row["outcome"]]}
+                                for row in before]
+    store.close()
 
 
 def test_v3_migration_maps_old_outcomes_to_the_outcome_list(tmp_path: Path) -> None:
