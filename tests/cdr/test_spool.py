@@ -179,3 +179,12 @@ def test_an_outage_and_its_end_show_even_without_calls(outage: PostgresServer,
     outage.start()
     assert writer.replay() == 0 and _gauges(metrics) == (1, 0)
     writer.close()
+
+
+def test_a_database_that_answers_but_cannot_be_used_stops_the_start(tmp_path: Path) -> None:
+    """Not an outage (a file that is no database): CdrError at once, nothing spooled."""
+    path = tmp_path / "cdr.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(CdrError, match="cannot open"):
+        _writer(path, tmp_path / "spool.jsonl", Metrics())
+    assert not (tmp_path / "spool.jsonl").exists()
