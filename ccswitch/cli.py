@@ -112,7 +112,7 @@ def _open_store(path: Path, out: TextIO) -> CdrStore | None:
     if config is None:
         return None
     database = config.cdr.database
-    if not database.exists():
+    if isinstance(database, Path) and not database.exists():
         out.write(f"error: no CDR database at {database} (no call has ended yet?)\n")
         return None
     try:

@@ -424,10 +424,31 @@ class RecordingConfig:
 
 @attrs.frozen(kw_only=True)
 class CdrConfig:
-    """Where call detail records go: a SQLite database, optionally also JSON lines."""
+    """Where call detail records go: a SQLite file (this node's history) or a PostgreSQL
+    URL (the center's, shared by its nodes), optionally also JSON lines.
 
-    database: Path
+    ``directory`` holds the node's own files next to the records (agent presence, the
+    spools of records waiting for an unreachable database or state store); by default
+    the SQLite file's folder. A PostgreSQL database needs it given.
+    """
+
+    database: Path | str
     jsonl: Path | None = None
+    directory: Path | None = attrs.field(default=None)
+
+    @directory.validator
+    def _check_directory(self, attribute: "attrs.Attribute[Path | None]",
+                         value: Path | None) -> None:
+        if value is None and not isinstance(self.database, Path):
+            raise ValueError("a CDR database URL needs a directory for the node's files")
+
+    @property
+    def node_directory(self) -> Path:
+        """Where this node keeps its own files (see the class docstring)."""
+        if self.directory is not None:
+            return self.directory
+        assert isinstance(self.database, Path)  # the validator saw to it
+        return self.database.parent
 
 
 class StateKind(enum.StrEnum):

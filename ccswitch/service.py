@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import attrs
-from twisted.internet import threads
+from twisted.internet import task, threads
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -16,7 +16,8 @@ from twisted.web.server import Site
 from ccswitch import __version__
 from ccswitch.api.control import NodeControl
 from ccswitch.api.http import ApiResource
-from ccswitch.cdr.store import CdrStore, JsonLinesSink
+from ccswitch.cdr.spool import RETRY_INTERVAL, SPOOL_FILE, SpoolingWriter
+from ccswitch.cdr.store import CdrStore, JsonLinesSink, describe
 from ccswitch.config import check_config, read_token
 from ccswitch.errors import CCSwitchError, ConfigError
 from ccswitch.media.engine import MediaEngine
@@ -54,6 +55,7 @@ class Node:
     sip_port: IListeningPort
     http_port: IListeningPort
     streams: StreamTransports
+    cdr_replay: task.LoopingCall
     stream_ports: dict[Transport, IListeningPort] = attrs.Factory(dict)
     server_tls: ServerTls | None = None
     client_tls: ClientTls | None = None
@@ -157,6 +159,8 @@ class Node:
     def stop(self) -> Deferred[None]:
         """Hang up every call (each gets its record), then close the ports."""
         self.controller.shutdown()
+        if self.cdr_replay.running:
+            self.cdr_replay.stop()
         self.http_port.stopListening()
         for port in self.stream_ports.values():
             port.stopListening()
@@ -189,33 +193,49 @@ def preload_prompts(config: Config) -> None:
                     load_prompt(path, codec)
 
 
-def record_writer(config: Config, metrics: Metrics) -> Callable[[dict[str, Any]], None]:
-    """Store every finished call's record in SQLite (and JSON lines); called on a worker.
+def record_writer(config: Config, metrics: Metrics
+                  ) -> tuple[Callable[[dict[str, Any]], None], SpoolingWriter]:
+    """Store every finished call's record in the CDR database (and JSON lines); the
+    writer is called on a worker thread.
 
-    A failed write is logged with the whole record, so it can be replayed (the
-    store is idempotent per call id), and counted in ccswitch_cdr_write_errors_total.
+    While the database is unreachable records are spooled and replayed later (see
+    ``ccswitch.cdr.spool``). A record that cannot be written or spooled is logged with
+    the whole record, so it can be replayed by hand (the store is idempotent per call
+    id), and counted in ccswitch_cdr_write_errors_total. Raises CdrError when the
+    database is reachable but cannot be used (a newer schema, a file that is no
+    database): the node does not start on it.
     """
-    sinks: list[CdrStore | JsonLinesSink] = [CdrStore(config.cdr.database)]
+    database = config.cdr.database
+    cdr = SpoolingWriter(open_store=lambda: CdrStore(database), name=describe(database),
+                         spool=config.cdr.node_directory / SPOOL_FILE, metrics=metrics)
+    sinks: list[tuple[str, Callable[[dict[str, Any]], None]]] = [(cdr.name, cdr.add)]
     if config.cdr.jsonl is not None:
-        sinks.append(JsonLinesSink(config.cdr.jsonl))
+        sinks.append((str(config.cdr.jsonl), JsonLinesSink(config.cdr.jsonl).add))
 
     def write(record: dict[str, Any]) -> None:
-        for sink in sinks:
+        for name, add in sinks:
             try:
-                sink.add(record)
+                add(record)
             except CCSwitchError as e:
                 metrics.cdr_write_errors.inc()
                 log.error("call {call_id}: record not written to {path}: {error}; "
                           "record: {record}", call_id=record.get("call_id"),
-                          path=str(sink.path), error=str(e),
-                          record=json.dumps(record, sort_keys=True))
+                          path=name, error=str(e),
+                          record=json.dumps(record, sort_keys=True, default=str))
 
-    return write
+    return write, cdr
 
 
-#: The embedded store's agent presence file, next to the CDR database.
+def _replay_spooled(cdr: SpoolingWriter) -> Deferred[None]:
+    """(LoopingCall, reactor) replay the CDR spool on a worker thread; never fails."""
+    d: Deferred[Any] = threads.deferToThread(cdr.replay)
+    d.addErrback(lambda failure: log.failure("CDR spool replay failed", failure))
+    return d.addCallback(lambda _: None)
+
+
+#: The embedded store's agent presence file, in the node's CDR directory.
 PRESENCE_FILE = "agents.json"
-#: Call records waiting for an unreachable shared store, next to the CDR database.
+#: Call records waiting for an unreachable shared store, in the node's CDR directory.
 RECORD_SPOOL_FILE = "record-spool.jsonl"
 
 
@@ -245,7 +265,10 @@ def start_node(config: Config, reactor: Any) -> Node:
     engine = RoutingEngine(config.dialplan, clock=reactor)
     media = MediaEngine(reactor, address=config.rtp.address, port_min=config.rtp.port_min,
                         port_max=config.rtp.port_max)
-    write_record = record_writer(config, metrics)
+    write_record, cdr = record_writer(config, metrics)
+    replay = task.LoopingCall(_replay_spooled, cdr)
+    replay.clock = reactor
+    replay.start(RETRY_INTERVAL, now=False)
     shared: SharedState | None = None  # set below with a Redis state
 
     def on_record(record: dict[str, Any]) -> None:
@@ -257,31 +280,27 @@ def start_node(config: Config, reactor: Any) -> Node:
     controller = CallController(clock=reactor, config=config, engine=engine, media=media,
                                 metrics=metrics, defer_to_thread=threads.deferToThread,
                                 on_record=on_record,
-                                presence=PresenceFile(config.cdr.database.with_name(
-                                    PRESENCE_FILE)))
+                                presence=PresenceFile(
+                                    config.cdr.node_directory / PRESENCE_FILE))
     if config.state_kind is StateKind.REDIS:
         shared = SharedState(store=RedisStore.from_url(config.state, node=config.node),
                              engine=engine, feed=controller.submit, reactor=reactor,
                              metrics=metrics, hold_ttl=config.hold_ttl,
-                             spool=config.cdr.database.with_name(RECORD_SPOOL_FILE))
+                             spool=config.cdr.node_directory / RECORD_SPOOL_FILE)
         controller.share(shared)
         log.info("shared state in {url} as node {node}", url=_redacted(config.state),
                  node=config.node)
-    known = CdrStore(config.cdr.database)
 
     def stored(call_id: str) -> bool:
         try:
-            return known.get(call_id) is not None
-        except CCSwitchError as e:  # then storing it fails too, and says so
+            return cdr.get(call_id) is not None
+        except CCSwitchError as e:  # unreachable: the record is spooled (an upsert, later)
             log.error("call {call_id}: CDR not readable: {error}", call_id=call_id,
                       error=str(e))
             return False
 
-    try:
-        recovered_calls = recover_incomplete(config.recordings.directory,
-                                             now=reactor.seconds(), stored=stored)
-    finally:
-        known.close()
+    recovered_calls = recover_incomplete(config.recordings.directory,
+                                         now=reactor.seconds(), stored=stored)
     for recovered in recovered_calls:
         on_record(dict(recovered.record))
     guard = SourceGuard(config.sip.flood, reactor)
@@ -341,7 +360,7 @@ def start_node(config: Config, reactor: Any) -> Node:
     api: ApiResource | None = None
     if config.http.api_token_file is not None:
         control = NodeControl(engine=engine, controller=controller,
-                              cdr=CdrStore(config.cdr.database),
+                              cdr=cdr,
                               recordings=config.recordings.directory, clock=reactor)
         try:
             token = read_token(config.http.api_token_file)
@@ -354,7 +373,8 @@ def start_node(config: Config, reactor: Any) -> Node:
     media.start()
     node = Node(config=config, controller=controller, engine=engine, media=media,
                 metrics=metrics, sip_port=sip_port, http_port=http_port, streams=streams,
-                stream_ports=stream_ports, server_tls=server_tls, client_tls=client_tls)
+                cdr_replay=replay, stream_ports=stream_ports, server_tls=server_tls,
+                client_tls=client_tls)
     log.info("ccswitch {version} listening: SIP udp {sip}{streams}, HTTP {http}, RTP {rtp}",
              version=__version__, sip=node.sip_address, http=node.http_address,
              streams="".join(f", {t.value} {node.stream_address(t)}" for t in stream_ports),

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ccswitch.api.http import NotFound
-from ccswitch.cdr.store import CdrStore
+from ccswitch.cdr.spool import SpoolingWriter
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.runtime import UnknownAgent
@@ -27,7 +27,7 @@ DOWNLOAD_LOG = "downloads.log"
 class NodeControl:
     """Implements ``ccswitch.api.http.Control`` for one node."""
 
-    def __init__(self, *, engine: RoutingEngine, controller: CallController, cdr: CdrStore,
+    def __init__(self, *, engine: RoutingEngine, controller: CallController, cdr: SpoolingWriter,
                  recordings: Path, clock: Any) -> None:
         self._engine = engine
         self._controller = controller

@@ -1,11 +1,17 @@
-"""Call detail records in SQLite: one row per call, every timestamp in milliseconds.
+"""Call detail records in SQLite or PostgreSQL: one row per call, times in milliseconds.
 
-The database runs in WAL mode (readers such as ``ccswitch report`` never block
-the writer) with ``synchronous=NORMAL`` (a power cut may lose the last few
-commits, never corrupt the file). Its schema version is SQLite's
-``user_version``; opening an older database applies the missing steps of
-``MIGRATIONS`` in order, in one transaction, and a database from a newer
-ccswitch is refused (``CdrError``) rather than guessed at.
+The store is named by a *target*: a ``Path`` is a SQLite file (one node's history,
+the embedded default), a ``postgresql://user[:password]@host[:port]/database`` URL a
+PostgreSQL database the nodes of a center share. Both have the schema of
+``schema.py``, created and migrated by the Alembic revisions in ``migrations/``
+when the store opens (a SQLite file from before Alembic is first brought to its
+last ``user_version`` schema by ``legacy.py``). A database whose revision this
+ccswitch does not know comes from a newer one and is refused (``CdrError``) rather
+than guessed at.
+
+SQLite runs in WAL mode (readers such as ``ccswitch report`` never block the
+writer) with ``synchronous=NORMAL`` (a power cut may lose the last few commits,
+never corrupt the file).
 
 Input is the dict the B2BUA hands over: ``CallRecord.to_dict()`` plus the
 optional keys ``sip_call_id``, ``recording_path``, ``recording_error``, ``node``,
@@ -16,12 +22,12 @@ When ``recording_path`` / ``recording_error`` are absent they are taken from a
 nested ``recording: {"path": ..., "error": ...}`` if there is one.
 
 Rows are keyed by the call id: adding the same record twice (a replay) keeps one
-row, the later copy. A record that fails validation raises ``CdrError`` naming
-the field and writes nothing; every write is a single statement, so it is whole
-or absent.
+row, the later copy (an upsert on both engines). A record that fails validation
+raises ``CdrError`` naming the field and writes nothing; every write is a single
+statement, so it is whole or absent. A database that cannot be reached raises
+``CdrUnavailable`` (a ``CdrError``), so the caller can keep the record and retry.
 
-One connection serves the writer thread and readers alike
-(``check_same_thread=False``), guarded by a lock; other processes open their own.
+A store is safe to share between threads: each operation takes a pooled connection.
 """
 
 from __future__ import annotations
@@ -31,84 +37,47 @@ import math
 import re
 import sqlite3
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, TextIO
 
 import attrs
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import (
+    Connection, Engine, and_, create_engine, event, func, or_, select, text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError, \
+    SQLAlchemyError
 from twisted.logger import Logger
 
-from ccswitch.errors import CCSwitchError
+from ccswitch.cdr.errors import CdrError, CdrUnavailable
+from ccswitch.cdr.legacy import upgrade_to_baseline
+from ccswitch.cdr.schema import calls
+from ccswitch.cdr.url import check_url
+
+__all__ = ["CdrError", "CdrRow", "CdrStore", "CdrUnavailable", "JsonLinesSink", "Target",
+           "describe", "row_values"]
 
 log = Logger()
 
-#: Step ``n`` (0-based) takes the schema from version ``n`` to ``n + 1``.
-#: Never edit a shipped step: append a new one.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # v1: the first CDR table.
-    (
-        """CREATE TABLE calls (
-            call_id TEXT PRIMARY KEY,
-            sip_call_id TEXT,
-            node TEXT,
-            caller TEXT NOT NULL,
-            dialed TEXT NOT NULL,
-            queue TEXT NOT NULL,
-            grp TEXT NOT NULL,
-            route TEXT NOT NULL DEFAULT 'inhouse',
-            vendor TEXT,
-            agent_id TEXT,
-            outcome TEXT NOT NULL,
-            overflow_reason TEXT,
-            arrived_ms INTEGER NOT NULL,
-            announced_ms INTEGER,
-            queued_ms INTEGER,
-            answered_ms INTEGER,
-            ended_ms INTEGER NOT NULL,
-            wait_ms INTEGER,
-            ring_ms INTEGER,
-            talk_ms INTEGER,
-            hold_ms INTEGER,
-            total_ms INTEGER NOT NULL,
-            short_abandon INTEGER NOT NULL,
-            qa_notice_played INTEGER NOT NULL,
-            recording_path TEXT,
-            recording_error TEXT,
-            offers_json TEXT NOT NULL
-        )""",
-        "CREATE INDEX calls_arrived ON calls (arrived_ms)",
-        "CREATE INDEX calls_queue_arrived ON calls (queue, arrived_ms)",
-        "CREATE INDEX calls_caller ON calls (caller)",
-    ),
-    # v2: the queue's short-abandon threshold at arrival (so the flag can be
-    # audited), and per-agent lookups.
-    (
-        "ALTER TABLE calls ADD COLUMN short_abandon_threshold_ms INTEGER",
-        "CREATE INDEX calls_agent_arrived ON calls (agent_id, arrived_ms)",
-    ),
-    # v3: vendor overflow. When the call was first sent to a vendor, and the
-    # outcome list of issue 2: "answered" splits by route; "abandoned" becomes
-    # short_abandon (flagged short), abandoned_ringing (an agent's offer was
-    # cancelled by the hang-up: with no answer, only the caller leaving cancels
-    # offers) or abandoned_queue.
-    (
-        "ALTER TABLE calls ADD COLUMN overflowed_ms INTEGER",
-        "CREATE INDEX calls_vendor_arrived ON calls (vendor, arrived_ms)",
-        """UPDATE calls SET outcome = CASE
-             WHEN route = 'vendor' THEN 'answered_vendor' ELSE 'answered_inhouse' END
-           WHERE outcome = 'answered'""",
-        """UPDATE calls SET outcome = CASE
-             WHEN short_abandon = 1 THEN 'short_abandon'
-             WHEN offers_json LIKE '%"result": "cancelled"%' THEN 'abandoned_ringing'
-             ELSE 'abandoned_queue' END
-           WHERE outcome = 'abandoned'""",
-    ),
-    # v4: when the recording started (after the QA notice, or at the answer), so the
-    # record shows the notice came first.
-    (
-        "ALTER TABLE calls ADD COLUMN recording_started_ms INTEGER",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
+#: A SQLite file, or a PostgreSQL URL.
+Target = Path | str
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+#: Seconds to wait for PostgreSQL to accept a connection before the write is spooled.
+CONNECT_TIMEOUT = 3
+#: pg_advisory_xact_lock key held while migrating ("ccswitch" in ASCII), so nodes that
+#: start together migrate one after the other.
+MIGRATION_LOCK = 0x6363737769746368
+# Alembic's ``context`` and ``op`` are process-wide: one migration at a time in a process.
+_MIGRATING = threading.Lock()
+# The execution option that makes the SQLite transaction start with this statement.
+_BEGIN = "ccswitch_begin"
 
 _TIMESTAMPS = ("arrived", "announced", "queued", "overflowed", "answered", "ended",
                "recording_started")
@@ -116,12 +85,6 @@ _DURATIONS = ("wait", "ring", "talk", "hold", "total")
 _OUTCOME = re.compile(r"[a-z][a-z0-9_]*")
 _MAX_SECONDS = 1e11  # about the year 5138: anything above is a unit mistake
 _PAGE = 1000  # rows fetched per query by rows()
-
-
-class CdrError(CCSwitchError):
-    """The CDR database cannot be used, or a call record is invalid."""
-
-    error_id = "cdr.error"
 
 
 def _non_empty(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
@@ -183,9 +146,7 @@ class CdrRow:
 _COLUMNS = tuple(
     "grp" if f.name == "group" else "offers_json" if f.name == "offers" else f.name
     for f in attrs.fields(CdrRow))
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM calls"
-_INSERT = (f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(_COLUMNS))})")
+_SELECT = select(*(calls.c[name] for name in _COLUMNS))
 
 
 # -- validating a record ----------------------------------------------------------
@@ -213,16 +174,18 @@ def _text(record: Mapping[str, Any], key: str, *, required: bool = False,
         raise CdrError(f"record {key} must be text, got {value!r}")
     if non_empty and not value:
         raise CdrError(f"record {key} must not be empty")
+    if "\x00" in value:  # PostgreSQL text cannot hold it: refused alike on both engines
+        raise CdrError(f"record {key} must not contain a NUL character")
     return value
 
 
-def _flag(record: Mapping[str, Any], key: str) -> int:
+def _flag(record: Mapping[str, Any], key: str) -> bool:
     value = record.get(key, False)
     if value is None:
-        return 0
+        return False
     if value not in (True, False):  # also accepts 0 and 1
         raise CdrError(f"record {key} must be true or false, got {value!r}")
-    return int(value)
+    return bool(value)
 
 
 def _offers_json(record: Mapping[str, Any]) -> str:
@@ -303,106 +266,173 @@ def _check_ms(name: str, value: int | None) -> None:
         raise CdrError(f"{name} must be integer epoch milliseconds, got {value!r}")
 
 
+# -- opening a database -------------------------------------------------------------
+
+def describe(target: Target) -> str:
+    """The target for logs and errors: a file path, or the URL without its password."""
+    if isinstance(target, Path):
+        return str(target)
+    try:
+        return make_url(target).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(an unreadable URL)"
+
+
+def _postgres_url(url: str) -> URL:
+    """The SQLAlchemy URL for a ``cdr.database`` PostgreSQL URL, on the psycopg driver."""
+    try:
+        check_url(url)
+        parsed = make_url(url)
+    except (ValueError, ArgumentError) as e:
+        raise CdrError(f"CDR database URL is not valid: {e}") from e
+    return parsed.set(drivername="postgresql+psycopg")
+
+
+def _sqlite_engine(path: Path) -> Engine:
+    engine = create_engine(URL.create("sqlite", database=str(path)),
+                           connect_args={"check_same_thread": False, "timeout": 5.0})
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: sqlite3.Connection, record: object) -> None:
+        # SQLAlchemy, not the sqlite3 module, decides where transactions begin (below),
+        # so a migration's DDL is inside its transaction too.
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        # A migration takes the write lock first (BEGIN IMMEDIATE): a deferred
+        # transaction that read the old schema could not upgrade to a writer later.
+        connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN, "BEGIN"))
+
+    return engine
+
+
+def _unavailable(error: SQLAlchemyError) -> bool:
+    """Whether ``error`` says the database cannot be reached (worth a retry later)."""
+    return isinstance(error, (OperationalError, InterfaceError)) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated)
+
+
 # -- the store ----------------------------------------------------------------------
 
 class CdrStore:
-    """The CDR database; safe to share between one writer thread and readers."""
+    """The CDR database (see the module docstring); safe to share between threads.
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
+    Opening connects and migrates the schema: CdrUnavailable when the database
+    cannot be reached, CdrError when it cannot be used at all.
+    """
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.name = describe(target)
         self._closed = False
+        if isinstance(target, Path):
+            self._engine = self._open_sqlite(target)
+        else:
+            self._engine = create_engine(_postgres_url(target), pool_pre_ping=True,
+                                         connect_args={"connect_timeout": CONNECT_TIMEOUT})
+        self._upsert = (postgresql.insert if self._engine.dialect.name == "postgresql"
+                        else sqlite.insert)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise CdrError(f"cannot open CDR database {self.path}: {e}") from e
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False,
-                                       isolation_level=None, timeout=5.0)
-        except sqlite3.Error as e:
-            raise CdrError(f"cannot open CDR database {self.path}: {e}") from e
-        try:
-            # Refuse a newer schema before touching the file (journal_mode persists).
-            self._refuse_newer(self._user_version())
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
-        except sqlite3.Error as e:
-            self._db.close()
-            raise CdrError(f"cannot open CDR database {self.path}: {e}") from e
+            with self._errors("cannot open"):
+                self._migrate()
         except BaseException:
-            self._db.close()
+            self._engine.dispose()
             raise
 
-    def _user_version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+    def _open_sqlite(self, path: Path) -> Engine:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            upgrade_to_baseline(path)
+        except (OSError, sqlite3.Error) as e:
+            raise CdrError(f"cannot open CDR database {path}: {e}") from e
+        return _sqlite_engine(path)
 
-    def _refuse_newer(self, version: int) -> None:
-        if version > SCHEMA_VERSION:
-            raise CdrError(f"CDR database {self.path} has schema version {version}, newer "
-                           f"than this ccswitch knows ({SCHEMA_VERSION}); upgrade ccswitch "
-                           f"or point cdr.database at another file")
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Turn the database's exceptions into CdrUnavailable / CdrError."""
+        if self._closed:
+            raise CdrError(f"{what} CDR database {self.name}: the store is closed")
+        try:
+            yield
+        except SQLAlchemyError as e:
+            kind = CdrUnavailable if _unavailable(e) else CdrError
+            reason = " ".join(str(getattr(e, "orig", None) or e).split())  # one log line
+            raise kind(f"{what} CDR database {self.name}: {reason}") from e
 
     def _migrate(self) -> None:
-        if self._user_version() == SCHEMA_VERSION:
-            return
-        self._db.execute("BEGIN IMMEDIATE")  # one migrator at a time across processes
-        try:
-            before = self._user_version()  # again: another process may have migrated
-            self._refuse_newer(before)
-            for step in range(before, SCHEMA_VERSION):
-                for statement in MIGRATIONS[step]:
-                    self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        if before != SCHEMA_VERSION:
-            log.info("CDR database {path}: schema migrated from version {old} to {new}",
-                     path=str(self.path), old=before, new=SCHEMA_VERSION)
+        scripts = ScriptDirectory(str(MIGRATIONS_DIR))
+        head = scripts.get_current_head()
+        with self._engine.connect() as connection:
+            if MigrationContext.configure(connection).get_current_revision() == head:
+                return  # the usual case, without taking the migration lock
+        with (_MIGRATING, self._engine.connect() as connection,
+              connection.execution_options(**{_BEGIN: "BEGIN IMMEDIATE"}).begin()):
+            if self.dialect == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": MIGRATION_LOCK})
+            current = MigrationContext.configure(connection).get_current_revision()
+            if current == head:
+                return  # another process was first
+            try:
+                if current is not None:
+                    scripts.get_revision(current)
+            except CommandError:
+                raise CdrError(
+                    f"CDR database {self.name} has schema revision {current}, newer than "
+                    f"this ccswitch knows ({head}); upgrade ccswitch or point cdr.database "
+                    f"at another database") from None
+            config = AlembicConfig()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        log.info("CDR database {database}: schema migrated from revision {old} to {new}",
+                 database=self.name, old=current or "(empty)", new=head)
 
     @property
-    def schema_version(self) -> int:
-        """The database's schema version (``PRAGMA user_version``)."""
-        with self._lock:
-            return self._user_version()
+    def revision(self) -> str | None:
+        """The database's Alembic schema revision."""
+        with self._errors("cannot read"), self._engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
 
     @property
-    def journal_mode(self) -> str:
-        """SQLite's journal mode for this database (``"wal"``)."""
-        with self._lock:
-            return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._engine.dialect.name
 
     def add(self, record: Mapping[str, Any]) -> None:
         """Store one call's record, replacing an earlier copy of the same call id.
 
-        Raises CdrError (with the reason) for an invalid record or a failed write;
-        either way nothing of the record is stored.
+        Raises CdrError (with the reason) for an invalid record or a failed write,
+        CdrUnavailable when the database cannot be reached; either way nothing of
+        the record is stored.
         """
-        values = row_values(record)
-        with self._lock:
-            try:
-                self._db.execute(_INSERT, values)
-            except sqlite3.Error as e:
-                raise CdrError(f"cannot store call {values[0]}: {e}") from e
+        values = dict(zip(_COLUMNS, row_values(record)))
+        statement = self._upsert(calls).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[calls.c.call_id],
+            set_={name: statement.excluded[name] for name in _COLUMNS if name != "call_id"})
+        with self._errors(f"cannot store call {values['call_id']} in"):
+            with self._engine.begin() as connection:
+                connection.execute(statement)
+
+    def ping(self) -> None:
+        """Raise CdrUnavailable unless the database answers now."""
+        with self._errors("cannot reach"), self._engine.connect() as connection:
+            connection.execute(select(1))
 
     def count(self) -> int:
         """How many calls are stored."""
-        with self._lock:
-            try:
-                return int(self._db.execute("SELECT count(*) FROM calls").fetchone()[0])
-            except sqlite3.Error as e:
-                raise CdrError(f"cannot read {self.path}: {e}") from e
+        with self._errors("cannot read"), self._engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(calls)).scalar_one())
 
     def get(self, call_id: str) -> CdrRow | None:
         """One call's row, or None."""
-        with self._lock:
-            try:
-                found = self._db.execute(f"{_SELECT} WHERE call_id = ?", (call_id,)).fetchone()
-            except sqlite3.Error as e:
-                raise CdrError(f"cannot read {self.path}: {e}") from e
-        return None if found is None else _row(found)
+        with self._errors("cannot read"), self._engine.connect() as connection:
+            found = connection.execute(_SELECT.where(calls.c.call_id == call_id)).first()
+        return None if found is None else _row(tuple(found))
 
     def rows(self, *, since_ms: int | None = None, until_ms: int | None = None,
              queue: str | None = None) -> Iterator[CdrRow]:
@@ -414,32 +444,24 @@ class CdrStore:
         """
         _check_ms("since_ms", since_ms)
         _check_ms("until_ms", until_ms)
-        where: list[str] = []
-        args: list[int | str] = []
+        where = []
         if since_ms is not None:
-            where.append("arrived_ms >= ?")
-            args.append(since_ms)
+            where.append(calls.c.arrived_ms >= since_ms)
         if until_ms is not None:
-            where.append("arrived_ms < ?")
-            args.append(until_ms)
+            where.append(calls.c.arrived_ms < until_ms)
         if queue is not None:
-            where.append("queue = ?")
-            args.append(queue)
+            where.append(calls.c.queue == queue)
         after: tuple[int, str] | None = None
         while True:
-            clauses, page_args = list(where), list(args)
+            clauses = list(where)
             if after is not None:
-                clauses.append("arrived_ms >= ? AND (arrived_ms > ? OR call_id > ?)")
-                page_args += [after[0], after[0], after[1]]
-            sql = _SELECT
-            if clauses:
-                sql += " WHERE " + " AND ".join(clauses)
-            sql += f" ORDER BY arrived_ms, call_id LIMIT {_PAGE}"
-            with self._lock:
-                try:
-                    page = self._db.execute(sql, page_args).fetchall()
-                except sqlite3.Error as e:
-                    raise CdrError(f"cannot read {self.path}: {e}") from e
+                clauses.append(or_(calls.c.arrived_ms > after[0],
+                                   and_(calls.c.arrived_ms == after[0],
+                                        calls.c.call_id > after[1])))
+            query = (_SELECT.where(*clauses)
+                     .order_by(calls.c.arrived_ms, calls.c.call_id).limit(_PAGE))
+            with self._errors("cannot read"), self._engine.connect() as connection:
+                page = [tuple(found) for found in connection.execute(query)]
             for values in page:
                 yield _row(values)
             if len(page) < _PAGE:
@@ -458,10 +480,9 @@ class CdrStore:
 
     def close(self) -> None:
         """Close the database (a second call does nothing)."""
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._db.close()
+        if not self._closed:
+            self._closed = True
+            self._engine.dispose()
 
 
 class JsonLinesSink:

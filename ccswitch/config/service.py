@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 from typing import Any, Final
 
+from ccswitch.cdr.url import check_url as check_database_url, is_url
 from ccswitch.config.checker import (
     _NAME, CheckResult, _Checker, _display, _Failed, _kind, _Report, _Section, _section, _Seq,
 )
@@ -373,8 +374,10 @@ def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
 
 def _parse_cdr(ck: _Checker, value: object, line: int, base: Path,
                recordings: RecordingConfig | None) -> CdrConfig | None:
-    """``cdr:`` (optional): database path (default: cdr.sqlite in the recordings directory)
-    and an optional JSON-lines copy."""
+    """``cdr:`` (optional): the database, a SQLite file path (default: cdr.sqlite in the
+    recordings directory) or a PostgreSQL URL shared by the nodes, checked here without
+    connecting; and an optional JSON-lines copy. With a URL the node keeps its own files
+    (the record spool among them) in the recordings directory."""
     if value is None:
         if recordings is None:
             return None
@@ -383,27 +386,35 @@ def _parse_cdr(ck: _Checker, value: object, line: int, base: Path,
     if sec is None:
         return None
     ok = True
+    url: str | None = None
     paths: dict[str, Path | None] = {"database": None, "jsonl": None}
     for key in paths:
         if not sec.has(key) or sec.data.get(key) is None:
             continue
-        text = sec.string(key, what="a file path")
+        text = sec.string(key, what="a file path" if key == "jsonl"
+                          else "a file path or a postgresql:// URL")
         if text is None:
             ok = False
+            continue
+        if key == "database" and is_url(text.strip()):
+            try:
+                check_database_url(text.strip())
+            except ValueError as e:
+                sec.error(key, str(e))
+                ok = False
+            url = text.strip()
             continue
         path = _resolve(base, text)
         if path.exists() and not path.is_file():
             sec.error(key, f"{_display(path)} exists and is not a file")
             ok = False
         paths[key] = path
-    if not ok:
+    if not ok or recordings is None:
         return None
-    database = paths["database"]
-    if database is None:
-        if recordings is None:
-            return None
-        database = recordings.directory / "cdr.sqlite"
-    return CdrConfig(database=database, jsonl=paths["jsonl"])
+    if url is not None:
+        return CdrConfig(database=url, jsonl=paths["jsonl"], directory=recordings.directory)
+    return CdrConfig(database=paths["database"] or recordings.directory / "cdr.sqlite",
+                     jsonl=paths["jsonl"])
 
 
 def _parse_state(sec: _Section) -> str | None:

@@ -195,6 +195,17 @@ class Metrics:
             "Call records that could not be written to a CDR sink (logged in full instead).",
             registry=self.registry,
         )
+        self.cdr_backend_up = Gauge(
+            "ccswitch_cdr_backend_up",
+            "1 while the CDR database takes call records; 0 while they are spooled locally "
+            "because it cannot be reached.",
+            registry=self.registry,
+        )
+        self.cdr_spooled_records = Gauge(
+            "ccswitch_cdr_spooled_records",
+            "Call records in the local CDR spool, waiting for the database to answer.",
+            registry=self.registry,
+        )
         self.state_backend_up = Gauge(
             "ccswitch_state_backend_up",
             "1 while the shared state store is reachable (the embedded store always is).",

@@ -1,19 +1,27 @@
-"""The SQLite call-detail-record store."""
+"""The call-detail-record store, on SQLite and on PostgreSQL (``store``, ``cdr_target``)."""
 
 from __future__ import annotations
 
 import io
 import json
 import math
+import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 
 from ccswitch.cdr import store as store_module
-from ccswitch.cdr.store import SCHEMA_VERSION, CdrError, CdrStore, JsonLinesSink
+from ccswitch.cdr.legacy import BASELINE_REVISION, LEGACY_VERSION, MIGRATIONS
+from ccswitch.cdr.schema import metadata
+from ccswitch.cdr.store import CdrError, CdrStore, CdrUnavailable, JsonLinesSink, Target
 from ccswitch.errors import CCSwitchError
 
 # A real record as the B2BUA hands it over: CallRecord.to_dict() plus its extras.
@@ -60,9 +68,26 @@ PRAGMA user_version = 1;
 """
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> CdrStore:
-    return CdrStore(tmp_path / "cdr.sqlite")
+
+
+def _engine(target: Target) -> sqlalchemy.Engine:
+    """A plain SQLAlchemy engine on the store's database, to look at it from outside."""
+    if isinstance(target, Path):
+        return sqlalchemy.create_engine(f"sqlite:///{target}")
+    return sqlalchemy.create_engine(target.replace("postgresql://", "postgresql+psycopg://"))
+
+
+def _legacy_file(path: Path, version: int) -> None:
+    """A SQLite CDR file as ccswitch made it before Alembic, at ``user_version`` 1..4,
+    with one call: V1_SCHEMA spelled out, then the shipped steps."""
+    old = sqlite3.connect(path)
+    old.executescript(V1_SCHEMA)
+    for step in MIGRATIONS[1:version]:
+        for statement in step:
+            old.execute(statement)
+    old.execute(f"PRAGMA user_version = {version}")
+    old.commit()
+    old.close()
 
 
 def test_the_real_record_round_trips_with_millisecond_times(store: CdrStore) -> None:
@@ -102,25 +127,43 @@ def test_a_named_vendor_without_a_route_means_the_vendor_route(store: CdrStore) 
     assert next(store.rows()).route == "vendor"
 
 
-def test_the_database_is_in_wal_mode_at_the_current_schema(store: CdrStore) -> None:
-    """WAL lets reports read while the service writes; user_version is the schema."""
-    other = sqlite3.connect(store.path)
+def test_a_new_sqlite_database_is_in_wal_mode_at_the_head_revision(tmp_path: Path) -> None:
+    """WAL lets reports read while the service writes; Alembic's revision is the schema."""
+    store = CdrStore(tmp_path / "cdr.sqlite")
+    store.add(RECORD)
+    other = sqlite3.connect(tmp_path / "cdr.sqlite")
     try:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert other.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         other.close()
-    assert store.journal_mode == "wal"
+    assert store.revision == BASELINE_REVISION and store.dialect == "sqlite"
 
 
-def test_the_indexes_for_time_queue_and_caller_exist(store: CdrStore) -> None:
+def test_a_postgresql_url_opens_a_postgresql_store(cdr_target: Target) -> None:
+    """A URL target is PostgreSQL, a path SQLite; both start at the head revision."""
+    store = CdrStore(cdr_target)
+    assert store.dialect == ("sqlite" if isinstance(cdr_target, Path) else "postgresql")
+    assert store.revision == BASELINE_REVISION
+    store.close()
+
+
+def test_the_migrated_database_matches_the_schema_module(store: CdrStore,
+                                                         cdr_target: Target) -> None:
+    """Alembic's revisions build exactly the tables of schema.py: nothing is missing."""
+    engine = _engine(cdr_target)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def test_the_indexes_for_time_queue_and_caller_exist(store: CdrStore, cdr_target: Target) -> None:
     """rows() by time, by queue and time, and repeat-caller lookups are indexed."""
-    with sqlite3.connect(store.path) as db:
-        indexes = {name: [c[2] for c in db.execute(f"PRAGMA index_info({name})")]
-                   for (name,) in db.execute("SELECT name FROM sqlite_master WHERE "
-                                             "type = 'index' AND sql IS NOT NULL")}
+    engine = _engine(cdr_target)
+    indexes = sqlalchemy.inspect(engine).get_indexes("calls")
+    engine.dispose()
     assert {("arrived_ms",), ("queue", "arrived_ms"), ("caller",)} <= {
-        tuple(cols) for cols in indexes.values()}
+        tuple(index["column_names"]) for index in indexes}
 
 
 def test_adding_the_same_call_twice_keeps_one_row(store: CdrStore) -> None:
@@ -145,6 +188,7 @@ def test_adding_the_same_call_twice_keeps_one_row(store: CdrStore) -> None:
     ({"offers": "none"}, "offers"),
     ({"offers": [{"when": object()}]}, "offers"),
     ({"caller": 42}, "caller"),
+    ({"caller": "a\x00b"}, "caller"),  # PostgreSQL text cannot hold NUL
     ({"queue": ""}, "queue"),
     ({"outcome": None}, "outcome"),
     ({"outcome": "Answered!"}, "outcome"),
@@ -180,19 +224,69 @@ def test_cdr_error_is_part_of_the_ccswitch_error_tree() -> None:
 
 
 def test_a_v1_database_is_migrated_forward_keeping_its_rows(tmp_path: Path) -> None:
-    """Opening a database made by the first schema applies the later steps; old rows stay."""
+    """A database made by the first schema gets the later steps and Alembic's baseline."""
     path = tmp_path / "cdr.sqlite"
-    old = sqlite3.connect(path)
-    old.executescript(V1_SCHEMA)
-    old.close()
+    _legacy_file(path, 1)
     store = CdrStore(path)
-    assert store.schema_version == SCHEMA_VERSION > 1
+    assert store.revision == BASELINE_REVISION
     [row] = store.rows()
     assert (row.call_id, row.short_abandon, row.short_abandon_threshold_ms) == (
         "old-call", True, None)
     store.add(RECORD)
     assert store.count() == 2
     assert next(store.rows(since_ms=1795419742482)).short_abandon_threshold_ms == 5000
+
+
+def test_a_v4_database_is_stamped_without_being_rebuilt(tmp_path: Path) -> None:
+    """The last pre-Alembic schema keeps its rows and its table; only the stamp is added."""
+    path = tmp_path / "cdr.sqlite"
+    _legacy_file(path, LEGACY_VERSION)
+    store = CdrStore(path)
+    assert store.revision == BASELINE_REVISION
+    assert [(r.call_id, r.outcome) for r in store.rows()] == [("old-call", "short_abandon")]
+    store.add({**RECORD, "recording_started_at": 1795419747.0})
+    assert store.get(RECORD["call_id"]).recording_started_ms == 1795419747000  # type: ignore[union-attr]
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == LEGACY_VERSION
+
+
+# Databases written by the released stores themselves (the first CDR store, commit
+# 05a0f41, schema 1; the last pre-Alembic one, schema 4) from RECORD and variants, each
+# with its own `export-cdr` output of the time beside it.
+DATA = Path(__file__).resolve().parents[1] / "data" / "cdr"
+
+
+def _exported(store: CdrStore) -> list[dict[str, Any]]:
+    out = io.StringIO()
+    store.export_jsonl(out)
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_a_database_written_by_the_v4_release_keeps_every_row_exactly(tmp_path: Path) -> None:
+    """v4-release.sqlite (made by the last pre-Alembic store): the export is unchanged."""
+    path = tmp_path / "cdr.sqlite"
+    shutil.copyfile(DATA / "v4-release.sqlite", path)
+    store = CdrStore(path)
+    expected = [json.loads(line) for line in (DATA / "v4-release.jsonl").read_text().splitlines()]
+    assert store.revision == BASELINE_REVISION
+    assert _exported(store) == expected and len(expected) == 3
+    store.close()
+
+
+def test_a_database_written_by_the_v1_release_gains_the_new_columns_and_outcomes(
+        tmp_path: Path) -> None:
+    """v1-release.sqlite (made by the first CDR store): rows kept, outcomes mapped."""
+    path = tmp_path / "cdr.sqlite"
+    shutil.copyfile(DATA / "v1-release.sqlite", path)
+    store = CdrStore(path)
+    before = [json.loads(line) for line in (DATA / "v1-release.jsonl").read_text().splitlines()]
+    new_columns = {"short_abandon_threshold_ms": None, "overflowed_ms": None,
+                   "recording_started_ms": None}
+    mapped = {"answered": "answered_inhouse", "abandoned": "abandoned_ringing"}
+    assert _exported(store) == [{**row, **new_columns, "outcome": mapped[row["outcome"]]}
+                                for row in before]
+    store.close()
 
 
 def test_v3_migration_maps_old_outcomes_to_the_outcome_list(tmp_path: Path) -> None:
@@ -227,27 +321,38 @@ def test_vendor_fields_are_stored(store: CdrStore) -> None:
         "vendor", "acme", "wait_exceeds", 1795419746500)
 
 
-def test_migration_steps_run_in_order_once(tmp_path: Path) -> None:
-    """Reopening a migrated database runs nothing again (no 'duplicate column' error)."""
-    path = tmp_path / "cdr.sqlite"
-    CdrStore(path).close()
-    again = CdrStore(path)
-    assert again.schema_version == SCHEMA_VERSION == len(store_module.MIGRATIONS)
+def test_reopening_a_migrated_database_changes_nothing(cdr_target: Target) -> None:
+    """Reopening runs no migration again (no 'table exists' error) and keeps the rows."""
+    CdrStore(cdr_target).add(RECORD)
+    again = CdrStore(cdr_target)
+    assert again.revision == BASELINE_REVISION and again.count() == 1
+    again.close()
 
 
-def test_a_database_from_a_newer_ccswitch_is_refused_untouched(tmp_path: Path) -> None:
-    """A schema version above ours is not guessed at: a clear error, and the file unchanged."""
+def test_a_sqlite_file_from_a_newer_ccswitch_is_refused_untouched(tmp_path: Path) -> None:
+    """A user_version above the last pre-Alembic one is not guessed at; the file is kept."""
     path = tmp_path / "cdr.sqlite"
     db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.execute(f"PRAGMA user_version = {LEGACY_VERSION + 1}")
     db.close()
-    with pytest.raises(CdrError, match=f"schema version {SCHEMA_VERSION + 1}, newer"):
+    with pytest.raises(CdrError, match=f"schema version {LEGACY_VERSION + 1}, newer"):
         CdrStore(path)
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     finally:
         db.close()
+
+
+def test_a_database_at_an_unknown_revision_is_refused(cdr_target: Target) -> None:
+    """A revision this ccswitch does not ship comes from a newer one: a clear error."""
+    CdrStore(cdr_target).close()
+    engine = _engine(cdr_target)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("UPDATE alembic_version SET version_num = 'f00d'"))
+    engine.dispose()
+    with pytest.raises(CdrError, match="revision f00d, newer"):
+        CdrStore(cdr_target)
 
 
 def test_a_file_that_is_not_a_database_is_a_cdr_error(tmp_path: Path) -> None:
@@ -309,17 +414,17 @@ def test_export_jsonl_writes_one_parseable_object_per_call(store: CdrStore) -> N
     assert json.loads(one.getvalue())["call_id"] == "later"
 
 
-def test_records_survive_reopening(tmp_path: Path) -> None:
+def test_records_survive_reopening(cdr_target: Target) -> None:
     """What one process wrote, the next one (a restart, or the report) reads."""
-    first = CdrStore(tmp_path / "cdr.sqlite")
+    first = CdrStore(cdr_target)
     first.add(RECORD)
     first.close()
     first.close()  # closing twice is harmless
-    assert CdrStore(tmp_path / "cdr.sqlite").count() == 1
+    assert CdrStore(cdr_target).count() == 1
 
 
 def test_writes_from_several_threads_all_land(store: CdrStore) -> None:
-    """The shared connection is lock-guarded: concurrent adds neither fail nor get lost."""
+    """One store serves several threads: concurrent adds neither fail nor get lost."""
     errors: list[BaseException] = []
 
     def writer(prefix: str) -> None:
@@ -361,3 +466,54 @@ def test_json_lines_sink_refuses_a_record_that_is_not_json(tmp_path: Path) -> No
         sink.add({**RECORD, "bad": object()})
     sink.close()
     assert (tmp_path / "cdr.jsonl").read_text() == ""
+
+
+def test_an_unreachable_postgresql_is_cdr_unavailable(tmp_path: Path) -> None:
+    """No server on the port: CdrUnavailable (worth a retry), naming the URL, no password."""
+    from tests.phones.client import free_tcp_port
+
+    url = f"postgresql://ccswitch:secret@127.0.0.1:{free_tcp_port()}/cdr"
+    with pytest.raises(CdrUnavailable, match=r"postgresql://ccswitch:\*\*\*@127") as caught:
+        CdrStore(url)
+    assert "secret" not in str(caught.value)
+
+
+def test_a_url_that_is_not_postgresql_is_refused() -> None:
+    """Another scheme is a CdrError at open, not an attempt with some other driver."""
+    with pytest.raises(CdrError, match="unknown database scheme 'mysql'"):
+        CdrStore("mysql://root@127.0.0.1/cdr")
+
+
+
+def test_nodes_opening_a_new_database_together_migrate_it_once(cdr_target: Target) -> None:
+    """Four processes opening one empty database at once all open it; one migrates."""
+    script = ("import sys; from pathlib import Path; from ccswitch.cdr.store import CdrStore; "
+              "t = sys.argv[1]; CdrStore(Path(t) if '://' not in t else t).close()")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(cdr_target)],
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in procs]
+    assert [code for code, _ in results] == [0] * 4, results
+    assert CdrStore(cdr_target).revision == BASELINE_REVISION
+
+
+def test_threads_opening_a_new_database_together_all_open_it(cdr_target: Target) -> None:
+    """In one process too (Alembic's context is process-wide): every open succeeds."""
+    opened: list[CdrStore] = []
+    failures: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_one() -> None:
+        start.wait(timeout=10)
+        try:
+            opened.append(CdrStore(cdr_target))
+        except BaseException as e:  # pragma: no cover - reported below
+            failures.append(e)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert failures == [] and len(opened) == 4
+    for store in opened:
+        store.close()

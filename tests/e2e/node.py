@@ -68,7 +68,8 @@ class Node:
                  api_token: str | None = None, sip: dict[str, Any] | None = None,
                  state: str | None = None, node: str | None = None,
                  hold_ttl: float | None = None, recording_start: str | None = None,
-                 transports: tuple[str, ...] = ()) -> None:
+                 transports: tuple[str, ...] = (),
+                 cdr_database: str | None = None) -> None:
         """``transports``: "tcp" and/or "tls" listeners beside UDP, each on a free port
         (``stream_ports``); a tls one needs ``sip={"tls": {...}}``."""
         self.workdir = workdir
@@ -110,6 +111,8 @@ class Node:
             config["node"] = node
         if hold_ttl is not None:
             config["hold_ttl"] = hold_ttl
+        if cdr_database is not None:  # a path or a postgresql:// URL; default: SQLite
+            config["cdr"] = {"database": cdr_database}
         self.config_path = workdir / "ccswitch.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / "ccswitch.log"

@@ -1,0 +1,52 @@
+"""The CDR schema as SQLAlchemy Core tables: one definition for SQLite and PostgreSQL.
+
+The queries in ``store.py`` are built from these tables; the Alembic revisions under
+``migrations/versions/`` create and change them. A change here needs a new revision
+too: a test compares a migrated database with these tables on both engines.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, Index, MetaData, Table, Text
+
+metadata = MetaData()
+
+#: One row per call, keyed by ccswitch's call id; times are epoch ms, durations ms.
+calls = Table(
+    "calls", metadata,
+    Column("call_id", Text, primary_key=True),
+    Column("sip_call_id", Text),
+    Column("node", Text),
+    Column("caller", Text, nullable=False),
+    Column("dialed", Text, nullable=False),
+    Column("queue", Text, nullable=False),
+    Column("grp", Text, nullable=False),
+    Column("route", Text, nullable=False, server_default="inhouse"),
+    Column("vendor", Text),
+    Column("agent_id", Text),
+    Column("outcome", Text, nullable=False),
+    Column("overflow_reason", Text),
+    Column("arrived_ms", BigInteger, nullable=False),
+    Column("announced_ms", BigInteger),
+    Column("queued_ms", BigInteger),
+    Column("answered_ms", BigInteger),
+    Column("ended_ms", BigInteger, nullable=False),
+    Column("wait_ms", BigInteger),
+    Column("ring_ms", BigInteger),
+    Column("talk_ms", BigInteger),
+    Column("hold_ms", BigInteger),
+    Column("total_ms", BigInteger, nullable=False),
+    Column("short_abandon", Boolean, nullable=False),
+    Column("qa_notice_played", Boolean, nullable=False),
+    Column("recording_path", Text),
+    Column("recording_error", Text),
+    Column("offers_json", Text, nullable=False),
+    Column("short_abandon_threshold_ms", BigInteger),
+    Column("overflowed_ms", BigInteger),
+    Column("recording_started_ms", BigInteger),
+    Index("calls_arrived", "arrived_ms"),
+    Index("calls_queue_arrived", "queue", "arrived_ms"),
+    Index("calls_caller", "caller"),
+    Index("calls_agent_arrived", "agent_id", "arrived_ms"),
+    Index("calls_vendor_arrived", "vendor", "arrived_ms"),
+)
