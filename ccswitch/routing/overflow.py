@@ -237,7 +237,8 @@ class Overflow:
             if share:
                 key = (call.queue.name, name)
                 self.credit[key] = self.credit.get(key, 0.0) - 1
-            if record.overflow_reason is None:
+            first = record.overflow_reason is None
+            if first:
                 record.overflow_reason = reason
                 record.overflowed_at = now
             record.route = Route.VENDOR
@@ -247,7 +248,7 @@ class Overflow:
                                     call_id=call_id, vendor=name, reason=reason,
                                     queue=call.queue.name))
             actions.append(act.OverflowFired(call_id=call_id, queue=call.queue.name,
-                                             vendor=name, reason=reason))
+                                             vendor=name, reason=reason, first=first))
             actions.extend(ring_trunk(call, slot, trying, now))
             break
         return actions
