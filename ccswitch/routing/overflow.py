@@ -28,7 +28,8 @@ The rules of a queue's ``overflow`` are checked in order:
   its hysteresis state is on, (share) the vendor is owed a whole call it could
   not take; the per-call rules (wait_exceeds, no_agents_available,
   queue_length_exceeds) are on when they held for a caller at the queue's latest
-  check, and off when they held for none. The state is checked after every
+  check (of a caller entering it, for queue_length_exceeds), and off when they
+  held for none. The state is checked after every
   event; each change is a Note and shows in the view.
 """
 
@@ -114,8 +115,9 @@ class Overflow:
                     actions.extend(self._earn(queue, rule, now))
         for index, rule in enumerate(queue.overflow):
             held = self._holds(call, index, agent_free, now)
-            key = (queue.name, index)
-            self._held[key] = self._held.get(key, False) or held
+            if call.entering or rule.condition is not Condition.QUEUE_LENGTH_EXCEEDS:
+                key = (queue.name, index)  # queue length is decided on entry only
+                self._held[key] = self._held.get(key, False) or held
             if not held:
                 continue
             share = rule.condition is Condition.SHARE

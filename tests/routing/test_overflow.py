@@ -534,6 +534,20 @@ def test_a_rule_state_follows_its_calendar() -> None:
     assert rule_notes(d) == [("outside_hours", "on"), ("outside_hours", "off")]
 
 
+def test_queue_length_stays_on_until_a_caller_enters_a_shorter_queue() -> None:
+    """queue_length_exceeds is decided on entry: callers already waiting, checked again, do
+    not turn it off; the next caller entering a queue short enough does."""
+    d = driver(rule(Condition.QUEUE_LENGTH_EXCEEDS, length=1), logged_out=("alice", "bob"))
+    for call_id in ("c1", "c2", "c3"):
+        d.queued(call_id)
+    d.feed(ev.AgentLogin(agent_id="alice"))  # a dispatch checks c1 and c2 again
+    assert d.engine.view.overflow_rules[("support", "queue_length_exceeds")] is True
+    d.caller_hangup("c1")
+    d.caller_hangup("c2")
+    d.queued("c4")
+    assert d.engine.view.overflow_rules[("support", "queue_length_exceeds")] is False
+
+
 def test_rules_of_the_same_condition_get_numbered_names() -> None:
     """The second wait_exceeds rule of a queue is wait_exceeds#2; the share is share."""
     d = driver(rule(Condition.WAIT_EXCEEDS, seconds=30.0), rule(Condition.SHARE, percent=10.0),
