@@ -24,7 +24,8 @@ from ccswitch.config.checker import (
 )
 from ccswitch.config.values import _percent, _resolve, _sound, _uri_problem
 from ccswitch.model import (
-    Agent, CatchUp, CatchUpPeriod, Condition, Group, MaxWait, OverflowRule, Queue, Route, ServiceLevel, Strategy,
+    Agent, CatchUp, CatchUpPeriod, Condition, Group, MaxWait, OverflowRule, Queue, Route,
+    ServiceLevel, Strategy,
     TlsIdentity, Vendor,
 )
 from ccswitch.routing.calendar import Calendar

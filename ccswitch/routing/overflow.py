@@ -21,16 +21,16 @@ The rules of a queue's ``overflow`` are checked in order:
   credit back. Credit saved up while the vendor could not take calls is kept as
   the rule's ``catch_up`` says: until the end of the clock hour or day (then the
   whole calls of it lapse), or up to a number of calls (``none``:
-  :data:`~ccswitch.model.SHARE_CREDIT_CAP`). Per share the engine counts the queue's calls and the
-  share calls the vendor answered, for the achieved split.
+  :data:`~ccswitch.model.SHARE_CREDIT_CAP`). Per share the engine counts the
+  queue's calls and the share calls the vendor answered, for the achieved split.
 * A rule is *on* for its queue while (outside_hours) its calendar is closed,
   (no_agents_logged_in) nobody of the group is logged in, (service_level_below)
   its hysteresis state is on, (share) the vendor is owed a whole call it could
   not take; the per-call rules (wait_exceeds, no_agents_available,
   queue_length_exceeds) are on when they held for a caller at the queue's latest
   check (of a caller entering it, for queue_length_exceeds), and off when they
-  held for none. The state is checked after every
-  event; each change is a Note and shows in the view.
+  held for none. The state is checked after every event; each change is a Note
+  and shows in the view.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class Overflow:
         self.share_calls: dict[tuple[str, str], int] = {}
         self.share_taken: dict[tuple[str, str], int] = {}
         self.active: dict[tuple[str, str], bool] = {}  # (queue, rule name) -> rule is on
-        self._held: dict[tuple[str, int], bool] = {}  # per-call rules checked since then
+        self._held: dict[tuple[str, str], bool] = {}  # per-call rules checked since then
 
     def reload(self, dialplan: Dialplan) -> None:
         """Changed queues restart their service-level rules and keep the share credit of
@@ -113,10 +113,10 @@ class Overflow:
             for rule in queue.overflow:
                 if rule.condition is Condition.SHARE:
                     actions.extend(self._earn(queue, rule, now))
-        for index, rule in enumerate(queue.overflow):
+        for index, (rule, name) in enumerate(zip(queue.overflow, queue.rule_names)):
             held = self._holds(call, index, agent_free, now)
             if call.entering or rule.condition is not Condition.QUEUE_LENGTH_EXCEEDS:
-                key = (queue.name, index)  # queue length is decided on entry only
+                key = (queue.name, name)  # queue length is decided on entry only
                 self._held[key] = self._held.get(key, False) or held
             if not held:
                 continue
@@ -285,7 +285,7 @@ class Overflow:
             for index, (rule, name) in enumerate(zip(queue.overflow, queue.rule_names)):
                 key = (queue.name, name)
                 was = self.active.get(key, False)
-                on = active[key] = self._on(queue, index, rule, was, now)
+                on = active[key] = self._on(queue, index, rule, self._held.get(key, was), now)
                 if on != was:
                     actions.append(act.note(NoteLevel.INFO,
                                             "queue {queue}: overflow rule {rule} turned {state}",
@@ -295,11 +295,14 @@ class Overflow:
         self._held.clear()
         return actions
 
-    def _on(self, queue: Queue, index: int, rule: OverflowRule, was: bool, now: float) -> bool:
+    def _on(self, queue: Queue, index: int, rule: OverflowRule, held: bool,
+            now: float) -> bool:
+        """Whether the rule is on; ``held``: for a per-call rule, whether it held at the
+        latest check (else its state so far)."""
         match rule.condition:
             case (Condition.WAIT_EXCEEDS | Condition.NO_AGENTS_AVAILABLE
                   | Condition.QUEUE_LENGTH_EXCEEDS):
-                return self._held.get((queue.name, index), was)
+                return held
             case Condition.NO_AGENTS_LOGGED_IN:
                 return self._agents.all_logged_out(queue.group)
             case Condition.OUTSIDE_HOURS:
