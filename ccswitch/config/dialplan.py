@@ -25,8 +25,7 @@ from ccswitch.config.checker import (
 from ccswitch.config.values import _percent, _resolve, _sound, _uri_problem
 from ccswitch.model import (
     Agent, CatchUp, CatchUpPeriod, Condition, Group, MaxWait, OverflowRule, Queue, Route,
-    ServiceLevel, Strategy,
-    TlsIdentity, Vendor,
+    ServiceLevel, Strategy, TlsIdentity, Vendor,
 )
 from ccswitch.routing.calendar import Calendar
 from ccswitch.sip.tls import TlsSetupError, load_identity
