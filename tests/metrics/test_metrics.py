@@ -125,6 +125,8 @@ def test_dialplan_series_are_exported_at_zero_before_any_call() -> None:
                  'ccswitch_overflow_total{queue="support",reason="wait_exceeds",'
                  'vendor="acme"} 0.0',
                  'ccswitch_overflow_total{queue="support",reason="max_wait",vendor="bpo"} 0.0',
+                 'ccswitch_vendor_sends_total{queue="support",reason="wait_exceeds",'
+                 'vendor="acme"} 0.0',
                  'ccswitch_overflow_failed_total{cause="failed",queue="support",'
                  'vendor="acme"} 0.0',
                  'ccswitch_agent_ring_seconds_count{group="inhouse",queue="support"} 0.0'):
