@@ -57,7 +57,7 @@ from ccswitch.routing.vendors import Vendors, VendorSlot
 _EPSILON = 1e-9
 
 
-def period_start(catch_up: CatchUp, dialplan: Dialplan, now: float) -> float | None:
+def _period_start(catch_up: CatchUp, dialplan: Dialplan, now: float) -> float | None:
     """When the clock hour or day of ``now`` began in the share's time zone (its
     calendar's, else UTC); None for a share that does not catch up by period."""
     if catch_up.period not in (CatchUpPeriod.HOUR, CatchUpPeriod.DAY):
@@ -134,7 +134,7 @@ class Overflow:
         key = (queue.name, rule.vendors[0])
         actions: list[act.Action] = []
         credit = self.credit.get(key, 0.0)
-        start = period_start(rule.catch_up, self.dialplan, now)
+        start = _period_start(rule.catch_up, self.dialplan, now)
         if start is not None and self._period.get(key) != start:
             if key in self._period and credit >= 1:
                 actions.append(act.note(
