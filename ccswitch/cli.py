@@ -18,7 +18,7 @@ from twisted.logger import (
 )
 
 from ccswitch import __version__
-from ccswitch.cdr.store import CdrStore
+from ccswitch.cdr.store import CdrRow, CdrStore
 from ccswitch.errors import CCSwitchError
 
 if TYPE_CHECKING:
@@ -50,8 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--sl-threshold", type=float, default=20.0,
                         help="service-level threshold, seconds of queue wait (default 20)")
     report.add_argument("--tz", default="UTC", help="time zone of the periods (default UTC)")
-    report.add_argument("--chart", type=Path,
-                        help="also draw ASA and service level per period into this PNG")
+    drawn = report.add_mutually_exclusive_group()
+    drawn.add_argument("--chart", type=Path,
+                       help="also draw ASA and service level per period into this PNG")
+    drawn.add_argument("--shares", action="store_true",
+                       help="instead of the KPIs: each share rule's achieved split of the "
+                            "queue's calls against its target, per period")
     export = sub.add_parser("export-cdr", help="write the call detail records as JSON lines")
     export.add_argument("--config", required=True, type=Path, help="service config YAML")
     export.add_argument("--since", type=_when)
@@ -134,6 +138,8 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         rows = list(store.rows(since_ms=history_from, until_ms=args.until))
     finally:
         store.close()
+    if args.shares:
+        return _share_report(args, rows, out, err)
     try:
         report = build_report(rows, period=args.period, sl_threshold=args.sl_threshold,
                               tz=args.tz, since_ms=args.since)
@@ -150,6 +156,24 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             err.write(f"error: {e}\n")
             return EXIT_FAILURE
         err.write(f"chart written to {args.chart}\n")
+    return EXIT_OK
+
+
+def _share_report(args: argparse.Namespace, rows: list[CdrRow], out: TextIO,
+                  err: TextIO) -> int:
+    """``report --shares``: the targets are the share rules of the dialplan in the config."""
+    from ccswitch.cdr.report import SHARE_FORMATS, build_share_report, share_targets
+
+    config = _load_config(args.config, err)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        lines = build_share_report(rows, share_targets(config.dialplan), period=args.period,
+                                   tz=args.tz, since_ms=args.since)
+    except (ValueError, LookupError) as e:
+        err.write(f"error: {e}\n")
+        return EXIT_CONFIG
+    out.write(SHARE_FORMATS[args.format](lines, args.period, args.tz))
     return EXIT_OK
 
 

@@ -114,14 +114,49 @@ class ServiceLevel:
     min_calls: int = 10
 
 
+class CatchUpPeriod(enum.StrEnum):
+    """How long a share keeps the credit its vendor could not use (config ``catch_up``)."""
+
+    NONE = "none"  # at most SHARE_CREDIT_CAP calls (the behaviour before catch_up existed)
+    CALLS = "calls"  # at most ``CatchUp.calls`` calls
+    HOUR = "hour"  # all of it, until the end of the clock hour
+    DAY = "day"  # all of it, until the end of the day
+
+
+#: Share credit a vendor can save up under ``catch_up: none``, in calls.
+SHARE_CREDIT_CAP = 3.0
+
+
+@attrs.frozen(kw_only=True)
+class CatchUp:
+    """A share's catch-up policy: credit saved while the vendor could not take calls is
+    kept until the end of the clock ``period`` (hour or day, in the time zone of
+    ``calendar``, else UTC), or up to ``calls`` calls. Hour and day also set the period
+    over which the achieved split is reported."""
+
+    period: CatchUpPeriod = CatchUpPeriod.HOUR
+    calls: int | None = None
+    calendar: str | None = None
+
+    @property
+    def cap(self) -> float | None:
+        """The most credit kept, in calls; None: all of it until the period ends."""
+        if self.period is CatchUpPeriod.NONE:
+            return SHARE_CREDIT_CAP
+        if self.period is CatchUpPeriod.CALLS:
+            assert self.calls is not None
+            return float(self.calls)
+        return None
+
+
 @attrs.frozen(kw_only=True)
 class OverflowRule:
     """One overflow rule of a queue: a condition and the vendors to try, in order.
 
     Exactly the field of the condition is set: ``seconds`` (wait_exceeds),
     ``length`` (queue_length_exceeds), ``calendar`` (outside_hours),
-    ``service_level`` (service_level_below) or ``percent`` (share, whose
-    ``vendors`` is the one vendor of the contract).
+    ``service_level`` (service_level_below) or ``percent`` and ``catch_up`` (share,
+    whose ``vendors`` is the one vendor of the contract).
     """
 
     condition: Condition
@@ -131,6 +166,7 @@ class OverflowRule:
     calendar: str | None = None
     service_level: ServiceLevel | None = None
     percent: float | None = None
+    catch_up: CatchUp = CatchUp()
 
 
 @attrs.frozen(kw_only=True)
@@ -182,6 +218,17 @@ class Queue:
     overflow: tuple[OverflowRule, ...] = ()
     max_wait: MaxWait | None = None
     inhouse_takeover: bool = True
+
+    @property
+    def rule_names(self) -> tuple[str, ...]:
+        """A stable name per overflow rule, in order: its condition, then ``#n`` on the n-th
+        rule of the same condition (``wait_exceeds``, ``wait_exceeds#2``)."""
+        seen: dict[Condition, int] = {}
+        names = []
+        for rule in self.overflow:
+            n = seen[rule.condition] = seen.get(rule.condition, 0) + 1
+            names.append(rule.condition.value if n == 1 else f"{rule.condition.value}#{n}")
+        return tuple(names)
 
 
 @attrs.frozen(kw_only=True)

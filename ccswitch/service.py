@@ -23,7 +23,7 @@ from ccswitch.errors import CCSwitchError, ConfigError
 from ccswitch.media.engine import MediaEngine
 from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.http import build_site_root
-from ccswitch.metrics.registry import LiveStateCollector, Metrics
+from ccswitch.metrics.registry import LiveStateCollector, Metrics, OverflowCollector
 from ccswitch.model import Config, StateKind, Transport
 from ccswitch.recording.recovery import recover_incomplete
 from ccswitch.routing.engine import RoutingEngine
@@ -352,6 +352,7 @@ def start_node(config: Config, reactor: Any) -> Node:
         vendor_states=lambda: {name: (v.in_use, v.max_channels, v.health is VendorHealth.UP)
                                for name, v in engine.view.vendors.items()},
         queue_groups=lambda: {name: q.group for name, q in engine.view.queues.items()}))
+    metrics.watch(OverflowCollector(lambda: engine.view))
 
     def health() -> Mapping[str, object]:
         return {"status": "ok", "version": __version__, "active_calls": controller.active_calls,

@@ -97,3 +97,11 @@ def test_report_rejects_a_malformed_time() -> None:
                       "--since", "last tuesday")
     assert result.returncode == 2
     assert "not an ISO 8601 time: 'last tuesday'" in result.stderr
+
+
+def test_report_shares_and_chart_do_not_go_together() -> None:
+    """--chart draws the KPIs, --shares prints the split instead: asking for both is refused."""
+    result = ccswitch("report", "--config", str(DATA / "good" / "conf" / "ccswitch.yaml"),
+                      "--shares", "--chart", "split.png")
+    assert result.returncode == 2
+    assert "not allowed with argument" in result.stderr

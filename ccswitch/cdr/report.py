@@ -39,6 +39,9 @@ Definitions (the ones contact-centre contracts usually use):
   from 24 h earlier on, so calls early in the range see their history: rows that
   arrived before ``since_ms`` are used as history only.
 
+``build_share_report`` gives, per period, each share rule's achieved split against
+its target (see "contractual shares" below).
+
 A ratio whose denominator is zero is ``None`` (``-`` in the text table, an empty
 cell in CSV, ``null`` in JSON), as is a mean of nothing.
 """
@@ -57,6 +60,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 
 from ccswitch.cdr.store import CdrError, CdrRow
+from ccswitch.model import Condition, Dialplan
 
 PERIODS = ("hour", "day")
 ANONYMOUS = frozenset({"", "anonymous", "unknown", "restricted", "private", "unavailable"})
@@ -321,3 +325,119 @@ def format_json(report: Report) -> str:
 
 FORMATS: dict[str, Callable[[Report], str]] = {
     "text": format_text, "csv": format_csv, "json": format_json}
+
+
+# -- contractual shares -------------------------------------------------------------
+#
+# The achieved split of each share rule per period: a call belongs to the period in
+# which it arrived, as above. ``calls`` are the queue's calls that reached the queue
+# (a queue entry, after the QA notice: the calls a share earns credit on);
+# ``vendor_calls`` those the share sent to its vendor (overflow_reason ``share``)
+# and that vendor answered. Targets come from the dialplan in force, so a share
+# changed later is reported against its new percent.
+
+
+@attrs.frozen(kw_only=True)
+class ShareLine:
+    """One share rule in one period; ``target`` and ``achieved`` are fractions."""
+
+    period_start: str
+    period_start_ms: int
+    queue: str
+    vendor: str
+    target: float
+    calls: int
+    vendor_calls: int
+    achieved: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self, recurse=False)
+
+
+def share_targets(dialplan: Dialplan) -> dict[tuple[str, str], float]:
+    """(queue, vendor) -> the share rule's percent / 100, for every share of ``dialplan``."""
+    return {(queue.name, rule.vendors[0]): rule.percent / 100
+            for queue in dialplan.queues.values() for rule in queue.overflow
+            if rule.condition is Condition.SHARE and rule.percent is not None}
+
+
+def build_share_report(rows: Iterable[CdrRow], targets: Mapping[tuple[str, str], float], *,
+                       period: str = "hour", tz: str = "UTC",
+                       since_ms: int | None = None) -> tuple[ShareLine, ...]:
+    """Per period and share rule (from ``targets``), the achieved split of the rows that
+    arrived from ``since_ms`` on, ordered by period, queue and vendor. Raises ReportError
+    for a bad period or time zone."""
+    if period not in PERIODS:
+        raise ReportError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
+    bucket = _Buckets(period, _zone(tz))
+    vendors: dict[str, list[str]] = defaultdict(list)
+    for queue, vendor in targets:
+        vendors[queue].append(vendor)
+    calls: dict[tuple[int, str], int] = defaultdict(int)
+    taken: dict[tuple[int, str, str], int] = defaultdict(int)
+    starts: dict[int, str] = {}
+    for row in rows:
+        if (row.queue not in vendors or row.queued_ms is None
+                or (since_ms is not None and row.arrived_ms < since_ms)):
+            continue
+        start_ms, start_iso = bucket(row.arrived_ms)
+        starts[start_ms] = start_iso
+        calls[(start_ms, row.queue)] += 1
+        if (row.overflow_reason == str(Condition.SHARE) and row.route == "vendor"
+                and row.vendor is not None and row.answered_ms is not None):
+            taken[(start_ms, row.queue, row.vendor)] += 1
+    lines = []
+    for (start_ms, queue), n in sorted(calls.items()):
+        for vendor in sorted(vendors[queue]):
+            got = taken[(start_ms, queue, vendor)]
+            lines.append(ShareLine(
+                period_start=starts[start_ms], period_start_ms=start_ms, queue=queue,
+                vendor=vendor, target=targets[(queue, vendor)], calls=n, vendor_calls=got,
+                achieved=_ratio(got, n)))
+    return tuple(lines)
+
+
+_SHARE_HEADERS = ("period_start", "queue", "vendor", "target", "achieved", "calls",
+                  "vendor_calls")
+
+
+def format_shares_text(lines: Sequence[ShareLine], period: str, tz: str) -> str:
+    """An aligned table of the achieved split against the target, with a header."""
+    head = (f"Shares per {period} ({tz}); a call counts in the {period} it arrived\n"
+            f"achieved = share calls the vendor answered / calls that reached the queue\n\n")
+    if not lines:
+        return head + "no calls in range for a queue with a share rule\n"
+    table = [list(_SHARE_HEADERS)] + [
+        [x.period_start, x.queue, x.vendor, _pct(x.target), _pct(x.achieved), str(x.calls),
+         str(x.vendor_calls)] for x in lines]
+    widths = [max(len(row[i]) for row in table) for i in range(len(_SHARE_HEADERS))]
+    out = [head]
+    for n, row in enumerate(table):
+        out.append("  ".join(cell.rjust(w) if i >= 3 else cell.ljust(w)
+                             for i, (cell, w) in enumerate(zip(row, widths))).rstrip() + "\n")
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths) + "\n")
+    return "".join(out)
+
+
+def format_shares_csv(lines: Sequence[ShareLine], period: str, tz: str) -> str:
+    """CSV with a header row; target and achieved as fractions (4 decimals)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(_SHARE_HEADERS)
+    for x in lines:
+        writer.writerow([x.period_start, x.queue, x.vendor, round(x.target, 4),
+                         "" if x.achieved is None else round(x.achieved, 4), x.calls,
+                         x.vendor_calls])
+    return buf.getvalue()
+
+
+def format_shares_json(lines: Sequence[ShareLine], period: str, tz: str) -> str:
+    """``{"period", "tz", "shares": [...]}``."""
+    shares = [{**x.to_dict(), "achieved": _round(x.achieved, 4)} for x in lines]
+    return json.dumps({"period": period, "tz": tz, "shares": shares}, indent=2,
+                      sort_keys=True) + "\n"
+
+
+SHARE_FORMATS: dict[str, Callable[[Sequence[ShareLine], str, str], str]] = {
+    "text": format_shares_text, "csv": format_shares_csv, "json": format_shares_json}

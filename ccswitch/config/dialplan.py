@@ -24,8 +24,8 @@ from ccswitch.config.checker import (
 )
 from ccswitch.config.values import _percent, _resolve, _sound, _uri_problem
 from ccswitch.model import (
-    Agent, Condition, Group, MaxWait, OverflowRule, Queue, Route, ServiceLevel, Strategy,
-    TlsIdentity, Vendor,
+    Agent, CatchUp, CatchUpPeriod, Condition, Group, MaxWait, OverflowRule, Queue, Route,
+    ServiceLevel, Strategy, TlsIdentity, Vendor,
 )
 from ccswitch.routing.calendar import Calendar
 from ccswitch.sip.tls import TlsSetupError, load_identity
@@ -202,15 +202,18 @@ def _parse_rule(sec: _Section, parsed: _Parsed, condition: Condition) -> Overflo
             sec.error("to", "a share rule names its vendor in share.vendor; remove to")
             return None
         share = _section(sec.ck, sec.data[name], sec.key(name), sec.line(name),
-                         allowed=("vendor", "percent"), required=("vendor", "percent"),
-                         what="a mapping with vendor and percent")
+                         allowed=("vendor", "percent", "catch_up", "calendar"),
+                         required=("vendor", "percent"),
+                         what="a mapping with vendor and percent (and catch_up, calendar)")
         if share is None:
             return None
         vendors = _vendor_list_of_one(share, parsed)
         percent = _percent(share, "percent")
-        if vendors is None or percent is None:
+        catch_up = _parse_catch_up(share, parsed)
+        if vendors is None or percent is None or catch_up is None:
             return None
-        return OverflowRule(condition=condition, vendors=vendors, percent=percent)
+        return OverflowRule(condition=condition, vendors=vendors, percent=percent,
+                            catch_up=catch_up)
     if not sec.has("to"):
         sec.error(name, "the rule needs to: [vendor, ...]")
         return None
@@ -234,6 +237,41 @@ def _parse_rule(sec: _Section, parsed: _Parsed, condition: Condition) -> Overflo
     if vendors is None or len(sec.ck.report.errors) > before:
         return None
     return OverflowRule(condition=condition, vendors=vendors, **fields)
+
+
+_PERIODS = (CatchUpPeriod.NONE.value, CatchUpPeriod.HOUR.value, CatchUpPeriod.DAY.value)
+
+
+def _parse_catch_up(share: _Section, parsed: _Parsed) -> CatchUp | None:
+    """``catch_up``: none, hour (the default), day or {calls: N}; ``calendar``: the
+    calendar whose time zone the hours and days are counted in (default UTC)."""
+    calendar = share.string("calendar", what="a calendar name")
+    if calendar is not None:
+        parsed.calendar_refs.append((calendar, share.key("calendar"), share.line("calendar")))
+    if share.data.get("catch_up") is None:
+        return CatchUp(calendar=calendar)
+    raw = share.data["catch_up"]
+    if isinstance(raw, dict):
+        sec = _section(share.ck, raw, share.key("catch_up"), share.line("catch_up"),
+                       allowed=("calls",), required=("calls",), what="a mapping with calls")
+        calls = None if sec is None else sec.integer("calls", minimum=1)
+        if calls is None:
+            return None
+        if calendar is not None:
+            share.error("calendar", "only catch_up: hour or day counts in a calendar's "
+                        "time zone; remove calendar")
+            return None
+        return CatchUp(period=CatchUpPeriod.CALLS, calls=calls)
+    if raw not in _PERIODS:
+        share.error("catch_up", f"must be one of {', '.join(_PERIODS)} or {{calls: N}}, "
+                    f"not {raw!r}")
+        return None
+    period = CatchUpPeriod(raw)
+    if calendar is not None and period is CatchUpPeriod.NONE:
+        share.error("calendar", "only catch_up: hour or day counts in a calendar's time "
+                    "zone; remove calendar")
+        return None
+    return CatchUp(period=period, calendar=calendar)
 
 
 def _vendor_list_of_one(sec: _Section, parsed: _Parsed) -> tuple[str, ...] | None:

@@ -17,11 +17,13 @@ from __future__ import annotations
 from typing import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ccswitch.model import MAX_WAIT_REASON, Dialplan
+from ccswitch.routing.actions import OverflowFired
 from ccswitch.routing.record import Outcome, Route
+from ccswitch.routing.view import EngineView
 from ccswitch.sip.guard import Verdict
 
 # Seconds to minutes: speed of answer, ring and talk times in a contact centre.
@@ -116,6 +118,40 @@ class LiveStateCollector(Collector):
         yield up
 
 
+class OverflowCollector(Collector):
+    """Reads the overflow rules' states and the shares' counts from the engine's view at
+    scrape time."""
+
+    def __init__(self, view: Callable[[], EngineView]) -> None:
+        self._view = view
+
+    def collect(self) -> Iterator[Metric]:
+        view = self._view()
+        active = GaugeMetricFamily(
+            "ccswitch_overflow_rule_active",
+            "1 while a queue's overflow rule is on (rule: its condition, #2 for the second "
+            "of a condition), 0 while off.", labels=["queue", "rule"])
+        for (queue, rule), on in sorted(view.overflow_rules.items()):
+            active.add_metric([queue, rule], 1 if on else 0)
+        yield active
+        target = GaugeMetricFamily(
+            "ccswitch_share_target_ratio", "A share rule's contractual part of the queue's "
+            "calls (percent / 100).", labels=["queue", "vendor"])
+        calls = CounterMetricFamily(
+            "ccswitch_share_calls", "Calls that entered a queue with a share rule, per "
+            "share vendor.", labels=["queue", "vendor"])
+        taken = CounterMetricFamily(
+            "ccswitch_share_vendor_calls", "Share calls the vendor answered.",
+            labels=["queue", "vendor"])
+        for (queue, vendor), share in sorted(view.shares.items()):
+            target.add_metric([queue, vendor], share.percent / 100)
+            calls.add_metric([queue, vendor], share.calls)
+            taken.add_metric([queue, vendor], share.taken)
+        yield target
+        yield calls
+        yield taken
+
+
 class Metrics:
     """Every metric ccswitch exports, on its own registry."""
 
@@ -149,7 +185,15 @@ class Metrics:
             ["queue", "outcome", "route", "vendor"], registry=self.registry,
         )
         self.overflow = Counter(
-            "ccswitch_overflow", "Calls sent to a vendor, by queue, overflow rule and vendor.",
+            "ccswitch_overflow",
+            "Calls overflowed, once per call, by their first overflow reason (the CDR's "
+            "overflow_reason) and the vendor they were first sent to.",
+            ["queue", "reason", "vendor"], registry=self.registry,
+        )
+        self.vendor_sends = Counter(
+            "ccswitch_vendor_sends",
+            "Every send of a call to a vendor (a call failing over to the rule's next vendor "
+            "counts again), by queue, the rule that sent it and vendor.",
             ["queue", "reason", "vendor"], registry=self.registry,
         )
         self.overflow_failed = Counter(
@@ -252,6 +296,7 @@ class Metrics:
                 overflows += [(MAX_WAIT_REASON, vendor) for vendor in queue.max_wait.vendors]
             for reason, vendor in overflows:
                 self.overflow.labels(queue=q, reason=reason, vendor=vendor)
+                self.vendor_sends.labels(queue=q, reason=reason, vendor=vendor)
             for vendor in sorted({vendor for _, vendor in overflows}):
                 route = {"queue": q, "route": str(Route.VENDOR), "vendor": vendor}
                 for outcome in VENDOR_OUTCOMES:
@@ -261,6 +306,13 @@ class Metrics:
                 self.call_talk.labels(group=group, **route)
                 for cause in OVERFLOW_FAILURE_CAUSES:
                     self.overflow_failed.labels(queue=q, vendor=vendor, cause=cause)
+
+    def overflow_fired(self, action: OverflowFired) -> None:
+        """Count a send to a vendor, and the call's overflow if it is its first."""
+        labels = {"queue": action.queue, "reason": action.reason, "vendor": action.vendor}
+        self.vendor_sends.labels(**labels).inc()
+        if action.first:
+            self.overflow.labels(**labels).inc()
 
     def watch(self, collector: Collector) -> None:
         """Register a collector of live state (see LiveStateCollector)."""

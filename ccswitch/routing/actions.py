@@ -142,12 +142,14 @@ class VendorHealthChanged(BaseAction):
 
 @attrs.frozen(kw_only=True)
 class OverflowFired(BaseAction):
-    """An overflow rule sent a call to a vendor (counted once per call and vendor)."""
+    """An overflow rule sent a call to a vendor (once per call and vendor). ``first``: the
+    call's first overflow, whose ``reason`` is the record's ``overflow_reason``."""
 
     call_id: str = attrs.field(validator=_non_empty)
     queue: str = attrs.field(validator=_non_empty)
     vendor: str = attrs.field(validator=_non_empty)
     reason: str = attrs.field(validator=_non_empty)
+    first: bool = attrs.field(validator=_instance_of(bool))
 
 
 @attrs.frozen(kw_only=True)

@@ -289,6 +289,7 @@ class Calls:
         actions.extend(cancels)
         self._end_vendor_offer(call, trying, "answered", now)
         trying.answered = True
+        self.overflow.taken(call, trying)
         call.state = new_state
         call.record.answered_at = now
         call.record.bridged(event.target, now)

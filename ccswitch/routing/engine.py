@@ -20,6 +20,8 @@ accepted event dispatches waiting calls to free agents:
 * A waiting call's overflow rules are checked before in-house agents are offered it.
 * ``AgentStateChanged`` is emitted once per group the agent belongs to (in dialplan
   order); an agent in no group produces none.
+* After the dispatch, each overflow rule's on/off state is checked; a change is a
+  Note and shows in ``view.overflow_rules``.
 * Timer ids that no longer mean anything (a cancelled timer racing its cancel)
   are ignored.
 """
@@ -40,7 +42,9 @@ from ccswitch.routing.states import (
 from ccswitch.routing.strategies import STRATEGIES
 from ccswitch.routing.target import Target
 from ccswitch.routing.vendors import Vendors
-from ccswitch.routing.view import AgentInfo, CallInfo, EngineView, QueueInfo, VendorInfo
+from ccswitch.routing.view import (
+    AgentInfo, CallInfo, EngineView, QueueInfo, ShareInfo, VendorInfo,
+)
 
 
 class RoutingEngine:
@@ -74,6 +78,7 @@ class RoutingEngine:
         actions.extend(self._vendors.reload(old_plan, dialplan))
         self._calls.overflow.reload(dialplan)
         actions.extend(self._dispatch(now))
+        actions.extend(self._calls.overflow.states(now))
         return actions
 
     # -- the one entry point ------------------------------------------------
@@ -132,6 +137,7 @@ class RoutingEngine:
             case _:
                 raise TypeError(f"not a routing event: {event!r}")
         actions.extend(self._dispatch(now))
+        actions.extend(self._calls.overflow.states(now))
         return actions
 
 
@@ -153,6 +159,10 @@ class RoutingEngine:
 
     def _build_view(self) -> EngineView:
         live = self._calls.live
+        overflow = self._calls.overflow
+        shares = {(name, rule.vendors[0]): rule.percent
+                  for name, q in self._dialplan.queues.items() for rule in q.overflow
+                  if rule.percent is not None}
         depths = dict.fromkeys(self._dialplan.queues, 0)
         for call in live.values():
             if call.state in (CallState.QUEUED, CallState.RINGING, CallState.OVERFLOW):
@@ -176,6 +186,11 @@ class RoutingEngine:
                      for name, v in self._vendors.slots.items() if not v.removed},
             groups=self._agents.members,
             share_credit=self._calls.overflow.credit,
+            shares={key: ShareInfo(queue=key[0], vendor=key[1], percent=percent,
+                                   calls=overflow.share_calls.get(key, 0),
+                                   taken=overflow.share_taken.get(key, 0))
+                    for key, percent in shares.items()},
+            overflow_rules=overflow.active,
         )
 
     # -- timers ---------------------------------------------------------------

@@ -78,6 +78,19 @@ class VendorInfo:
     max_channels: int
 
 
+@attrs.frozen(kw_only=True)
+class ShareInfo:
+    """One share rule of the dialplan in force: its ``percent``, and since this node
+    started (or the rule was added), the ``calls`` that entered the queue and the share
+    calls the vendor answered (``taken``)."""
+
+    queue: str
+    vendor: str
+    percent: float
+    calls: int
+    taken: int
+
+
 def _frozen_mapping(value: Mapping[Any, Any]) -> Mapping[Any, Any]:
     return MappingProxyType(dict(value))
 
@@ -92,6 +105,9 @@ class EngineView:
     vendors: Mapping[str, VendorInfo] = attrs.field(converter=_frozen_mapping)
     groups: Mapping[str, tuple[str, ...]] = attrs.field(converter=_frozen_mapping)
     share_credit: Mapping[tuple[str, str], float] = attrs.field(converter=_frozen_mapping)
+    shares: Mapping[tuple[str, str], ShareInfo] = attrs.field(converter=_frozen_mapping)
+    #: (queue, rule name) -> whether the overflow rule is on (``Queue.rule_names``)
+    overflow_rules: Mapping[tuple[str, str], bool] = attrs.field(converter=_frozen_mapping)
 
     def presence(self) -> dict[str, tuple[str, bool]]:
         """Per agent still in the dialplan: (presence, dialplan ``logged_in``), what the

@@ -674,8 +674,7 @@ class CallController:
             self._shared.changed()
 
     def _count_overflow(self, action: act.OverflowFired) -> None:
-        self._metrics.overflow.labels(queue=action.queue, reason=action.reason,
-                                      vendor=action.vendor).inc()
+        self._metrics.overflow_fired(action)
 
     # -- outgoing legs (agents and vendor trunks) -------------------------------
 

@@ -12,9 +12,13 @@ import attrs
 import pytest
 
 from ccswitch.cdr.report import (
-    REPEAT_WINDOW_MS, KpiLine, ReportError, build_report, format_csv, format_json, format_text,
+    REPEAT_WINDOW_MS, KpiLine, ReportError, build_report, build_share_report, format_csv,
+    format_json, format_shares_csv, format_shares_json, format_shares_text, format_text,
+    share_targets,
 )
 from ccswitch.cdr.store import CdrError, CdrRow
+from ccswitch.model import Condition, OverflowRule
+from tests.routing.driver import make_dialplan, make_queue
 
 S = 1000  # one second in ms
 H = 3_600_000  # one hour in ms
@@ -294,3 +298,70 @@ def test_vendor_lines_measure_from_the_offer_to_the_vendor() -> None:
     vendor, inhouse = build_report([row("i", wait=30), vendor_call]).lines  # by route name
     assert (vendor.route, vendor.asa, vendor.service_level) == ("acme", 5.0, 1.0)
     assert (inhouse.route, inhouse.asa, inhouse.service_level) == ("inhouse", 30.0, 0.0)
+
+
+# -- contractual shares ------------------------------------------------------------------
+
+TARGETS = {("support", "acme"): 0.2}
+
+
+def share_call(call_id: str, at: int, *, vendor: str = "acme",
+               outcome: str = "answered_vendor") -> CdrRow:
+    return row(call_id, at=at, vendor=vendor, reason="share", outcome=outcome)
+
+
+def test_shares_give_the_achieved_split_per_period_against_the_target() -> None:
+    """Per hour: share calls acme answered / calls that reached the queue, with the target."""
+    first = [share_call("s1", T0), share_call("s2", T0 + 1)] + [
+        row(f"a{n}", at=T0 + 2 + n) for n in range(8)]
+    second = [share_call("s3", T0 + H)] + [row(f"b{n}", at=T0 + H + 1 + n) for n in range(9)]
+    lines = build_share_report(first + second, TARGETS)
+    assert [(x.period_start_ms, x.queue, x.vendor, x.target, x.calls, x.vendor_calls,
+             x.achieved) for x in lines] == [
+        (T0, "support", "acme", 0.2, 10, 2, 0.2), (T0 + H, "support", "acme", 0.2, 10, 1, 0.1)]
+
+
+def test_shares_count_only_share_calls_the_vendor_answered() -> None:
+    """A share call acme did not answer, one globex answered after acme failed, and one
+    wait_exceeds call to acme are not acme's share; a call gone before the queue is no call."""
+    rows = [share_call("s1", T0), share_call("s2", T0, outcome="overflow_failed"),
+            share_call("s3", T0, vendor="globex"),
+            row("w1", at=T0, vendor="acme", reason="wait_exceeds", outcome="answered_vendor"),
+            attrs.evolve(row("x1", at=T0, outcome="short_abandon"), queued_ms=None)]
+    [line] = build_share_report(rows, TARGETS)
+    assert (line.calls, line.vendor_calls) == (4, 1)
+
+
+def test_shares_leave_out_queues_without_a_share_and_rows_before_since() -> None:
+    """Only queues with a share rule get lines; rows before since_ms are left out."""
+    rows = [share_call("s1", T0), row("o1", at=T0, queue="sales"), share_call("s0", T0 - H)]
+    lines = build_share_report(rows, TARGETS, since_ms=T0)
+    assert [(x.queue, x.calls) for x in lines] == [("support", 1)]
+
+
+def test_share_targets_come_from_the_dialplans_share_rules() -> None:
+    """Every share rule of the dialplan is a target, as a fraction; other rules are not."""
+    rules = (OverflowRule(condition=Condition.SHARE, vendors=("acme",), percent=20.0),
+             OverflowRule(condition=Condition.WAIT_EXCEEDS, vendors=("globex",), seconds=5.0),
+             OverflowRule(condition=Condition.SHARE, vendors=("globex",), percent=7.5))
+    plan = make_dialplan(queues=[make_queue(overflow=rules)])
+    assert share_targets(plan) == {("support", "acme"): 0.2, ("support", "globex"): 0.075}
+
+
+def test_share_report_formats_text_csv_and_json() -> None:
+    """The same line in the three formats: percent in text, fractions in CSV and JSON."""
+    lines = build_share_report([share_call("s1", T0)] + [row(f"a{n}", at=T0) for n in range(3)],
+                               TARGETS)
+    text = format_shares_text(lines, "hour", "UTC")
+    assert re.search(r"2026-11-23T00:00\+00:00\s+support\s+acme\s+20\.0%\s+25\.0%\s+4\s+1",
+                     text)
+    [record] = list(csv.DictReader(io.StringIO(format_shares_csv(lines, "hour", "UTC"))))
+    assert (record["target"], record["achieved"], record["calls"]) == ("0.2", "0.25", "4")
+    data = json.loads(format_shares_json(lines, "hour", "UTC"))
+    assert data["shares"][0]["achieved"] == 0.25 and data["period"] == "hour"
+
+
+def test_share_report_refuses_a_bad_period() -> None:
+    """A period other than hour or day is a ReportError."""
+    with pytest.raises(ReportError, match="period must be one of"):
+        build_share_report([], TARGETS, period="week")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ccswitch.config import check_config, load_dialplans
-from ccswitch.model import Condition, MaxWait, ServiceLevel
+from ccswitch.model import CatchUp, CatchUpPeriod, Condition, MaxWait, ServiceLevel
 from tests.config.test_config import failed, plan, plan_error, reason_of, setup
 
 
@@ -70,6 +70,22 @@ def test_vendors_calendars_and_rules_are_loaded(tmp_path: Path) -> None:
     assert dialplan.calendars["office"].timezone == "Europe/Berlin"
 
 
+@pytest.mark.parametrize(("share", "catch_up"), [
+    ({}, CatchUp(period=CatchUpPeriod.HOUR)),
+    ({"catch_up": "none"}, CatchUp(period=CatchUpPeriod.NONE)),
+    ({"catch_up": "day", "calendar": "office"},
+     CatchUp(period=CatchUpPeriod.DAY, calendar="office")),
+    ({"catch_up": {"calls": 12}}, CatchUp(period=CatchUpPeriod.CALLS, calls=12)),
+])
+def test_share_catch_up_is_loaded_with_hour_by_default(
+        tmp_path: Path, share: dict[str, Any], catch_up: CatchUp) -> None:
+    """catch_up: hour unless the share says none, day or {calls: N}; calendar sets the zone."""
+    rules = [{"share": {"vendor": "acme", "percent": 20, **share}}]
+    result = check_config(setup(tmp_path, plans={"main.yaml": vendor_plan(overflow=rules)}))
+    assert result.config is not None, result.errors
+    assert result.config.dialplan.queues["support"].overflow[0].catch_up == catch_up
+
+
 def test_a_queue_without_rules_keeps_the_defaults(tmp_path: Path) -> None:
     """No overflow keys: no rules, no max wait, takeover allowed."""
     result = check_config(setup(tmp_path))
@@ -113,6 +129,15 @@ def test_a_queue_without_rules_keeps_the_defaults(tmp_path: Path) -> None:
     ([{"wait_exceeds": 5, "to": ["acme"], "when": 1}], "queues.support.overflow[0].when",
      "unknown key"),
     ("fast", "queues.support.overflow", "must be a list of rules"),
+    ([{"share": {"vendor": "acme", "percent": 10, "catch_up": "week"}}],
+     "queues.support.overflow[0].share.catch_up", "none, hour, day or {calls: N}"),
+    ([{"share": {"vendor": "acme", "percent": 10, "catch_up": {"calls": 0}}}],
+     "queues.support.overflow[0].share.catch_up.calls", ">= 1"),
+    ([{"share": {"vendor": "acme", "percent": 10, "calendar": "weekend"}}],
+     "queues.support.overflow[0].share.calendar", "unknown calendar 'weekend'"),
+    ([{"share": {"vendor": "acme", "percent": 10, "catch_up": "none",
+                 "calendar": "office"}}],
+     "queues.support.overflow[0].share.calendar", "only catch_up: hour or day"),
 ])
 def test_bad_overflow_rules_are_refused_with_file_key_and_reason(
         tmp_path: Path, rules: Any, key: str, reason: str) -> None:

@@ -17,8 +17,11 @@ from typing import Any, Iterator
 
 import pytest
 import yaml
+from twisted.internet.task import Clock
 
-from ccswitch.metrics.registry import LiveStateCollector, Metrics
+from ccswitch.metrics.registry import LiveStateCollector, Metrics, OverflowCollector
+from ccswitch.routing.engine import RoutingEngine
+from tests.routing.driver import make_dialplan
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "ccswitch-dashboard.json"
@@ -52,6 +55,8 @@ def exported_series() -> set[str]:
     metrics = Metrics(short_abandon_thresholds=[5])
     metrics.watch(LiveStateCollector(lambda: {"support": 1},
                                      lambda: {("support-inhouse", "ready"): 1}, lambda: 1))
+    engine = RoutingEngine(make_dialplan(), clock=Clock())
+    metrics.watch(OverflowCollector(lambda: engine.view))
     names: set[str] = set()
     for family in metrics.registry.collect():
         names.update(family.name + suffix for suffix in SUFFIXES[family.type])

@@ -119,9 +119,11 @@ def test_a_vendor_answering_503_fails_over_to_the_next_vendor(
         ("acme", "failed:503"), ("globex", "answered")]
     rate, audio = read_wav(wav)
     assert tone_present(audio[int(1.0 * rate):, 1], rate, VENDOR_HZ)
-    for vendor in ("acme", "globex"):
-        assert node.metric("ccswitch_overflow_total", reason="no_agents_logged_in",
+    for vendor in ("acme", "globex"):  # two sends, one overflowed call (first vendor: acme)
+        assert node.metric("ccswitch_vendor_sends_total", reason="no_agents_logged_in",
                            vendor=vendor) == 1
+        assert node.metric("ccswitch_overflow_total", reason="no_agents_logged_in",
+                           vendor=vendor) == (1 if vendor == "acme" else 0)
     assert node.metric("ccswitch_overflow_failed_total", vendor="acme", cause="failed") == 1
 
 

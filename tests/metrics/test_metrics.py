@@ -14,11 +14,14 @@ from twisted.web.server import Site
 
 from ccswitch.metrics.http import build_site_root
 from ccswitch.metrics import registry
-from ccswitch.metrics.registry import BASE_BUCKETS, LiveStateCollector, Metrics, buckets_with
+from ccswitch.metrics.registry import (
+    BASE_BUCKETS, LiveStateCollector, Metrics, OverflowCollector, buckets_with,
+)
 from ccswitch.model import (AdmissionConfig, Condition, Dialplan, Group, MaxWait, OverflowRule,
                             Queue)
-from ccswitch.routing.actions import OverflowUnavailable
+from ccswitch.routing.actions import OverflowFired, OverflowUnavailable
 from ccswitch.sip.guard import CallAdmission
+from tests.routing.driver import Driver, make_dialplan, make_queue, make_vendor
 
 
 def test_buckets_include_service_level_threshold() -> None:
@@ -122,6 +125,8 @@ def test_dialplan_series_are_exported_at_zero_before_any_call() -> None:
                  'ccswitch_overflow_total{queue="support",reason="wait_exceeds",'
                  'vendor="acme"} 0.0',
                  'ccswitch_overflow_total{queue="support",reason="max_wait",vendor="bpo"} 0.0',
+                 'ccswitch_vendor_sends_total{queue="support",reason="wait_exceeds",'
+                 'vendor="acme"} 0.0',
                  'ccswitch_overflow_failed_total{cause="failed",queue="support",'
                  'vendor="acme"} 0.0',
                  'ccswitch_agent_ring_seconds_count{group="inhouse",queue="support"} 0.0'):
@@ -188,3 +193,57 @@ def test_healthz_reports_unhealthy_with_503():  # type: ignore[no-untyped-def]
         assert json.loads(body) == {"status": "degraded", "reason": "test"}
     finally:
         yield port.stopListening()
+
+
+def _overflow_driver() -> Driver:
+    """Agents busy, a share of 50 % to acme and wait_exceeds 30 s to acme then globex."""
+    rules = (OverflowRule(condition=Condition.SHARE, vendors=("acme",), percent=50.0),
+             OverflowRule(condition=Condition.WAIT_EXCEEDS, vendors=("acme", "globex"),
+                          seconds=30.0))
+    d = Driver(make_dialplan(("alice",), vendors=(make_vendor("acme"), make_vendor("globex")),
+                             queues=[make_queue(overflow=rules)]))
+    d.queued("busy")
+    d.answer("busy", "alice")
+    return d
+
+
+def test_overflow_counts_calls_by_first_reason_and_every_send_apart() -> None:
+    """A share call acme declines, later sent to globex by wait_exceeds, is one overflow (its
+    first reason and vendor, as the CDR's overflow_reason) and two vendor sends."""
+    d = _overflow_driver()
+    d.queued("c1")  # the share's credit reaches 1: acme
+    d.vendor_fail("c1", "acme", 486)
+    d.advance(30)  # back in the queue, then wait_exceeds: acme failed it, so globex
+    d.vendor_answer("c1", "globex")
+    d.vendor_hangup("c1", "globex")
+    metrics = Metrics()
+    for action in d.log:
+        if isinstance(action, OverflowFired):
+            metrics.overflow_fired(action)
+    samples = _samples(metrics)
+    assert 'ccswitch_overflow_total{queue="support",reason="share",vendor="acme"} 1.0' in samples
+    assert not any(s.startswith("ccswitch_overflow_total{") and "wait_exceeds" in s
+                   for s in samples)
+    for line in ('ccswitch_vendor_sends_total{queue="support",reason="share",vendor="acme"} 1.0',
+                 'ccswitch_vendor_sends_total{queue="support",reason="wait_exceeds",'
+                 'vendor="globex"} 1.0'):
+        assert line in samples, line
+    assert [r.overflow_reason for r in d.records if r.call_id == "c1"] == ["share"]
+
+
+def test_overflow_collector_exports_rule_states_and_share_counts() -> None:
+    """Rule states, the share's target and its calls and vendor calls, read at scrape time."""
+    d = _overflow_driver()
+    metrics = Metrics()
+    metrics.watch(OverflowCollector(lambda: d.engine.view))
+    d.queued("c1")  # credit 1: acme
+    d.vendor_answer("c1", "acme")
+    d.queued("c2")
+    d.advance(30)  # c2 waited 30 s: wait_exceeds sends it
+    samples = _samples(metrics)
+    for line in ('ccswitch_overflow_rule_active{queue="support",rule="wait_exceeds"} 1.0',
+                 'ccswitch_overflow_rule_active{queue="support",rule="share"} 0.0',
+                 'ccswitch_share_target_ratio{queue="support",vendor="acme"} 0.5',
+                 'ccswitch_share_calls_total{queue="support",vendor="acme"} 3.0',
+                 'ccswitch_share_vendor_calls_total{queue="support",vendor="acme"} 1.0'):
+        assert line in samples, line

@@ -41,3 +41,24 @@ def test_a_queue_added_by_a_reload_is_exported_at_zero(tmp_path: Path) -> None:
                            route="inhouse", vendor="") == 0
     finally:
         node.stop()
+
+
+def test_a_node_exports_its_overflow_rule_states_and_shares(tmp_path: Path) -> None:
+    """A node whose queue shares 20 % with acme and has alice logged out exports the rules'
+    states (no_agents_logged_in on) and the share's target and counts from the start."""
+    plan = dialplan({"alice": {"uri": agent_uri("alice", free_udp_port()), "logged_in": False}},
+                    overflow=[{"share": {"vendor": "acme", "percent": 20}},
+                              {"no_agents_logged_in": True, "to": ["acme"]}])
+    plan["vendors"] = {"acme": {"trunks": [f"sip:acme@127.0.0.1:{free_udp_port()}"],
+                                "max_channels": 5, "probe_interval": 0}}
+    node = Node(tmp_path, plan, log_level="info")
+    try:
+        share = {"queue": "support", "vendor": "acme"}
+        assert node.metric("ccswitch_share_target_ratio", **share) == 0.2
+        assert node.metric("ccswitch_share_calls_total", **share) == 0
+        assert node.metric("ccswitch_share_vendor_calls_total", **share) == 0
+        assert node.metric("ccswitch_overflow_rule_active", queue="support",
+                           rule="no_agents_logged_in") == 1
+        assert node.metric("ccswitch_overflow_rule_active", queue="support", rule="share") == 0
+    finally:
+        node.stop()

@@ -9,7 +9,9 @@ import pytest
 
 from ccswitch.config.calendars import parse_calendar
 from ccswitch.errors import IllegalTransition
-from ccswitch.model import Condition, MaxWait, OverflowRule, ServiceLevel, Vendor
+from ccswitch.model import (
+    CatchUp, CatchUpPeriod, Condition, MaxWait, OverflowRule, ServiceLevel, Vendor,
+)
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
 from ccswitch.routing import timers as tm
@@ -399,6 +401,174 @@ def test_share_catches_up_calls_the_vendor_could_not_take() -> None:
     d.vendor_fail(f"c{sent}", "acme", 486)
     d.queued("c9")
     assert d.engine.view.calls["c9"].state is CallState.OVERFLOW
+
+
+HOUR0 = 1_700_002_800.0  # 2023-11-14T23:00:00Z, the start of a clock hour (UTC)
+
+
+def outage_run(catch_up: CatchUp, *, down_at: float, down_for: float, seconds: float = 3600,
+               seed: int = 7) -> Driver:
+    """~1000 calls an hour from HOUR0 for ``seconds``, acme (20 % share) out of rotation for
+    ``down_for`` s from ``down_at`` s in; every call acme is sent, it answers."""
+    acme = make_vendor("acme", max_channels=1000, failures=1, cooldown=down_for)
+    d = Driver(make_dialplan(tuple(f"a{i}" for i in range(40)), vendors=(acme,), queues=[
+        make_queue(overflow=(rule(Condition.SHARE, "acme", percent=20.0, catch_up=catch_up),),
+                   wrap_up=0.0)]), start=HOUR0)
+    rng = random.Random(seed)
+    n = 0
+    down = False
+    while d.now < HOUR0 + seconds:
+        if not down and d.now >= HOUR0 + down_at:
+            d.feed(ev.VendorProbed(vendor="acme", ok=False))  # out for its cooldown
+            down = True
+        call_id = f"c{n}"
+        n += 1
+        d.queued(call_id)
+        if d.engine.view.calls[call_id].state is CallState.OVERFLOW:
+            d.vendor_answer(call_id, "acme")
+        else:
+            d.answer(call_id, d.engine.view.calls[call_id].ringing[0])
+        d.advance(rng.expovariate(1 / 3.6))
+        d.caller_hangup(call_id)
+    return d
+
+
+def achieved(d: Driver) -> float:
+    """Percent of the queue's calls acme answered as its share."""
+    share = d.engine.view.shares[("support", "acme")]
+    return 100 * share.taken / share.calls
+
+
+@pytest.mark.parametrize("down_for", [90.0, 600.0])
+def test_share_catches_up_an_outage_within_the_hour(down_for: float) -> None:
+    """catch_up: hour: acme out for 90 s (or 10 min) in an hour of ~1000 calls still ends
+    the hour within one point of its 20 %."""
+    d = outage_run(CatchUp(period=CatchUpPeriod.HOUR), down_at=1200, down_for=down_for)
+    assert d.engine.view.shares[("support", "acme")].calls > 900
+    assert abs(achieved(d) - 20.0) <= 1.0
+
+
+def test_share_without_catch_up_loses_what_it_owed_beyond_three_calls() -> None:
+    """catch_up: none keeps at most 3 calls of credit: after a 10-minute outage the hour
+    ends more than a point short."""
+    d = outage_run(CatchUp(period=CatchUpPeriod.NONE), down_at=1200, down_for=600)
+    assert achieved(d) < 19.0
+
+
+def test_share_catch_up_calls_caps_the_credit_kept() -> None:
+    """catch_up: {calls: 5}: during an outage the credit stops growing at 5 calls."""
+    d = outage_run(CatchUp(period=CatchUpPeriod.CALLS, calls=5), down_at=0, down_for=600,
+                   seconds=300)
+    assert d.engine.view.share_credit[("support", "acme")] == pytest.approx(5.0)
+
+
+def test_share_credit_owed_lapses_when_the_hour_ends() -> None:
+    """Credit still owed at the end of the hour lapses (and says so) at the first call of
+    the next hour; only the fraction of a call is kept."""
+    d = outage_run(CatchUp(period=CatchUpPeriod.HOUR), down_at=3300, down_for=600,
+                   seconds=3600)
+    owed = d.engine.view.share_credit[("support", "acme")]
+    assert owed > 10
+    d.queued("next")
+    assert d.engine.view.share_credit[("support", "acme")] == pytest.approx(owed % 1 + 0.2)
+    assert [n for n in d.notes if "lapse" in n.format] and dict(
+        [n for n in d.notes if "lapse" in n.format][0].fields)["calls"] == int(owed)
+
+
+def test_share_catch_up_day_counts_days_in_the_calendars_time_zone() -> None:
+    """catch_up: day with a Europe/Berlin calendar: credit owed survives the UTC hour
+    change and lapses at local midnight (23:00 UTC in winter)."""
+    berlin = parse_calendar("berlin", {"timezone": "Europe/Berlin", "hours": {}})
+    acme = make_vendor("acme", failures=1, cooldown=10_000)
+    d = Driver(make_dialplan(vendors=(acme,), calendars=(berlin,), queues=[make_queue(
+        overflow=(rule(Condition.SHARE, "acme", percent=50.0,
+                       catch_up=CatchUp(period=CatchUpPeriod.DAY, calendar="berlin")),))]),
+        start=HOUR0 - 7200)  # 21:00 UTC, 22:00 in Berlin
+    d.feed(ev.VendorProbed(vendor="acme", ok=False))
+    for n in range(8):  # acme is down: 4 calls owed
+        d.queued(f"c{n}")
+        d.caller_hangup(f"c{n}")
+    d.advance(3600)  # 22:00 UTC: a new hour, the same Berlin day
+    d.queued("c8")
+    assert d.engine.view.share_credit[("support", "acme")] == pytest.approx(4.5)
+    d.caller_hangup("c8")
+    d.advance(3600)  # 23:00 UTC: midnight in Berlin
+    d.queued("c9")
+    assert d.engine.view.share_credit[("support", "acme")] == pytest.approx(1.0)
+
+
+# -- rule states -------------------------------------------------------------------------
+
+
+def rule_notes(d: Driver) -> list[tuple[str, str]]:
+    """(rule, on/off) of each rule-state Note so far."""
+    return [(dict(n.fields)["rule"], dict(n.fields)["state"]) for n in d.notes
+            if "overflow rule" in n.format]
+
+
+def test_a_rule_turning_on_and_off_is_a_note_and_in_the_view() -> None:
+    """wait_exceeds turns on when a caller waited its time and off when the next caller
+    checked has not: a Note each time, and view.overflow_rules says so."""
+    d = driver(rule(Condition.WAIT_EXCEEDS, seconds=30.0))
+    busy_both(d)
+    d.queued("c1")
+    assert d.engine.view.overflow_rules == {("support", "wait_exceeds"): False}
+    d.advance(30)
+    assert d.engine.view.overflow_rules == {("support", "wait_exceeds"): True}
+    d.queued("c2")
+    assert d.engine.view.overflow_rules == {("support", "wait_exceeds"): False}
+    assert rule_notes(d) == [("wait_exceeds", "on"), ("wait_exceeds", "off")]
+
+
+def test_a_rule_state_follows_its_calendar() -> None:
+    """outside_hours is on while its calendar is closed, checked at every event."""
+    calendar = parse_calendar("office", {"timezone": "UTC",
+                                         "hours": {"daily": ["23:00-24:00"]}})
+    d = Driver(make_dialplan(calendars=(calendar,), vendors=(ACME,), queues=[make_queue(
+        overflow=(rule(Condition.OUTSIDE_HOURS, calendar="office"),))]), start=HOUR0 - 60)
+    d.feed(ev.NodeStarted())
+    assert d.engine.view.overflow_rules[("support", "outside_hours")] is True
+    d.advance(60)
+    d.queued("c1")
+    assert d.engine.view.overflow_rules[("support", "outside_hours")] is False
+    assert rule_notes(d) == [("outside_hours", "on"), ("outside_hours", "off")]
+
+
+def test_queue_length_stays_on_until_a_caller_enters_a_shorter_queue() -> None:
+    """queue_length_exceeds is decided on entry: callers already waiting, checked again, do
+    not turn it off; the next caller entering a queue short enough does."""
+    d = driver(rule(Condition.QUEUE_LENGTH_EXCEEDS, length=1), logged_out=("alice", "bob"))
+    for call_id in ("c1", "c2", "c3"):
+        d.queued(call_id)
+    d.feed(ev.AgentLogin(agent_id="alice"))  # a dispatch checks c1 and c2 again
+    assert d.engine.view.overflow_rules[("support", "queue_length_exceeds")] is True
+    d.caller_hangup("c1")
+    d.caller_hangup("c2")
+    d.queued("c4")
+    assert d.engine.view.overflow_rules[("support", "queue_length_exceeds")] is False
+
+
+def test_rules_of_the_same_condition_get_numbered_names() -> None:
+    """The second wait_exceeds rule of a queue is wait_exceeds#2; the share is share."""
+    d = driver(rule(Condition.WAIT_EXCEEDS, seconds=30.0), rule(Condition.SHARE, percent=10.0),
+               rule(Condition.WAIT_EXCEEDS, "globex", seconds=60.0))
+    d.queued("c1")
+    assert sorted(d.engine.view.overflow_rules) == [
+        ("support", "share"), ("support", "wait_exceeds"), ("support", "wait_exceeds#2")]
+
+
+def test_a_share_is_on_while_its_vendor_is_owed_a_call() -> None:
+    """share is on while acme, out of rotation, is owed a whole call, off once it took it."""
+    d = driver(rule(Condition.SHARE, percent=50.0),
+               vendors=(make_vendor("acme", failures=1, cooldown=60),), wrap_up=0.0)
+    d.feed(ev.VendorProbed(vendor="acme", ok=False))
+    for n in range(2):
+        d.queued(f"c{n}")
+        d.caller_hangup(f"c{n}")
+    assert d.engine.view.overflow_rules[("support", "share")] is True
+    d.advance(60)  # back in rotation
+    d.queued("c2")
+    assert d.engine.view.overflow_rules[("support", "share")] is False
 
 
 # -- service level --------------------------------------------------------------------
