@@ -1,0 +1,1 @@
+"""The quality program: sampling finished calls for review, scorecards, evaluations."""
