@@ -316,6 +316,24 @@ class QaStore(CdrStore):
         with self._errors("cannot read"), self._engine.connect() as connection:
             return [_evaluation(row) for row in connection.execute(query)]
 
+    def scores(self, *, since_ms: int | None = None, until_ms: int | None = None
+               ) -> dict[str, list[float]]:
+        """Each call's evaluation scores (unscored evaluations left out), for the calls
+        that arrived in [since_ms, until_ms)."""
+        query = (select(qa_evaluations.c.call_id, qa_evaluations.c.score)
+                 .select_from(qa_evaluations.join(
+                     calls, calls.c.call_id == qa_evaluations.c.call_id))
+                 .where(qa_evaluations.c.score.is_not(None)))
+        if since_ms is not None:
+            query = query.where(calls.c.arrived_ms >= since_ms)
+        if until_ms is not None:
+            query = query.where(calls.c.arrived_ms < until_ms)
+        out: dict[str, list[float]] = {}
+        with self._errors("cannot read"), self._engine.connect() as connection:
+            for call_id, value in connection.execute(query.order_by(qa_evaluations.c.id)):
+                out.setdefault(call_id, []).append(float(value))
+        return out
+
     def calibration(self, call_id: str, session: str) -> Calibration:
         """The spread of a calibration session's evaluations of one call."""
         return calibrate([(e.reviewer, e.score, e.answers)
