@@ -46,13 +46,19 @@ def week_start_ms(ms: int) -> int:
 class Comment:
     """A reviewer's remark anchored at ``at_ms`` into the call's recording."""
 
-    at_ms: int = attrs.field(validator=attrs.validators.ge(0))
-    text: str = attrs.field(validator=attrs.validators.min_len(1))
+    at_ms: int = attrs.field()
+    text: str = attrs.field()
 
     @at_ms.validator
-    def _whole(self, attribute: "attrs.Attribute[int]", value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise EvaluationError(f"comment at_ms must be whole milliseconds, got {value!r}")
+    def _offset(self, attribute: "attrs.Attribute[int]", value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise EvaluationError(f"comment at_ms must be whole milliseconds >= 0, "
+                                  f"got {value!r}")
+
+    @text.validator
+    def _words(self, attribute: "attrs.Attribute[str]", value: str) -> None:
+        if not isinstance(value, str) or not value.strip() or "\x00" in value:
+            raise EvaluationError(f"comment text must be non-empty text, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -192,7 +198,9 @@ class QaStore(CdrStore):
         """Flagged calls, oldest arrival first, filtered by every argument given:
         arrival in [since_ms, until_ms), queue, agent, vendor, sample reason, average
         score in [min_score, max_score] (calls without a score are left out when
-        either is given), sampled, exemplary. At most ``limit`` rows."""
+        either is given), sampled, exemplary. At most ``limit`` (>= 1) rows."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise CdrError(f"limit must be a whole number >= 1, got {limit!r}")
         avg = (select(qa_evaluations.c.call_id, func.count().label("n"),
                       func.avg(qa_evaluations.c.score).label("score"))
                .group_by(qa_evaluations.c.call_id).subquery())

@@ -126,3 +126,22 @@ def test_a_scorecard_name_in_two_files_is_refused(tmp_path: Path) -> None:
                                   "more.yaml": {"qa": _card()}})
     assert "already defined in" in reason_of(failed(path), "qa.scorecards.support",
                                              tmp_path / "plans" / "more.yaml")
+
+
+def test_the_commented_qa_example_loads_when_uncommented(tmp_path: Path) -> None:
+    """dialplans/example.yaml's commented qa section is valid and means what it says."""
+    from ccswitch.config import load_dialplans
+    from tests.config.test_config_vendors import uncomment_examples
+
+    repo = Path(__file__).resolve().parents[2]
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    (plans / "sounds").symlink_to(repo / "dialplans" / "sounds")
+    (plans / "example.yaml").write_text(
+        uncomment_examples((repo / "dialplans" / "example.yaml").read_text()))
+    qa = load_dialplans(plans).qa
+    assert qa is not None and qa.sampling is not None
+    assert (qa.sampling.percent, qa.sampling.vendor_percent, qa.sampling.min_per_agent_week,
+            qa.sampling.repeat_caller_hours) == (2.0, {"acme": 15.0}, 5, 24.0)
+    card = qa.scorecards["support"]
+    assert card.questions()["identity"].auto_fail and card.sections[1].weight == 2.0

@@ -265,3 +265,16 @@ def test_a_cdr_store_opens_a_database_the_qa_store_migrated(cdr_target: Target) 
     plain = CdrStore(cdr_target)
     assert plain.revision == "0005"
     plain.close()
+
+
+@pytest.mark.parametrize(("at_ms", "text"), [(-1, "x"), ("5", "x"), (1.5, "x"), (5, " ")])
+def test_a_comment_needs_a_whole_offset_and_text(at_ms: Any, text: str) -> None:
+    """A comment's anchor is whole, non-negative ms into the recording; its text not blank."""
+    with pytest.raises(EvaluationError):
+        Comment(at_ms=at_ms, text=text)
+
+
+def test_a_limit_below_one_is_refused(qa: QaStore) -> None:
+    """samples(limit=0) is an error, not an empty or unlimited list."""
+    with pytest.raises(CdrError, match="limit"):
+        qa.samples(limit=0)
