@@ -325,6 +325,13 @@ class QaConfig:
     sampling: SamplingRules | None = None
     scorecards: Mapping[str, Scorecard] = attrs.Factory(dict)
 
+    def scorecard_for(self, queue: str, route: str) -> Scorecard | None:
+        """The form for a call: the first (by name) listing its queue, else the first
+        listing its route (``inhouse`` / ``vendor``), else None."""
+        cards = sorted(self.scorecards.values(), key=lambda c: c.name)
+        return (next((c for c in cards if queue in c.queues), None)
+                or next((c for c in cards if route in c.routes), None))
+
 
 @attrs.frozen(kw_only=True)
 class Dialplan:

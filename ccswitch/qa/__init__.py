@@ -4,7 +4,8 @@ The rules and forms are typed config values (:class:`~ccswitch.model.SamplingRul
 :class:`~ccswitch.model.Scorecard` with its sections and questions), loaded from a
 dialplan file's ``qa:`` section by :mod:`ccswitch.config.qa`:
 ``check_config(path).config.dialplan.qa`` (None without one) has ``.sampling`` and
-``.scorecards`` (name -> Scorecard).
+``.scorecards`` (name -> Scorecard) and ``.scorecard_for(queue, route)`` (the form
+for a call).
 
 The API for other parts (the web portal):
 

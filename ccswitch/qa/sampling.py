@@ -2,8 +2,9 @@
 
 :func:`decide` takes the rules (:class:`~ccswitch.model.SamplingRules`) and what is
 known about one call (:class:`CallFacts`: the CDR row plus counts the store looked
-up) and returns a :class:`Decision`. The rules are tried in this order, the first
-that holds gives the reason:
+up) and returns a :class:`Decision`. A call no one answered (no talk time) has no
+conversation to review and is never sampled. For the others the rules are tried in
+this order, the first that holds gives the reason:
 
 1. always-include: ``long_call`` (talk over ``longer_than_s``), ``short_call``
    (answered, talk under ``shorter_than_s``), ``repeat_caller`` (the caller called
@@ -80,11 +81,12 @@ def percent_for(rules: SamplingRules, facts: CallFacts) -> float:
 
 def decide(rules: SamplingRules, facts: CallFacts) -> Decision:
     """Whether to sample the call, and why (see the module docstring)."""
-    talk_s = None if facts.talk_ms is None else facts.talk_ms / 1000
-    if rules.longer_than_s is not None and talk_s is not None and talk_s > rules.longer_than_s:
+    if facts.talk_ms is None:
+        return Decision(sampled=False)
+    talk_s = facts.talk_ms / 1000
+    if rules.longer_than_s is not None and talk_s > rules.longer_than_s:
         return Decision(sampled=True, reason="long_call")
-    if (rules.shorter_than_s is not None and talk_s is not None
-            and talk_s < rules.shorter_than_s):
+    if rules.shorter_than_s is not None and talk_s < rules.shorter_than_s:
         return Decision(sampled=True, reason="short_call")
     if rules.repeat_caller_hours is not None and facts.repeat_caller:
         return Decision(sampled=True, reason="repeat_caller")

@@ -64,10 +64,11 @@ def test_long_and_short_calls_are_always_included(talk_ms: int, reason: str | No
     assert decide(rules, facts(talk_ms=talk_ms)).reason == reason
 
 
-def test_an_unanswered_call_is_not_a_short_call() -> None:
-    """A call with no talk time is not sampled as short."""
-    rules = SamplingRules(seed="s", shorter_than_s=10)
-    assert decide(rules, facts(talk_ms=None)) == Decision(sampled=False)
+def test_an_unanswered_call_is_never_sampled() -> None:
+    """A call with no talk time has nothing to review: no rule samples it."""
+    rules = SamplingRules(seed="s", percent=100, shorter_than_s=10, repeat_caller_hours=24,
+                          min_per_agent_week=5)
+    assert decide(rules, facts(talk_ms=None, repeat_caller=True)) == Decision(sampled=False)
 
 
 def test_a_repeat_caller_is_included_when_the_rule_is_on() -> None:

@@ -73,3 +73,15 @@ def test_calibration_reports_min_max_stdev_and_disagreement() -> None:
 def test_calibration_of_one_reviewer_has_no_stdev() -> None:
     """A spread needs two scores."""
     assert calibrate([("a", 60.0, {})]).stdev is None
+
+
+def test_the_form_for_a_call_is_found_by_queue_before_route() -> None:
+    """scorecard_for: a form naming the call's queue wins over one naming its route."""
+    from ccswitch.model import QaConfig
+
+    by_route = Scorecard(name="a-vendor", version=1, routes=("vendor",),
+                         sections=FORM.sections)
+    qa = QaConfig(scorecards={"a-vendor": by_route, "f": FORM})
+    assert qa.scorecard_for("support", "vendor") == FORM
+    assert qa.scorecard_for("sales", "vendor") == by_route
+    assert qa.scorecard_for("sales", "inhouse") is None
