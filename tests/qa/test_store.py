@@ -278,3 +278,12 @@ def test_a_limit_below_one_is_refused(qa: QaStore) -> None:
     """samples(limit=0) is an error, not an empty or unlimited list."""
     with pytest.raises(CdrError, match="limit"):
         qa.samples(limit=0)
+
+
+def test_sampling_a_flagged_call_again_keeps_its_first_decision(qa: QaStore) -> None:
+    """A re-run (``ccswitch qa sample``) leaves a flagged call's reason as it was."""
+    qa.add(call("c1"))
+    qa.sample_call("c1", SamplingRules(seed="s", min_per_agent_week=1), now_ms=1)
+    again = qa.sample_call("c1", ALL, now_ms=2)
+    assert again == Decision(sampled=True, reason="agent_minimum")
+    assert qa.sample("c1").reason == "agent_minimum"  # type: ignore[union-attr]
