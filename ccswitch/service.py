@@ -389,8 +389,8 @@ def start_node(config: Config, reactor: Any) -> Node:
     media.start()
     node = Node(config=config, controller=controller, engine=engine, media=media,
                 metrics=metrics, sip_port=sip_port, http_port=http_port, streams=streams,
-                cdr_replay=replay, qa_flagger=flag_sample, stream_ports=stream_ports, server_tls=server_tls,
-                client_tls=client_tls)
+                cdr_replay=replay, qa_flagger=flag_sample, stream_ports=stream_ports,
+                server_tls=server_tls, client_tls=client_tls)
     log.info("ccswitch {version} listening: SIP udp {sip}{streams}, HTTP {http}, RTP {rtp}",
              version=__version__, sip=node.sip_address, http=node.http_address,
              streams="".join(f", {t.value} {node.stream_address(t)}" for t in stream_ports),
