@@ -1,4 +1,4 @@
-"""Command line: ``ccswitch run|check|reload|report|export-cdr|purge`` and ``--version``."""
+"""Command line: ``ccswitch run|check|reload|report|export-cdr|purge|qa`` and ``--version``."""
 
 from __future__ import annotations
 
@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="retention period in days (may be fractional)")
     purge.add_argument("--dry-run", action="store_true",
                        help="delete nothing; list the call ids that would go")
+    from ccswitch.qa.cli import add_parser
+
+    add_parser(sub, _when)
     return parser
 
 
@@ -212,22 +215,46 @@ def _printable(text: str) -> str:
     return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
+def _exemplary(config: Config, err: TextIO) -> frozenset[str] | None:
+    """The call ids whose recordings are kept as exemplary; None (after saying why) when
+    the database cannot tell, so nothing is purged."""
+    from ccswitch.qa.store import QaStore
+
+    database = config.cdr.database
+    if isinstance(database, Path) and not database.exists():
+        return frozenset()  # no database yet: nothing can be marked
+    try:
+        store = QaStore(database)
+        try:
+            return store.exemplary_calls()
+        finally:
+            store.close()
+    except CCSwitchError as e:
+        err.write(f"error: cannot read the exemplary marks, nothing purged: {e}\n")
+        return None
+
+
 def _purge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ccswitch.recording.retention import purge
 
     config = _load_config(args.config, err)
     if config is None:
         return EXIT_CONFIG
+    keep = _exemplary(config, err)
+    if keep is None:
+        return EXIT_FAILURE
     directory = config.recordings.directory
     try:
         outcome = purge(directory, older_than_days=args.older_than, now=time.time(),
-                        dry_run=args.dry_run)
+                        dry_run=args.dry_run, keep=keep)
     except CCSwitchError as e:
         err.write(f"error: {e}\n")
         return EXIT_FAILURE
     if args.dry_run:
         for call_id in outcome.deleted:
             out.write(f"{_printable(call_id)}\n")
+    for call_id in outcome.exempt:
+        out.write(f"kept {_printable(call_id)}: marked exemplary\n")
     for problem in outcome.errors:
         err.write(f"error: {_printable(problem)}\n")
     verb = "would purge" if args.dry_run else "purged"
@@ -235,6 +262,15 @@ def _purge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
               f"days from {directory} ({outcome.bytes_freed} bytes), {outcome.kept} kept, "
               f"{len(outcome.errors)} error(s)\n")
     return EXIT_FAILURE if outcome.errors else EXIT_OK
+
+
+def _qa(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ccswitch.qa.cli import run
+
+    config = _load_config(args.config, err)
+    if config is None:
+        return EXIT_CONFIG
+    return run(args, config, out, err)
 
 
 def _start_logging(fmt: str, level: str) -> None:
@@ -305,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reload(args.config, args.pid, sys.stdout)
     if args.command == "purge":
         return _purge(args, sys.stdout, sys.stderr)
+    if args.command == "qa":
+        return _qa(args, sys.stdout, sys.stderr)
     return _run(args.config, args.log_format, args.log_level)
 
 

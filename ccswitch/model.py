@@ -246,6 +246,93 @@ class Route:
         return self.pattern.fullmatch(dialed) is not None
 
 
+# -- the quality program (a dialplan file's ``qa:`` section) ---------------------------
+
+
+@attrs.frozen(kw_only=True)
+class SamplingRules:
+    """Which finished calls are flagged for review (``ccswitch.qa.sampling`` decides).
+
+    Percentages are of calls, 0-100; the most specific one applies: the call's
+    vendor, else its queue, else its route (``inhouse`` / ``vendor``), else
+    ``percent``. Minimums are per ISO week (Monday 00:00 UTC); None = no rule.
+    """
+
+    seed: str
+    percent: float = 0.0
+    queue_percent: Mapping[str, float] = attrs.Factory(dict)
+    route_percent: Mapping[str, float] = attrs.Factory(dict)
+    vendor_percent: Mapping[str, float] = attrs.Factory(dict)
+    min_per_agent_week: int = 0
+    min_per_vendor_week: int = 0
+    longer_than_s: float | None = None
+    shorter_than_s: float | None = None
+    repeat_caller_hours: float | None = None
+
+
+class QuestionKind(enum.StrEnum):
+    """How a scorecard question is answered."""
+
+    YES_NO = "yes_no"
+    SCALE_1_5 = "scale_1_5"
+    SCALE_0_10 = "scale_0_10"
+
+
+@attrs.frozen(kw_only=True)
+class Question:
+    """One scorecard question; ``auto_fail`` (yes/no only): a "no" makes the score 0."""
+
+    id: str
+    text: str
+    kind: QuestionKind
+    weight: float = 1.0
+    auto_fail: bool = False
+    allow_na: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class ScorecardSection:
+    """A titled group of questions; its weight multiplies its questions' weights."""
+
+    title: str
+    questions: tuple[Question, ...]
+    weight: float = 1.0
+
+
+@attrs.frozen(kw_only=True)
+class Scorecard:
+    """An evaluation form, versioned: evaluations store the version they were scored on.
+
+    It applies to calls of the ``queues`` listed and/or the ``routes`` (``inhouse``,
+    ``vendor``) listed.
+    """
+
+    name: str
+    version: int
+    sections: tuple[ScorecardSection, ...]
+    queues: tuple[str, ...] = ()
+    routes: tuple[str, ...] = ()
+
+    def questions(self) -> dict[str, Question]:
+        """Every question by id."""
+        return {q.id: q for s in self.sections for q in s.questions}
+
+
+@attrs.frozen(kw_only=True)
+class QaConfig:
+    """The quality program: sampling rules and the scorecards by name."""
+
+    sampling: SamplingRules | None = None
+    scorecards: Mapping[str, Scorecard] = attrs.Factory(dict)
+
+    def scorecard_for(self, queue: str, route: str) -> Scorecard | None:
+        """The form for a call: the first (by name) listing its queue, else the first
+        listing its route (``inhouse`` / ``vendor``), else None."""
+        cards = sorted(self.scorecards.values(), key=lambda c: c.name)
+        return (next((c for c in cards if queue in c.queues), None)
+                or next((c for c in cards if route in c.routes), None))
+
+
 @attrs.frozen(kw_only=True)
 class Dialplan:
     """Every dialplan file merged: agents, groups, queues and routes."""
@@ -257,6 +344,8 @@ class Dialplan:
     vendors: Mapping[str, Vendor] = attrs.Factory(dict)
     calendars: Mapping[str, Calendar] = attrs.Factory(dict)
     files: tuple[Path, ...] = ()
+    #: The quality program's sampling rules and scorecards (a ``qa:`` section), if any.
+    qa: QaConfig | None = None
 
     def route(self, dialed: str) -> Queue | None:
         """The queue for a dialed number, first matching route wins."""

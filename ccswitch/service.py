@@ -24,7 +24,9 @@ from ccswitch.media.engine import MediaEngine
 from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.http import build_site_root
 from ccswitch.metrics.registry import LiveStateCollector, Metrics, OverflowCollector
-from ccswitch.model import Config, StateKind, Transport
+from ccswitch.model import Config, SamplingRules, StateKind, Transport
+from ccswitch.qa.flagging import SampleFlagger
+from ccswitch.qa.store import QaStore
 from ccswitch.recording.recovery import recover_incomplete
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import VendorHealth
@@ -56,6 +58,7 @@ class Node:
     http_port: IListeningPort
     streams: StreamTransports
     cdr_replay: task.LoopingCall
+    qa_flagger: SampleFlagger
     stream_ports: dict[Transport, IListeningPort] = attrs.Factory(dict)
     server_tls: ServerTls | None = None
     client_tls: ClientTls | None = None
@@ -127,6 +130,7 @@ class Node:
                                     compressed_format=new.recordings.compressed_format))
         self.controller.reload(config)
         self.config = config
+        self.qa_flagger.rules = sampling_rules(config)
         self.metrics.zero_dialplan_series(config.dialplan)
         self.metrics.config_reloads.labels(result="ok").inc()
         self.metrics.config_reloaded_at.set_to_current_time()
@@ -191,6 +195,12 @@ def preload_prompts(config: Config) -> None:
             if path is not None:
                 for codec in ("PCMU", "PCMA"):
                     load_prompt(path, codec)
+
+
+def sampling_rules(config: Config) -> SamplingRules | None:
+    """The QA sampling rules of the dialplan, if it has any."""
+    qa = config.dialplan.qa
+    return None if qa is None else qa.sampling
 
 
 def record_writer(config: Config, metrics: Metrics
@@ -271,9 +281,14 @@ def start_node(config: Config, reactor: Any) -> Node:
     replay.start(RETRY_INTERVAL, now=False)
     shared: SharedState | None = None  # set below with a Redis state
 
+    database = config.cdr.database
+    flag_sample = SampleFlagger(open_store=lambda: QaStore(database),
+                                rules=sampling_rules(config), clock=reactor)
+
     def on_record(record: dict[str, Any]) -> None:
         record = {**record, "node": config.node}  # the CDR row and the stream name the node
         write_record(record)
+        flag_sample(record)  # after the CDR row: the decision reads it
         if shared is not None:
             shared.record(record)
 
@@ -374,8 +389,8 @@ def start_node(config: Config, reactor: Any) -> Node:
     media.start()
     node = Node(config=config, controller=controller, engine=engine, media=media,
                 metrics=metrics, sip_port=sip_port, http_port=http_port, streams=streams,
-                cdr_replay=replay, stream_ports=stream_ports, server_tls=server_tls,
-                client_tls=client_tls)
+                cdr_replay=replay, qa_flagger=flag_sample, stream_ports=stream_ports,
+                server_tls=server_tls, client_tls=client_tls)
     log.info("ccswitch {version} listening: SIP udp {sip}{streams}, HTTP {http}, RTP {rtp}",
              version=__version__, sip=node.sip_address, http=node.http_address,
              streams="".join(f", {t.value} {node.stream_address(t)}" for t in stream_ports),

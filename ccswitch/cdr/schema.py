@@ -7,7 +7,10 @@ too: a test compares a migrated database with these tables on both engines.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, MetaData, Table, Text
+from sqlalchemy import (
+    BigInteger, Boolean, Column, Float, Index, Integer, MetaData, PrimaryKeyConstraint, Table,
+    Text, UniqueConstraint, false,
+)
 
 metadata = MetaData()
 
@@ -49,4 +52,48 @@ calls = Table(
     Index("calls_caller", "caller"),
     Index("calls_agent_arrived", "agent_id", "arrived_ms"),
     Index("calls_vendor_arrived", "vendor", "arrived_ms"),
+)
+
+# -- the quality program (revision 0005) ----------------------------------------------
+
+#: One row per call the sampler flagged or a reviewer marked exemplary, by call id.
+qa_samples = Table(
+    "qa_samples", metadata,
+    Column("call_id", Text, primary_key=True),
+    Column("sampled", Boolean, nullable=False),
+    Column("sample_reason", Text),
+    Column("flagged_ms", BigInteger),
+    Column("exemplary", Boolean, nullable=False, server_default=false()),
+    Column("exemplary_by", Text),
+    Column("exemplary_ms", BigInteger),
+    Index("qa_samples_exemplary", "exemplary"),
+)
+
+#: Every scorecard version an evaluation was scored on, as JSON: old evaluations keep
+#: their form when the scorecard changes.
+qa_forms = Table(
+    "qa_forms", metadata,
+    Column("name", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("definition_json", Text, nullable=False),
+    PrimaryKeyConstraint("name", "version", name="qa_forms_pkey"),
+)
+
+#: One reviewer's evaluation of one call (in a calibration ``session``, or ``""``).
+qa_evaluations = Table(
+    "qa_evaluations", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_id", Text, nullable=False),
+    Column("reviewer", Text, nullable=False),
+    Column("session", Text, nullable=False, server_default=""),
+    Column("form_name", Text, nullable=False),
+    Column("form_version", Integer, nullable=False),
+    Column("answers_json", Text, nullable=False),
+    Column("comments_json", Text, nullable=False),
+    Column("score", Float),
+    Column("auto_failed", Boolean, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    UniqueConstraint("call_id", "reviewer", "session", name="qa_evaluations_one_per_reviewer"),
+    Index("qa_evaluations_session", "session"),
 )

@@ -1,5 +1,5 @@
 """Dialplan files: agents, groups, calendars, vendors, queues (overflow rules,
-max_wait) and routes.
+max_wait), routes and the quality program (``qa:``, parsed by :mod:`ccswitch.config.qa`).
 
 :func:`_parse_dialplan` checks one file on its own into a :class:`_Parsed`: each
 definition with the file, key and line it came from, plus every name it refers
@@ -22,6 +22,7 @@ from ccswitch.config.checker import (
     _NAME, FILE_KEY, _Checker, _display, _Failed, _kind, _named_entries, _Report, _Section,
     _section, _Seq,
 )
+from ccswitch.config.qa import ParsedQa, parse_qa
 from ccswitch.config.values import _percent, _resolve, _sound, _uri_problem
 from ccswitch.model import (
     Agent, CatchUp, CatchUpPeriod, Condition, Group, MaxWait, OverflowRule, Queue, Route,
@@ -61,6 +62,7 @@ class _Parsed:
     # (name, key, line) of every vendor / calendar a queue or vendor names
     vendor_refs: list[tuple[str, str, int]] = attrs.Factory(list)
     calendar_refs: list[tuple[str, str, int]] = attrs.Factory(list)
+    qa: ParsedQa | None = None
 
 
 def _parse_agent(ck: _Checker, name: str, value: object, line: int) -> Agent | None:
@@ -452,7 +454,8 @@ def _parse_dialplan(path: Path, report: _Report) -> _Parsed:
         ck.warn(FILE_KEY, "file is empty")
         return parsed
     top = _section(ck, data, "", 1,
-                   allowed=("agents", "groups", "queues", "routes", "vendors", "calendars"),
+                   allowed=("agents", "groups", "queues", "routes", "vendors", "calendars",
+                            "qa"),
                    what="a mapping with agents, groups, queues and routes", extensions=True)
     if top is None:
         return parsed
@@ -512,4 +515,6 @@ def _parse_dialplan(path: Path, report: _Report) -> _Parsed:
             parsed.routes.append(_Def(value=route, file=file, key=f"routes[{i}]", line=line))
     elif routes is not None:
         top.error("routes", f"must be a list of routes, not {_kind(routes)}")
+    if top.has("qa"):
+        parsed.qa = parse_qa(ck, top.data["qa"], top.line("qa"))
     return parsed

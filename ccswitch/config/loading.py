@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from ccswitch.config.checker import ConfigErrors, _Checker, _display, _Report, _where
 from ccswitch.config.dialplan import _Def, _parse_dialplan, _Parsed
 from ccswitch.errors import ConfigError
-from ccswitch.model import Agent, Dialplan, Group, Queue, Route, Vendor
+from ccswitch.model import Agent, Dialplan, Group, QaConfig, Queue, Route, Scorecard, Vendor
 from ccswitch.routing.calendar import Calendar
 
 log = Logger()
@@ -107,6 +107,7 @@ def _merge(files: Sequence[Path], parts: Sequence[_Parsed], report: _Report) -> 
     if not all_routes and files:
         report.warnings.append(f"{_display(files[0].parent)}: routes: no routes defined; every call "
                                "will be rejected")
+    qa = _merge_qa(files, parts, queues, vendors, report)
     if report.errors:
         return None
     exact = [d.value for d in all_routes if d.value is not None and d.value.number is not None]
@@ -117,7 +118,48 @@ def _merge(files: Sequence[Path], parts: Sequence[_Parsed], report: _Report) -> 
         queues={n: d.value for n, d in queues.items() if d.value is not None},
         vendors={n: d.value for n, d in vendors.items() if d.value is not None},
         calendars={n: d.value for n, d in calendars.items() if d.value is not None},
-        routes=tuple(exact + patterns), files=tuple(files))
+        routes=tuple(exact + patterns), files=tuple(files), qa=qa)
+
+
+def _merge_qa(files: Sequence[Path], parts: Sequence[_Parsed], queues: dict[str, _Def[Queue]],
+              vendors: dict[str, _Def[Vendor]], report: _Report) -> QaConfig | None:
+    """The ``qa:`` sections of all files as one QaConfig (None if no file has one):
+    sampling in one file only, scorecard names unique, named queues and vendors defined."""
+    sampling_at: tuple[str, int] | None = None
+    config = QaConfig()
+    scorecards: dict[str, Scorecard] = {}
+    where: dict[str, tuple[str, int]] = {}
+    found = False
+    for path, part in zip(files, parts):
+        if part.qa is None:
+            continue
+        found = True
+        file = _display(path)
+        if part.qa.sampling is not None:
+            rules, line = part.qa.sampling
+            if sampling_at is not None:
+                report.errors.append(ConfigError(
+                    file, "qa.sampling", f"is already given in {sampling_at[0]} at line "
+                    f"{sampling_at[1]}{_where(line)}"))
+            else:
+                sampling_at = (file, line)
+                config = QaConfig(sampling=rules)
+        for name, (card, key, line) in part.qa.scorecards.items():
+            if name in where:
+                report.errors.append(ConfigError(
+                    file, key, f"scorecard {name!r} is already defined in {where[name][0]} "
+                    f"at line {where[name][1]}{_where(line)}"))
+                continue
+            where[name] = (file, line)
+            if card is not None:
+                scorecards[name] = card
+        for kind, refs, known in (("queue", part.qa.queue_refs, queues),
+                                  ("vendor", part.qa.vendor_refs, vendors)):
+            for ref, key, line in refs:
+                if ref not in known:
+                    report.errors.append(ConfigError(file, key, f"unknown {kind} {ref!r}"
+                                                     + _where(line)))
+    return QaConfig(sampling=config.sampling, scorecards=scorecards) if found else None
 
 
 def _load_files(files: Sequence[Path], report: _Report) -> Dialplan | None:

@@ -41,6 +41,10 @@ Order and the log
     that failed half-way is retried, with its metadata, on the next run. Errors
     on one file are logged and counted; the purge goes on with the next set.
 
+Exemplary recordings
+    The caller passes the call ids marked exemplary in the QA store (``keep``); their
+    sets are kept whatever their age, counted as kept and listed in ``exempt``.
+
 Folders
     Day folders left empty are removed, and month and year folders too once
     empty, but only folders whose whole day / month / year lies before the
@@ -65,6 +69,7 @@ from twisted.logger import Logger
 
 from ccswitch.config import COMPRESSED_FORMATS
 from ccswitch.errors import RecordingError
+from ccswitch.recording.recorder import safe_call_id
 
 __all__ = ["LOG_NAME", "PurgeResult", "RetentionError", "Unlink", "purge"]
 
@@ -103,6 +108,8 @@ class PurgeResult:
     errors: tuple[str, ...] = attrs.field(converter=_tuple_of_str)
     kept: int = attrs.field(validator=attrs.validators.ge(0))
     dry_run: bool
+    #: Call ids old enough to go but kept because they are marked exemplary.
+    exempt: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
 
 
 def _os_unlink(name: str, dir_fd: int) -> None:
@@ -132,6 +139,8 @@ class _Run:
     bytes_freed: int = 0
     errors: list[str] = attrs.Factory(list)
     kept: int = 0
+    keep: frozenset[str] = frozenset()
+    exempt: list[str] = attrs.Factory(list)
 
     def error(self, message: str, call_id: str | None = None) -> None:
         self.errors.append(message)
@@ -139,9 +148,11 @@ class _Run:
 
 
 def purge(directory: Path, *, older_than_days: float, now: float, dry_run: bool = False,
-          unlink: Unlink | None = None) -> PurgeResult:
+          unlink: Unlink | None = None, keep: frozenset[str] = frozenset()) -> PurgeResult:
     """Delete every finished recording set whose call started more than ``older_than_days``
-    before ``now`` (epoch seconds); see the module docstring for the rules.
+    before ``now`` (epoch seconds); see the module docstring for the rules. Sets of the
+    call ids in ``keep`` (recordings marked exemplary) are never deleted: they are
+    listed in the result's ``exempt`` and logged.
 
     RetentionError if ``directory`` cannot be opened; ValueError for a limit that is
     not a positive finite number of days. Per-file failures end up in ``errors``.
@@ -157,7 +168,9 @@ def purge(directory: Path, *, older_than_days: float, now: float, dry_run: bool 
         raise RetentionError(f"cannot open recordings directory {directory}: "
                              f"{e.strerror}") from e
     run = _Run(root_fd=root_fd, cutoff=now - older_than_days * DAY, now=now,
-               days=older_than_days, dry_run=dry_run, unlink=unlink or _os_unlink)
+               days=older_than_days, dry_run=dry_run, unlink=unlink or _os_unlink,
+               # a set without its sidecar is known only by its file stem
+               keep=keep | {safe_call_id(k) for k in keep})
     try:
         _walk(run)
     finally:
@@ -170,7 +183,7 @@ def purge(directory: Path, *, older_than_days: float, now: float, dry_run: bool 
              count=len(run.deleted), days=older_than_days, directory=str(directory),
              bytes=run.bytes_freed, kept=run.kept, errors=len(run.errors))
     return PurgeResult(deleted=run.deleted, bytes_freed=run.bytes_freed, errors=run.errors,
-                       kept=run.kept, dry_run=dry_run)
+                       kept=run.kept, dry_run=dry_run, exempt=run.exempt)
 
 
 def _subdirs(run: _Run, fd: int, pattern: re.Pattern[str], where: str) -> list[str]:
@@ -327,6 +340,11 @@ def _purge_set(run: _Run, day_fd: int, where: str, day_end: float | None, stem: 
         started, age_from = newest, "mtime"
     if started >= run.cutoff or (sidecar is None and newest >= run.cutoff):
         run.kept += 1
+        return
+    if call_id in run.keep or stem in run.keep:
+        run.kept += 1
+        run.exempt.append(call_id)
+        log.info("retention: keeping {call_id}: marked exemplary", call_id=call_id)
         return
     # Audio first, the sidecar last: it describes whatever could not be removed.
     ordered = [files[s] for s in _AUDIO if s in files]

@@ -412,3 +412,22 @@ def test_cli_refuses_a_non_positive_limit(tmp_path: Path) -> None:
     config, _ = write_config(tmp_path)
     result = ccswitch("purge", "--config", str(config), "--older-than", "0")
     assert result.returncode == 2 and "positive number of days" in result.stderr
+
+
+def test_an_exemplary_recording_is_kept_however_old(tmp_path: Path) -> None:
+    """A call id in ``keep`` (marked exemplary) is not deleted, not logged, and listed."""
+    kept = record(tmp_path, "old-best", OLD)
+    record(tmp_path, "old-1", OLD)
+    result = run(tmp_path, keep=frozenset({"old-best"}))
+    assert result.deleted == ("old-1",) and result.exempt == ("old-best",)
+    assert all(f.exists() for f in kept)
+    assert [line["call_id"] for line in log_lines(tmp_path)] == ["old-1"]
+
+
+def test_an_exemplary_recording_without_its_sidecar_is_kept_by_its_file_stem(
+        tmp_path: Path) -> None:
+    """A kept call whose sidecar is gone is still recognised by its file name."""
+    (wav,) = record(tmp_path, "old:best", OLD, sidecar=False)
+    os.utime(wav, (OLD, OLD))  # an orphan the purge would otherwise take
+    result = run(tmp_path, keep=frozenset({"old:best"}))
+    assert result.deleted == () and wav.exists() and len(result.exempt) == 1
