@@ -27,7 +27,7 @@ from ccswitch.model import Config, StateKind, Transport
 from ccswitch.recording.recovery import recover_incomplete
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import VendorHealth
-from ccswitch.sip.b2bua import CallController
+from ccswitch.calls.runtime import CallController
 from ccswitch.sip.guard import SourceGuard
 from ccswitch.state.presence import PresenceFile
 from ccswitch.state.redis_store import RedisStore

@@ -13,7 +13,7 @@ from ccswitch.cdr.store import CdrStore
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.runtime import UnknownAgent
-from ccswitch.sip.b2bua import CallController
+from ccswitch.calls.runtime import CallController
 
 _AGENT_EVENTS: dict[str, type[ev.AgentLogin | ev.AgentLogout | ev.AgentPause | ev.AgentReady]] = {
     "login": ev.AgentLogin, "logout": ev.AgentLogout, "pause": ev.AgentPause,

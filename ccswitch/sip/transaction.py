@@ -93,7 +93,7 @@ class Timers:
 
 
 class TransactionUser(Protocol):
-    """The layer's caller: the UA core (here the B2BUA's call controller)."""
+    """The layer's caller: the UA core (here ``ccswitch.calls``' call controller)."""
 
     def request_received(self, request: Request, source: Address,
                          tx: ServerTransaction) -> None:

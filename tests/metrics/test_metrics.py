@@ -18,7 +18,7 @@ from ccswitch.metrics.registry import BASE_BUCKETS, LiveStateCollector, Metrics,
 from ccswitch.model import (AdmissionConfig, Condition, Dialplan, Group, MaxWait, OverflowRule,
                             Queue)
 from ccswitch.routing.actions import OverflowUnavailable
-from ccswitch.sip.guard import CallAdmission
+from ccswitch.calls.admission import CallAdmission
 
 
 def test_buckets_include_service_level_threshold() -> None:

@@ -31,7 +31,7 @@ from ccswitch.model import (
     RtpConfig, SipConfig,
 )
 from ccswitch.routing.engine import RoutingEngine
-from ccswitch.sip.b2bua import CallController
+from ccswitch.calls.runtime import CallController
 from ccswitch.sip.message import Headers, Request, Response, SipURI, parse_message
 from ccswitch.sip.transaction import ServerTransaction, TransactionLayer
 from ccswitch.sip.transport import SipUdpProtocol
@@ -179,7 +179,7 @@ class UncheckedController(CallController):
 
     def request_received(self, request: Request, source: tuple[str, int],
                          tx: ServerTransaction) -> None:
-        with mock.patch("ccswitch.sip.b2bua.check_request", return_value=None):
+        with mock.patch("ccswitch.calls.inbound.check_request", return_value=None):
             super().request_received(request, source, tx)
 
 

@@ -1,0 +1,592 @@
+"""The call runtime: feeds the routing engine and carries out what it decides.
+
+Each customer call has one caller leg (we are the UAS, see ``inbound``) and, while
+agents or a vendor are offered the call, one leg per offer (we are the UAC, see
+``outbound``). The engine decides; :class:`CallController` turns what happens on
+the legs into engine events, one at a time (events raised while actions run are
+queued behind), and the engine's actions into SIP, media, timers, recording,
+records and metrics. Nothing here blocks: every call runs on the reactor, and disk
+work goes to the worker pool.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger, LogLevel
+
+from ccswitch.calls.admission import rejected_record
+from ccswitch.calls.inbound import InboundLegs
+from ccswitch.calls.legs import (
+    Call, CallTable, action_key, caller_id, leg_target, routing_call_id,
+)
+from ccswitch.calls.outbound import OutboundLegs
+from ccswitch.calls.signalling import Signalling
+from ccswitch.calls.timers import TimerRunner
+from ccswitch.errors import CCSwitchError, RecordingError
+from ccswitch.media.engine import MediaEngine
+from ccswitch.media.prompt import load_prompt
+from ccswitch.metrics.registry import Metrics
+from ccswitch.model import Config, Dialplan, Queue, RecordingStart
+from ccswitch.recording.note import CallNote, accepted, fact_for
+from ccswitch.recording.recorder import CallRecorder, export_compressed
+from ccswitch.routing import actions as act
+from ccswitch.routing import events as ev
+from ccswitch.routing.engine import RoutingEngine
+from ccswitch.routing.record import CallRecord, epoch, iso_utc
+from ccswitch.routing.target import CALLER, Caller, Target
+from ccswitch.sip.message import Request, Response
+from ccswitch.sip.transaction import ServerTransaction, TransactionLayer
+from ccswitch.state.presence import PresenceFile
+from ccswitch.state.sync import SharedState
+
+log = Logger()
+# The routing engine's own log lines (Note actions) keep the engine's namespace.
+routing_log = Logger(namespace="ccswitch.routing.engine")
+class CallController:
+    """Implements the transaction layer's TransactionUser for the whole node."""
+
+    def __init__(self, *, clock: IReactorTime, config: Config, engine: RoutingEngine,
+                 media: MediaEngine, metrics: Metrics,
+                 defer_to_thread: Callable[..., Any] | None = None,
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 presence: PresenceFile | None = None) -> None:
+        self._clock = clock
+        self._config = config
+        self._engine = engine
+        self._media = media
+        self._metrics = metrics
+        self._defer_to_thread = defer_to_thread
+        self._on_record = on_record  # gets every finished call's record (the CDR sink)
+        self._calls = CallTable()
+        self._timers = TimerRunner(clock, self._feed)
+        self._pending: deque[ev.Event | Dialplan] = deque()
+        self._feeding = False
+        self._sig = Signalling(config, metrics)
+        self._inbound = InboundLegs(clock=clock, config=config, media=media, metrics=metrics,
+                                    calls=self._calls, signalling=self._sig, feed=self._feed,
+                                    rejected=self._record_rejected)
+        self._outbound = OutboundLegs(clock=clock, config=config, media=media,
+                                      metrics=metrics, calls=self._calls,
+                                      signalling=self._sig, feed=self._feed)
+        self._media_watch: IDelayedCall | None = None
+        self._presence = presence  # where agent presence is kept across restarts
+        self._presence_save: IDelayedCall | None = None
+        self._saved_presence: dict[str, tuple[str, bool]] | None = None
+        self._presence_seq = self._presence_written = 0
+        self._presence_lock = threading.Lock()
+        self._shared: SharedState | None = None
+        self._held_overflow: dict[tuple[str, str], act.OverflowFired] = {}
+
+    def submit(self, event: ev.Event) -> None:
+        """Hand an event from another part of the node (the shared state) to the engine."""
+        self._feed(event)
+
+    def share(self, shared: SharedState) -> None:
+        """Coordinate with other nodes through a shared state store (before attach)."""
+        self._shared = shared
+
+    # -- wiring -----------------------------------------------------------
+
+    def attach(self, layer: TransactionLayer, listen_port: int) -> None:
+        """Bind to the transaction layer once the SIP port is listening."""
+        self._sig.attach(layer, listen_port)
+        if self._presence is not None:
+            saved = self._presence.load()
+            for action in self._engine.restore(saved):
+                self._execute(action)
+            log.info("agent presence restored from {path} ({count} agent(s))",
+                     path=str(self._presence.path), count=len(saved))
+        self._feed(ev.NodeStarted())
+        if self._shared is not None:
+            self._shared.start()
+        if self._config.rtp.timeout > 0:
+            self._watch_media()
+
+    def _watch_media(self) -> None:
+        """Every second: a caller (not on hold) or an answered agent/vendor that has sent no
+        RTP for ``rtp.timeout`` seconds ends its call."""
+        timeout = self._config.rtp.timeout
+        now = self._clock.seconds()
+        for call in list(self._calls.calls.values()):
+            caller = call.caller
+            if caller.ended:
+                continue
+            silent: Target | Caller | None = None
+            if not caller.on_hold and now - (caller.media.last_packet_at or call.started) > timeout:
+                silent = CALLER
+            for leg in call.legs.values():
+                if leg.state == "answered" and now - (
+                        leg.media.last_packet_at or leg.answered_at) > timeout:
+                    silent = silent or leg_target(leg)
+            if silent is not None:
+                self._feed(ev.MediaTimedOut(call_id=call.id, leg=silent))
+        self._media_watch = self._clock.callLater(1.0, self._watch_media)
+
+    @property
+    def active_calls(self) -> int:
+        return len(self._calls)
+
+    # -- TransactionUser: the caller's leg ----------------------------------
+
+    def request_received(self, request: Request, source: tuple[str, int],
+                         tx: ServerTransaction) -> None:
+        self._inbound.request_received(request, source, tx)
+
+    def ack_received(self, request: Request, source: tuple[str, int]) -> None:
+        self._inbound.ack_received(request, source)
+
+    def cancel_received(self, invite_tx: ServerTransaction) -> None:
+        self._inbound.cancel_received(invite_tx)
+
+    def stray_response(self, response: Response, source: tuple[str, int]) -> None:
+        self._inbound.stray_response(response, source)
+
+    # -- engine -----------------------------------------------------------
+
+    def reload(self, config: Config) -> None:
+        """Put a reloaded config in force (dialplan, trusted networks, compressed copies).
+
+        Calls in progress keep going; see RoutingEngine.reload for what changes when.
+        """
+        self._config = config
+        self._sig.config = config
+        self._outbound.config = config
+        self._inbound.reload(config)
+        self._save_presence_soon()
+        self._feed(config.dialplan)
+
+    # -- operator control (the HTTP API) -------------------------------------
+
+    def control(self, event: ev.Event) -> None:
+        """Apply an operator's event (agent login, pause, ...) now; the engine's
+        CCSwitchError (unknown agent, not allowed in this state) goes to the caller and
+        changes nothing."""
+        actions = self._engine.handle(event)
+        self._feeding = True
+        try:
+            self._execute_all(actions)
+        finally:
+            self._feeding = False
+        if self._pending:
+            self._feed(self._pending.popleft())
+        self._shared_changed()
+
+    def live_calls(self) -> list[dict[str, Any]]:
+        """The calls in progress, oldest first, as JSON-ready dicts."""
+        now = self._clock.seconds()
+        out = []
+        for call in self._calls.calls.values():
+            info = self._engine.view.calls.get(call.id)
+            if info is None:
+                continue  # ending right now
+            record, state = info.record, str(info.state)
+            out.append({
+                "call_id": call.id, "queue": record.queue, "state": state,
+                "caller": record.caller, "dialed": record.dialed,
+                "agent_id": record.agent_id, "route": str(record.route),
+                "vendor": record.vendor, "overflow_reason": record.overflow_reason,
+                "seconds": round(now - record.arrived_at, 3),
+                "recording": self._recording_state(call),
+            })
+        return out
+
+    def _recording_state(self, call: Call) -> str:
+        if call.recording_started is None:
+            return "not_started"  # recordings.start after_notice: the notice still plays
+        if call.recorder is None or call.recording_error is not None:
+            return "failed"
+        return "paused" if call.recording_pauses and call.recording_pauses[-1][1] is None \
+            else "recording"
+
+    def pause_recording(self, call_id: str, paused: bool) -> str:
+        """PCI pause/resume: silence on both channels while paused; the pauses go into the
+        sidecar. Returns the new recording state; KeyError for an unknown call,
+        CCSwitchError when the call has no working recording."""
+        call = self._calls.calls[call_id]
+        tap = self._media.tap_for(call.caller.media)
+        if tap is None or call.recorder is None:
+            raise RecordingError(f"call {call_id} has no recording in progress")
+        now = self._clock.seconds()
+        was_paused = tap.paused
+        tap.paused = paused
+        if paused and not was_paused:
+            call.recording_pauses.append([now, None])
+        elif not paused and was_paused:
+            call.recording_pauses[-1][1] = now
+        if call.note is not None and paused != was_paused:
+            call.note.add("paused" if paused else "resumed", now)
+        log.info("call {call_id}: recording {what}", call_id=call_id,
+                 what="paused" if paused else "resumed")
+        return self._recording_state(call)
+
+    def _feed(self, item: ev.Event | Dialplan) -> None:
+        """Hand an event (or a new dialplan) to the engine; items raised while executing
+        actions are queued behind it."""
+        self._pending.append(item)
+        if self._feeding:
+            return
+        self._feeding = True
+        try:
+            while self._pending:
+                item = self._pending.popleft()
+                try:
+                    actions = (self._engine.reload(item) if isinstance(item, Dialplan)
+                               else self._engine.handle(item))
+                except CCSwitchError as e:
+                    log.warn("engine refused {event}: {error}", event=item, error=str(e))
+                    continue
+                self._execute_all(actions)
+        finally:
+            self._feeding = False
+        if self._shared is not None:
+            self._shared.changed()
+
+    def _execute_all(self, actions: list[act.Action]) -> None:
+        """Carry out the engine's actions in order; one failing is logged, not fatal."""
+        for action in actions:
+            try:
+                self._execute(action)
+            except Exception:
+                log.failure("action {action} failed", action=action)
+
+    def _execute(self, action: act.Action) -> None:
+        if isinstance(action, (act.StartTimer, act.CancelTimer)):
+            self._timers.carry_out(action)
+        elif isinstance(action, act.AgentStateChanged):
+            log.info("agent {agent} in {group}: {old} -> {new}", agent=action.agent_id,
+                     group=action.group, old=str(action.old), new=str(action.new))
+            self._save_presence_soon()
+        elif isinstance(action, act.CallFinished):
+            self._finish(action.record)
+        elif isinstance(action, act.OverflowFired):
+            if self._shared is not None and self._shared.up:
+                self._held_overflow[(action.call_id, action.vendor)] = action  # on grant
+            else:
+                self._count_overflow(action)
+        elif isinstance(action, act.OverflowUnavailable):
+            self._metrics.overflow_failed.labels(queue=action.queue, vendor=action.vendor,
+                                                 cause=action.cause).inc()
+            log.info("call {call_id}: vendor {vendor} cannot take it ({cause})",
+                     call_id=action.call_id, vendor=action.vendor, cause=action.cause)
+        elif isinstance(action, act.VendorHealthChanged):
+            log.info("vendor {vendor}: {old} -> {new}", vendor=action.vendor,
+                     old=str(action.old), new=str(action.new))
+        elif isinstance(action, act.ProbeVendor):
+            self._outbound.probe_vendor(action.vendor, action.uris)
+        elif isinstance(action, act.ProbeAgent):
+            self._outbound.probe_agent(action.agent_id, action.uri)
+        elif isinstance(action, act.Note):
+            routing_log.emit(LogLevel.lookupByName(action.level.value), action.format,
+                             **dict(action.fields))
+        else:
+            call = self._calls.calls.get(action.call_id)
+            if call is None:
+                log.warn("action {action} for unknown call", action=action)
+                return
+            self._execute_call_action(call, action)
+
+    def _execute_call_action(self, call: Call, action: act.Action) -> None:
+        self._note_action(call, action)
+        caller = call.caller
+        if isinstance(action, act.AnswerCaller):
+            self._inbound.answer(call)
+            if self._config.recordings.start is RecordingStart.ANSWER:
+                self._start_recording(call)
+        elif isinstance(action, act.PlayAnnouncement):
+            prompt = load_prompt(Path(action.path), caller.negotiated.codec.encoding)
+            caller.media.play(prompt, on_done=lambda: self._announced(call))
+        elif isinstance(action, act.StartMusicOnHold):
+            if action.path is not None:
+                caller.media.play(load_prompt(Path(action.path),
+                                              caller.negotiated.codec.encoding), loop=True)
+        elif isinstance(action, act.StopMusicOnHold):
+            caller.media.stop_playing()
+        elif isinstance(action, act.Ring):
+            if self._shared is None:
+                self._outbound.ring(call, action.target, action.uri)
+            elif action.target.is_agent:
+                self._reserve_and_ring(call, action)
+            else:
+                self._acquire_and_ring(call, action)
+        elif isinstance(action, act.Cancel):
+            self._outbound.cancel(call, action_key(action.target))
+        elif isinstance(action, act.Bridge):
+            leg = call.legs[action_key(action.target)]
+            self._media.bridge(caller.media, leg.media)
+            if call.recorder is not None:
+                self._media.record_agent(leg.media, call.recorder)
+        elif isinstance(action, act.HangupCaller):
+            self._inbound.hang_up(call)
+        elif isinstance(action, act.Hangup):
+            self._outbound.hang_up(call, action_key(action.target))
+        else:
+            log.warn("unhandled action {action}", action=action)
+
+    def _note_action(self, call: Call, action: act.Action) -> None:
+        """Keep the call note in step with the engine: opened before the caller's 200 OK
+        (so every answered call leaves a record after a crash), one fact per queue entry,
+        offer and answer."""
+        if call.note is None and not isinstance(action, act.AnswerCaller):
+            return  # not answered yet, or the disk refused the note (logged)
+        info = self._engine.view.calls.get(call.id)
+        if info is None:
+            return  # the call ended in this batch: its record is on its way
+        record = info.record
+        now = self._clock.seconds()
+        if isinstance(action, act.AnswerCaller):
+            call.note = CallNote.open(self._config.recordings.directory, call.id, now,
+                                      accepted(record, call.caller.invite.call_id))
+            return
+        fact = fact_for(action, record)
+        if fact is not None and call.note is not None:
+            call.note.add(fact[0], now, **fact[1])
+
+    def _save_presence_soon(self) -> None:
+        """Save agent presence once, after the current burst of changes."""
+        if (self._presence is None and self._shared is None) or (
+                self._presence_save is not None and self._presence_save.active()):
+            return
+        self._presence_save = self._clock.callLater(0, self._save_presence)
+
+    def _save_presence(self) -> None:
+        """When agent presence changed (a call ending leaves a ready agent ready: nothing
+        to do), write the presence file, off the reactor when there is a worker pool, and
+        tell the shared state."""
+        presence = self._engine.view.presence()
+        if presence == self._saved_presence:
+            return
+        self._saved_presence = presence
+        if self._shared is not None:
+            self._shared.presence_changed(presence)
+        if self._presence is None:
+            return
+        self._presence_seq += 1
+        store, seq = self._presence, self._presence_seq
+
+        def save() -> None:
+            with self._presence_lock:  # worker threads may run saves out of order
+                if seq < self._presence_written:
+                    return
+                self._presence_written = seq
+                try:
+                    store.save(presence)
+                except CCSwitchError as e:
+                    log.error("agent presence not saved: {error}", error=str(e))
+
+        if self._defer_to_thread is None:
+            save()
+        else:
+            self._defer_to_thread(save).addErrback(
+                lambda f: log.failure("saving agent presence failed", f))
+
+    # -- shared state: reserve before ringing ------------------------------------
+
+    def _reserve_and_ring(self, call: Call, action: act.Ring) -> None:
+        assert self._shared is not None
+        agent_id = action.target.id
+
+        def still_offered() -> bool:
+            info = self._engine.view.calls.get(call.id)
+            return (self._calls.current(call) and agent_id not in call.legs
+                    and info is not None and agent_id in info.ringing)
+
+        def decided(granted: bool) -> None:
+            if not still_offered():
+                self._shared_changed()  # a hold nobody uses is given back
+            elif granted:
+                self._outbound.ring(call, action.target, action.uri)
+            else:
+                self._feed(ev.AgentTaken(call_id=call.id, agent_id=agent_id))
+
+        d = self._shared.reserve(call.id, agent_id, call.queue.name)
+        d.addCallback(decided)
+        d.addErrback(lambda f: log.failure("call {call_id}: reserving {agent} failed", f,
+                                           call_id=call.id, agent=agent_id))
+
+    def _acquire_and_ring(self, call: Call, action: act.Ring) -> None:
+        assert self._shared is not None
+        vendor = action.target.id
+        spec = self._config.dialplan.vendors.get(vendor)
+        most = spec.max_channels if spec is not None else 0
+
+        def decided(granted: bool) -> None:
+            held = self._held_overflow.pop((call.id, vendor), None)
+            info = self._engine.view.calls.get(call.id)
+            if not self._calls.current(call) or info is None or info.vendor != vendor:
+                self._shared_changed()
+            elif granted:
+                if held is not None:
+                    self._count_overflow(held)
+                self._outbound.ring(call, action.target, action.uri)
+            else:
+                self._feed(ev.VendorFull(call_id=call.id, vendor=vendor))
+
+        d = self._shared.acquire_channel(call.id, vendor, most)
+        d.addCallback(decided)
+        d.addErrback(lambda f: log.failure("call {call_id}: vendor channel for {vendor} "
+                                           "failed", f, call_id=call.id, vendor=vendor))
+
+    def _shared_changed(self) -> None:
+        if self._shared is not None:
+            self._shared.changed()
+
+    def _count_overflow(self, action: act.OverflowFired) -> None:
+        self._metrics.overflow.labels(queue=action.queue, reason=action.reason,
+                                      vendor=action.vendor).inc()
+
+    # -- recording and the end of a call ------------------------------------
+
+    def _announced(self, call: Call) -> None:
+        """The caller heard the whole announcement: the engine is told, and with
+        ``recordings.start: after_notice`` the recording starts now (once)."""
+        self._feed(ev.AnnouncementFinished(call_id=call.id))
+        if (self._config.recordings.start is RecordingStart.AFTER_NOTICE
+                and call.recording_started is None
+                and not call.caller.ended and self._calls.current(call)):
+            self._start_recording(call)
+
+    def _announced_at(self, call: Call) -> float | None:
+        info = self._engine.view.calls.get(call.id)
+        return None if info is None else info.record.announced_at
+
+    def _start_recording(self, call: Call) -> None:
+        call.recording_started = self._clock.seconds()
+        invite = call.caller.invite
+        try:
+            call.recorder = CallRecorder(
+                self._config.recordings.directory, call.id, call.recording_started,
+                {"call_id": call.id, "sip_call_id": invite.call_id,
+                 "caller": caller_id(invite.from_), "dialed": invite.uri.user or "",
+                 "queue": call.queue.name, "group": call.queue.group,
+                 "arrived_at": call.started, "announced_at": self._announced_at(call)})
+        except RecordingError as e:
+            self._recording_failed(call, e)
+            return
+        if call.note is not None:
+            call.note.add("recording", call.recording_started, wav=call.recorder.temp_path.name)
+        self._media.record(call.caller.media, call.recorder,
+                           on_error=lambda error: self._recording_failed(call, error))
+
+    def _recording_failed(self, call: Call, error: Exception) -> None:
+        call.recording_error = str(error)
+        self._count_recording_error(call.id, error)
+
+    def _count_recording_error(self, call_id: str, error: Exception) -> None:
+        """Metric and log line for a recording that failed (safe on any thread)."""
+        self._metrics.recording_errors.inc()
+        log.error("call {call_id}: recording failed: {error}", call_id=call_id, error=str(error))
+
+    def _finish(self, record: CallRecord) -> None:
+        call = self._calls.remove(record.call_id)
+        self._observe(record)
+        if call is None:
+            return
+        self._media.stop_recording(call.caller.media)
+        call.caller.media.close()
+        for leg in call.legs.values():
+            leg.media.close()
+        log.info("call {call_id} ended: {outcome}", call_id=call.id, outcome=str(record.outcome))
+        metadata = record.to_dict()
+        metadata["sip_call_id"] = call.caller.invite.call_id
+        metadata["recording_started_at"] = epoch(call.recording_started)
+        metadata["recording_started_at_iso"] = iso_utc(call.recording_started)
+        if call.recording_pauses:
+            metadata["recording_pauses"] = [
+                {"from": start, "to": end if end is not None else record.ended_at}
+                for start, end in call.recording_pauses]
+        if call.recording_error is not None:
+            metadata["recording_error"] = call.recording_error
+        # Finishing the WAV (header, fsync, rename, sidecar) and storing the record touch
+        # the disk: off the reactor when there is a worker pool. Nothing here is used by
+        # the reactor afterwards, and the pool finishes queued jobs before the process exits.
+        self._run_job(call.id, functools.partial(self._close_call_files, call.id, call.recorder,
+                                                 metadata, call.note))
+
+    def _run_job(self, call_id: str, job: Callable[[], None]) -> None:
+        """Run disk work for a call on the worker pool (if any)."""
+        if self._defer_to_thread is None:
+            job()
+        else:
+            d = self._defer_to_thread(job)
+            d.addErrback(lambda f: log.failure("call {call_id}: closing files failed", f,
+                                               call_id=call_id))
+
+    def _close_call_files(self, call_id: str, recorder: CallRecorder | None,
+                          metadata: dict[str, Any], note: CallNote | None = None) -> None:
+        """Finalise the recording, hand the record to the CDR sink, remove the call note
+        (only now: a crash before this still leaves a record), then make the optional
+        compressed copy (any thread)."""
+        wav: Path | None = None
+        if recorder is not None:
+            try:
+                result = recorder.finish(metadata)
+            except RecordingError as e:
+                self._count_recording_error(call_id, e)
+                metadata["recording_error"] = str(e)
+            else:
+                wav = result.path
+                metadata["recording_path"] = str(wav)
+                if result.error is not None:
+                    metadata.setdefault("recording_error", result.error)
+        if self._on_record is not None:
+            try:
+                self._on_record(metadata)
+            except Exception:
+                log.failure("call {call_id}: storing the call record failed", call_id=call_id)
+        if note is not None:
+            note.discard()
+        fmt = self._config.recordings.compressed_format
+        if wav is not None and fmt is not None:
+            try:
+                export_compressed(wav, fmt)
+            except RecordingError as e:
+                log.error("call {call_id}: compressed copy failed: {error}", call_id=call_id,
+                          error=str(e))
+
+    def _record_rejected(self, request: Request, queue: Queue, call_id: str | None) -> None:
+        """A call routed to ``queue`` but refused before it got there still gets a record
+        (outcome ``rejected``) and counts in the metrics."""
+        now = self._clock.seconds()
+        record = rejected_record(
+            call_id=call_id or routing_call_id(now), caller=caller_id(request.from_),
+            dialed=request.uri.user or "", queue=queue, now=now)
+        self._observe(record)
+        metadata = record.to_dict()
+        metadata["sip_call_id"] = request.call_id
+        self._run_job(record.call_id, functools.partial(
+            self._close_call_files, record.call_id, None, metadata))
+
+    def _observe(self, record: CallRecord) -> None:
+        m = self._metrics
+        outcome = str(record.outcome)
+        route = str(record.route)
+        vendor = record.vendor or ""
+        m.calls.labels(queue=record.queue, outcome=outcome, route=route, vendor=vendor).inc()
+        if record.wait is not None:
+            m.queue_wait.labels(queue=record.queue, outcome=outcome, route=route,
+                                vendor=vendor).observe(record.wait)
+        if record.vendor_wait is not None:
+            m.vendor_wait.labels(queue=record.queue, vendor=vendor, outcome=outcome).observe(
+                record.vendor_wait)
+        for offer in record.offers:
+            if offer.agent_id is not None:
+                m.agent_ring.labels(queue=record.queue, group=record.group).observe(offer.ring)
+        if record.talk is not None:
+            m.call_talk.labels(queue=record.queue, group=record.group, route=route,
+                               vendor=vendor).observe(record.talk)
+
+    def shutdown(self) -> None:
+        """Stopping the node: hang up every call so each one gets its record."""
+        if self._media_watch is not None and self._media_watch.active():
+            self._media_watch.cancel()
+        if self._shared is not None:
+            self._shared.changed()
+        for call in list(self._calls.calls.values()):
+            self._inbound.hang_up_and_tell(call)
+
