@@ -17,7 +17,7 @@ from twisted.logger import Logger
 
 from ccswitch.calls.admission import CallAdmission, is_trusted
 from ccswitch.calls.legs import (
-    Call, CallerLeg, CallTable, caller_id, leg_event, payload_type, routing_call_id,
+    Call, CallerLeg, CallTable, LegState, caller_id, leg_event, payload_type, routing_call_id,
 )
 from ccswitch.calls.signalling import ALLOW, SDP, Signalling
 from ccswitch.clock import TimeSource
@@ -96,6 +96,8 @@ class InboundLegs:
     def answer(self, call: Call) -> None:
         """200 OK with our SDP; a caller that never ACKs it is hung up."""
         caller = call.caller
+        if caller.state is LegState.CALLING:  # a caller who already left stays ended
+            caller.move(LegState.ANSWERED)
         caller.tx.respond(200, to_tag=caller.dialog.local.tag, body=caller.sdp,
                           content_type=SDP, headers=self._sig.answer_headers(),
                           on_no_ack=lambda: self._caller_no_ack(call))
@@ -103,7 +105,7 @@ class InboundLegs:
     def hang_up(self, call: Call) -> None:
         """BYE the caller (once)."""
         if not call.caller.ended:
-            call.caller.ended = True
+            call.caller.move(LegState.ENDED)
             self._sig.send_bye(call.caller.dialog)
 
     def hang_up_and_tell(self, call: Call) -> None:
@@ -211,8 +213,8 @@ class InboundLegs:
             self._caller_gone(call)
             return
         leg = call.out_leg(request.call_id)
-        if leg is not None and leg.state == "answered":
-            leg.state = "ended"
+        if leg is not None and leg.state is LegState.ANSWERED:
+            leg.move(LegState.ENDED)
             self._feed(leg_event(call, leg, "hung_up"))
 
     def _reinvite(self, request: Request, tx: ServerTransaction) -> None:
@@ -240,7 +242,7 @@ class InboundLegs:
     def _caller_gone(self, call: Call) -> None:
         """The caller hung up or cancelled: the engine is told once."""
         if not call.caller.ended:
-            call.caller.ended = True
+            call.caller.move(LegState.ENDED)
             self._feed(ev.CallerHungUp(call_id=call.id))
 
     def _caller_no_ack(self, call: Call) -> None:

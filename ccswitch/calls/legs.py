@@ -1,68 +1,121 @@
 """A call and its legs, as the call runtime keeps them, and the table that finds them.
 
-A :class:`Call` has one caller leg (we are the UAS) and, while it is offered to
-agents or a vendor, one :class:`OutLeg` per offer (we are the UAC), keyed by the
-offer's target. :class:`CallTable` finds a call by its routing id or by the SIP
+A :class:`Call` is a set of legs: one caller leg (we are the UAS) and any number
+of other legs keyed by their :class:`Target` (we are the UAC): the agents and the
+vendor it is offered to; transfer targets and supervisors later. Each leg has its
+own dialog, media endpoint, :class:`LegRole` and :class:`LegState`; the state moves
+only along :data:`TRANSITIONS`. :class:`CallTable` finds a call by its routing id or by the SIP
 Call-ID of any of its legs. The helpers at the end turn SIP values into the
 values the routing engine speaks.
 """
 
 from __future__ import annotations
 
+import enum
 import secrets
 
 import attrs
 
+from ccswitch.errors import CCSwitchError
 from ccswitch.media.engine import MediaLeg
 from ccswitch.model import Queue
 from ccswitch.recording.note import CallNote
 from ccswitch.recording.recorder import CallRecorder
 from ccswitch.routing import events as ev
-from ccswitch.routing.target import Target, TargetKind
+from ccswitch.routing.target import Target
 from ccswitch.sip.dialog import Dialog
 from ccswitch.sip.message import NameAddr, Request, SipURI
 from ccswitch.sip.sdp import MediaFormat, Negotiated
 from ccswitch.sip.transaction import ClientTransaction, ServerTransaction
 
-AGENT = "agent"
-VENDOR = "vendor"
+class LegRole(enum.StrEnum):
+    """What a leg is to its call. Transfer targets and supervisors join as new roles."""
+
+    CALLER = "caller"
+    AGENT = "agent"
+    VENDOR = "vendor"
+
+
+class LegState(enum.StrEnum):
+    """Where a leg's INVITE dialog stands."""
+
+    CALLING = "calling"  # the INVITE is out (or, for the caller, in) and unanswered
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    ENDED = "ended"  # hung up, failed, or (the caller) cancelled
+    CANCELLED = "cancelled"  # we withdrew the offer
+
+
+_CALLING, _RINGING, _ANSWERED = LegState.CALLING, LegState.RINGING, LegState.ANSWERED
+_ENDED, _CANCELLED = LegState.ENDED, LegState.CANCELLED
+
+#: Every legal move of a leg's state. A withdrawn offer may already be answered: the
+#: engine's Cancel can cross the 200 OK that is on its way to it as LegAnswered.
+TRANSITIONS: dict[LegState, frozenset[LegState]] = {
+    _CALLING: frozenset({_RINGING, _ANSWERED, _ENDED, _CANCELLED}),
+    _RINGING: frozenset({_ANSWERED, _ENDED, _CANCELLED}),
+    _ANSWERED: frozenset({_ENDED, _CANCELLED}),
+    _ENDED: frozenset(),
+    _CANCELLED: frozenset(),
+}
+
+
+class IllegalLegTransition(CCSwitchError):
+    """A leg was asked to move to a state it cannot reach from where it is."""
+
+    error_id = "calls.illegal_leg_transition"
+
+    def __init__(self, role: LegRole, old: LegState, new: LegState) -> None:
+        self.role, self.old, self.new = role, old, new
+        super().__init__(f"{role} leg cannot go from {old} to {new}")
 
 
 @attrs.define(kw_only=True, eq=False)
-class CallerLeg:
+class Leg:
+    """One party of a call: its INVITE, its media endpoint, its role and state."""
+
+    role: LegRole
     invite: Request
-    tx: ServerTransaction
     media: MediaLeg
+    state: LegState = LegState.CALLING
+
+    @property
+    def ended(self) -> bool:
+        return self.state in (LegState.ENDED, LegState.CANCELLED)
+
+    def move(self, new: LegState) -> None:
+        """Go to ``new``; an illegal move raises and leaves the state as it was."""
+        if new not in TRANSITIONS[self.state]:
+            raise IllegalLegTransition(self.role, self.state, new)
+        self.state = new
+
+
+@attrs.define(kw_only=True, eq=False)
+class CallerLeg(Leg):
+    """The customer's leg: we are the UAS."""
+
+    role: LegRole = LegRole.CALLER
+    tx: ServerTransaction
     negotiated: Negotiated
     dialog: Dialog
     sdp: bytes
-    ended: bool = False
     on_hold: bool = False  # the caller's last re-INVITE said sendonly or inactive
 
 
 @attrs.define(kw_only=True, eq=False)
-class OutLeg:
-    """A leg we place: to an in-house agent (``kind`` agent) or a vendor trunk (vendor)."""
+class OutLeg(Leg):
+    """A leg we place, to ``target`` (an in-house agent or a vendor trunk): we are the UAC."""
 
-    kind: str
-    target: str  # the agent id or the vendor name
-    invite: Request
-    media: MediaLeg
+    target: Target
     tx: ClientTransaction | None = None
     dialog: Dialog | None = None
-    state: str = "calling"  # calling -> ringing -> answered -> ended | cancelled
     authenticated: bool = False  # the INVITE was resent with credentials once
     responded: bool = False  # the far end sent some response (it is alive)
     answered_at: float = 0.0
 
-    @property
-    def key(self) -> str:
-        return leg_key(self.kind, self.target)
-
-
-def leg_key(kind: str, target: str) -> str:
-    """Where a call keeps a leg: agent ids as they are, vendors as ``vendor:<name>``."""
-    return target if kind == AGENT else f"{VENDOR}:{target}"
+    @classmethod
+    def to(cls, target: Target, *, invite: Request, media: MediaLeg) -> OutLeg:
+        return cls(role=LegRole(target.kind.value), target=target, invite=invite, media=media)
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -71,7 +124,7 @@ class Call:
     queue: Queue
     started: float
     caller: CallerLeg
-    legs: dict[str, OutLeg] = attrs.Factory(dict)
+    legs: dict[Target, OutLeg] = attrs.Factory(dict)  # the offers and answered parties
     recorder: CallRecorder | None = None
     recording_error: str | None = None
     recording_pauses: list[list[float | None]] = attrs.Factory(list)  # [from, to] epoch s
@@ -101,7 +154,7 @@ class CallTable:
         self.dialogs[call.caller.invite.call_id] = call
 
     def add_leg(self, call: Call, leg: OutLeg) -> None:
-        call.legs[leg.key] = leg
+        call.legs[leg.target] = leg
         self.dialogs[leg.invite.call_id] = call
 
     def remove(self, call_id: str) -> Call | None:
@@ -118,19 +171,11 @@ class CallTable:
         return self.calls.get(call.id) is call
 
 
-def action_key(target: Target) -> str:
-    return leg_key(target.kind, target.id)
-
-
-def leg_target(leg: OutLeg) -> Target:
-    return Target(TargetKind(leg.kind), leg.target)
-
-
 def leg_event(call: Call, leg: OutLeg, what: str) -> ev.Event:
     """The engine event for ``what`` (ringing, answered, hung_up) happening on a leg."""
     events: dict[str, type[ev.LegRinging | ev.LegAnswered | ev.LegHungUp]] = {
         "ringing": ev.LegRinging, "answered": ev.LegAnswered, "hung_up": ev.LegHungUp}
-    return events[what](call_id=call.id, target=leg_target(leg))
+    return events[what](call_id=call.id, target=leg.target)
 
 
 def routing_call_id(now: float) -> str:

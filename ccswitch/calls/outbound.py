@@ -16,7 +16,7 @@ from typing import Callable
 from twisted.logger import Logger
 
 from ccswitch.calls.legs import (
-    AGENT, VENDOR, Call, CallTable, OutLeg, leg_event, payload_type,
+    Call, CallTable, LegRole, LegState, OutLeg, leg_event, payload_type,
 )
 from ccswitch.calls.signalling import ALLOW, SDP, Signalling
 from ccswitch.clock import TimeSource
@@ -35,6 +35,7 @@ from ccswitch.sip.sdp import build_sdp, negotiate, offer_formats, parse_sdp
 log = Logger()
 
 TELEPHONE_EVENT_PT = 101
+_OFFERED = (LegState.CALLING, LegState.RINGING)  # an offer not yet answered nor withdrawn
 
 
 class OutboundLegs:
@@ -57,7 +58,7 @@ class OutboundLegs:
         try:
             media = self._media.open_leg(call.id, f"{kind}:{name}")
         except MediaError as e:
-            self._offer_failed(call, kind, name, 503, str(e))
+            self._offer_failed(call, target, 503, str(e))
             return
         uri = SipURI.parse(uri_text)
         negotiated = call.caller.negotiated
@@ -78,26 +79,26 @@ class OutboundLegs:
         headers.add("User-Agent", self._sig.user_agent)
         headers.add("Content-Type", SDP)
         invite = Request(method="INVITE", uri=uri, headers=headers, body=body)
-        leg = OutLeg(kind=kind, target=name, invite=invite, media=media)
+        leg = OutLeg.to(target, invite=invite, media=media)
         self._calls.add_leg(call, leg)
         self._send_invite(call, leg)
         log.info("call {call_id}: ringing {kind} {target} at {uri}", call_id=call.id,
                  kind=kind, target=name, uri=uri_text)
 
-    def cancel(self, call: Call, key: str) -> None:
-        """Stop ringing the leg at ``key`` (CANCEL if it was sent) and free its port."""
-        leg = call.legs.pop(key, None)
+    def cancel(self, call: Call, target: Target) -> None:
+        """Stop ringing ``target`` (CANCEL if the INVITE was sent) and free its port."""
+        leg = call.legs.pop(target, None)
         if leg is not None:
-            leg.state = "cancelled"
+            leg.move(LegState.CANCELLED)
             if leg.tx is not None:
                 leg.tx.cancel()
             leg.media.close()
 
-    def hang_up(self, call: Call, key: str) -> None:
-        """BYE the answered leg at ``key``."""
-        leg = call.legs.get(key)
-        if leg is not None and leg.dialog is not None and leg.state == "answered":
-            leg.state = "ended"
+    def hang_up(self, call: Call, target: Target) -> None:
+        """BYE the answered leg to ``target``."""
+        leg = call.legs.get(target)
+        if leg is not None and leg.dialog is not None and leg.state is LegState.ANSWERED:
+            leg.move(LegState.ENDED)
             self._sig.send_bye(leg.dialog)
 
     def _send_invite(self, call: Call, leg: OutLeg) -> None:
@@ -105,26 +106,26 @@ class OutboundLegs:
             leg.invite, leg.invite.uri.host_port(),
             on_response=lambda response: self._leg_response(call, leg, response),
             on_timeout=lambda: self._leg_failed(call, leg, 408, "no answer"),
-            on_send_error=(lambda: self._feed(ev.AgentSendFailed(agent_id=leg.target)))
-            if leg.kind == AGENT else None)
+            on_send_error=(lambda: self._feed(ev.AgentSendFailed(agent_id=leg.target.id)))
+            if leg.role is LegRole.AGENT else None)
 
     def _leg_response(self, call: Call, leg: OutLeg, response: Response) -> None:
         status = response.status
-        if leg.kind == AGENT and not leg.responded:
+        if leg.role is LegRole.AGENT and not leg.responded:
             # Any response (100 Trying included, even after the offer was cancelled)
             # proves the phone alive; the engine decides what silence means.
             leg.responded = True
-            self._feed(ev.AgentResponded(agent_id=leg.target))
+            self._feed(ev.AgentResponded(agent_id=leg.target.id))
         if status < 200:
-            if status > 100 and leg.state == "calling":
-                leg.state = "ringing"
+            if status > 100 and leg.state is LegState.CALLING:
+                leg.move(LegState.RINGING)
                 self._feed(leg_event(call, leg, "ringing"))
             return
-        if status in (401, 407) and leg.state in ("calling", "ringing"):
+        if status in (401, 407) and leg.state in _OFFERED:
             if self._authenticate(call, leg, response):
                 return
         if status >= 300:
-            if leg.state in ("calling", "ringing"):
+            if leg.state in _OFFERED:
                 self._leg_failed(call, leg, status, response.reason)
             return
         # 2xx: the first one makes the dialog; retransmissions are ACKed again.
@@ -137,10 +138,10 @@ class OutboundLegs:
         except SipParseError as e:
             self._leg_failed(call, leg, 502, f"answered with an unusable dialog: {e.reason}")
             return
-        if leg.state not in ("calling", "ringing"):
+        if leg.state not in _OFFERED:
             # Answered after we gave up on it (CANCEL crossed the 200): hang up at once.
             log.info("call {call_id}: late answer from {kind} {target}, hanging up",
-                     call_id=call.id, kind=leg.kind, target=leg.target)
+                     call_id=call.id, kind=leg.role.value, target=leg.target.id)
             self._sig.send_bye(leg.dialog)
             return
         try:
@@ -158,13 +159,14 @@ class OutboundLegs:
                             codec=agreed.codec.encoding, payload_type=agreed.codec.payload_type,
                             dtmf_payload_type=payload_type(agreed.telephone_event),
                             also_receive=listed)
-        leg.state = "answered"
+        leg.move(LegState.ANSWERED)
         leg.answered_at = self._clock.seconds()
         self._feed(leg_event(call, leg, "answered"))
 
     def _authenticate(self, call: Call, leg: OutLeg, response: Response) -> bool:
         """Resend a vendor INVITE once with digest credentials; False if we cannot."""
-        vendor = self.config.dialplan.vendors.get(leg.target) if leg.kind == VENDOR else None
+        vendor = (self.config.dialplan.vendors.get(leg.target.id)
+                  if leg.role is LegRole.VENDOR else None)
         if (vendor is None or vendor.username is None or vendor.password is None
                 or leg.authenticated):
             return False
@@ -173,7 +175,7 @@ class OutboundLegs:
             challenge = choose_challenge(response.headers.get_all(header))
         except DigestError as e:
             log.warn("call {call_id}: vendor {vendor} sent an unusable challenge: {reason}",
-                     call_id=call.id, vendor=leg.target, reason=e.reason)
+                     call_id=call.id, vendor=leg.target.id, reason=e.reason)
             return False
         invite = leg.invite
         credentials = authorization(
@@ -189,24 +191,24 @@ class OutboundLegs:
         return True
 
     def _leg_failed(self, call: Call, leg: OutLeg, status: int, reason: str) -> None:
-        if call.legs.get(leg.key) is not leg:
+        if call.legs.get(leg.target) is not leg:
             return
-        leg.state = "ended"
-        del call.legs[leg.key]
+        leg.move(LegState.ENDED)
+        del call.legs[leg.target]
         leg.media.close()
-        self._offer_failed(call, leg.kind, leg.target, status, reason)
+        self._offer_failed(call, leg.target, status, reason)
 
-    def _offer_failed(self, call: Call, kind: str, target: str, status: int,
-                      reason: str) -> None:
+    def _offer_failed(self, call: Call, target: Target, status: int, reason: str) -> None:
         """An offer that ended unanswered (not cancelled by us): logged with the status
         and reason (the ``agent`` or ``vendor`` field names the target), counted, and
         told to the engine."""
+        kind = target.kind.value
         log.warn("call {call_id}: offer to {kind} {target} failed: {status} {reason}",
-                 call_id=call.id, kind=kind, target=target, status=status, reason=reason,
-                 **{kind: target})
+                 call_id=call.id, kind=kind, target=target.id, status=status, reason=reason,
+                 **{kind: target.id})
         self._metrics.offer_failures.labels(queue=call.queue.name, kind=kind,
                                             status=str(status)).inc()
-        self._feed(ev.LegFailed(call_id=call.id, target=Target(kind, target), status=status))
+        self._feed(ev.LegFailed(call_id=call.id, target=target, status=status))
 
     # -- probes -----------------------------------------------------------
 

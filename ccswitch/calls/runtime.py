@@ -23,7 +23,7 @@ from twisted.logger import Logger, LogLevel
 from ccswitch.calls.admission import rejected_record
 from ccswitch.calls.inbound import InboundLegs
 from ccswitch.calls.legs import (
-    Call, CallTable, action_key, caller_id, leg_target, routing_call_id,
+    Call, CallTable, LegState, caller_id, routing_call_id,
 )
 from ccswitch.calls.outbound import OutboundLegs
 from ccswitch.calls.signalling import Signalling
@@ -121,9 +121,9 @@ class CallController:
             if not caller.on_hold and now - (caller.media.last_packet_at or call.started) > timeout:
                 silent = CALLER
             for leg in call.legs.values():
-                if leg.state == "answered" and now - (
+                if leg.state is LegState.ANSWERED and now - (
                         leg.media.last_packet_at or leg.answered_at) > timeout:
-                    silent = silent or leg_target(leg)
+                    silent = silent or leg.target
             if silent is not None:
                 self._feed(ev.MediaTimedOut(call_id=call.id, leg=silent))
         self._media_watch = self._clock.callLater(1.0, self._watch_media)
@@ -315,16 +315,16 @@ class CallController:
             else:
                 self._acquire_and_ring(call, action)
         elif isinstance(action, act.Cancel):
-            self._outbound.cancel(call, action_key(action.target))
+            self._outbound.cancel(call, action.target)
         elif isinstance(action, act.Bridge):
-            leg = call.legs[action_key(action.target)]
+            leg = call.legs[action.target]
             self._media.bridge(caller.media, leg.media)
             if call.recorder is not None:
                 self._media.record_agent(leg.media, call.recorder)
         elif isinstance(action, act.HangupCaller):
             self._inbound.hang_up(call)
         elif isinstance(action, act.Hangup):
-            self._outbound.hang_up(call, action_key(action.target))
+            self._outbound.hang_up(call, action.target)
         else:
             log.warn("unhandled action {action}", action=action)
 
@@ -393,7 +393,7 @@ class CallController:
 
         def still_offered() -> bool:
             info = self._engine.view.calls.get(call.id)
-            return (self._calls.current(call) and agent_id not in call.legs
+            return (self._calls.current(call) and action.target not in call.legs
                     and info is not None and agent_id in info.ringing)
 
         def decided(granted: bool) -> None:
