@@ -23,7 +23,7 @@ from ccswitch.calls.signalling import ALLOW, SDP, Signalling
 from ccswitch.clock import TimeSource
 from ccswitch.errors import MediaError, SdpError, SipParseError
 from ccswitch.media.engine import MediaEngine
-from ccswitch.metrics.registry import Metrics
+from ccswitch.metrics.calls import CallMetrics
 from ccswitch.model import Config, Queue
 from ccswitch.routing import events as ev
 from ccswitch.sip.dialog import Dialog
@@ -43,7 +43,7 @@ class InboundLegs:
     """Turns requests from callers into calls and engine events."""
 
     def __init__(self, *, clock: TimeSource, config: Config, media: MediaEngine,
-                 metrics: Metrics, calls: CallTable, signalling: Signalling,
+                 metrics: CallMetrics, calls: CallTable, signalling: Signalling,
                  feed: Callable[[ev.Event], None], rejected: Rejected) -> None:
         self._clock = clock
         self._config = config
@@ -158,7 +158,7 @@ class InboundLegs:
             return
         refusal = self._admission.admit(len(self._calls))
         if refusal is not None:
-            self._metrics.overload_refused.labels(limit=refusal.limit).inc()
+            self._metrics.refused(refusal.limit)
             log.info("INVITE {sip_call_id} refused: {reason}", sip_call_id=request.call_id,
                      reason=refusal.reason)
             self._sig.reject(tx, refusal.status, refusal.reason,

@@ -20,7 +20,7 @@ from ccswitch.errors import CCSwitchError
 from ccswitch.media.engine import MediaLeg
 from ccswitch.model import Queue
 from ccswitch.recording.note import CallNote
-from ccswitch.recording.recorder import CallRecorder
+from ccswitch.recording.session import RecordingSession
 from ccswitch.routing import events as ev
 from ccswitch.routing.target import Target
 from ccswitch.sip.dialog import Dialog
@@ -125,10 +125,8 @@ class Call:
     started: float
     caller: CallerLeg
     legs: dict[Target, OutLeg] = attrs.Factory(dict)  # the offers and answered parties
-    recorder: CallRecorder | None = None
-    recording_error: str | None = None
-    recording_pauses: list[list[float | None]] = attrs.Factory(list)  # [from, to] epoch s
-    recording_started: float | None = None
+    recording: RecordingSession = attrs.field(
+        default=attrs.Factory(lambda self: RecordingSession(self.id), takes_self=True))
     note: CallNote | None = None  # what a crash recovery needs, from the 200 OK on
 
     def out_leg(self, sip_call_id: str) -> OutLeg | None:

@@ -23,7 +23,7 @@ from ccswitch.clock import TimeSource
 from ccswitch.errors import MediaError, SdpError, SipParseError
 from ccswitch.media import g711
 from ccswitch.media.engine import MediaEngine
-from ccswitch.metrics.registry import Metrics
+from ccswitch.metrics.calls import CallMetrics
 from ccswitch.model import Config
 from ccswitch.routing import events as ev
 from ccswitch.routing.target import Target
@@ -42,7 +42,7 @@ class OutboundLegs:
     """Places and follows the agent and vendor legs of calls."""
 
     def __init__(self, *, clock: TimeSource, config: Config, media: MediaEngine,
-                 metrics: Metrics, calls: CallTable, signalling: Signalling,
+                 metrics: CallMetrics, calls: CallTable, signalling: Signalling,
                  feed: Callable[[ev.Event], None]) -> None:
         self._clock = clock
         self.config = config
@@ -206,8 +206,7 @@ class OutboundLegs:
         log.warn("call {call_id}: offer to {kind} {target} failed: {status} {reason}",
                  call_id=call.id, kind=kind, target=target.id, status=status, reason=reason,
                  **{kind: target.id})
-        self._metrics.offer_failures.labels(queue=call.queue.name, kind=kind,
-                                            status=str(status)).inc()
+        self._metrics.offer_failed(call.queue.name, target, status)
         self._feed(ev.LegFailed(call_id=call.id, target=target, status=status))
 
     # -- probes -----------------------------------------------------------

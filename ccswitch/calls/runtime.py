@@ -12,7 +12,6 @@ work goes to the worker pool.
 from __future__ import annotations
 
 import functools
-import threading
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable
@@ -28,13 +27,15 @@ from ccswitch.calls.legs import (
 from ccswitch.calls.outbound import OutboundLegs
 from ccswitch.calls.signalling import Signalling
 from ccswitch.calls.timers import TimerRunner
-from ccswitch.errors import CCSwitchError, RecordingError
+from ccswitch.errors import CCSwitchError
 from ccswitch.media.engine import MediaEngine
 from ccswitch.media.prompt import load_prompt
+from ccswitch.metrics.calls import CallMetrics
 from ccswitch.metrics.registry import Metrics
 from ccswitch.model import Config, Dialplan, Queue, RecordingStart
 from ccswitch.recording.note import CallNote, accepted, fact_for
-from ccswitch.recording.recorder import CallRecorder, export_compressed
+from ccswitch.recording.recorder import CallRecorder
+from ccswitch.recording.session import RecordingState, close_files
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
@@ -42,7 +43,7 @@ from ccswitch.routing.record import CallRecord, epoch, iso_utc
 from ccswitch.routing.target import CALLER, Caller, Target
 from ccswitch.sip.message import Request, Response
 from ccswitch.sip.transaction import ServerTransaction, TransactionLayer
-from ccswitch.state.presence import PresenceFile
+from ccswitch.state.presence import PresenceFile, PresenceKeeper
 from ccswitch.state.sync import SharedState
 
 log = Logger()
@@ -60,7 +61,7 @@ class CallController:
         self._config = config
         self._engine = engine
         self._media = media
-        self._metrics = metrics
+        self._metrics = CallMetrics(metrics)
         self._defer_to_thread = defer_to_thread
         self._on_record = on_record  # gets every finished call's record (the CDR sink)
         self._calls = CallTable()
@@ -68,18 +69,18 @@ class CallController:
         self._pending: deque[ev.Event | Dialplan] = deque()
         self._feeding = False
         self._sig = Signalling(config, metrics)
-        self._inbound = InboundLegs(clock=clock, config=config, media=media, metrics=metrics,
+        self._inbound = InboundLegs(clock=clock, config=config, media=media,
+                                    metrics=self._metrics,
                                     calls=self._calls, signalling=self._sig, feed=self._feed,
                                     rejected=self._record_rejected)
         self._outbound = OutboundLegs(clock=clock, config=config, media=media,
-                                      metrics=metrics, calls=self._calls,
+                                      metrics=self._metrics, calls=self._calls,
                                       signalling=self._sig, feed=self._feed)
         self._media_watch: IDelayedCall | None = None
         self._presence = presence  # where agent presence is kept across restarts
-        self._presence_save: IDelayedCall | None = None
-        self._saved_presence: dict[str, tuple[str, bool]] | None = None
-        self._presence_seq = self._presence_written = 0
-        self._presence_lock = threading.Lock()
+        self._presence_keeper = PresenceKeeper(
+            clock=clock, current=lambda: engine.view.presence(), store=presence,
+            defer_to_thread=defer_to_thread)
         self._shared: SharedState | None = None
         self._held_overflow: dict[tuple[str, str], act.OverflowFired] = {}
 
@@ -90,6 +91,7 @@ class CallController:
     def share(self, shared: SharedState) -> None:
         """Coordinate with other nodes through a shared state store (before attach)."""
         self._shared = shared
+        self._presence_keeper.share(shared.presence_changed)
 
     # -- wiring -----------------------------------------------------------
 
@@ -158,7 +160,7 @@ class CallController:
         self._sig.config = config
         self._outbound.config = config
         self._inbound.reload(config)
-        self._save_presence_soon()
+        self._presence_keeper.changed()
         self._feed(config.dialplan)
 
     # -- operator control (the HTTP API) -------------------------------------
@@ -177,53 +179,16 @@ class CallController:
             self._feed(self._pending.popleft())
         self._shared_changed()
 
-    def live_calls(self) -> list[dict[str, Any]]:
-        """The calls in progress, oldest first, as JSON-ready dicts."""
-        now = self._clock.seconds()
-        out = []
-        for call in self._calls.calls.values():
-            info = self._engine.view.calls.get(call.id)
-            if info is None:
-                continue  # ending right now
-            record, state = info.record, str(info.state)
-            out.append({
-                "call_id": call.id, "queue": record.queue, "state": state,
-                "caller": record.caller, "dialed": record.dialed,
-                "agent_id": record.agent_id, "route": str(record.route),
-                "vendor": record.vendor, "overflow_reason": record.overflow_reason,
-                "seconds": round(now - record.arrived_at, 3),
-                "recording": self._recording_state(call),
-            })
-        return out
+    def recording_states(self) -> dict[str, RecordingState]:
+        """The recording state of each call in progress, oldest call first."""
+        return {call_id: call.recording.state for call_id, call in self._calls.calls.items()}
 
-    def _recording_state(self, call: Call) -> str:
-        if call.recording_started is None:
-            return "not_started"  # recordings.start after_notice: the notice still plays
-        if call.recorder is None or call.recording_error is not None:
-            return "failed"
-        return "paused" if call.recording_pauses and call.recording_pauses[-1][1] is None \
-            else "recording"
-
-    def pause_recording(self, call_id: str, paused: bool) -> str:
+    def pause_recording(self, call_id: str, paused: bool) -> RecordingState:
         """PCI pause/resume: silence on both channels while paused; the pauses go into the
         sidecar. Returns the new recording state; KeyError for an unknown call,
         CCSwitchError when the call has no working recording."""
         call = self._calls.calls[call_id]
-        tap = self._media.tap_for(call.caller.media)
-        if tap is None or call.recorder is None:
-            raise RecordingError(f"call {call_id} has no recording in progress")
-        now = self._clock.seconds()
-        was_paused = tap.paused
-        tap.paused = paused
-        if paused and not was_paused:
-            call.recording_pauses.append([now, None])
-        elif not paused and was_paused:
-            call.recording_pauses[-1][1] = now
-        if call.note is not None and paused != was_paused:
-            call.note.add("paused" if paused else "resumed", now)
-        log.info("call {call_id}: recording {what}", call_id=call_id,
-                 what="paused" if paused else "resumed")
-        return self._recording_state(call)
+        return call.recording.pause(paused, self._clock.seconds(), call.note)
 
     def _feed(self, item: ev.Event | Dialplan) -> None:
         """Hand an event (or a new dialplan) to the engine; items raised while executing
@@ -261,17 +226,16 @@ class CallController:
         elif isinstance(action, act.AgentStateChanged):
             log.info("agent {agent} in {group}: {old} -> {new}", agent=action.agent_id,
                      group=action.group, old=str(action.old), new=str(action.new))
-            self._save_presence_soon()
+            self._presence_keeper.changed()
         elif isinstance(action, act.CallFinished):
             self._finish(action.record)
         elif isinstance(action, act.OverflowFired):
             if self._shared is not None and self._shared.up:
                 self._held_overflow[(action.call_id, action.vendor)] = action  # on grant
             else:
-                self._count_overflow(action)
+                self._metrics.overflowed(action)
         elif isinstance(action, act.OverflowUnavailable):
-            self._metrics.overflow_failed.labels(queue=action.queue, vendor=action.vendor,
-                                                 cause=action.cause).inc()
+            self._metrics.overflow_failed(action)
             log.info("call {call_id}: vendor {vendor} cannot take it ({cause})",
                      call_id=action.call_id, vendor=action.vendor, cause=action.cause)
         elif isinstance(action, act.VendorHealthChanged):
@@ -319,8 +283,7 @@ class CallController:
         elif isinstance(action, act.Bridge):
             leg = call.legs[action.target]
             self._media.bridge(caller.media, leg.media)
-            if call.recorder is not None:
-                self._media.record_agent(leg.media, call.recorder)
+            call.recording.add_party(leg.media)
         elif isinstance(action, act.HangupCaller):
             self._inbound.hang_up(call)
         elif isinstance(action, act.Hangup):
@@ -346,44 +309,6 @@ class CallController:
         fact = fact_for(action, record)
         if fact is not None and call.note is not None:
             call.note.add(fact[0], now, **fact[1])
-
-    def _save_presence_soon(self) -> None:
-        """Save agent presence once, after the current burst of changes."""
-        if (self._presence is None and self._shared is None) or (
-                self._presence_save is not None and self._presence_save.active()):
-            return
-        self._presence_save = self._clock.callLater(0, self._save_presence)
-
-    def _save_presence(self) -> None:
-        """When agent presence changed (a call ending leaves a ready agent ready: nothing
-        to do), write the presence file, off the reactor when there is a worker pool, and
-        tell the shared state."""
-        presence = self._engine.view.presence()
-        if presence == self._saved_presence:
-            return
-        self._saved_presence = presence
-        if self._shared is not None:
-            self._shared.presence_changed(presence)
-        if self._presence is None:
-            return
-        self._presence_seq += 1
-        store, seq = self._presence, self._presence_seq
-
-        def save() -> None:
-            with self._presence_lock:  # worker threads may run saves out of order
-                if seq < self._presence_written:
-                    return
-                self._presence_written = seq
-                try:
-                    store.save(presence)
-                except CCSwitchError as e:
-                    log.error("agent presence not saved: {error}", error=str(e))
-
-        if self._defer_to_thread is None:
-            save()
-        else:
-            self._defer_to_thread(save).addErrback(
-                lambda f: log.failure("saving agent presence failed", f))
 
     # -- shared state: reserve before ringing ------------------------------------
 
@@ -422,7 +347,7 @@ class CallController:
                 self._shared_changed()
             elif granted:
                 if held is not None:
-                    self._count_overflow(held)
+                    self._metrics.overflowed(held)
                 self._outbound.ring(call, action.target, action.uri)
             else:
                 self._feed(ev.VendorFull(call_id=call.id, vendor=vendor))
@@ -436,10 +361,6 @@ class CallController:
         if self._shared is not None:
             self._shared.changed()
 
-    def _count_overflow(self, action: act.OverflowFired) -> None:
-        self._metrics.overflow.labels(queue=action.queue, reason=action.reason,
-                                      vendor=action.vendor).inc()
-
     # -- recording and the end of a call ------------------------------------
 
     def _announced(self, call: Call) -> None:
@@ -447,7 +368,7 @@ class CallController:
         ``recordings.start: after_notice`` the recording starts now (once)."""
         self._feed(ev.AnnouncementFinished(call_id=call.id))
         if (self._config.recordings.start is RecordingStart.AFTER_NOTICE
-                and call.recording_started is None
+                and not call.recording.started
                 and not call.caller.ended and self._calls.current(call)):
             self._start_recording(call)
 
@@ -456,57 +377,47 @@ class CallController:
         return None if info is None else info.record.announced_at
 
     def _start_recording(self, call: Call) -> None:
-        call.recording_started = self._clock.seconds()
         invite = call.caller.invite
-        try:
-            call.recorder = CallRecorder(
-                self._config.recordings.directory, call.id, call.recording_started,
-                {"call_id": call.id, "sip_call_id": invite.call_id,
-                 "caller": caller_id(invite.from_), "dialed": invite.uri.user or "",
-                 "queue": call.queue.name, "group": call.queue.group,
-                 "arrived_at": call.started, "announced_at": self._announced_at(call)})
-        except RecordingError as e:
-            self._recording_failed(call, e)
-            return
-        if call.note is not None:
-            call.note.add("recording", call.recording_started, wav=call.recorder.temp_path.name)
-        self._media.record(call.caller.media, call.recorder,
-                           on_error=lambda error: self._recording_failed(call, error))
+        call.recording.start(
+            directory=self._config.recordings.directory, now=self._clock.seconds(),
+            metadata={"call_id": call.id, "sip_call_id": invite.call_id,
+                      "caller": caller_id(invite.from_), "dialed": invite.uri.user or "",
+                      "queue": call.queue.name, "group": call.queue.group,
+                      "arrived_at": call.started, "announced_at": self._announced_at(call)},
+            media=self._media, caller=call.caller.media, note=call.note,
+            on_failure=self._recording_failed)
 
-    def _recording_failed(self, call: Call, error: Exception) -> None:
-        call.recording_error = str(error)
-        self._count_recording_error(call.id, error)
-
-    def _count_recording_error(self, call_id: str, error: Exception) -> None:
+    def _recording_failed(self, call_id: str, error: Exception) -> None:
         """Metric and log line for a recording that failed (safe on any thread)."""
-        self._metrics.recording_errors.inc()
+        self._metrics.recording_failed()
         log.error("call {call_id}: recording failed: {error}", call_id=call_id, error=str(error))
 
     def _finish(self, record: CallRecord) -> None:
         call = self._calls.remove(record.call_id)
-        self._observe(record)
+        self._metrics.finished(record)
         if call is None:
             return
-        self._media.stop_recording(call.caller.media)
+        call.recording.stop()
         call.caller.media.close()
         for leg in call.legs.values():
             leg.media.close()
         log.info("call {call_id} ended: {outcome}", call_id=call.id, outcome=str(record.outcome))
         metadata = record.to_dict()
         metadata["sip_call_id"] = call.caller.invite.call_id
-        metadata["recording_started_at"] = epoch(call.recording_started)
-        metadata["recording_started_at_iso"] = iso_utc(call.recording_started)
-        if call.recording_pauses:
+        recording = call.recording
+        metadata["recording_started_at"] = epoch(recording.started_at)
+        metadata["recording_started_at_iso"] = iso_utc(recording.started_at)
+        if recording.pauses:
             metadata["recording_pauses"] = [
                 {"from": start, "to": end if end is not None else record.ended_at}
-                for start, end in call.recording_pauses]
-        if call.recording_error is not None:
-            metadata["recording_error"] = call.recording_error
+                for start, end in recording.pauses]
+        if recording.error is not None:
+            metadata["recording_error"] = recording.error
         # Finishing the WAV (header, fsync, rename, sidecar) and storing the record touch
         # the disk: off the reactor when there is a worker pool. Nothing here is used by
         # the reactor afterwards, and the pool finishes queued jobs before the process exits.
-        self._run_job(call.id, functools.partial(self._close_call_files, call.id, call.recorder,
-                                                 metadata, call.note))
+        self._run_job(call.id, functools.partial(self._close_files, call.id,
+                                                 recording.recorder, metadata, call.note))
 
     def _run_job(self, call_id: str, job: Callable[[], None]) -> None:
         """Run disk work for a call on the worker pool (if any)."""
@@ -517,37 +428,12 @@ class CallController:
             d.addErrback(lambda f: log.failure("call {call_id}: closing files failed", f,
                                                call_id=call_id))
 
-    def _close_call_files(self, call_id: str, recorder: CallRecorder | None,
-                          metadata: dict[str, Any], note: CallNote | None = None) -> None:
-        """Finalise the recording, hand the record to the CDR sink, remove the call note
-        (only now: a crash before this still leaves a record), then make the optional
-        compressed copy (any thread)."""
-        wav: Path | None = None
-        if recorder is not None:
-            try:
-                result = recorder.finish(metadata)
-            except RecordingError as e:
-                self._count_recording_error(call_id, e)
-                metadata["recording_error"] = str(e)
-            else:
-                wav = result.path
-                metadata["recording_path"] = str(wav)
-                if result.error is not None:
-                    metadata.setdefault("recording_error", result.error)
-        if self._on_record is not None:
-            try:
-                self._on_record(metadata)
-            except Exception:
-                log.failure("call {call_id}: storing the call record failed", call_id=call_id)
-        if note is not None:
-            note.discard()
-        fmt = self._config.recordings.compressed_format
-        if wav is not None and fmt is not None:
-            try:
-                export_compressed(wav, fmt)
-            except RecordingError as e:
-                log.error("call {call_id}: compressed copy failed: {error}", call_id=call_id,
-                          error=str(e))
+    def _close_files(self, call_id: str, recorder: CallRecorder | None,
+                     metadata: dict[str, Any], note: CallNote | None) -> None:
+        close_files(call_id=call_id, recorder=recorder, metadata=metadata,
+                    hand_off=self._on_record, note=note,
+                    compressed_format=self._config.recordings.compressed_format,
+                    on_failure=self._recording_failed)
 
     def _record_rejected(self, request: Request, queue: Queue, call_id: str | None) -> None:
         """A call routed to ``queue`` but refused before it got there still gets a record
@@ -556,30 +442,11 @@ class CallController:
         record = rejected_record(
             call_id=call_id or routing_call_id(now), caller=caller_id(request.from_),
             dialed=request.uri.user or "", queue=queue, now=now)
-        self._observe(record)
+        self._metrics.finished(record)
         metadata = record.to_dict()
         metadata["sip_call_id"] = request.call_id
         self._run_job(record.call_id, functools.partial(
-            self._close_call_files, record.call_id, None, metadata))
-
-    def _observe(self, record: CallRecord) -> None:
-        m = self._metrics
-        outcome = str(record.outcome)
-        route = str(record.route)
-        vendor = record.vendor or ""
-        m.calls.labels(queue=record.queue, outcome=outcome, route=route, vendor=vendor).inc()
-        if record.wait is not None:
-            m.queue_wait.labels(queue=record.queue, outcome=outcome, route=route,
-                                vendor=vendor).observe(record.wait)
-        if record.vendor_wait is not None:
-            m.vendor_wait.labels(queue=record.queue, vendor=vendor, outcome=outcome).observe(
-                record.vendor_wait)
-        for offer in record.offers:
-            if offer.agent_id is not None:
-                m.agent_ring.labels(queue=record.queue, group=record.group).observe(offer.ring)
-        if record.talk is not None:
-            m.call_talk.labels(queue=record.queue, group=record.group, route=route,
-                               vendor=vendor).observe(record.talk)
+            self._close_files, record.call_id, None, metadata, None))
 
     def shutdown(self) -> None:
         """Stopping the node: hang up every call so each one gets its record."""
