@@ -24,6 +24,7 @@ from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.http import build_site_root
 from ccswitch.metrics.registry import LiveStateCollector, Metrics
 from ccswitch.model import Config, StateKind, Transport
+from ccswitch.recording.finished import FinishedCall
 from ccswitch.recording.recovery import recover_incomplete
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import VendorHealth
@@ -248,11 +249,14 @@ def start_node(config: Config, reactor: Any) -> Node:
     write_record = record_writer(config, metrics)
     shared: SharedState | None = None  # set below with a Redis state
 
-    def on_record(record: dict[str, Any]) -> None:
-        record = {**record, "node": config.node}  # the CDR row and the stream name the node
+    def store(record: dict[str, Any]) -> None:
         write_record(record)
         if shared is not None:
             shared.record(record)
+
+    def on_record(finished: FinishedCall) -> None:
+        # The CDR row and the stream name the node; the sidecar, written before, does not.
+        store(attrs.evolve(finished, node=config.node).to_dict())
 
     controller = CallController(clock=reactor, config=config, engine=engine, media=media,
                                 metrics=metrics, defer_to_thread=threads.deferToThread,
@@ -283,7 +287,7 @@ def start_node(config: Config, reactor: Any) -> Node:
     finally:
         known.close()
     for recovered in recovered_calls:
-        on_record(dict(recovered.record))
+        store({**recovered.record, "node": config.node})
     guard = SourceGuard(config.sip.flood, reactor)
     metrics.sip_banned_sources.set_function(lambda: len(guard.banned()))
     edge = MessageEdge(guard=guard,

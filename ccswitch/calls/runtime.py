@@ -34,12 +34,13 @@ from ccswitch.metrics.calls import CallMetrics
 from ccswitch.metrics.registry import Metrics
 from ccswitch.model import Config, Dialplan, Queue, RecordingStart
 from ccswitch.recording.note import CallNote, accepted, fact_for
+from ccswitch.recording.finished import FinishedCall
 from ccswitch.recording.recorder import CallRecorder
 from ccswitch.recording.session import RecordingState, close_files
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
-from ccswitch.routing.record import CallRecord, epoch, iso_utc
+from ccswitch.routing.record import CallRecord
 from ccswitch.routing.target import CALLER, Caller, Target
 from ccswitch.sip.message import Request, Response
 from ccswitch.sip.transaction import ServerTransaction, TransactionLayer
@@ -55,7 +56,7 @@ class CallController:
     def __init__(self, *, clock: IReactorTime, config: Config, engine: RoutingEngine,
                  media: MediaEngine, metrics: Metrics,
                  defer_to_thread: Callable[..., Any] | None = None,
-                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 on_record: Callable[[FinishedCall], None] | None = None,
                  presence: PresenceFile | None = None) -> None:
         self._clock = clock
         self._config = config
@@ -402,22 +403,13 @@ class CallController:
         for leg in call.legs.values():
             leg.media.close()
         log.info("call {call_id} ended: {outcome}", call_id=call.id, outcome=str(record.outcome))
-        metadata = record.to_dict()
-        metadata["sip_call_id"] = call.caller.invite.call_id
-        recording = call.recording
-        metadata["recording_started_at"] = epoch(recording.started_at)
-        metadata["recording_started_at_iso"] = iso_utc(recording.started_at)
-        if recording.pauses:
-            metadata["recording_pauses"] = [
-                {"from": start, "to": end if end is not None else record.ended_at}
-                for start, end in recording.pauses]
-        if recording.error is not None:
-            metadata["recording_error"] = recording.error
+        finished = FinishedCall(record=record, sip_call_id=call.caller.invite.call_id,
+                                recording=call.recording.facts(record.ended_at))
         # Finishing the WAV (header, fsync, rename, sidecar) and storing the record touch
         # the disk: off the reactor when there is a worker pool. Nothing here is used by
         # the reactor afterwards, and the pool finishes queued jobs before the process exits.
-        self._run_job(call.id, functools.partial(self._close_files, call.id,
-                                                 recording.recorder, metadata, call.note))
+        self._run_job(call.id, functools.partial(self._close_files, finished,
+                                                 call.recording.recorder, call.note))
 
     def _run_job(self, call_id: str, job: Callable[[], None]) -> None:
         """Run disk work for a call on the worker pool (if any)."""
@@ -428,10 +420,9 @@ class CallController:
             d.addErrback(lambda f: log.failure("call {call_id}: closing files failed", f,
                                                call_id=call_id))
 
-    def _close_files(self, call_id: str, recorder: CallRecorder | None,
-                     metadata: dict[str, Any], note: CallNote | None) -> None:
-        close_files(call_id=call_id, recorder=recorder, metadata=metadata,
-                    hand_off=self._on_record, note=note,
+    def _close_files(self, finished: FinishedCall, recorder: CallRecorder | None,
+                     note: CallNote | None) -> None:
+        close_files(finished=finished, recorder=recorder, hand_off=self._on_record, note=note,
                     compressed_format=self._config.recordings.compressed_format,
                     on_failure=self._recording_failed)
 
@@ -443,10 +434,9 @@ class CallController:
             call_id=call_id or routing_call_id(now), caller=caller_id(request.from_),
             dialed=request.uri.user or "", queue=queue, now=now)
         self._metrics.finished(record)
-        metadata = record.to_dict()
-        metadata["sip_call_id"] = request.call_id
         self._run_job(record.call_id, functools.partial(
-            self._close_files, record.call_id, None, metadata, None))
+            self._close_files, FinishedCall(record=record, sip_call_id=request.call_id),
+            None, None))
 
     def shutdown(self) -> None:
         """Stopping the node: hang up every call so each one gets its record."""

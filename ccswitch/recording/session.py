@@ -15,10 +15,12 @@ import enum
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import attrs
 from twisted.logger import Logger
 
 from ccswitch.errors import RecordingError
 from ccswitch.media.engine import MediaEngine, MediaLeg
+from ccswitch.recording.finished import FinishedCall, RecordingFacts
 from ccswitch.recording.note import CallNote
 from ccswitch.recording.recorder import CallRecorder, export_compressed
 
@@ -46,7 +48,7 @@ class RecordingSession:
         self.started_at: float | None = None
         self.recorder: CallRecorder | None = None
         self.error: str | None = None
-        self.pauses: list[list[float | None]] = []  # [from, to] epoch seconds; to None: paused
+        self.pauses: list[list[float | None]] = []  # [from, to] epoch s; to None: paused now
         self._media: MediaEngine | None = None
         self._caller: MediaLeg | None = None
 
@@ -109,33 +111,43 @@ class RecordingSession:
                  what="paused" if paused else "resumed")
         return self.state
 
+    def facts(self, ended_at: float | None) -> RecordingFacts:
+        """What the call's record says of its recording; a pause still running ends at
+        ``ended_at`` (the call's end)."""
+        return RecordingFacts(
+            started_at=self.started_at, error=self.error,
+            pauses=tuple((start, end if end is not None else ended_at)
+                         for start, end in self.pauses if start is not None))
+
     def stop(self) -> None:
         """The call ended: no more audio goes into the file."""
         if self._media is not None and self._caller is not None:
             self._media.stop_recording(self._caller)
 
 
-def close_files(*, call_id: str, recorder: CallRecorder | None, metadata: dict[str, Any],
-                hand_off: Callable[[dict[str, Any]], None] | None, note: CallNote | None,
+def close_files(*, finished: FinishedCall, recorder: CallRecorder | None,
+                hand_off: Callable[[FinishedCall], None] | None, note: CallNote | None,
                 compressed_format: str | None, on_failure: OnFailure) -> None:
-    """Finalise the recording (adding its path or error to ``metadata``), hand the record
-    to the CDR sink, remove the call note, then make the optional compressed copy (any
-    thread)."""
+    """Finalise the recording (its sidecar gets ``finished`` as it stands; the record
+    handed on gets the file's path or error too), hand the record to the CDR sink,
+    remove the call note, then make the optional compressed copy (any thread)."""
+    call_id = finished.record.call_id
     wav: Path | None = None
-    if recorder is not None:
+    if recorder is not None and finished.recording is not None:
+        facts = finished.recording
         try:
-            result = recorder.finish(metadata)
+            result = recorder.finish(finished.to_dict())
         except RecordingError as e:
             on_failure(call_id, e)
-            metadata["recording_error"] = str(e)
+            facts = attrs.evolve(facts, error=str(e))
         else:
             wav = result.path
-            metadata["recording_path"] = str(wav)
-            if result.error is not None:
-                metadata.setdefault("recording_error", result.error)
+            facts = attrs.evolve(facts, path=str(wav),
+                                 error=facts.error if facts.error is not None else result.error)
+        finished = attrs.evolve(finished, recording=facts)
     if hand_off is not None:
         try:
-            hand_off(metadata)
+            hand_off(finished)
         except Exception:
             log.failure("call {call_id}: storing the call record failed", call_id=call_id)
     if note is not None:
