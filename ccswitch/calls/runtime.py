@@ -32,7 +32,7 @@ from ccswitch.media.engine import MediaEngine
 from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.calls import CallMetrics
 from ccswitch.metrics.registry import Metrics
-from ccswitch.model import Config, Dialplan, Queue, RecordingStart
+from ccswitch.model import Config, Dialplan, Queue
 from ccswitch.recording.note import CallNote, accepted, fact_for
 from ccswitch.recording.finished import FinishedCall
 from ccswitch.recording.recorder import CallRecorder
@@ -261,11 +261,12 @@ class CallController:
         caller = call.caller
         if isinstance(action, act.AnswerCaller):
             self._inbound.answer(call)
-            if self._config.recordings.start is RecordingStart.ANSWER:
-                self._start_recording(call)
+        elif isinstance(action, act.StartRecording):
+            self._start_recording(call)
         elif isinstance(action, act.PlayAnnouncement):
             prompt = load_prompt(Path(action.path), caller.negotiated.codec.encoding)
-            caller.media.play(prompt, on_done=lambda: self._announced(call))
+            caller.media.play(prompt, on_done=lambda: self._feed(
+                ev.AnnouncementFinished(call_id=call.id)))
         elif isinstance(action, act.StartMusicOnHold):
             if action.path is not None:
                 caller.media.play(load_prompt(Path(action.path),
@@ -364,20 +365,13 @@ class CallController:
 
     # -- recording and the end of a call ------------------------------------
 
-    def _announced(self, call: Call) -> None:
-        """The caller heard the whole announcement: the engine is told, and with
-        ``recordings.start: after_notice`` the recording starts now (once)."""
-        self._feed(ev.AnnouncementFinished(call_id=call.id))
-        if (self._config.recordings.start is RecordingStart.AFTER_NOTICE
-                and not call.recording.started
-                and not call.caller.ended and self._calls.current(call)):
-            self._start_recording(call)
-
     def _announced_at(self, call: Call) -> float | None:
         info = self._engine.view.calls.get(call.id)
         return None if info is None else info.record.announced_at
 
     def _start_recording(self, call: Call) -> None:
+        """The engine says when (``recordings.start``); the sidecar starts with what is
+        known now."""
         invite = call.caller.invite
         call.recording.start(
             directory=self._config.recordings.directory, now=self._clock.seconds(),

@@ -53,8 +53,14 @@ class CallAction(BaseAction):
 
 @attrs.frozen(kw_only=True)
 class AnswerCaller(CallAction):
-    """Answer the caller's INVITE (200 OK). Recording starts here only with
-    ``recordings.start: answer``; by default it starts once the notice was heard."""
+    """Answer the caller's INVITE (200 OK)."""
+
+
+@attrs.frozen(kw_only=True)
+class StartRecording(CallAction):
+    """Start recording the call (once): right after ``AnswerCaller`` with
+    ``recordings.start: answer``, else (``after_notice``, the default) once the caller
+    heard the whole announcement and is queued."""
 
 
 @attrs.frozen(kw_only=True)
@@ -221,7 +227,7 @@ def note(level: NoteLevel, format: str, **fields: Any) -> Note:
 
 
 Action: TypeAlias = Union[
-    AnswerCaller, PlayAnnouncement, StartMusicOnHold, StopMusicOnHold,
+    AnswerCaller, StartRecording, PlayAnnouncement, StartMusicOnHold, StopMusicOnHold,
     Ring, Cancel, Bridge, Hangup, HangupCaller,
     StartTimer, CancelTimer, CallFinished, AgentStateChanged,
     ProbeVendor, ProbeAgent, VendorHealthChanged, OverflowFired, OverflowUnavailable, Note,

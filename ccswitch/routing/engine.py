@@ -27,7 +27,7 @@ accepted event dispatches waiting calls to free agents:
 from __future__ import annotations
 
 from ccswitch.clock import TimeSource
-from ccswitch.model import Dialplan
+from ccswitch.model import Dialplan, RecordingStart
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
 from ccswitch.routing import timers as tm
@@ -46,12 +46,15 @@ from ccswitch.routing.view import AgentInfo, CallInfo, EngineView, QueueInfo, Ve
 class RoutingEngine:
     """Routes calls to in-house agents and vendors per the dialplan; pure and deterministic."""
 
-    def __init__(self, dialplan: Dialplan, clock: TimeSource) -> None:
+    def __init__(self, dialplan: Dialplan, clock: TimeSource, *,
+                 recording_start: RecordingStart = RecordingStart.AFTER_NOTICE) -> None:
+        """``recording_start`` is the service's ``recordings.start``: when the engine
+        emits ``StartRecording`` (fixed for the engine's life, like the setting)."""
         self._dialplan = dialplan
         self._clock = clock
         self._agents = Agents(dialplan, clock.seconds())
         self._vendors = Vendors(dialplan)
-        self._calls = Calls(dialplan, self._agents, self._vendors)
+        self._calls = Calls(dialplan, self._agents, self._vendors, recording_start)
         self._view: EngineView | None = None
 
     def reload(self, dialplan: Dialplan) -> list[act.Action]:
