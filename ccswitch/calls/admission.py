@@ -1,5 +1,4 @@
-"""Whether a new call may start: trusted sources, the node's call limits, and the record
-of a call refused (sans-I/O).
+"""Whether a new call may start: trusted sources and the node's call limits (sans-I/O).
 
 ``CallAdmission.admit`` runs once per new INVITE that passed trust and routing. Over
 ``max_calls`` concurrent calls or the ``max_call_rate`` bucket (burst
@@ -15,10 +14,9 @@ import ipaddress
 import attrs
 
 from ccswitch.clock import TimeSource
-from ccswitch.model import AdmissionConfig, IPNetwork, Queue
-from ccswitch.routing.record import CallRecord, Outcome
+from ccswitch.model import AdmissionConfig, IPNetwork
 
-__all__ = ["CallAdmission", "Refusal", "is_trusted", "rejected_record"]
+__all__ = ["CallAdmission", "Refusal", "is_trusted"]
 
 
 def is_trusted(host: str, trusted: tuple[IPNetwork, ...]) -> bool:
@@ -74,11 +72,3 @@ class CallAdmission:
         self._tokens -= 1.0
         return None
 
-
-def rejected_record(*, call_id: str, caller: str, dialed: str, queue: Queue,
-                    now: float) -> CallRecord:
-    """The record of a call routed to ``queue`` but refused before it got there."""
-    return CallRecord(
-        call_id=call_id, caller=caller, dialed=dialed, queue=queue.name, group=queue.group,
-        arrived_at=now, short_abandon_threshold=queue.short_abandon,
-        outcome=Outcome.REJECTED, ended_at=now)

@@ -35,8 +35,8 @@ from ccswitch.sip.validate import check_request
 log = Logger()
 
 #: Called for a call routed to a queue but refused before it got there:
-#: (the INVITE, the queue, the routing call id if one was given).
-Rejected = Callable[[Request, Queue, "str | None"], None]
+#: (the INVITE, the queue, the routing call id if one was given, why).
+Rejected = Callable[[Request, Queue, "str | None", str], None]
 
 
 class InboundLegs:
@@ -163,11 +163,11 @@ class InboundLegs:
                      reason=refusal.reason)
             self._sig.reject(tx, refusal.status, refusal.reason,
                              headers=[("Retry-After", str(refusal.retry_after))])
-            self._rejected(request, queue, None)
+            self._rejected(request, queue, None, refusal.reason)
             return
         if not request.body:
             self._sig.reject(tx, 488, "Offer Required")
-            self._rejected(request, queue, None)
+            self._rejected(request, queue, None, "no SDP offer")
             return
         try:
             offer = parse_sdp(request.body)
@@ -176,7 +176,7 @@ class InboundLegs:
             log.info("INVITE {sip_call_id} refused: {reason}", sip_call_id=request.call_id,
                      reason=e.reason)
             self._sig.reject(tx, e.status, e.reason)
-            self._rejected(request, queue, None)
+            self._rejected(request, queue, None, e.reason)
             return
         dialog = Dialog.as_uas(request, local_tag=new_tag(), contact=self._sig.contact)
         call_id = routing_call_id(self._clock.seconds())
@@ -185,7 +185,7 @@ class InboundLegs:
         except MediaError as e:
             log.error("no media port for new call: {error}", error=str(e))
             self._sig.reject(tx, 503, "No Media Ports", headers=[("Retry-After", "5")])
-            self._rejected(request, queue, call_id)
+            self._rejected(request, queue, call_id, "no media port")
             return
         leg.configure(remote=(offer.address, offer.port), codec=negotiated.codec.encoding,
                       payload_type=negotiated.codec.payload_type,

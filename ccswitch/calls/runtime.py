@@ -19,7 +19,6 @@ from typing import Any, Callable
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger, LogLevel
 
-from ccswitch.calls.admission import rejected_record
 from ccswitch.calls.inbound import InboundLegs
 from ccswitch.calls.legs import (
     Call, CallTable, LegState, caller_id, routing_call_id,
@@ -84,6 +83,7 @@ class CallController:
             defer_to_thread=defer_to_thread)
         self._shared: SharedState | None = None
         self._held_overflow: dict[tuple[str, str], act.OverflowFired] = {}
+        self._rejected: dict[str, str] = {}  # call id -> SIP Call-ID, until its record comes
 
     def submit(self, event: ev.Event) -> None:
         """Hand an event from another part of the node (the shared state) to the engine."""
@@ -391,6 +391,11 @@ class CallController:
         call = self._calls.remove(record.call_id)
         self._metrics.finished(record)
         if call is None:
+            sip_call_id = self._rejected.pop(record.call_id, None)
+            if sip_call_id is not None:
+                self._run_job(record.call_id, functools.partial(
+                    self._close_files, FinishedCall(record=record, sip_call_id=sip_call_id),
+                    None, None))
             return
         call.recording.stop()
         call.caller.media.close()
@@ -420,17 +425,15 @@ class CallController:
                     compressed_format=self._config.recordings.compressed_format,
                     on_failure=self._recording_failed)
 
-    def _record_rejected(self, request: Request, queue: Queue, call_id: str | None) -> None:
-        """A call routed to ``queue`` but refused before it got there still gets a record
-        (outcome ``rejected``) and counts in the metrics."""
-        now = self._clock.seconds()
-        record = rejected_record(
-            call_id=call_id or routing_call_id(now), caller=caller_id(request.from_),
-            dialed=request.uri.user or "", queue=queue, now=now)
-        self._metrics.finished(record)
-        self._run_job(record.call_id, functools.partial(
-            self._close_files, FinishedCall(record=record, sip_call_id=request.call_id),
-            None, None))
+    def _record_rejected(self, request: Request, queue: Queue, call_id: str | None,
+                         reason: str) -> None:
+        """A call routed to ``queue`` but refused before it got there: the engine makes
+        its record (outcome ``rejected``), which is counted and stored like any other."""
+        call_id = call_id or routing_call_id(self._clock.seconds())
+        self._rejected[call_id] = request.call_id
+        self._feed(ev.CallRejected(call_id=call_id, caller=caller_id(request.from_),
+                                   dialed=request.uri.user or "", queue=queue.name,
+                                   reason=reason))
 
     def shutdown(self) -> None:
         """Stopping the node: hang up every call so each one gets its record."""

@@ -82,6 +82,22 @@ class Calls:
         actions.append(act.PlayAnnouncement(call_id=event.call_id, path=str(queue.announcement)))
         return actions
 
+    def call_rejected(self, event: ev.CallRejected, now: float) -> list[act.Action]:
+        """A call refused before it was set up: its record, never a live call."""
+        if event.call_id in self.live:
+            raise IllegalTransition(f"call {event.call_id}", self.live[event.call_id].state.value,
+                                    "CallRejected")
+        queue = self.overflow.dialplan.queues.get(event.queue)
+        if queue is None:
+            raise UnknownQueue(event.queue)
+        record = CallProgress(call_id=event.call_id, caller=event.caller, dialed=event.dialed,
+                              queue=queue.name, group=queue.group, arrived_at=now,
+                              short_abandon_threshold=queue.short_abandon,
+                              outcome=Outcome.REJECTED, ended_at=now)
+        return [act.note(NoteLevel.DEBUG, "call {call_id} for {queue} rejected: {reason}",
+                         call_id=event.call_id, queue=queue.name, reason=event.reason),
+                act.CallFinished(record=record.freeze())]
+
     def announcement_finished(self, event: ev.AnnouncementFinished,
                                now: float) -> list[act.Action]:
         call = self.get(event.call_id)

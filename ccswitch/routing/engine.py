@@ -91,6 +91,8 @@ class RoutingEngine:
         match event:
             case ev.CallArrived():
                 actions = calls.call_arrived(event, now)
+            case ev.CallRejected():
+                actions = calls.call_rejected(event, now)
             case ev.AnnouncementFinished():
                 actions = calls.announcement_finished(event, now)
             case ev.CallerHungUp():
