@@ -244,7 +244,8 @@ def start_node(config: Config, reactor: Any) -> Node:
     metrics.state_backend_up.set(1)  # the embedded store lives in this process; shared: below
     metrics.config_reloaded_at.set_to_current_time()
     engine = RoutingEngine(config.dialplan, clock=reactor,
-                           recording_start=config.recordings.start)
+                           recording_start=config.recordings.start,
+                           reservations=config.state_kind is StateKind.REDIS)
     media = MediaEngine(reactor, address=config.rtp.address, port_min=config.rtp.port_min,
                         port_max=config.rtp.port_max)
     write_record = record_writer(config, metrics)

@@ -82,7 +82,6 @@ class CallController:
             clock=clock, current=lambda: engine.view.presence(), store=presence,
             defer_to_thread=defer_to_thread)
         self._shared: SharedState | None = None
-        self._held_overflow: dict[tuple[str, str], act.OverflowFired] = {}
         self._rejected: dict[str, str] = {}  # call id -> SIP Call-ID, until its record comes
 
     def submit(self, event: ev.Event) -> None:
@@ -231,10 +230,7 @@ class CallController:
         elif isinstance(action, act.CallFinished):
             self._finish(action.record)
         elif isinstance(action, act.OverflowFired):
-            if self._shared is not None and self._shared.up:
-                self._held_overflow[(action.call_id, action.vendor)] = action  # on grant
-            else:
-                self._metrics.overflowed(action)
+            self._metrics.overflowed(action)
         elif isinstance(action, act.OverflowUnavailable):
             self._metrics.overflow_failed(action)
             log.info("call {call_id}: vendor {vendor} cannot take it ({cause})",
@@ -274,12 +270,9 @@ class CallController:
         elif isinstance(action, act.StopMusicOnHold):
             caller.media.stop_playing()
         elif isinstance(action, act.Ring):
-            if self._shared is None:
-                self._outbound.ring(call, action.target, action.uri)
-            elif action.target.is_agent:
-                self._reserve_and_ring(call, action)
-            else:
-                self._acquire_and_ring(call, action)
+            self._outbound.ring(call, action.target, action.uri)
+        elif isinstance(action, act.Reserve):
+            self._reserve(call, action.target)
         elif isinstance(action, act.Cancel):
             self._outbound.cancel(call, action.target)
         elif isinstance(action, act.Bridge):
@@ -314,50 +307,20 @@ class CallController:
 
     # -- shared state: reserve before ringing ------------------------------------
 
-    def _reserve_and_ring(self, call: Call, action: act.Ring) -> None:
-        assert self._shared is not None
-        agent_id = action.target.id
-
-        def still_offered() -> bool:
-            info = self._engine.view.calls.get(call.id)
-            return (self._calls.current(call) and action.target not in call.legs
-                    and info is not None and agent_id in info.ringing)
-
-        def decided(granted: bool) -> None:
-            if not still_offered():
-                self._shared_changed()  # a hold nobody uses is given back
-            elif granted:
-                self._outbound.ring(call, action.target, action.uri)
-            else:
-                self._feed(ev.AgentTaken(call_id=call.id, agent_id=agent_id))
-
-        d = self._shared.reserve(call.id, agent_id, call.queue.name)
-        d.addCallback(decided)
-        d.addErrback(lambda f: log.failure("call {call_id}: reserving {agent} failed", f,
-                                           call_id=call.id, agent=agent_id))
-
-    def _acquire_and_ring(self, call: Call, action: act.Ring) -> None:
-        assert self._shared is not None
-        vendor = action.target.id
-        spec = self._config.dialplan.vendors.get(vendor)
-        most = spec.max_channels if spec is not None else 0
-
-        def decided(granted: bool) -> None:
-            held = self._held_overflow.pop((call.id, vendor), None)
-            info = self._engine.view.calls.get(call.id)
-            if not self._calls.current(call) or info is None or info.vendor != vendor:
-                self._shared_changed()
-            elif granted:
-                if held is not None:
-                    self._metrics.overflowed(held)
-                self._outbound.ring(call, action.target, action.uri)
-            else:
-                self._feed(ev.VendorFull(call_id=call.id, vendor=vendor))
-
-        d = self._shared.acquire_channel(call.id, vendor, most)
-        d.addCallback(decided)
-        d.addErrback(lambda f: log.failure("call {call_id}: vendor channel for {vendor} "
-                                           "failed", f, call_id=call.id, vendor=vendor))
+    def _reserve(self, call: Call, target: Target) -> None:
+        """Ask the shared store for the agent, or for one of the vendor's channels; the
+        engine hears the answer and decides what follows."""
+        assert self._shared is not None, "the engine reserves only with shared state"
+        if target.is_agent:
+            d = self._shared.reserve(call.id, target.id, call.queue.name)
+        else:
+            spec = self._config.dialplan.vendors.get(target.id)
+            d = self._shared.acquire_channel(call.id, target.id,
+                                             spec.max_channels if spec is not None else 0)
+        d.addCallback(lambda granted: self._feed(ev.ReservationDecided(
+            call_id=call.id, target=target, granted=bool(granted))))
+        d.addErrback(lambda f: log.failure("call {call_id}: reserving {target} failed", f,
+                                           call_id=call.id, target=str(target)))
 
     def _shared_changed(self) -> None:
         if self._shared is not None:

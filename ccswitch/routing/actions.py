@@ -98,6 +98,13 @@ class Ring(LegAction):
 
 
 @attrs.frozen(kw_only=True)
+class Reserve(LegAction):
+    """With shared state: hold the agent (or one of the vendor's channels) for the call
+    in the shared store before ringing it; the answer comes back as
+    ``ReservationDecided``, and the ``Ring`` only then."""
+
+
+@attrs.frozen(kw_only=True)
 class Cancel(LegAction):
     """Withdraw an offer that is still ringing (CANCEL)."""
 
@@ -228,7 +235,7 @@ def note(level: NoteLevel, format: str, **fields: Any) -> Note:
 
 Action: TypeAlias = Union[
     AnswerCaller, StartRecording, PlayAnnouncement, StartMusicOnHold, StopMusicOnHold,
-    Ring, Cancel, Bridge, Hangup, HangupCaller,
+    Ring, Reserve, Cancel, Bridge, Hangup, HangupCaller,
     StartTimer, CancelTimer, CallFinished, AgentStateChanged,
     ProbeVendor, ProbeAgent, VendorHealthChanged, OverflowFired, OverflowUnavailable, Note,
 ]

@@ -216,6 +216,16 @@ class AgentFreeElsewhere(Event):
 
 
 @attrs.frozen(kw_only=True)
+class ReservationDecided(Event):
+    """The shared store's answer to a ``Reserve``: granted (ring now) or refused (the
+    agent is taken, or the vendor is full over all nodes)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    target: Target = attrs.field(validator=attrs.validators.instance_of(Target))
+    granted: bool = attrs.field(validator=attrs.validators.instance_of(bool))
+
+
+@attrs.frozen(kw_only=True)
 class AgentTaken(Event):
     """The shared store refused our reservation of an offered agent (another node holds
     it, or an older caller elsewhere is owed it): the offer is withdrawn, not missed."""

@@ -83,10 +83,12 @@ class Driver:
     """
 
     def __init__(self, dialplan: Dialplan, start: float = T0, *,
-                 recording_start: RecordingStart = RecordingStart.AFTER_NOTICE) -> None:
+                 recording_start: RecordingStart = RecordingStart.AFTER_NOTICE,
+                 reservations: bool = False) -> None:
         self.clock = task.Clock()
         self.clock.advance(start)
-        self.engine = RoutingEngine(dialplan, clock=self.clock, recording_start=recording_start)
+        self.engine = RoutingEngine(dialplan, clock=self.clock, recording_start=recording_start,
+                                    reservations=reservations)
         self.timers = TimerRunner(self.clock, self.feed)
         self.log: list[act.Action] = []
         self.records: list[CallRecord] = []
@@ -147,6 +149,10 @@ class Driver:
 
     def vendor_hangup(self, call_id: str, vendor: str) -> list[act.Action]:
         return self.feed(ev.LegHungUp(call_id=call_id, target=Target.vendor(vendor)))
+
+    def decide(self, call_id: str, target: Target, granted: bool) -> list[act.Action]:
+        return self.feed(ev.ReservationDecided(call_id=call_id, target=target,
+                                               granted=granted))
 
     def rung(self, call_id: str) -> list[act.Ring]:
         """Every Ring of a vendor for a call so far, in order."""
