@@ -1,8 +1,7 @@
 """The call runtime: feeds the routing engine and carries out what it decides.
 
-Each customer call has one caller leg (we are the UAS, see ``inbound``) and, while
-agents or a vendor are offered the call, one leg per offer (we are the UAC, see
-``outbound``). The engine decides; :class:`CallController` turns what happens on
+Each customer call is a set of legs (``legs``): the caller's (we are the UAS, see
+``inbound``) and one per target it is offered to (we are the UAC, see ``outbound``). The engine decides; :class:`CallController` turns what happens on
 the legs into engine events, one at a time (events raised while actions run are
 queued behind), and the engine's actions into SIP, media, timers, recording,
 records and metrics. Nothing here blocks: every call runs on the reactor, and disk
@@ -20,9 +19,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger, LogLevel
 
 from ccswitch.calls.inbound import InboundLegs
-from ccswitch.calls.legs import (
-    Call, CallTable, LegState, caller_id, routing_call_id,
-)
+from ccswitch.calls.legs import Call, CallTable, LegState, caller_id, routing_call_id
 from ccswitch.calls.outbound import OutboundLegs
 from ccswitch.calls.signalling import Signalling
 from ccswitch.calls.timers import TimerRunner
@@ -32,8 +29,8 @@ from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.calls import CallMetrics
 from ccswitch.metrics.registry import Metrics
 from ccswitch.model import Config, Dialplan, Queue
-from ccswitch.recording.note import CallNote, accepted, fact_for
 from ccswitch.recording.finished import FinishedCall
+from ccswitch.recording.note import CallNote, accepted, fact_for
 from ccswitch.recording.recorder import CallRecorder
 from ccswitch.recording.session import RecordingState, close_files
 from ccswitch.routing import actions as act
@@ -49,8 +46,11 @@ from ccswitch.state.sync import SharedState
 log = Logger()
 # The routing engine's own log lines (Note actions) keep the engine's namespace.
 routing_log = Logger(namespace="ccswitch.routing.engine")
+
+
 class CallController:
-    """Implements the transaction layer's TransactionUser for the whole node."""
+    """The node's calls: the transaction layer's TransactionUser (handed on to the
+    inbound legs) and the loop between the engine and the legs."""
 
     def __init__(self, *, clock: IReactorTime, config: Config, engine: RoutingEngine,
                  media: MediaEngine, metrics: Metrics,
