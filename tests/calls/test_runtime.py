@@ -100,8 +100,6 @@ def test_vendor_trunk_failover_then_answer(tmp_path: Path) -> None:
 class RefusingStore:
     """Shared state that refuses every agent reservation (another node holds them)."""
 
-    up = True
-
     def __init__(self) -> None:
         self.asked: list[str] = []
 
