@@ -27,10 +27,11 @@ from ccswitch.metrics.registry import LiveStateCollector, Metrics, OverflowColle
 from ccswitch.model import Config, SamplingRules, StateKind, Transport
 from ccswitch.qa.flagging import SampleFlagger
 from ccswitch.qa.store import QaStore
+from ccswitch.recording.finished import FinishedCall
 from ccswitch.recording.recovery import recover_incomplete
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import VendorHealth
-from ccswitch.sip.b2bua import CallController
+from ccswitch.calls.runtime import CallController
 from ccswitch.sip.guard import SourceGuard
 from ccswitch.state.presence import PresenceFile
 from ccswitch.state.redis_store import RedisStore
@@ -272,7 +273,9 @@ def start_node(config: Config, reactor: Any) -> Node:
     metrics.zero_dialplan_series(config.dialplan)
     metrics.state_backend_up.set(1)  # the embedded store lives in this process; shared: below
     metrics.config_reloaded_at.set_to_current_time()
-    engine = RoutingEngine(config.dialplan, clock=reactor)
+    engine = RoutingEngine(config.dialplan, clock=reactor,
+                           recording_start=config.recordings.start,
+                           reservations=config.state_kind is StateKind.REDIS)
     media = MediaEngine(reactor, address=config.rtp.address, port_min=config.rtp.port_min,
                         port_max=config.rtp.port_max)
     write_record, cdr = record_writer(config, metrics)
@@ -285,12 +288,15 @@ def start_node(config: Config, reactor: Any) -> Node:
     flag_sample = SampleFlagger(open_store=lambda: QaStore(database),
                                 rules=sampling_rules(config), clock=reactor)
 
-    def on_record(record: dict[str, Any]) -> None:
-        record = {**record, "node": config.node}  # the CDR row and the stream name the node
+    def store(record: dict[str, Any]) -> None:
         write_record(record)
         flag_sample(record)  # after the CDR row: the decision reads it
         if shared is not None:
             shared.record(record)
+
+    def on_record(finished: FinishedCall) -> None:
+        # The CDR row and the stream name the node; the sidecar, written before, does not.
+        store(attrs.evolve(finished, node=config.node).to_dict())
 
     controller = CallController(clock=reactor, config=config, engine=engine, media=media,
                                 metrics=metrics, defer_to_thread=threads.deferToThread,
@@ -317,7 +323,7 @@ def start_node(config: Config, reactor: Any) -> Node:
     recovered_calls = recover_incomplete(config.recordings.directory,
                                          now=reactor.seconds(), stored=stored)
     for recovered in recovered_calls:
-        on_record(dict(recovered.record))
+        store({**recovered.record, "node": config.node})
     guard = SourceGuard(config.sip.flood, reactor)
     metrics.sip_banned_sources.set_function(lambda: len(guard.banned()))
     edge = MessageEdge(guard=guard,

@@ -1,5 +1,5 @@
 """The node side of the operator API: agents, queues and calls from the routing engine and
-the B2BUA, recordings from the CDR store."""
+the call runtime, recordings from the CDR store."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ccswitch.cdr.spool import SpoolingWriter
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.runtime import UnknownAgent
-from ccswitch.sip.b2bua import CallController
+from ccswitch.calls.runtime import CallController
 
 _AGENT_EVENTS: dict[str, type[ev.AgentLogin | ev.AgentLogout | ev.AgentPause | ev.AgentReady]] = {
     "login": ev.AgentLogin, "logout": ev.AgentLogout, "pause": ev.AgentPause,
@@ -47,7 +47,24 @@ class NodeControl:
                 for name, queue in sorted(queues.items())]
 
     def calls(self) -> list[dict[str, Any]]:
-        return self._controller.live_calls()
+        """The calls in progress, oldest first, as JSON-ready dicts."""
+        now = self._clock.seconds()
+        in_engine = self._engine.view.calls
+        out = []
+        for call_id, recording in self._controller.recording_states().items():
+            info = in_engine.get(call_id)
+            if info is None:
+                continue  # ending right now
+            record = info.record
+            out.append({
+                "call_id": call_id, "queue": record.queue, "state": str(info.state),
+                "caller": record.caller, "dialed": record.dialed,
+                "agent_id": record.agent_id, "route": str(record.route),
+                "vendor": record.vendor, "overflow_reason": record.overflow_reason,
+                "seconds": round(now - record.arrived_at, 3),
+                "recording": str(recording),
+            })
+        return out
 
     def agent_action(self, agent_id: str, action: str) -> dict[str, Any]:
         self._controller.control(_AGENT_EVENTS[action](agent_id=agent_id))
@@ -61,7 +78,7 @@ class NodeControl:
             state = self._controller.pause_recording(call_id, action == "pause")
         except KeyError:
             raise NotFound(f"no call {call_id!r} in progress") from None
-        return {"call_id": call_id, "recording": state}
+        return {"call_id": call_id, "recording": str(state)}
 
     def recording_file(self, call_id: str) -> Path:
         row = self._cdr.get(call_id)

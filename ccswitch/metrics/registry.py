@@ -21,7 +21,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ccswitch.model import MAX_WAIT_REASON, Dialplan
-from ccswitch.routing.actions import OverflowFired
 from ccswitch.routing.record import Outcome, Route
 from ccswitch.routing.view import EngineView
 from ccswitch.sip.guard import Verdict
@@ -306,13 +305,6 @@ class Metrics:
                 self.call_talk.labels(group=group, **route)
                 for cause in OVERFLOW_FAILURE_CAUSES:
                     self.overflow_failed.labels(queue=q, vendor=vendor, cause=cause)
-
-    def overflow_fired(self, action: OverflowFired) -> None:
-        """Count a send to a vendor, and the call's overflow if it is its first."""
-        labels = {"queue": action.queue, "reason": action.reason, "vendor": action.vendor}
-        self.vendor_sends.labels(**labels).inc()
-        if action.first:
-            self.overflow.labels(**labels).inc()
 
     def watch(self, collector: Collector) -> None:
         """Register a collector of live state (see LiveStateCollector)."""

@@ -16,7 +16,7 @@ append-only JSON lines, one line per fact, written as the fact happens:
 Every line carries ``at`` (epoch seconds) and, except ``recording``, ``paused``
 and ``resumed``, ``record``: the engine record's progress fields as they stand
 then (``progress``); a later line's ``record`` supersedes an earlier one. The
-facts come from the engine's actions as the B2BUA carries them out
+facts come from the engine's actions as the call runtime carries them out
 (``fact_for``), so the note holds what the engine decided, nothing derived.
 
 Durability: one ``write`` per fact on a descriptor opened with ``O_APPEND``,

@@ -11,7 +11,7 @@ for ``CdrStore.add``. Audio is never deleted; a file that cannot be repaired is
 logged and left where it is.
 
 What is known about a call comes from its call note (``note.py``), which the
-B2BUA opens when it answers the caller: every note left in ``.incomplete``
+call runtime opens when it answers the caller: every note left in ``.incomplete``
 is a call the crash interrupted. A note whose ``recording`` fact names a temp
 WAV (or, if the crash came between the two, the WAV of the same stem) is
 recovered with that WAV; a note without one (the caller was still hearing

@@ -53,8 +53,14 @@ class CallAction(BaseAction):
 
 @attrs.frozen(kw_only=True)
 class AnswerCaller(CallAction):
-    """Answer the caller's INVITE (200 OK). Recording starts here only with
-    ``recordings.start: answer``; by default it starts once the notice was heard."""
+    """Answer the caller's INVITE (200 OK)."""
+
+
+@attrs.frozen(kw_only=True)
+class StartRecording(CallAction):
+    """Start recording the call (once): right after ``AnswerCaller`` with
+    ``recordings.start: answer``, else (``after_notice``, the default) once the caller
+    heard the whole announcement and is queued."""
 
 
 @attrs.frozen(kw_only=True)
@@ -89,6 +95,13 @@ class Ring(LegAction):
     """Offer the call to the target: INVITE ``uri`` (an agent's phone, a vendor's trunk)."""
 
     uri: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(kw_only=True)
+class Reserve(LegAction):
+    """With shared state: hold the agent (or one of the vendor's channels) for the call
+    in the shared store before ringing it; the answer comes back as
+    ``ReservationDecided``, and the ``Ring`` only then."""
 
 
 @attrs.frozen(kw_only=True)
@@ -223,8 +236,8 @@ def note(level: NoteLevel, format: str, **fields: Any) -> Note:
 
 
 Action: TypeAlias = Union[
-    AnswerCaller, PlayAnnouncement, StartMusicOnHold, StopMusicOnHold,
-    Ring, Cancel, Bridge, Hangup, HangupCaller,
+    AnswerCaller, StartRecording, PlayAnnouncement, StartMusicOnHold, StopMusicOnHold,
+    Ring, Reserve, Cancel, Bridge, Hangup, HangupCaller,
     StartTimer, CancelTimer, CallFinished, AgentStateChanged,
     ProbeVendor, ProbeAgent, VendorHealthChanged, OverflowFired, OverflowUnavailable, Note,
 ]

@@ -5,6 +5,9 @@ vendors and their answers or failures, the caller leaving, max_wait, the end.
 and turns call events into actions, using the agents, vendors and overflow rules.
 Which waiting call gets which free agent is decided by the engine's dispatch.
 
+* ``StartRecording`` comes once per call: with the answer (``recordings.start:
+  answer``) or when the announcement was heard and the call is queued
+  (``after_notice``); a call that ends during the announcement is not recorded.
 * ``CallFinished`` is the last action about a call; the call is then forgotten,
   and later events about it raise ``UnknownCall``.
 * A vendor's trunks are tried in order on 5xx and 408 (no response); any other
@@ -20,7 +23,7 @@ Which waiting call gets which free agent is decided by the engine's dispatch.
 from __future__ import annotations
 
 from ccswitch.errors import IllegalTransition
-from ccswitch.model import MAX_WAIT_REASON, Condition, Dialplan, Queue
+from ccswitch.model import MAX_WAIT_REASON, Condition, Dialplan, Queue, RecordingStart
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
 from ccswitch.routing import timers as tm
@@ -37,8 +40,10 @@ from ccswitch.routing.vendors import Vendors
 class Calls:
     """The calls in progress, in arrival order."""
 
-    def __init__(self, dialplan: Dialplan, agents: Agents, vendors: Vendors) -> None:
+    def __init__(self, dialplan: Dialplan, agents: Agents, vendors: Vendors,
+                 recording_start: RecordingStart) -> None:
         self.live: dict[str, LiveCall] = {}
+        self._recording_start = recording_start
         self._seq = 0
         self._agents = agents
         self._vendors = vendors
@@ -71,8 +76,27 @@ class Calls:
                             queue=queue.name, group=queue.group, arrived_at=now,
                             short_abandon_threshold=queue.short_abandon)
         self.live[event.call_id] = LiveCall(seq=self._seq, queue=queue, record=record)
-        return [act.AnswerCaller(call_id=event.call_id),
-                act.PlayAnnouncement(call_id=event.call_id, path=str(queue.announcement))]
+        actions: list[act.Action] = [act.AnswerCaller(call_id=event.call_id)]
+        if self._recording_start is RecordingStart.ANSWER:
+            actions.append(act.StartRecording(call_id=event.call_id))
+        actions.append(act.PlayAnnouncement(call_id=event.call_id, path=str(queue.announcement)))
+        return actions
+
+    def call_rejected(self, event: ev.CallRejected, now: float) -> list[act.Action]:
+        """A call refused before it was set up: its record, never a live call."""
+        if event.call_id in self.live:
+            raise IllegalTransition(f"call {event.call_id}", self.live[event.call_id].state.value,
+                                    "CallRejected")
+        queue = self.overflow.dialplan.queues.get(event.queue)
+        if queue is None:
+            raise UnknownQueue(event.queue)
+        record = CallProgress(call_id=event.call_id, caller=event.caller, dialed=event.dialed,
+                              queue=queue.name, group=queue.group, arrived_at=now,
+                              short_abandon_threshold=queue.short_abandon,
+                              outcome=Outcome.REJECTED, ended_at=now)
+        return [act.note(NoteLevel.DEBUG, "call {call_id} for {queue} rejected: {reason}",
+                         call_id=event.call_id, queue=queue.name, reason=event.reason),
+                act.CallFinished(record=record.freeze())]
 
     def announcement_finished(self, event: ev.AnnouncementFinished,
                                now: float) -> list[act.Action]:
@@ -90,6 +114,8 @@ class Calls:
                                                           path=None if moh is None else str(moh))]
         actions.extend(act.StartTimer(timer_id=timer_id, delay=delay)
                        for timer_id, delay in _queue_timers(call.queue, call_id))
+        if self._recording_start is RecordingStart.AFTER_NOTICE:
+            actions.append(act.StartRecording(call_id=call_id))
         return actions
 
     def agent_ringing(self, event: ev.LegRinging) -> list[act.Action]:

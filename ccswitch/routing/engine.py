@@ -24,12 +24,25 @@ accepted event dispatches waiting calls to free agents:
   Note and shows in ``view.overflow_rules``.
 * Timer ids that no longer mean anything (a cancelled timer racing its cancel)
   are ignored.
+
+Reservations (``reservations=True``, when nodes share state): no ``Ring`` goes out
+before the shared store agreed. The engine emits ``Reserve(call, target)`` where it
+would ring and keeps the ``Ring`` (and, for a vendor, the ``OverflowFired`` notice
+that led to it) pending, so the offer is *reserving*: it counts as offered (ring
+timer running, the agent out of the free pool) but nobody rings yet. On
+``ReservationDecided``:
+
+* granted: the notice and the ``Ring`` are emitted now;
+* refused: the offer is withdrawn as ``AgentTaken`` (the call goes on to the next
+  free agent, no miss counted) or ``VendorFull`` (the next vendor) would do;
+* an offer no longer pending (cancelled, the call over, another vendor tried now)
+  gives nothing: the adapter's next push to the store gives the hold back.
 """
 
 from __future__ import annotations
 
 from ccswitch.clock import TimeSource
-from ccswitch.model import Dialplan
+from ccswitch.model import Dialplan, RecordingStart
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
 from ccswitch.routing import timers as tm
@@ -50,12 +63,23 @@ from ccswitch.routing.view import (
 class RoutingEngine:
     """Routes calls to in-house agents and vendors per the dialplan; pure and deterministic."""
 
-    def __init__(self, dialplan: Dialplan, clock: TimeSource) -> None:
+    def __init__(self, dialplan: Dialplan, clock: TimeSource, *,
+                 recording_start: RecordingStart = RecordingStart.AFTER_NOTICE,
+                 reservations: bool = False) -> None:
+        """``recording_start`` is the service's ``recordings.start``: when the engine
+        emits ``StartRecording`` (fixed for the engine's life, like the setting).
+        ``reservations``: the node shares state, so every offer is reserved first."""
         self._dialplan = dialplan
         self._clock = clock
         self._agents = Agents(dialplan, clock.seconds())
         self._vendors = Vendors(dialplan)
-        self._calls = Calls(dialplan, self._agents, self._vendors)
+        self._calls = Calls(dialplan, self._agents, self._vendors, recording_start)
+        self._reservations = reservations
+        # (call, target) -> the Ring waiting for its reservation, with the overflow
+        # notices that go out with it; notices seen before their Ring wait in _notices.
+        self._reserving: dict[tuple[str, Target], tuple[act.Ring,
+                                                         tuple[act.OverflowFired, ...]]] = {}
+        self._notices: dict[tuple[str, Target], act.OverflowFired] = {}
         self._view: EngineView | None = None
 
     def reload(self, dialplan: Dialplan) -> list[act.Action]:
@@ -79,7 +103,7 @@ class RoutingEngine:
         self._calls.overflow.reload(dialplan)
         actions.extend(self._dispatch(now))
         actions.extend(self._calls.overflow.states(now))
-        return actions
+        return self._reserve_first(actions)
 
     # -- the one entry point ------------------------------------------------
 
@@ -93,6 +117,8 @@ class RoutingEngine:
         match event:
             case ev.CallArrived():
                 actions = calls.call_arrived(event, now)
+            case ev.CallRejected():
+                actions = calls.call_rejected(event, now)
             case ev.AnnouncementFinished():
                 actions = calls.announcement_finished(event, now)
             case ev.CallerHungUp():
@@ -134,11 +160,70 @@ class RoutingEngine:
                 actions = calls.agent_taken(event, now)
             case ev.VendorFull():
                 actions = calls.vendor_full(event, now)
+            case ev.ReservationDecided():
+                if event.granted:  # the kept Ring goes out as it is
+                    return self._granted(event) + self._reserve_first(self._dispatch(now))
+                actions = self._refused(event, now)
             case _:
                 raise TypeError(f"not a routing event: {event!r}")
         actions.extend(self._dispatch(now))
         actions.extend(self._calls.overflow.states(now))
-        return actions
+        return self._reserve_first(actions)
+
+    # -- reservations -----------------------------------------------------------
+
+    def _reserve_first(self, actions: list[act.Action]) -> list[act.Action]:
+        """With reservations, each Ring becomes a Reserve and waits (with its overflow
+        notice) for ReservationDecided; a Cancel or the call's end drops the wait."""
+        if not self._reservations:
+            return actions
+        out: list[act.Action] = []
+        for action in actions:
+            if isinstance(action, act.Ring):
+                key = (action.call_id, action.target)
+                notice = self._notices.pop(key, None)
+                self._reserving[key] = (action, () if notice is None else (notice,))
+                out.append(act.Reserve(call_id=action.call_id, target=action.target))
+                continue
+            if isinstance(action, act.OverflowFired):
+                self._notices[(action.call_id, Target.vendor(action.vendor))] = action
+                continue
+            if isinstance(action, act.Cancel):
+                self._reserving.pop((action.call_id, action.target), None)
+            elif isinstance(action, act.CallFinished):
+                call_id = action.record.call_id
+                for key in [key for key in self._reserving if key[0] == call_id]:
+                    del self._reserving[key]
+                for key in [key for key in self._notices if key[0] == call_id]:
+                    del self._notices[key]
+            out.append(action)
+        return out
+
+    def _still_reserving(self, event: ev.ReservationDecided
+                         ) -> tuple[act.Ring, tuple[act.OverflowFired, ...]] | None:
+        """The kept Ring and notices of the offer ``event`` answers, if it still stands."""
+        pending = self._reserving.pop((event.call_id, event.target), None)
+        call = self._calls.live.get(event.call_id)
+        target = event.target
+        if pending is None or call is None:
+            return None
+        if target.is_agent:
+            return pending if target.id in call.ringing else None
+        return pending if call.vendor is not None and call.vendor.vendor == target.id else None
+
+    def _granted(self, event: ev.ReservationDecided) -> list[act.Action]:
+        pending = self._still_reserving(event)
+        return [] if pending is None else [*pending[1], pending[0]]
+
+    def _refused(self, event: ev.ReservationDecided, now: float) -> list[act.Action]:
+        target = event.target
+        if self._still_reserving(event) is None:
+            return []
+        if target.is_agent:
+            return self._calls.agent_taken(
+                ev.AgentTaken(call_id=event.call_id, agent_id=target.id), now)
+        return self._calls.vendor_full(ev.VendorFull(call_id=event.call_id, vendor=target.id),
+                                       now)
 
 
     # -- what adapters read ---------------------------------------------------

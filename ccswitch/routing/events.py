@@ -1,6 +1,6 @@
 """Events the routing engine consumes: frozen, keyword-only values checked when built.
 
-Adapters (the B2BUA, the agent API, the timer service) translate the outside
+Adapters (the call runtime, the agent API, the shared state) translate the outside
 world into these; the engine never sees SIP messages or sockets.
 """
 
@@ -35,6 +35,19 @@ class Event:
 
 
 # -- call events (from the caller's leg and the agents' and vendors' legs) ---
+
+
+@attrs.frozen(kw_only=True)
+class CallRejected(Event):
+    """A caller routed to ``queue`` was refused before it got there (over the call
+    limits, no SDP offer, no media port): the engine returns its record at once, outcome
+    ``rejected``. ``reason`` says why, for the log."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    caller: str = attrs.field(validator=_text)
+    dialed: str = attrs.field(validator=_text)
+    queue: str = attrs.field(validator=_non_empty)
+    reason: str = attrs.field(validator=_non_empty)
 
 
 @attrs.frozen(kw_only=True)
@@ -200,6 +213,16 @@ class AgentFreeElsewhere(Event):
 
     agent_id: str = attrs.field(validator=_non_empty)
     idle_since: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ReservationDecided(Event):
+    """The shared store's answer to a ``Reserve``: granted (ring now) or refused (the
+    agent is taken, or the vendor is full over all nodes)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    target: Target = attrs.field(validator=attrs.validators.instance_of(Target))
+    granted: bool = attrs.field(validator=attrs.validators.instance_of(bool))
 
 
 @attrs.frozen(kw_only=True)

@@ -1,4 +1,4 @@
-"""A read-only picture of the routing engine, for its adapters (B2BUA, shared state,
+"""A read-only picture of the routing engine, for its adapters (the call runtime, shared state,
 operator API, metrics).
 
 :class:`EngineView` holds frozen values in read-only mappings: agents, calls (in

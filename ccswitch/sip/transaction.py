@@ -1,7 +1,7 @@
 """RFC 3261 section 17 transactions over UDP, TCP and TLS, sans-I/O (RFC 6026 and
 RFC 3581 included).
 
-The layer sits between the wire and the transaction user (the B2BUA). It takes
+The layer sits between the wire and the transaction user (the call runtime). It takes
 parsed messages plus their source address and transport, hands bytes and a
 :class:`~ccswitch.sip.hop.Hop` to an injected ``send`` callable, and runs every timer through an injected clock
 (anything with ``seconds()`` and ``callLater()``: the reactor in production,
@@ -93,7 +93,7 @@ class Timers:
 
 
 class TransactionUser(Protocol):
-    """The layer's caller: the UA core (here the B2BUA's call controller)."""
+    """The layer's caller: the UA core (here ``ccswitch.calls``' call controller)."""
 
     def request_received(self, request: Request, source: Address,
                          tx: ServerTransaction) -> None:

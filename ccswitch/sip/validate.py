@@ -1,4 +1,4 @@
-"""RFC 3261 request checks the B2BUA runs on every request before acting on it.
+"""RFC 3261 request checks the call runtime runs on every request before acting on it.
 
 A pure function over a parsed :class:`~ccswitch.sip.message.Request`: it returns
 the :class:`Rejection` to answer with, or None when the request may go on to

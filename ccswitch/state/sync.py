@@ -10,7 +10,7 @@ stay in order and never block the reactor) and comes back as a Deferred.
   means the vendor is full over all nodes (``VendorFull``).
 - After every batch of engine work (:meth:`changed`) the node's waiting callers and its
   vendor channels are pushed to the store, and after an agent's presence changed
-  (:meth:`presence_changed`, from the B2BUA) that presence.
+  (:meth:`presence_changed`, from the call runtime) that presence.
 - What other nodes change comes back as store events and is fed to the engine
   (``AgentBusyElsewhere``, ``AgentFreeElsewhere``, ``PresenceSet``). Every tick the node
   also compares its remote agents with the store's holds, which catches expiries (a
@@ -123,7 +123,7 @@ class SharedState:
     def up(self) -> bool:
         return self._up
 
-    # -- hooks from the B2BUA ------------------------------------------------------
+    # -- hooks from the call runtime ------------------------------------------------
 
     def reserve(self, call_id: str, agent_id: str, queue: str) -> defer.Deferred[Any]:
         """Hold ``agent_id`` for ``call_id`` (True), or False when another node has it or

@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from twisted.web.client import Agent, readBody
 from twisted.web.server import Site
 
+from ccswitch.metrics.calls import CallMetrics
 from ccswitch.metrics.http import build_site_root
 from ccswitch.metrics import registry
 from ccswitch.metrics.registry import (
@@ -19,8 +20,8 @@ from ccswitch.metrics.registry import (
 )
 from ccswitch.model import (AdmissionConfig, Condition, Dialplan, Group, MaxWait, OverflowRule,
                             Queue)
+from ccswitch.calls.admission import CallAdmission
 from ccswitch.routing.actions import OverflowFired, OverflowUnavailable
-from ccswitch.sip.guard import CallAdmission
 from tests.routing.driver import Driver, make_dialplan, make_queue, make_vendor
 
 
@@ -219,7 +220,7 @@ def test_overflow_counts_calls_by_first_reason_and_every_send_apart() -> None:
     metrics = Metrics()
     for action in d.log:
         if isinstance(action, OverflowFired):
-            metrics.overflow_fired(action)
+            CallMetrics(metrics).overflowed(action)
     samples = _samples(metrics)
     assert 'ccswitch_overflow_total{queue="support",reason="share",vendor="acme"} 1.0' in samples
     assert not any(s.startswith("ccswitch_overflow_total{") and "wait_exceeds" in s

@@ -1,4 +1,5 @@
-"""A small stand-in for the B2BUA: feeds the engine and runs its timers on a task.Clock."""
+"""A small stand-in for the call runtime: feeds the engine and runs its timers on a
+task.Clock with the runtime's own :class:`~ccswitch.calls.timers.TimerRunner`."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from pathlib import Path
 from typing import Iterable
 
 from twisted.internet import task
-from twisted.internet.interfaces import IDelayedCall
 
-from ccswitch.model import Agent, Dialplan, Group, Queue, Strategy, Vendor
+from ccswitch.calls.timers import TimerRunner
+from ccswitch.model import Agent, Dialplan, Group, Queue, RecordingStart, Strategy, Vendor
 from ccswitch.routing.calendar import Calendar
 from ccswitch.routing import actions as act
 from ccswitch.routing import events as ev
@@ -77,15 +78,18 @@ def make_dialplan(agents: Iterable[str] = ("alice", "bob"), *, logged_out: Itera
 class Driver:
     """Feeds events, runs StartTimer/CancelTimer on a task.Clock, keeps every action.
 
-    Notes (the engine's log lines) go to ``notes``, as the B2BUA sends them to its log;
-    the actions returned and kept in ``log`` are the others.
+    Notes (the engine's log lines) go to ``notes``, as the call runtime sends them to its
+    log; the actions returned and kept in ``log`` are the others.
     """
 
-    def __init__(self, dialplan: Dialplan, start: float = T0) -> None:
+    def __init__(self, dialplan: Dialplan, start: float = T0, *,
+                 recording_start: RecordingStart = RecordingStart.AFTER_NOTICE,
+                 reservations: bool = False) -> None:
         self.clock = task.Clock()
         self.clock.advance(start)
-        self.engine = RoutingEngine(dialplan, clock=self.clock)
-        self.timers: dict[tm.TimerId, IDelayedCall] = {}
+        self.engine = RoutingEngine(dialplan, clock=self.clock, recording_start=recording_start,
+                                    reservations=reservations)
+        self.timers = TimerRunner(self.clock, self.feed)
         self.log: list[act.Action] = []
         self.records: list[CallRecord] = []
         self.notes: list[act.Note] = []
@@ -107,7 +111,7 @@ class Driver:
         return self.clock.seconds()
 
     def pending_timers(self) -> dict[tm.TimerId, float]:
-        return {tid: dc.getTime() for tid, dc in self.timers.items() if dc.active()}
+        return self.timers.pending()
 
     # shorthands ------------------------------------------------------------
 
@@ -146,6 +150,10 @@ class Driver:
     def vendor_hangup(self, call_id: str, vendor: str) -> list[act.Action]:
         return self.feed(ev.LegHungUp(call_id=call_id, target=Target.vendor(vendor)))
 
+    def decide(self, call_id: str, target: Target, granted: bool) -> list[act.Action]:
+        return self.feed(ev.ReservationDecided(call_id=call_id, target=target,
+                                               granted=granted))
+
     def rung(self, call_id: str) -> list[act.Ring]:
         """Every Ring of a vendor for a call so far, in order."""
         return [a for a in self.log if isinstance(a, act.Ring) and not a.target.is_agent
@@ -162,24 +170,11 @@ class Driver:
                 continue
             done.append(action)
             self.log.append(action)
-            if isinstance(action, act.StartTimer):
-                self._cancel(action.timer_id)
-                self.timers[action.timer_id] = self.clock.callLater(
-                    action.delay, self._fire, action.timer_id)
-            elif isinstance(action, act.CancelTimer):
-                self._cancel(action.timer_id)
-            elif isinstance(action, act.CallFinished):
+            if isinstance(action, act.CallFinished):
                 self.records.append(action.record)
+            else:
+                self.timers.carry_out(action)
         return done
-
-    def _cancel(self, timer_id: tm.TimerId) -> None:
-        old = self.timers.pop(timer_id, None)
-        if old is not None and old.active():
-            old.cancel()
-
-    def _fire(self, timer_id: tm.TimerId) -> None:
-        self.timers.pop(timer_id, None)
-        self._run(self.engine.handle(ev.TimerFired(timer_id=timer_id)))
 
 
 def rung(actions: Iterable[act.Action]) -> list[str]:

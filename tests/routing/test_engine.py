@@ -49,6 +49,7 @@ def test_happy_path_action_sequence() -> None:
     d.advance(3)
     assert d.announce("c1") == [
         act.StartMusicOnHold(call_id="c1", path=MOH),
+        act.StartRecording(call_id="c1"),
         asc("alice", R, A),
         act.Ring(call_id="c1", target=Target.agent("alice"), uri=uri("alice")),
         act.StartTimer(timer_id=tm.RingTimer("c1"), delay=15.0),
@@ -99,7 +100,8 @@ def test_no_music_on_hold_configured_starts_silence() -> None:
     """A queue without music_on_hold asks for StartMusicOnHold with path None."""
     d = Driver(make_dialplan(music_on_hold=None, logged_out=("alice", "bob")))
     d.arrive("c1")
-    assert d.announce("c1") == [act.StartMusicOnHold(call_id="c1", path=None)]
+    assert d.announce("c1") == [act.StartMusicOnHold(call_id="c1", path=None),
+                                act.StartRecording(call_id="c1")]
 
 
 def test_logged_out_agents_start_logged_out() -> None:

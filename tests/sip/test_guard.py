@@ -1,4 +1,4 @@
-"""SourceGuard and CallAdmission, driven by twisted.internet.task.Clock."""
+"""SourceGuard, driven by twisted.internet.task.Clock."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 
 from ccswitch.errors import CCSwitchError
 from ccswitch.model import DEFAULT_SCANNER_AGENTS, AdmissionConfig, GuardConfig, GuardConfigError
-from ccswitch.sip.guard import CallAdmission, Refusal, SourceGuard, Verdict
+from ccswitch.sip.guard import SourceGuard, Verdict
 
 IP = "203.0.113.7"
 OTHER = "198.51.100.9"
@@ -368,82 +368,6 @@ def test_allowed_never_exceeds_burst_plus_rate_times_elapsed(
             allowed += guard.check(IP, None) is Verdict.ALLOW
         # 1e-6 absorbs float rounding in the bucket, far below one token.
         assert allowed <= math.floor(burst + rate * clock.seconds() + 1e-6)
-
-
-# --- call admission -------------------------------------------------------------------------
-
-
-def test_no_limits_admits_everything() -> None:
-    """Without limits every call is admitted."""
-    admission = CallAdmission(AdmissionConfig(), Clock())
-    assert all(admission.admit(10_000) is None for _ in range(1000))
-
-
-def test_concurrent_limit_refuses_with_retry_after() -> None:
-    """At max_calls active calls a new call gets 503 (call limit) with Retry-After."""
-    admission = CallAdmission(AdmissionConfig(max_calls=10, retry_after=7), Clock())
-    assert admission.admit(10) == Refusal(
-        status=503, reason="Service Unavailable (call limit)", retry_after=7, limit="calls")
-
-
-def test_below_concurrent_limit_admitted() -> None:
-    """One call below max_calls is admitted."""
-    admission = CallAdmission(AdmissionConfig(max_calls=10), Clock())
-    assert admission.admit(9) is None
-
-
-def test_zero_max_calls_drains_the_node() -> None:
-    """max_calls=0 refuses every new call."""
-    admission = CallAdmission(AdmissionConfig(max_calls=0), Clock())
-    assert admission.admit(0) is not None
-
-
-def test_call_rate_limit_refuses_with_retry_after() -> None:
-    """Beyond the rate burst a call gets 503 (call rate limit) with Retry-After."""
-    admission = CallAdmission(AdmissionConfig(max_call_rate=2.0, retry_after=3), Clock())
-    assert [admission.admit(0) for _ in range(2)] == [None, None]
-    assert admission.admit(0) == Refusal(
-        status=503, reason="Service Unavailable (call rate limit)", retry_after=3,
-        limit="rate")
-
-
-def test_call_rate_refills() -> None:
-    """At 2 calls/s, half a second after the burst one more call is admitted."""
-    clock = Clock()
-    admission = CallAdmission(AdmissionConfig(max_call_rate=2.0), clock)
-    admission.admit(0)
-    admission.admit(0)
-    clock.advance(0.5)
-    assert admission.admit(0) is None
-    assert admission.admit(0) is not None
-
-
-def test_call_rate_below_one_has_burst_one() -> None:
-    """A rate under 1/s still admits one call at once, then one per 1/rate seconds."""
-    clock = Clock()
-    admission = CallAdmission(AdmissionConfig(max_call_rate=0.5), clock)
-    assert [admission.admit(0) is None for _ in range(2)] == [True, False]
-    clock.advance(2.0)
-    assert admission.admit(0) is None
-
-
-def test_calls_refused_for_concurrency_spend_no_rate_token() -> None:
-    """Calls refused for the concurrent limit leave the rate bucket untouched."""
-    admission = CallAdmission(AdmissionConfig(max_calls=5, max_call_rate=1.0), Clock())
-    for _ in range(100):
-        assert admission.admit(5) is not None
-    assert admission.admit(4) is None
-
-
-def test_calls_refused_for_rate_do_not_push_the_bucket_negative() -> None:
-    """Refused calls do not delay recovery: one 1/rate interval later a call is admitted."""
-    clock = Clock()
-    admission = CallAdmission(AdmissionConfig(max_call_rate=1.0), clock)
-    admission.admit(0)
-    for _ in range(100):
-        admission.admit(0)
-    clock.advance(1.0)
-    assert admission.admit(0) is None
 
 
 # --- config validation -----------------------------------------------------------------------

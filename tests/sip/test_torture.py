@@ -23,6 +23,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 
+from ccswitch.calls.runtime import CallController
 from ccswitch.errors import SipParseError
 from ccswitch.media.engine import MediaEngine
 from ccswitch.metrics.registry import Metrics
@@ -31,7 +32,7 @@ from ccswitch.model import (
     RtpConfig, SipConfig,
 )
 from ccswitch.routing.engine import RoutingEngine
-from ccswitch.sip.b2bua import CallController
+from ccswitch.recording.finished import FinishedCall
 from ccswitch.sip.message import Headers, Request, Response, SipURI, parse_message
 from ccswitch.sip.transaction import ServerTransaction, TransactionLayer
 from ccswitch.sip.transport import SipUdpProtocol
@@ -179,7 +180,7 @@ class UncheckedController(CallController):
 
     def request_received(self, request: Request, source: tuple[str, int],
                          tx: ServerTransaction) -> None:
-        with mock.patch("ccswitch.sip.b2bua.check_request", return_value=None):
+        with mock.patch("ccswitch.calls.inbound.check_request", return_value=None):
             super().request_received(request, source, tx)
 
 
@@ -212,7 +213,7 @@ class Node:
 
 
 def build_node(directory: Path, *, unchecked: bool = False,
-               on_record: Callable[[dict[str, Any]], None] | None = None) -> Node:
+               on_record: Callable[[FinishedCall], None] | None = None) -> Node:
     """Number 100 routes to queue support (agent alice); 127.0.0.0/8 is trusted.
     ``unchecked``: use UncheckedController instead of the plain CallController;
     ``on_record`` gets every finished call's record."""
@@ -597,12 +598,12 @@ def test_non_sip_from_uri_is_accepted() -> None:
 
 def test_tel_from_invite_is_a_call_with_the_number_as_caller(tmp_path: Path) -> None:
     """An INVITE from a tel: URI becomes a call whose record names the number as caller."""
-    records: list[dict[str, Any]] = []
+    records: list[FinishedCall] = []
     node = build_node(tmp_path, on_record=records.append)
     wire = node.feed(fixture("invite_tel_from"))
     assert final_status(wire) == 200 and node.controller.active_calls == 1
     node.settle()  # no ACK: the call ends, and its record is written
-    assert [record["caller"] for record in records] == ["+15550100"]
+    assert [finished.record.caller for finished in records] == ["+15550100"]
 
 
 def test_rfc2543_invite_is_confirmed_by_its_ack(node: Node) -> None:

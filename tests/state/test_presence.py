@@ -1,12 +1,15 @@
-"""Agent presence across restarts: the engine's view, the file, and restoring it."""
+"""Agent presence across restarts: the engine's view, the file, restoring it, and the
+keeper that saves it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from twisted.internet.task import Clock
+
 from ccswitch.routing import events as ev
 from ccswitch.routing.states import AgentState
-from ccswitch.state.presence import PresenceFile
+from ccswitch.state.presence import PresenceFile, PresenceKeeper
 from tests.routing.driver import Driver, make_dialplan
 
 
@@ -58,3 +61,44 @@ def test_a_missing_or_corrupt_file_means_the_dialplan_decides(tmp_path: Path) ->
     store.path.write_text('{"agents": {"a": {"presence": "dancing", "logged_in": true},'
                           ' "b": {"presence": "ready", "logged_in": true}}}')
     assert store.load() == {"b": ("ready", True)}
+
+
+def keeper_on(clock: Clock, presence: dict[str, tuple[str, bool]], path: Path | None,
+              pushed: list[dict[str, tuple[str, bool]]]) -> PresenceKeeper:
+    keeper = PresenceKeeper(clock=clock, current=lambda: dict(presence),
+                            store=PresenceFile(path) if path is not None else None)
+    keeper.share(lambda p: pushed.append(dict(p)))
+    return keeper
+
+
+def test_keeper_saves_once_after_a_burst_of_changes(tmp_path: Path) -> None:
+    """Three changes in one reactor turn make one save and one push, on the next turn."""
+    clock, presence, pushed = Clock(), {"alice": ("ready", True)}, []
+    keeper = keeper_on(clock, presence, tmp_path / "presence.json", pushed)
+    for _ in range(3):
+        keeper.changed()
+    assert pushed == [] and not (tmp_path / "presence.json").exists()
+    clock.advance(0)
+    assert pushed == [{"alice": ("ready", True)}]
+    assert PresenceFile(tmp_path / "presence.json").load() == {"alice": ("ready", True)}
+
+
+def test_keeper_skips_a_presence_that_did_not_change(tmp_path: Path) -> None:
+    """A change that leaves every agent where it was is neither pushed nor saved again."""
+    clock, presence, pushed = Clock(), {"alice": ("ready", True)}, []
+    keeper = keeper_on(clock, presence, None, pushed)
+    keeper.changed()
+    clock.advance(0)
+    keeper.changed()
+    clock.advance(0)
+    presence["alice"] = ("not_ready", True)
+    keeper.changed()
+    clock.advance(0)
+    assert pushed == [{"alice": ("ready", True)}, {"alice": ("not_ready", True)}]
+
+
+def test_keeper_without_file_or_shared_state_schedules_nothing() -> None:
+    """With nowhere to keep presence, a change schedules no save."""
+    clock = Clock()
+    PresenceKeeper(clock=clock, current=dict, store=None).changed()
+    assert clock.getDelayedCalls() == []
