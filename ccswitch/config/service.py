@@ -31,7 +31,7 @@ from ccswitch.errors import SipParseError
 from ccswitch.sip.hop import select_transport
 from ccswitch.sip.message import SipURI
 from ccswitch.sip.tls import TlsSetupError, load_ca
-from ccswitch.state.redis_store import StateUrlError, check_url
+from ccswitch.state.redis_url import StateUrlError, check_url
 
 COMPRESSED_FORMATS: Final = ("mp3", "ogg")
 RECORDING_STARTS: Final = tuple(s.value for s in RecordingStart)

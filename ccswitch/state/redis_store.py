@@ -6,9 +6,10 @@ redis-py reads them) or, through Redis Sentinel,
 (sentinel port defaults to 26379, db to 0; the password is the master's). Standalone
 or Sentinel only: the scripts build key names, so Redis Cluster is not supported.
 
-Every decision that reads and writes several keys runs in one Lua script, registered
-once (EVALSHA, reloaded by redis-py after a Redis restart), so it is atomic across
-nodes. Every Redis failure (connection, timeout, script or reply error) surfaces as
+Every decision that reads and writes several keys runs in one Lua script
+(:mod:`ccswitch.state.redis_scripts`), registered once (EVALSHA, reloaded by redis-py
+after a Redis restart), so it is atomic across nodes. Every Redis failure (connection,
+timeout, script or reply error) surfaces as
 :class:`~ccswitch.state.store.StoreUnavailable`. Commands are not retried (a retried
 script could run twice); the node falls back and calls ``resync`` when Redis returns.
 
@@ -48,10 +49,11 @@ needed. Other nodes notice lazily: a reservation succeeds once the key is gone, 
 the adapter polls :meth:`RedisStore.holders`. ``resync`` raises no event either and
 never takes an agent another node holds; holds it puts back live ``resync_hold_ttl``.
 
-:meth:`RedisStore.subscribe` opens its own pub/sub connection and a daemon thread; a
-lost connection is logged and reopened with backoff (events published meanwhile are
-lost: poll ``holders()``/``presences()`` after ``StoreUnavailable``), until the
-subscription or the store is closed.
+:meth:`RedisStore.subscribe` opens its own pub/sub connection and a daemon thread
+(:mod:`ccswitch.state.redis_events`); a lost connection is logged and reopened with
+backoff (events published meanwhile are lost: poll ``holders()``/``presences()`` after
+``StoreUnavailable``), until the subscription or the store is closed. The ``state:`` URL
+is parsed in :mod:`ccswitch.state.redis_url`.
 """
 
 from __future__ import annotations
@@ -60,407 +62,29 @@ import contextlib
 import json
 import secrets
 import threading
-import time
 import urllib.parse
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-import attrs
 import redis
-import redis.client
 import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from twisted.logger import Logger
 
-from ccswitch.errors import CCSwitchError
+from ccswitch.state.redis_events import Listener, event_json
+from ccswitch.state.redis_scripts import (
+    ACQUIRE, APPEND, COUNT, HOLDERS, REFRESH, RELEASE, RESERVE, RESYNC,
+)
+from ccswitch.state.redis_url import StateUrlError, check_url, parse_sentinel_url
 from ccswitch.state.store import (
     PRESENCES, EventKind, Grant, Reservation, StoreEvent, StoreUnavailable,
     Subscription, Waiting, record_call_id,
 )
 
-log = Logger()
-
-SENTINEL_PORT = 26379
 _EXACT_TRIM_BELOW = 1000
-
-
-class StateUrlError(CCSwitchError):
-    """A ``state:`` URL cannot be understood."""
-
-    error_id = "state.url"
-
-
-@attrs.frozen(kw_only=True)
-class SentinelTarget:
-    """What a ``redis+sentinel://`` URL names."""
-
-    sentinels: tuple[tuple[str, int], ...]
-    service: str
-    db: int = 0
-    password: str | None = None
-
-
-def parse_sentinel_url(url: str) -> SentinelTarget:
-    """``redis+sentinel://[:password@]h1[:p1],h2[:p2]/service[/db]`` -> SentinelTarget."""
-    scheme, sep, rest = url.partition("://")
-    if scheme != "redis+sentinel" or not sep:
-        raise StateUrlError(f"not a redis+sentinel:// URL: {url!r}")
-    netloc, _, path = rest.partition("/")
-    password: str | None = None
-    if "@" in netloc:
-        userinfo, _, netloc = netloc.rpartition("@")
-        secret = userinfo.partition(":")[2] if ":" in userinfo else userinfo
-        password = urllib.parse.unquote(secret) or None
-    sentinels: list[tuple[str, int]] = []
-    for part in netloc.split(","):
-        sentinels.append(_host_port(part, url))
-    parts = [p for p in path.split("/") if p]
-    if not parts or len(parts) > 2:
-        raise StateUrlError(f"{url!r}: a sentinel URL names the service: "
-                            "redis+sentinel://host:port,host:port/<service>[/db]")
-    db = 0
-    if len(parts) == 2:
-        if not parts[1].isdigit():
-            raise StateUrlError(f"db must be a number in {url!r}")
-        db = int(parts[1])
-    return SentinelTarget(sentinels=tuple(sentinels), service=urllib.parse.unquote(parts[0]),
-                          db=db, password=password)
-
-
-def check_url(url: str) -> None:
-    """Raise StateUrlError naming what is wrong with a state store URL (``redis://``,
-    ``rediss://``, ``unix://`` or ``redis+sentinel://``); nothing is connected."""
-    scheme = url.partition("://")[0]
-    if scheme == "redis+sentinel":
-        parse_sentinel_url(url)
-        return
-    if scheme not in ("redis", "rediss", "unix"):
-        raise StateUrlError(f"unsupported state store URL scheme {scheme!r}")
-    parts = urllib.parse.urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if port is not None and not 0 < port < 65536:
-        raise StateUrlError(f"{url!r}: bad port {parts.netloc.rpartition(':')[2]!r}")
-    if scheme != "unix" and not parts.hostname:
-        raise StateUrlError(f"{url!r} has no host")
-
-
-def _host_port(part: str, url: str) -> tuple[str, int]:
-    part = part.strip()
-    if part.startswith("["):
-        host, bracket, tail = part[1:].partition("]")
-        if not bracket:
-            raise StateUrlError(f"unclosed '[' in {url!r}")
-        port_text = tail[1:] if tail.startswith(":") else tail
-    else:
-        host, _, port_text = part.partition(":")
-    if not host:
-        raise StateUrlError(f"empty sentinel host in {url!r}")
-    if not port_text:
-        return host, SENTINEL_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise StateUrlError(f"{url!r}: bad port {port_text!r} for a sentinel")
-    return host, int(port_text)
 
 
 def _ms(ttl: float) -> int:
     return max(1, round(ttl * 1000))
-
-
-def _event_json(event: StoreEvent) -> str:
-    return json.dumps({"kind": str(event.kind), "agent": event.agent, "node": event.node,
-                       "presence": event.presence, "idle_since": event.idle_since})
-
-
-def decode_event(data: str) -> StoreEvent | None:
-    """A pub/sub message as a StoreEvent; None (logged) when it is not one."""
-    try:
-        raw = json.loads(data)
-        idle = raw.get("idle_since")
-        presence = raw.get("presence")
-        if not (isinstance(raw["agent"], str) and isinstance(raw["node"], str)
-                and (presence is None or presence in PRESENCES)
-                and (idle is None or isinstance(idle, (int, float)))):
-            raise ValueError("bad field types")
-        return StoreEvent(kind=EventKind(raw["kind"]), agent=raw["agent"], node=raw["node"],
-                          presence=presence,
-                          idle_since=None if idle is None else float(idle))
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        log.warn("state store: dropped a malformed event {data!r}: {error}",
-                 data=data, error=str(e))
-        return None
-
-
-# -- Lua scripts ------------------------------------------------------------------
-
-_BYTES_BEFORE = """
-local function before(a, b)
-  local n = math.min(#a, #b)
-  for k = 1, n do
-    local x, y = string.byte(a, k), string.byte(b, k)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end
-"""
-
-# KEYS: presence, hold:<agent>, wait:<queue>, holds
-# ARGV: prefix, agent, node, call, ttl_ms, busy_json, events, queue...
-_RESERVE = _BYTES_BEFORE + """
-if redis.call('HGET', KEYS[1], ARGV[2]) ~= 'ready' then return {'not_ready'} end
-local held = redis.call('GET', KEYS[2])
-if held then return {'busy', held} end
-local prefix, node, call = ARGV[1], ARGV[3], ARGV[4]
-local me = node .. '/' .. call
-local mine = redis.call('ZSCORE', KEYS[3], me)
-local myscore = mine and tonumber(mine) or nil
-local live = {}
-live[node] = true
-local best_score, best_call, best_member = nil, nil, nil
-for i = 8, #ARGV do
-  local key = prefix .. 'wait:' .. ARGV[i]
-  local entries
-  if mine then
-    entries = redis.call('ZRANGEBYSCORE', key, '-inf', mine, 'WITHSCORES')
-  else
-    entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-  end
-  for j = 1, #entries, 2 do
-    local member = entries[j]
-    local score = tonumber(entries[j + 1])
-    if best_score and score > best_score then break end
-    local slash = string.find(member, '/', 1, true)
-    if member ~= me and slash then
-      local owner = string.sub(member, 1, slash - 1)
-      local other = string.sub(member, slash + 1)
-      local alive = live[owner]
-      if alive == nil then
-        alive = redis.call('EXISTS', prefix .. 'node:' .. owner) == 1
-        live[owner] = alive
-      end
-      if not alive then
-        redis.call('ZREM', key, member)
-      elseif (not myscore) or score < myscore or before(other, call) then
-        if (not best_score) or score < best_score
-            or (score == best_score and before(other, best_call)) then
-          best_score, best_call, best_member = score, other, member
-        end
-      end
-    end
-  end
-end
-if best_member then return {'older_caller', best_member} end
-redis.call('SET', KEYS[2], me, 'PX', ARGV[5])
-redis.call('SADD', KEYS[4], ARGV[2])
-redis.call('ZREM', KEYS[3], me)
-redis.call('PUBLISH', ARGV[7], ARGV[6])
-return {'granted'}
-"""
-
-# KEYS: hold:<agent>, holds   ARGV: "node/call", agent, events, free_json
-_RELEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[2], ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-return 1
-"""
-
-# KEYS: hold:<agent>   ARGV: "node/call", ttl_ms
-_REFRESH = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-"""
-
-# KEYS: holds   ARGV: prefix  -> {agent, holder, ...}; forgets agents without a hold
-_HOLDERS = """
-local out = {}
-for _, agent in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local holder = redis.call('GET', ARGV[1] .. 'hold:' .. agent)
-  if holder then
-    out[#out + 1] = agent
-    out[#out + 1] = holder
-  else
-    redis.call('SREM', KEYS[1], agent)
-  end
-end
-return out
-"""
-
-_IN_USE = """
-local function in_use(prefix, vendor, node, nodes_key)
-  local total = 0
-  for _, n in ipairs(redis.call('SMEMBERS', nodes_key)) do
-    local count = redis.call('SCARD', prefix .. 'chan:' .. vendor .. ':' .. n)
-    if count == 0 then
-      redis.call('SREM', nodes_key, n)
-    elseif n == node or redis.call('EXISTS', prefix .. 'node:' .. n) == 1 then
-      total = total + count
-    end
-  end
-  return total
-end
-"""
-
-# KEYS: chan-nodes:<vendor>, vendors, chan:<vendor>:<node>
-# ARGV: prefix, vendor, node, call, max
-_ACQUIRE = _IN_USE + """
-if redis.call('SISMEMBER', KEYS[3], ARGV[4]) == 1 then return 1 end
-if in_use(ARGV[1], ARGV[2], ARGV[3], KEYS[1]) >= tonumber(ARGV[5]) then return 0 end
-redis.call('SADD', KEYS[3], ARGV[4])
-redis.call('SADD', KEYS[1], ARGV[3])
-redis.call('SADD', KEYS[2], ARGV[2])
-return 1
-"""
-
-# KEYS: chan-nodes:<vendor>   ARGV: prefix, vendor, node
-_COUNT = _IN_USE + """
-return in_use(ARGV[1], ARGV[2], ARGV[3], KEYS[1])
-"""
-
-# KEYS: records, recorded:<node>/<call>   ARGV: record json, maxlen, exact (0/1), dedup_ms
-# A write that timed out may still be carried out, and its spooled copy replayed later:
-# the marker makes the second append a no-op.
-_APPEND = """
-if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then return 0 end
-if ARGV[3] == '1' then
-  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'record', ARGV[1])
-else
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'record', ARGV[1])
-end
-return 1
-"""
-
-# KEYS: queues, holds, vendors, synced:<node>   ARGV: prefix, node, hold_ttl_ms, json, token
-# json: {"waiting": [[queue, call, "queued_at"]], "holds": [[agent, call]],
-#        "channels": [[vendor, [call...]]]}
-_RESYNC = """
-local prefix, node = ARGV[1], ARGV[2]
-local mine = node .. '/'
-local function owned(v) return string.sub(v, 1, #mine) == mine end
-local data = cjson.decode(ARGV[4])
-for _, q in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local key = prefix .. 'wait:' .. q
-  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-    if owned(m) then redis.call('ZREM', key, m) end
-  end
-  if redis.call('EXISTS', key) == 0 then redis.call('SREM', KEYS[1], q) end
-end
-for _, w in ipairs(data.waiting) do
-  redis.call('ZADD', prefix .. 'wait:' .. w[1], w[3], mine .. w[2])
-  redis.call('SADD', KEYS[1], w[1])
-end
-for _, agent in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local key = prefix .. 'hold:' .. agent
-  local holder = redis.call('GET', key)
-  if not holder then
-    redis.call('SREM', KEYS[2], agent)
-  elseif owned(holder) then
-    redis.call('DEL', key)
-    redis.call('SREM', KEYS[2], agent)
-  end
-end
-for _, h in ipairs(data.holds) do
-  if redis.call('SET', prefix .. 'hold:' .. h[1], mine .. h[2], 'NX', 'PX', ARGV[3]) then
-    redis.call('SADD', KEYS[2], h[1])
-  end
-end
-for _, v in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  redis.call('DEL', prefix .. 'chan:' .. v .. ':' .. node)
-  redis.call('SREM', prefix .. 'chan-nodes:' .. v, node)
-end
-for _, c in ipairs(data.channels) do
-  if #c[2] > 0 then
-    local key = prefix .. 'chan:' .. c[1] .. ':' .. node
-    for _, call in ipairs(c[2]) do redis.call('SADD', key, call) end
-    redis.call('SADD', prefix .. 'chan-nodes:' .. c[1], node)
-    redis.call('SADD', KEYS[3], c[1])
-  end
-end
-redis.call('SET', KEYS[4], ARGV[5])
-return 1
-"""
-
-
-class _Listener:
-    """One subscription: a pub/sub connection read by a daemon thread."""
-
-    def __init__(self, store: RedisStore, callback: Callable[[StoreEvent], None]) -> None:
-        self._store = store
-        self._callback = callback
-        self._stop = threading.Event()
-        self._pubsub: redis.client.PubSub | None = self._open()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"ccswitch-state-events-{store.node}")
-        self._thread.start()
-
-    def _open(self) -> redis.client.PubSub:
-        """A pub/sub connection subscribed to the events channel (confirmed)."""
-        store = self._store
-        pubsub: redis.client.PubSub = store._client.pubsub()  # type: ignore[no-untyped-call]
-        try:
-            pubsub.subscribe(store._events)
-            deadline = time.monotonic() + max(store._timeout, 0.1) * 4
-            while time.monotonic() < deadline:
-                message = pubsub.get_message(timeout=store._timeout)
-                if message is not None and message.get("type") == "subscribe":
-                    return pubsub
-            raise redis.TimeoutError("no subscribe confirmation")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                pubsub.close()
-            raise
-
-    def _run(self) -> None:
-        backoff = 0.05
-        while not self._stop.is_set():
-            pubsub = self._pubsub
-            if pubsub is None:
-                try:
-                    pubsub = self._pubsub = self._open()
-                except (redis.RedisError, OSError) as e:
-                    log.warn("state store events: reconnect failed, retry in {delay}s: "
-                             "{error}", delay=backoff, error=str(e))
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 2.0)
-                    continue
-                log.info("state store events: reconnected to {where}",
-                         where=self._store.where)
-                backoff = 0.05
-            try:
-                message = pubsub.get_message(timeout=0.2)
-            except (redis.RedisError, OSError, ValueError) as e:
-                log.warn("state store events: connection lost: {error}", error=str(e))
-                self._drop()
-                continue
-            if message is None or message.get("type") != "message":
-                continue
-            event = decode_event(message["data"])
-            if event is None:
-                continue
-            try:
-                self._callback(event)
-            except Exception:
-                log.failure("state store events: subscriber failed on {kind} {agent}",
-                            kind=str(event.kind), agent=event.agent)
-        self._drop()
-
-    def _drop(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                pubsub.close()
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def close(self) -> None:
-        self._stop.set()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=2.0)
-        self._store._forget(self)
 
 
 class RedisStore:
@@ -491,16 +115,16 @@ class RedisStore:
         self._resync_ms = _ms(resync_hold_ttl)
         self._dedup_ms = _ms(record_dedup_ttl)
         self._synced: str | None = None  # the token of this store's last resync
-        self._listeners: list[_Listener] = []
+        self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
-        self._reserve = client.register_script(_RESERVE)
-        self._release = client.register_script(_RELEASE)
-        self._refresh = client.register_script(_REFRESH)
-        self._holders = client.register_script(_HOLDERS)
-        self._acquire = client.register_script(_ACQUIRE)
-        self._count = client.register_script(_COUNT)
-        self._resync = client.register_script(_RESYNC)
-        self._append = client.register_script(_APPEND)
+        self._reserve = client.register_script(RESERVE)
+        self._release = client.register_script(RELEASE)
+        self._refresh = client.register_script(REFRESH)
+        self._holders = client.register_script(HOLDERS)
+        self._acquire = client.register_script(ACQUIRE)
+        self._count = client.register_script(COUNT)
+        self._resync = client.register_script(RESYNC)
+        self._append = client.register_script(APPEND)
 
     @classmethod
     def from_url(cls, url: str, *, node: str, prefix: str = "ccswitch:",
@@ -556,7 +180,7 @@ class RedisStore:
     def _key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
 
-    def _forget(self, listener: _Listener) -> None:
+    def _forget(self, listener: Listener) -> None:
         with self._listeners_lock:
             if listener in self._listeners:
                 self._listeners.remove(listener)
@@ -578,7 +202,7 @@ class RedisStore:
     def set_presence(self, agent: str, presence: str) -> None:
         if presence not in PRESENCES:
             raise ValueError(f"unknown presence {presence!r}")
-        message = _event_json(StoreEvent(kind=EventKind.PRESENCE, agent=agent,
+        message = event_json(StoreEvent(kind=EventKind.PRESENCE, agent=agent,
                                          node=self.node, presence=presence))
         with self._guard("set_presence"):
             pipe = self._client.pipeline(transaction=True)
@@ -604,7 +228,7 @@ class RedisStore:
 
     def reserve(self, agent: str, call: str, queue: str, queues: Sequence[str],
                 ttl: float) -> Reservation:
-        busy = _event_json(StoreEvent(kind=EventKind.BUSY, agent=agent, node=self.node))
+        busy = event_json(StoreEvent(kind=EventKind.BUSY, agent=agent, node=self.node))
         with self._guard("reserve"):
             reply = self._reserve(
                 keys=[self._key("presence"), self._key("hold", agent),
@@ -625,7 +249,7 @@ class RedisStore:
                                      args=[f"{self.node}/{call}", _ms(ttl)])) == 1
 
     def release(self, agent: str, call: str, idle_since: float) -> None:
-        free = _event_json(StoreEvent(kind=EventKind.FREE, agent=agent, node=self.node,
+        free = event_json(StoreEvent(kind=EventKind.FREE, agent=agent, node=self.node,
                                       idle_since=idle_since))
         with self._guard("release"):
             self._release(keys=[self._key("hold", agent), self._key("holds")],
@@ -685,7 +309,7 @@ class RedisStore:
 
     def subscribe(self, callback: Callable[[StoreEvent], None]) -> Subscription:
         with self._guard("subscribe"):
-            listener = _Listener(self, callback)
+            listener = Listener(self, callback)
         with self._listeners_lock:
             self._listeners.append(listener)
         return listener

@@ -19,7 +19,7 @@ from twisted.internet.task import Clock, deferLater
 
 from ccswitch.errors import MediaError, RecordingError
 from ccswitch.media import g711
-from ccswitch.media.engine import MediaEngine, MediaLeg, _JitterFifo
+from ccswitch.media.engine import MediaEngine, MediaLeg
 from ccswitch.media.prompt import Prompt
 from ccswitch.media.rtp import RtpHeader, parse_rtp
 from ccswitch.recording.recorder import CallRecorder
@@ -541,28 +541,6 @@ async def test_recording_left_mix_saturates(env: Env, tmp_path: Path) -> None:
     with wave.open(str(recorder.finish({}).path), "rb") as w:
         data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
     assert (data[:, 0] == 32767).all()
-
-
-def test_jitter_fifo_drops_oldest_on_overflow() -> None:
-    """Pushing 12 frames into a 10-frame FIFO keeps the newest 10."""
-    fifo = _JitterFifo(10 * 160)
-    identity = np.arange(256, dtype=np.int16)
-    for i in range(12):
-        fifo.push(memoryview(bytes([i]) * 160), identity)
-    out = np.empty(160, dtype=np.int16)
-    fifo.pop_into(out)
-    assert (out == 2).all() and fifo.dropped == 2 * 160 and len(fifo) == 9 * 160
-
-
-def test_jitter_fifo_underflow_gives_silence() -> None:
-    """Reading more than is buffered pads with zeros and counts an underrun when empty."""
-    fifo = _JitterFifo(10 * 160)
-    fifo.push(memoryview(b"\x07" * 100), np.arange(256, dtype=np.int16))
-    out = np.full(160, 99, dtype=np.int16)
-    fifo.pop_into(out)
-    assert (out[:100] == 7).all() and not out[100:].any()
-    fifo.pop_into(out)
-    assert not out.any() and fifo.underruns == 1
 
 
 @pytest_twisted.ensureDeferred

@@ -10,9 +10,8 @@ from twisted.internet.task import Clock
 
 from ccswitch.sip.hop import Hop
 from ccswitch.sip.message import Headers, Request, Response, SipURI, make_response, parse_message
-from ccswitch.sip.transaction import (
-    ClientTransaction, ServerTransaction, State, Timers, TransactionLayer,
-)
+from ccswitch.sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer
+from ccswitch.sip.transaction_states import State, Timers
 
 PEER = ("10.0.0.2", 5060)
 LOCAL = ("10.0.0.1", 5070)

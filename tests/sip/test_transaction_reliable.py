@@ -9,7 +9,8 @@ from twisted.internet.task import Clock
 
 from ccswitch.sip.hop import Hop, Transport
 from ccswitch.sip.message import Headers, Request, Response, SipURI, make_response, parse_message
-from ccswitch.sip.transaction import State, TransactionLayer
+from ccswitch.sip.transaction import TransactionLayer
+from ccswitch.sip.transaction_states import State
 from tests.sip.test_transaction import FakeTU, request
 
 LOCAL_HOST = "10.0.0.1"

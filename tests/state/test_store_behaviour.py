@@ -21,9 +21,8 @@ import pytest
 from twisted.internet import task
 
 from ccswitch.state.embedded import EmbeddedState, EmbeddedStore
-from ccswitch.state.redis_store import (
-    RedisStore, SentinelTarget, StateUrlError, parse_sentinel_url,
-)
+from ccswitch.state.redis_store import RedisStore
+from ccswitch.state.redis_url import StateUrlError
 from tests.phones.client import free_tcp_port
 from tests.redisd import RedisServer
 from ccswitch.state.store import (
@@ -636,20 +635,6 @@ def test_a_subscription_survives_a_redis_restart(redis_server: RedisServer) -> N
     finally:
         a.close()
         b.close()
-
-
-def test_sentinel_url_parsing() -> None:
-    """Hosts (default port 26379, IPv6), service, db and password come out of the URL."""
-    assert parse_sentinel_url("redis+sentinel://s1:26380,s2,[::1]:5000/mymaster/2") == \
-        SentinelTarget(sentinels=(("s1", 26380), ("s2", 26379), ("::1", 5000)),
-                       service="mymaster", db=2)
-    assert parse_sentinel_url("redis+sentinel://:p%40ss@s1/cc") == SentinelTarget(
-        sentinels=(("s1", 26379),), service="cc", db=0, password="p@ss")
-    for bad in ("redis://s1/cc", "redis+sentinel://s1", "redis+sentinel://s1:x/cc",
-                "redis+sentinel://s1/cc/zero", "redis+sentinel://,s2/cc",
-                "redis+sentinel://s1/cc/0/extra"):
-        with pytest.raises(StateUrlError):
-            parse_sentinel_url(bad)
 
 
 def test_an_unreachable_sentinel_is_store_unavailable() -> None:
