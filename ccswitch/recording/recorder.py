@@ -373,10 +373,13 @@ def write_fd(fd: int, body: bytes) -> None:
     os.fsync(fd)
 
 
-def export_compressed(wav_path: Path, fmt: str) -> Path:
+def export_compressed(wav_path: Path, fmt: str, *,
+                      wall_clock: Callable[[], float] = time.time) -> Path:
     """Export a finished WAV as ``fmt`` (e.g. "mp3", "ogg") next to it; blocking, run in a thread.
 
-    Written to a temp name and renamed, so a partial export is never visible.
+    Written to a temp name and renamed, so a partial export is never visible; then
+    entered in the ledger. Not for sealed recordings: the node cannot read them back
+    (the config refuses ``compressed_copy`` with ``encrypt``).
     """
     if not _FORMAT.match(fmt):
         raise RecordingError(f"unsupported compressed format {fmt!r}")
@@ -388,10 +391,14 @@ def export_compressed(wav_path: Path, fmt: str) -> Path:
 
         AudioSegment.from_wav(str(wav_path)).export(str(temp), format=fmt)
         os.replace(temp, target)
+        _fsync_dir(target.parent)
     except Exception as e:  # pydub/ffmpeg failures come in many types
         try:
             temp.unlink()
         except OSError:
             pass
         raise RecordingError(f"cannot export {wav_path} as {fmt}: {e}") from e
+    # A finished recording lies in <directory>/YYYY/MM/DD/: the ledger is in <directory>.
+    ledger_recording(wav_path.parents[3], target.stem, wall_clock(),
+                     {target: ledger.file_sha256(target)})
     return target

@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from twisted.logger import capturedLogs
 
+from ccswitch.recording import ledger
 from ccswitch.recording.recorder import CallRecorder, export_compressed
 from ccswitch.recording.retention import LOG_NAME, PurgeResult, RetentionError, purge
 
@@ -412,3 +414,21 @@ def test_cli_refuses_a_non_positive_limit(tmp_path: Path) -> None:
     config, _ = write_config(tmp_path)
     result = ccswitch("purge", "--config", str(config), "--older-than", "0")
     assert result.returncode == 2 and "positive number of days" in result.stderr
+
+
+def test_sealed_recording_set_is_purged(tmp_path: Path) -> None:
+    """A sealed recording (.wav.enc) goes with its sidecar like a WAV."""
+    rec = CallRecorder(tmp_path, "old-s", OLD + 3, {"call_id": "old-s"},
+                       seal=X25519PrivateKey.generate().public_key())
+    result = rec.finish({"arrived_at": OLD})
+    assert run(tmp_path).deleted == ("old-s",)
+    assert not result.path.exists() and not result.sidecar.exists()
+
+
+def test_purge_is_entered_in_the_ledger(tmp_path: Path) -> None:
+    """Each purged set is a ledger entry, so verify finds nothing missing afterwards."""
+    files = record(tmp_path, "old-1", OLD, compressed="ogg")
+    run(tmp_path)
+    entries = [json.loads(x) for x in (tmp_path / ledger.LEDGER_NAME).read_text().splitlines()]
+    assert entries[-1]["kind"] == "purge" and len(entries[-1]["files"]) == len(files)
+    assert ledger.verify(tmp_path).problems == ()
