@@ -1,4 +1,5 @@
-"""Command line: ``ccswitch run|check|reload|report|export-cdr|purge`` and ``--version``."""
+"""Command line: ``ccswitch run|check|reload|report|export-cdr|purge|keygen|decrypt|verify``
+and ``--version``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence, TextIO
+from typing import TYPE_CHECKING, BinaryIO, Sequence, TextIO
 
 from twisted.logger import (
     FilteringLogObserver, ILogObserver, LogLevel, LogLevelFilterPredicate,
@@ -74,6 +75,19 @@ def _parser() -> argparse.ArgumentParser:
                        help="retention period in days (may be fractional)")
     purge.add_argument("--dry-run", action="store_true",
                        help="delete nothing; list the call ids that would go")
+    keygen = sub.add_parser(
+        "keygen", help="make an X25519 key pair for sealed recordings: recordings.pub for "
+                       "the nodes (recordings.encrypt.public_key), recordings.key (mode 0600) "
+                       "for the reviewers; the private key does not belong on a node")
+    keygen.add_argument("--out", required=True, type=Path, help="directory for the two files")
+    decrypt = sub.add_parser(
+        "decrypt", help="write the WAV of a sealed recording (.wav.enc) to stdout")
+    decrypt.add_argument("--key", required=True, type=Path, help="private key (ccswitch keygen)")
+    decrypt.add_argument("recording", type=Path, help="the .wav.enc file")
+    verify = sub.add_parser(
+        "verify", help="check the recordings ledger's hash chain and every recording file "
+                       "against it; lists missing, changed and unledgered files")
+    verify.add_argument("--config", required=True, type=Path, help="service config YAML")
     return parser
 
 
@@ -237,6 +251,97 @@ def _purge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_FAILURE if outcome.errors else EXIT_OK
 
 
+PRIVATE_KEY_NAME = "recordings.key"
+PUBLIC_KEY_NAME = "recordings.pub"
+
+
+def _keygen(directory: Path, out: TextIO, err: TextIO) -> int:
+    from ccswitch.recording.sealed import new_key_pair
+
+    private, public = new_key_pair()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, body, mode in ((PRIVATE_KEY_NAME, private, 0o600),
+                                 (PUBLIC_KEY_NAME, public, 0o644)):
+            fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            try:
+                os.fchmod(fd, mode)  # the umask must not widen or narrow it
+                os.write(fd, body)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except FileExistsError as e:
+        err.write(f"error: {e.filename} exists; keygen never overwrites a key\n")
+        return EXIT_FAILURE
+    except OSError as e:
+        err.write(f"error: cannot write the keys in {directory}: {e.strerror}\n")
+        return EXIT_FAILURE
+    out.write(f"public key {directory / PUBLIC_KEY_NAME}: give it to the nodes "
+              f"(recordings.encrypt.public_key)\n"
+              f"private key {directory / PRIVATE_KEY_NAME} (mode 0600): keep it with the "
+              f"reviewers, off the nodes; without it no sealed recording can be read\n")
+    return EXIT_OK
+
+
+def _decrypt(key_path: Path, recording: Path, out: BinaryIO, err: TextIO) -> int:
+    from ccswitch.recording.recorder import BLOCK_ALIGN, HEADER_SIZE, _wav_header, sealed_wav
+    from ccswitch.recording.sealed import SealedError, Status, Unsealed, load_private_key
+
+    try:
+        key = load_private_key(key_path.read_bytes())
+    except OSError as e:
+        err.write(f"error: cannot read the key {key_path}: {e.strerror}\n")
+        return EXIT_FAILURE
+    except SealedError as e:
+        err.write(f"error: {key_path}: {e}\n")
+        return EXIT_FAILURE
+    written = 0
+    try:
+        with open(recording, "rb") as f:
+            opened = Unsealed(key, f)
+            for piece in sealed_wav(opened.chunks, opened.layout.plaintext_bytes):
+                out.write(piece)
+                written += len(piece)
+        out.flush()
+    except OSError as e:
+        err.write(f"error: {recording}: {e.strerror}\n")
+        return EXIT_FAILURE
+    except SealedError as e:
+        err.write(f"error: {recording}: {e}\n")
+        return EXIT_FAILURE
+    data = written - HEADER_SIZE
+    seconds = data / BLOCK_ALIGN / 8000
+    if opened.status is Status.INTERRUPTED:
+        err.write(f"warning: {recording} was cut short: ccswitch stopped during the call and "
+                  f"recovered the first {seconds:.1f} s\n")
+        return EXIT_OK
+    if opened.status is Status.TRUNCATED:
+        if data != opened.layout.plaintext_bytes - HEADER_SIZE and out.seekable():
+            out.seek(0)  # a torn last chunk was not written: the header says what was
+            out.write(_wav_header(data))
+            out.flush()
+        err.write(f"error: {recording} was cut short: it ends without its final chunk "
+                  f"(truncated, torn by a crash, or its end changed); the first "
+                  f"{seconds:.1f} s were written\n")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ccswitch.recording.ledger import LEDGER_NAME, verify
+
+    config = _load_config(args.config, err)
+    if config is None:
+        return EXIT_CONFIG
+    directory = config.recordings.directory
+    result = verify(directory)
+    for problem in result.problems:
+        out.write(f"{_printable(problem)}\n")
+    out.write(f"{directory / LEDGER_NAME}: {result.entries} entries, {result.files} file(s) "
+              f"checked, {len(result.problems)} problem(s)\n")
+    return EXIT_FAILURE if result.problems else EXIT_OK
+
+
 def _start_logging(fmt: str, level: str) -> None:
     observer: ILogObserver = (jsonFileLogObserver(sys.stdout) if fmt == "json"
                               else textFileLogObserver(sys.stdout))
@@ -305,6 +410,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reload(args.config, args.pid, sys.stdout)
     if args.command == "purge":
         return _purge(args, sys.stdout, sys.stderr)
+    if args.command == "keygen":
+        return _keygen(args.out, sys.stdout, sys.stderr)
+    if args.command == "decrypt":
+        return _decrypt(args.key, args.recording, sys.stdout.buffer, sys.stderr)
+    if args.command == "verify":
+        return _verify(args, sys.stdout, sys.stderr)
     return _run(args.config, args.log_format, args.log_level)
 
 
