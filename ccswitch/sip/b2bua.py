@@ -942,7 +942,8 @@ class CallController:
                 {"call_id": call.id, "sip_call_id": invite.call_id,
                  "caller": _caller_id(invite.from_), "dialed": invite.uri.user or "",
                  "queue": call.queue.name, "group": call.queue.group,
-                 "arrived_at": call.started, "announced_at": self._announced_at(call)})
+                 "arrived_at": call.started, "announced_at": self._announced_at(call)},
+                seal=self._config.recordings.public_key)
         except RecordingError as e:
             self._recording_failed(call, e)
             return
