@@ -81,9 +81,10 @@ def _parser() -> argparse.ArgumentParser:
                        "for the reviewers; the private key does not belong on a node")
     keygen.add_argument("--out", required=True, type=Path, help="directory for the two files")
     decrypt = sub.add_parser(
-        "decrypt", help="write the WAV of a sealed recording (.wav.enc) to stdout")
+        "decrypt", help="write a sealed recording to stdout: the WAV of a .wav.enc, the "
+                        "compressed audio of a .mp3.enc or .ogg.enc")
     decrypt.add_argument("--key", required=True, type=Path, help="private key (ccswitch keygen)")
-    decrypt.add_argument("recording", type=Path, help="the .wav.enc file")
+    decrypt.add_argument("recording", type=Path, help="the .wav.enc (or .mp3.enc...) file")
     verify = sub.add_parser(
         "verify", help="check the recordings ledger's hash chain and every recording file "
                        "against it; lists missing, changed and unledgered files")
@@ -299,7 +300,11 @@ def _decrypt(key_path: Path, recording: Path, out: BinaryIO, err: TextIO) -> int
     try:
         with open(recording, "rb") as f:
             opened = Unsealed(key, f)
-            for piece in sealed_wav(opened.chunks, opened.layout.plaintext_bytes):
+            # A sealed WAV's header gets its sizes; a compressed copy comes out as it was.
+            wav = recording.name.endswith(".wav.enc")
+            pieces = (sealed_wav(opened.chunks, opened.layout.plaintext_bytes) if wav
+                      else opened.chunks)
+            for piece in pieces:
                 out.write(piece)
                 written += len(piece)
         out.flush()
@@ -310,19 +315,19 @@ def _decrypt(key_path: Path, recording: Path, out: BinaryIO, err: TextIO) -> int
         err.write(f"error: {recording}: {e}\n")
         return EXIT_FAILURE
     data = written - HEADER_SIZE
-    seconds = data / BLOCK_ALIGN / 8000
+    kept = f"the first {data / BLOCK_ALIGN / 8000:.1f} s" if wav else f"{written} bytes"
     if opened.status is Status.INTERRUPTED:
         err.write(f"warning: {recording} was cut short: ccswitch stopped during the call and "
-                  f"recovered the first {seconds:.1f} s\n")
+                  f"recovered {kept}\n")
         return EXIT_OK
     if opened.status is Status.TRUNCATED:
-        if data != opened.layout.plaintext_bytes - HEADER_SIZE and out.seekable():
+        if wav and data != opened.layout.plaintext_bytes - HEADER_SIZE and out.seekable():
             out.seek(0)  # a torn last chunk was not written: the header says what was
             out.write(_wav_header(data))
             out.flush()
         err.write(f"error: {recording} was cut short: it ends without its final chunk "
-                  f"(truncated, torn by a crash, or its end changed); the first "
-                  f"{seconds:.1f} s were written\n")
+                  f"(truncated, torn by a crash, or its end changed); {kept} were "
+                  f"written\n")
         return EXIT_FAILURE
     return EXIT_OK
 

@@ -264,16 +264,6 @@ def test_verify_finds_a_broken_chain(tmp_path: Path) -> None:
     assert "ledger line 2: does not follow line 1" in result.stdout
 
 
-def test_check_refuses_a_compressed_copy_of_sealed_recordings(tmp_path: Path) -> None:
-    """recordings.encrypt with compressed_copy is a config error (the copy would be clear)."""
-    _, public = keys(tmp_path)
-    config, _ = write_config(tmp_path, f"  compressed_copy: mp3\n  encrypt:\n"
-                                       f"    public_key: {public}\n")
-    result = ccswitch("check", "--config", str(config))
-    assert result.returncode == 2
-    assert "recordings.compressed_copy: cannot be combined with encrypt" in result.stdout
-
-
 def test_check_refuses_a_private_key_as_the_public_key(tmp_path: Path) -> None:
     """A private key given as recordings.encrypt.public_key is refused, not quoted."""
     private, _ = keys(tmp_path)

@@ -410,11 +410,6 @@ def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
     if sec.has("encrypt") and sec.data.get("encrypt") is not None:
         sealing = _parse_encrypt(ck, sec.data["encrypt"], sec.line("encrypt"), base)
         ok = ok and sealing is not None
-        if fmt is not None:
-            # The node cannot read a sealed recording back to encode it, and pydub's
-            # encoder goes through temp files: a copy would put the call in the clear.
-            sec.error("compressed_copy", "cannot be combined with encrypt; set it to null")
-            ok = False
     if text is None:
         return None
     directory = _resolve(base, text)

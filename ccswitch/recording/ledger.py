@@ -47,7 +47,7 @@ _LOCK: Final = threading.Lock()
 _DAY_PATH: Final = re.compile(r"^[0-9]{4}/[0-9]{2}/[0-9]{2}/[A-Za-z0-9_][A-Za-z0-9._-]*$")
 #: Files that belong to a finished recording (audio, sealed audio, compressed copy, sidecar).
 _RECORDING_FILE: Final = re.compile(
-    r"\.(" + "|".join(("wav", r"wav\.enc", "json", *COMPRESSED_FORMATS)) + r")$")
+    r"\.(" + "|".join(("wav", "json", *COMPRESSED_FORMATS)) + r")(\.enc)?$")
 
 
 class LedgerError(RecordingError):

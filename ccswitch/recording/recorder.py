@@ -15,7 +15,9 @@ With ``seal`` (an X25519 public key, config ``recordings.encrypt``) the file is 
 sealed one (``sealed.py``): ``<safe_id>.wav.enc``, encrypted chunk by chunk as it is
 written; its plaintext is the same WAV, except that its header keeps zero sizes (a
 sealed file is never rewritten in place: ``sealed_wav`` sets them when it is read).
-The recorder cannot read it back.
+The recorder cannot read it back, so a compressed copy (``sealed_copy``, a format) is
+encoded while the call is recorded (``compressed.py``) and sealed as
+``<safe_id>.<fmt>.enc`` next to the recording.
 
 ``finish`` notes the SHA-256 of the final file in the sidecar and appends the recording
 (file and sidecar hashes) to the recordings directory's ledger (``ledger.py``).
@@ -45,6 +47,7 @@ from twisted.logger import Logger
 
 from ccswitch.errors import RecordingError
 from ccswitch.recording import ledger
+from ccswitch.recording.compressed import SealedCopy
 from ccswitch.recording.sealed import SUFFIX as SEALED_SUFFIX, SealedWriter
 
 __all__ = [
@@ -165,7 +168,7 @@ class CallRecorder:
 
     def __init__(self, directory: Path, call_id: str, started_at: float,
                  metadata: Mapping[str, Any], *, buffer_seconds: float = 1.0,
-                 seal: X25519PublicKey | None = None,
+                 seal: X25519PublicKey | None = None, sealed_copy: str | None = None,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.directory = Path(directory)
         self.call_id = call_id
@@ -199,6 +202,23 @@ class CallRecorder:
         except (OSError, RecordingError) as e:
             os.close(self._fd)
             raise RecordingError(f"cannot write {self.temp_path}: {e}") from e
+        self._copy: SealedCopy | None = None
+        if sealed_copy is not None:
+            if seal is None or not _FORMAT.match(sealed_copy):
+                raise ValueError(f"a sealed copy needs seal and a format, got {sealed_copy!r}")
+            self._copy = self._start_copy(seal, sealed_copy)
+
+    def _start_copy(self, seal: X25519PublicKey, fmt: str) -> SealedCopy | None:
+        """The sealed compressed copy; None (logged) if it cannot start: the recording
+        matters more than its copy."""
+        stem = self.temp_path.name[:-len(self._suffix)]
+        try:
+            fd, path = _open_exclusive(self.temp_path.parent, stem, f".{fmt}{SEALED_SUFFIX}")
+            return SealedCopy(fd, path, fmt, seal)
+        except (OSError, RecordingError) as e:
+            log.error("recording {safe_id}: no compressed copy: {error}",
+                      safe_id=self.safe_id, call_id=self.call_id, error=str(e))
+            return None
 
     @property
     def frames(self) -> int:
@@ -208,6 +228,11 @@ class CallRecorder:
     @property
     def finished(self) -> bool:
         return self._finished
+
+    @property
+    def sealed(self) -> bool:
+        """Sealed recordings make their compressed copy themselves (``sealed_copy``)."""
+        return self._sealer is not None
 
     def _write_all(self, data: memoryview) -> int:
         written = 0
@@ -240,6 +265,8 @@ class CallRecorder:
         end = self._fill * BLOCK_ALIGN
         if self._sealer is not None:
             if end:
+                if self._copy is not None:
+                    self._copy.feed(bytes(self._bytes[:end]))
                 self._out += self._sealer.update(self._bytes[:end])
                 self._data_bytes += end
                 self._fill = 0
@@ -294,6 +321,8 @@ class CallRecorder:
                 os.pwrite(self._fd, _wav_header(usable), 0)
             os.fsync(self._fd)
         except (OSError, RecordingError) as e:
+            if self._copy is not None:
+                self._copy.abandon()
             raise RecordingError(f"cannot finalise {self.temp_path}: {e}") from e
         finally:
             os.close(self._fd)
@@ -303,8 +332,12 @@ class CallRecorder:
             wav_path, sidecar = final_paths(self.directory, self.safe_id, self.started_at,
                                             self._suffix)
             os.replace(self.temp_path, wav_path)
+            files = {wav_path: ledger.file_sha256(wav_path)}
+            digest = files[wav_path]
+            copy = self._finish_copy(wav_path)
+            if copy is not None:
+                files[copy] = ledger.file_sha256(copy)
             _fsync_dir(wav_path.parent)
-            digest = ledger.file_sha256(wav_path)
             document: dict[str, Any] = {**self._metadata, **(metadata or {})}
             recording: dict[str, Any] = {
                 "path": str(wav_path),
@@ -315,6 +348,10 @@ class CallRecorder:
                 "sha256": digest,
                 "sealed": self._sealer is not None,
             }
+            if copy is not None:
+                recording["compressed"] = {"path": str(copy), "sha256": files[copy]}
+            elif self._copy is not None:
+                recording["compressed_error"] = self._copy.error
             if self._error is not None:
                 recording["error"] = self._error
             document["recording"] = recording
@@ -329,12 +366,25 @@ class CallRecorder:
         except OSError as e:
             raise RecordingError(f"cannot move recording {self.safe_id} into place: {e}") from e
         ledger_recording(self.directory, self.call_id, self._wall_clock(), {
-            wav_path: digest, sidecar: hashlib.sha256(body).hexdigest()})
+            **files, sidecar: hashlib.sha256(body).hexdigest()})
         log.info("recording {safe_id} finished: {path} ({seconds:.1f} s)",
                  safe_id=self.safe_id, call_id=self.call_id, path=str(wav_path),
                  seconds=duration)
         return RecordingResult(path=wav_path, sidecar=sidecar, frames=frames,
                                duration_seconds=duration, error=self._error, sha256=digest)
+
+
+    def _finish_copy(self, recording: Path) -> Path | None:
+        """Put the sealed copy next to ``recording``; None (logged) if there is none."""
+        if self._copy is None:
+            return None
+        stem = recording.name[:-len(self._suffix)]
+        try:
+            return self._copy.finish(recording.with_name(stem + self._copy.suffix))
+        except RecordingError as e:
+            log.error("recording {safe_id}: {error}", safe_id=self.safe_id,
+                      call_id=self.call_id, error=str(e))
+            return None
 
 
 def ledger_recording(directory: Path, call_id: str, at: float,

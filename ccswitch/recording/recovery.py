@@ -32,8 +32,10 @@ removed) is dropped, so the real outcome is kept.
 A sealed temp recording (``.wav.enc``, ``sealed.py``) cannot be read here: the node
 has no private key. It is repaired by its sizes alone: the whole chunks are kept, a
 torn chunk after them is cut, and the trailer that marks an interrupted file is
-appended, so it decrypts to a playable WAV of the audio before the crash. Every
-recovered recording is entered in the ledger with its sidecar.
+appended, so it decrypts to a playable WAV of the audio before the crash. Its sealed
+compressed copy (``<stem>.mp3.enc`` or ``.ogg.enc``), if any, is repaired the same way
+and placed with it. Every recovered recording is entered in the ledger with its
+sidecar.
 
 Crash during recovery: the sidecar is first written to
 ``.incomplete/.<stem>.recovered``, then the WAV is moved, then the sidecar. A
@@ -59,6 +61,7 @@ from typing import Any, Callable, Final, Mapping, TypeVar
 import attrs
 from twisted.logger import Logger
 
+from ccswitch.config import COMPRESSED_FORMATS
 from ccswitch.errors import RecordingError
 from ccswitch.recording.ledger import file_sha256
 from ccswitch.recording import sealed
@@ -245,6 +248,8 @@ def _recover_wav(directory: Path, temp: Path, now: float,
         started_at = max(0.0, min(mtime, now) - duration)
     safe_id = safe_call_id(call_id) if call_id != stem else stem
     wav, sidecar = final_paths(directory, safe_id, started_at, suffix)
+    copies = (_place_sealed_copies(temp, stem, wav.parent, wav.name[:-len(suffix)])
+              if is_sealed else {})
     record = _interrupted_record(call_id, facts, started_at, started_at + duration, wav)
     document: dict[str, Any] = dict(record)
     document["recording"] = {
@@ -259,6 +264,8 @@ def _recover_wav(directory: Path, temp: Path, now: float,
         "sha256": file_sha256(temp),
         "sealed": is_sealed,
     }
+    for copy, digest in copies.items():
+        document["recording"]["compressed"] = {"path": str(copy), "sha256": digest}
     pending = temp.with_name(f".{stem}{_RECOVERED_SUFFIX}")
     body = json.dumps(document, indent=2, sort_keys=True, default=str).encode()
     _write_file(pending, body)
@@ -267,7 +274,8 @@ def _recover_wav(directory: Path, temp: Path, now: float,
     os.replace(pending, sidecar)
     _fsync_dir(sidecar.parent)
     ledger_recording(directory, call_id, now, {
-        wav: document["recording"]["sha256"], sidecar: hashlib.sha256(body).hexdigest()})
+        **copies, wav: document["recording"]["sha256"],
+        sidecar: hashlib.sha256(body).hexdigest()})
     log.info("recording {call_id} recovered after a crash: {path} ({seconds:.1f} s, "
              "start {how})", call_id=call_id, path=str(wav), seconds=duration,
              how="estimated from mtime" if estimated else "as noted")
@@ -318,6 +326,26 @@ def _repair(temp: Path, call_id: str) -> tuple[int, float]:
     # Keep the last-write time: it dates the call if recovery is interrupted and rerun.
     os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns))
     return data_bytes, st.st_mtime
+
+
+def _place_sealed_copies(temp: Path, stem: str, folder: Path, final_stem: str
+                         ) -> dict[Path, str]:
+    """Repair and move the sealed compressed copies of a sealed temp recording into
+    ``folder``, where the recording goes; their final paths and SHA-256."""
+    placed: dict[Path, str] = {}
+    for fmt in COMPRESSED_FORMATS:
+        copy = temp.with_name(f"{stem}.{fmt}{sealed.SUFFIX}")
+        if not copy.exists():
+            continue
+        final = folder / f"{final_stem}.{fmt}{sealed.SUFFIX}"
+        try:
+            _repair_sealed(copy)
+            os.replace(copy, final)
+            placed[final] = file_sha256(final)
+        except (OSError, RecordingError) as e:  # the copy is not worth the recording
+            log.error("recording {call_id}: compressed copy {path} left in place: {error}",
+                      call_id=stem, path=str(copy), error=str(e))
+    return placed
 
 
 def _repair_sealed(temp: Path) -> tuple[int, float]:

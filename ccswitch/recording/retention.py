@@ -3,7 +3,8 @@
 What is a candidate
     Only regular files directly inside ``<directory>/YYYY/MM/DD/`` whose names
     the recorder produces: ``<stem>.wav``, ``<stem>.json`` (the sidecar) and the
-    compressed copies ``<stem>.mp3`` / ``<stem>.ogg``, where ``stem`` is a
+    compressed copies ``<stem>.mp3`` / ``<stem>.ogg``, and their sealed forms
+    ``<stem>.wav.enc``, ``<stem>.mp3.enc`` / ``<stem>.ogg.enc``, where ``stem`` is a
     ``safe_call_id`` (``[A-Za-z0-9._-]``, no leading dot or dash). All files of a
     stem form one *set* and go together. Everything else is never touched: the
     ``.incomplete/`` directory, ``downloads.log``, ``cdr.sqlite*``, ``purge.log``,
@@ -78,7 +79,8 @@ DAY: Final = 86400.0
 MAX_SIDECAR_BYTES: Final = 1 << 20
 _YEAR: Final = re.compile(r"^[0-9]{4}$")
 _TWO: Final = re.compile(r"^[0-9]{2}$")
-_AUDIO: Final = ("wav", "wav.enc", *COMPRESSED_FORMATS)
+_AUDIO: Final = ("wav", "wav.enc", *COMPRESSED_FORMATS,
+                 *(f"{fmt}.enc" for fmt in COMPRESSED_FORMATS))
 _FILE: Final = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9._-]{0,99})\.("
                           + "|".join(re.escape(s) for s in ("json", *_AUDIO)) + r")$")
 _DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -943,7 +943,9 @@ class CallController:
                  "caller": _caller_id(invite.from_), "dialed": invite.uri.user or "",
                  "queue": call.queue.name, "group": call.queue.group,
                  "arrived_at": call.started, "announced_at": self._announced_at(call)},
-                seal=self._config.recordings.public_key)
+                seal=self._config.recordings.public_key,
+                sealed_copy=(self._config.recordings.compressed_format
+                             if self._config.recordings.public_key is not None else None))
         except RecordingError as e:
             self._recording_failed(call, e)
             return
@@ -1024,7 +1026,7 @@ class CallController:
         if note is not None:
             note.discard()
         fmt = self._config.recordings.compressed_format
-        if wav is not None and fmt is not None:
+        if wav is not None and fmt is not None and recorder is not None and not recorder.sealed:
             try:
                 export_compressed(wav, fmt)
             except RecordingError as e:

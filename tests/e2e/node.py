@@ -70,7 +70,8 @@ class Node:
                  hold_ttl: float | None = None, recording_start: str | None = None,
                  transports: tuple[str, ...] = (),
                  cdr_database: str | None = None, encrypt_public_key: Path | None = None,
-                 recording_key: Path | None = None) -> None:
+                 recording_key: Path | None = None,
+                 compressed_copy: str | None = None) -> None:
         """``transports``: "tcp" and/or "tls" listeners beside UDP, each on a free port
         (``stream_ports``); a tls one needs ``sip={"tls": {...}}``. ``encrypt_public_key``:
         recordings sealed to it (``recordings.encrypt``); ``recording_key``: the private key
@@ -110,7 +111,8 @@ class Node:
             "recordings": {"directory": str(self.recordings),
                            **({"start": recording_start} if recording_start else {}),
                            **({"encrypt": {"public_key": str(encrypt_public_key)}}
-                              if encrypt_public_key is not None else {})},
+                              if encrypt_public_key is not None else {}),
+                           **({"compressed_copy": compressed_copy} if compressed_copy else {})},
             "dialplans": str(plans),
             "state": state or "embedded",
         }

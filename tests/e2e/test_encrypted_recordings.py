@@ -44,7 +44,7 @@ def entropy(data: bytes) -> float:
 
 
 def answered_call(node_factory: NodeFactory, phone_factory: PhoneFactory, public: Path,
-                  **options: Path) -> tuple[Node, Path, dict[str, Any]]:
+                  **options: Any) -> tuple[Node, Path, dict[str, Any]]:
     """One call, caller tone and agent tone, through a node sealing its recordings."""
     agent_port = free_udp_port()
     node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}),
@@ -80,15 +80,26 @@ def check_tones(wav: bytes, meta: dict[str, Any], scratch: Path) -> None:
 def test_sealed_recording_decrypts_downloads_sealed_and_verifies(
         node_factory: NodeFactory, phone_factory: PhoneFactory, tmp_path: Path) -> None:
     """The recording on disk is no WAV; decrypt gives both parties' tones on their own
-    channels; the API hands out the sealed bytes; verify is clean, then finds a flipped byte."""
+    channels, and its sealed mp3 copy the same; the API hands out the sealed bytes; verify
+    is clean, then finds a flipped byte."""
     private, public = keygen(tmp_path / "keys")
-    node, sealed, meta = answered_call(node_factory, phone_factory, public)
+    node, sealed, meta = answered_call(node_factory, phone_factory, public,
+                                       compressed_copy="mp3")
     data = sealed.read_bytes()
     assert sealed.name.endswith(".wav.enc") and b"RIFF" not in data[:64]
     assert b"WAVE" not in data and entropy(data) > 7.99, entropy(data)
-    assert not list(node.recordings.rglob("*.wav"))  # no clear copy anywhere, .incomplete too
+    # No clear audio anywhere, .incomplete included.
+    assert not [p for p in node.recordings.rglob("*") if p.suffix in (".wav", ".mp3")]
 
     check_tones(decrypt(private, sealed), meta, tmp_path / "decrypted.wav")
+    copy = sealed.with_name(sealed.name.replace(".wav.enc", ".mp3.enc"))
+    assert b"ID3" not in copy.read_bytes()[:128]
+    mp3 = tmp_path / "copy.mp3"
+    mp3.write_bytes(decrypt(private, copy))
+    decoded = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(mp3), "-ar", "8000",
+                              "-ac", "2", "-f", "wav", "pipe:1"], capture_output=True,
+                             timeout=60, check=True).stdout
+    check_tones(decoded, meta, tmp_path / "copy.wav")
 
     status, body = node.api("GET", f"recordings/{meta['call_id']}", TOKEN)
     assert status == 200 and body == data
