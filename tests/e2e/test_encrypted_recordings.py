@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,37 @@ def test_node_with_the_recording_key_downloads_the_wav(
     assert status == 200 and body == decrypt(private, sealed)
     assert body[:4] == b"RIFF"
     check_tones(body, meta, tmp_path / "downloaded.wav")
+
+
+def test_kill_9_mid_call_leaves_a_sealed_recording_that_decrypts_cut_short(
+        node_factory: NodeFactory, phone_factory: PhoneFactory, tmp_path: Path) -> None:
+    """SIGKILL during a sealed recording; after the restart the recovered .wav.enc decrypts
+    (with a cut-short warning) to the talk before the kill, and verify is clean."""
+    private, public = keygen(tmp_path / "keys")
+    agent_port = free_udp_port()
+    node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}),
+                        encrypt_public_key=public)
+    agent = phone_factory("--role", "agent", "--port", str(agent_port), "--user", "alice",
+                          "--tone", str(AGENT_HZ), "--timeout", "40", name="agent")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                           "--timeout", "40", name="caller")
+    node.wait_metric(1, "ccswitch_agents", timeout=20, group="inhouse", state="on_call")
+    time.sleep(4.0)  # a few seconds of talk reach the disk (1 s buffer, 0.5 s chunks)
+    node.kill()
+    caller.stop()
+    agent.stop()
+    node.start()
+
+    [sealed] = node.wait_recordings(1)
+    assert sealed.name.endswith(".wav.enc")
+    result = subprocess.run([sys.executable, "-m", "ccswitch.cli", "decrypt", "--key",
+                             str(private), str(sealed)], cwd=REPO, capture_output=True,
+                            timeout=60)
+    assert result.returncode == 0 and b"cut short" in result.stderr, result.stderr
+    (tmp_path / "recovered.wav").write_bytes(result.stdout)
+    rate, audio = read_wav(tmp_path / "recovered.wav")
+    assert len(audio) / rate > 1.5, len(audio) / rate
+    talk = audio[int(0.5 * rate):]
+    assert tone_present(talk[:, 0], rate, CALLER_HZ) and tone_present(talk[:, 1], rate, AGENT_HZ)
+    verified = node.cli("verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
