@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import hmac
 import os
 import struct
 from typing import BinaryIO, Callable, Final, Iterator
@@ -241,7 +242,7 @@ def decrypt(private_key: X25519PrivateKey, read: Callable[[int], bytes], size: i
     """
     header = read_header(read(HEADER_SIZE))
     recipient = private_key.public_key()
-    if header.key_id != key_id(recipient):
+    if not hmac.compare_digest(header.key_id, key_id(recipient)):
         raise SealedError("this recording was sealed to another key")
     recipient_raw = recipient.public_bytes(serialization.Encoding.Raw,
                                            serialization.PublicFormat.Raw)

@@ -8,6 +8,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from ccswitch.recording import ledger
 
 
@@ -104,9 +106,5 @@ def test_append_refuses_after_a_torn_line(tmp_path: Path) -> None:
     put(tmp_path, "2024/01/02/a.wav", b"abc")
     with open(tmp_path / ledger.LEDGER_NAME, "ab") as f:
         f.write(b'{"seq": 1, "pr')
-    try:
+    with pytest.raises(ledger.LedgerError, match="not an entry"):
         ledger.append(tmp_path, "download", 1.0, call_id="c1")
-    except ledger.LedgerError as e:
-        assert "not an entry" in str(e)
-    else:
-        raise AssertionError("appended after a torn line")
