@@ -294,7 +294,8 @@ class CallRecorder:
             del self._out[:written]
 
     def finish(self, metadata: Mapping[str, Any] | None = None) -> RecordingResult:
-        """Finalise: fix the header, fsync, move into place, write the sidecar. Call once.
+        """Finalise: fix the header (a sealed file: seal its final chunk), fsync, move into
+        place with its sealed copy, write the sidecar, enter both in the ledger. Call once.
 
         ``metadata`` is merged over the metadata given at construction. If the
         last flush fails, what is on disk is still finalised and the error is
@@ -372,7 +373,6 @@ class CallRecorder:
                  seconds=duration)
         return RecordingResult(path=wav_path, sidecar=sidecar, frames=frames,
                                duration_seconds=duration, error=self._error, sha256=digest)
-
 
     def _finish_copy(self, recording: Path) -> Path | None:
         """Put the sealed copy next to ``recording``; None (logged) if there is none."""

@@ -63,8 +63,8 @@ from twisted.logger import Logger
 
 from ccswitch.config import COMPRESSED_FORMATS
 from ccswitch.errors import RecordingError
-from ccswitch.recording.ledger import file_sha256
 from ccswitch.recording import sealed
+from ccswitch.recording.ledger import file_sha256
 from ccswitch.recording.note import NOTE_SUFFIX, NoteFacts, read_note
 from ccswitch.recording.recorder import (
     BLOCK_ALIGN, HEADER_SIZE, INCOMPLETE_DIR, SAMPLE_RATE, _fsync_dir, _wav_header,
