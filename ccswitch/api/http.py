@@ -199,7 +199,7 @@ class _Decrypting:
                       error=str(e))
             self._close()
             self._request.unregisterProducer()
-            self._request.channel.forceAbortClient()
+            self._request.loseConnection()  # short of Content-Length: the client sees the cut
             return
         if piece is None:
             self._close()

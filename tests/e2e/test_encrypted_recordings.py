@@ -3,6 +3,7 @@ caller and agent, then the reviewers' tools (ccswitch decrypt, verify) and the A
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import subprocess
@@ -123,7 +124,8 @@ def test_sealed_recording_decrypts_downloads_sealed_and_verifies(
 
 def test_node_with_the_recording_key_downloads_the_wav(
         node_factory: NodeFactory, phone_factory: PhoneFactory, tmp_path: Path) -> None:
-    """With http.recording_key the API decrypts while it sends: the WAV decrypt gives."""
+    """With http.recording_key the API decrypts while it sends: the WAV decrypt gives; a
+    changed recording's download is cut at the changed chunk and logged."""
     private, public = keygen(tmp_path / "keys")
     node, sealed, meta = answered_call(node_factory, phone_factory, public,
                                        recording_key=private)
@@ -131,6 +133,14 @@ def test_node_with_the_recording_key_downloads_the_wav(
     assert status == 200 and body == decrypt(private, sealed)
     assert body[:4] == b"RIFF"
     check_tones(body, meta, tmp_path / "downloaded.wav")
+
+    flipped = bytearray(sealed.read_bytes())
+    flipped[len(flipped) // 2] ^= 0x01
+    sealed.write_bytes(bytes(flipped))
+    with pytest.raises(http.client.IncompleteRead) as cut:
+        node.api("GET", f"recordings/{meta['call_id']}", TOKEN)
+    assert 0 < len(cut.value.partial) < len(body)
+    node.wait_log("download cut: chunk")
 
 
 def test_kill_9_mid_call_leaves_a_sealed_recording_that_decrypts_cut_short(
