@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +111,23 @@ def test_append_refuses_after_a_torn_line(tmp_path: Path) -> None:
         f.write(b'{"seq": 1, "pr')
     with pytest.raises(ledger.LedgerError, match="not an entry"):
         ledger.append(tmp_path, "download", 1.0, call_id="c1")
+
+
+def test_two_processes_appending_keep_one_chain(tmp_path: Path) -> None:
+    """Two processes appending at once (the node and ccswitch purge): flock keeps one
+    unbroken chain with every entry."""
+    gate = tmp_path / "go"
+    script = ("import sys, time; from pathlib import Path; from ccswitch.recording import ledger\n"
+              "deadline = time.monotonic() + 30\n"
+              "while not Path(sys.argv[3]).exists() and time.monotonic() < deadline:\n"
+              "    time.sleep(0.001)\n"
+              "for n in range(200): ledger.append(Path(sys.argv[1]), 'download', n, "
+              "call_id=sys.argv[2])\n")
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), name, str(gate)],
+                                cwd=Path(__file__).resolve().parents[2])
+               for name in ("node", "purge")]
+    time.sleep(1.0)  # both interpreters started, waiting at the gate
+    gate.touch()
+    assert [w.wait(timeout=60) for w in writers] == [0, 0]
+    result = ledger.verify(tmp_path)
+    assert result.problems == () and result.entries == 400
