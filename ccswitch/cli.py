@@ -1,4 +1,5 @@
-"""Command line: ``ccswitch run|check|reload|report|export-cdr|purge|qa`` and ``--version``."""
+"""Command line: ``ccswitch run|check|reload|report|export-cdr|purge|qa|keygen|decrypt|verify``
+and ``--version``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence, TextIO
+from typing import TYPE_CHECKING, BinaryIO, Sequence, TextIO
 
 from twisted.logger import (
     FilteringLogObserver, ILogObserver, LogLevel, LogLevelFilterPredicate,
@@ -74,6 +75,20 @@ def _parser() -> argparse.ArgumentParser:
                        help="retention period in days (may be fractional)")
     purge.add_argument("--dry-run", action="store_true",
                        help="delete nothing; list the call ids that would go")
+    keygen = sub.add_parser(
+        "keygen", help="make an X25519 key pair for sealed recordings: recordings.pub for "
+                       "the nodes (recordings.encrypt.public_key), recordings.key (mode 0600) "
+                       "for the reviewers; the private key does not belong on a node")
+    keygen.add_argument("--out", required=True, type=Path, help="directory for the two files")
+    decrypt = sub.add_parser(
+        "decrypt", help="write a sealed recording to stdout: the WAV of a .wav.enc, the "
+                        "compressed audio of a .mp3.enc or .ogg.enc")
+    decrypt.add_argument("--key", required=True, type=Path, help="private key (ccswitch keygen)")
+    decrypt.add_argument("recording", type=Path, help="the .wav.enc (or .mp3.enc...) file")
+    verify = sub.add_parser(
+        "verify", help="check the recordings ledger's hash chain and every recording file "
+                       "against it; lists missing, changed and unledgered files")
+    verify.add_argument("--config", required=True, type=Path, help="service config YAML")
     from ccswitch.qa.cli import add_parser
 
     add_parser(sub, _when)
@@ -264,6 +279,101 @@ def _purge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_FAILURE if outcome.errors else EXIT_OK
 
 
+PRIVATE_KEY_NAME = "recordings.key"
+PUBLIC_KEY_NAME = "recordings.pub"
+
+
+def _keygen(directory: Path, out: TextIO, err: TextIO) -> int:
+    from ccswitch.recording.sealed import new_key_pair
+
+    private, public = new_key_pair()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, body, mode in ((PRIVATE_KEY_NAME, private, 0o600),
+                                 (PUBLIC_KEY_NAME, public, 0o644)):
+            fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            try:
+                os.fchmod(fd, mode)  # the umask must not widen or narrow it
+                os.write(fd, body)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except FileExistsError as e:
+        err.write(f"error: {e.filename} exists; keygen never overwrites a key\n")
+        return EXIT_FAILURE
+    except OSError as e:
+        err.write(f"error: cannot write the keys in {directory}: {e.strerror}\n")
+        return EXIT_FAILURE
+    out.write(f"public key {directory / PUBLIC_KEY_NAME}: give it to the nodes "
+              f"(recordings.encrypt.public_key)\n"
+              f"private key {directory / PRIVATE_KEY_NAME} (mode 0600): keep it with the "
+              f"reviewers, off the nodes; without it no sealed recording can be read\n")
+    return EXIT_OK
+
+
+def _decrypt(key_path: Path, recording: Path, out: BinaryIO, err: TextIO) -> int:
+    from ccswitch.recording.recorder import BLOCK_ALIGN, HEADER_SIZE, _wav_header, sealed_wav
+    from ccswitch.recording.sealed import SealedError, Status, Unsealed, load_private_key
+
+    try:
+        key = load_private_key(key_path.read_bytes())
+    except OSError as e:
+        err.write(f"error: cannot read the key {key_path}: {e.strerror}\n")
+        return EXIT_FAILURE
+    except SealedError as e:
+        err.write(f"error: {key_path}: {e}\n")
+        return EXIT_FAILURE
+    written = 0
+    try:
+        with open(recording, "rb") as f:
+            opened = Unsealed(key, f)
+            # A sealed WAV's header gets its sizes; a compressed copy comes out as it was.
+            wav = recording.name.endswith(".wav.enc")
+            pieces = (sealed_wav(opened.chunks, opened.layout.plaintext_bytes) if wav
+                      else opened.chunks)
+            for piece in pieces:
+                out.write(piece)
+                written += len(piece)
+        out.flush()
+    except OSError as e:
+        err.write(f"error: {recording}: {e.strerror}\n")
+        return EXIT_FAILURE
+    except SealedError as e:
+        err.write(f"error: {recording}: {e}\n")
+        return EXIT_FAILURE
+    data = written - HEADER_SIZE
+    kept = f"the first {data / BLOCK_ALIGN / 8000:.1f} s" if wav else f"{written} bytes"
+    if opened.status is Status.INTERRUPTED:
+        err.write(f"warning: {recording} was cut short: ccswitch stopped during the call and "
+                  f"recovered {kept}\n")
+        return EXIT_OK
+    if opened.status is Status.TRUNCATED:
+        if wav and data != opened.layout.plaintext_bytes - HEADER_SIZE and out.seekable():
+            out.seek(0)  # a torn last chunk was not written: the header says what was
+            out.write(_wav_header(data))
+            out.flush()
+        err.write(f"error: {recording} was cut short: it ends without its final chunk "
+                  f"(truncated, torn by a crash, or its end changed); {kept} were "
+                  f"written\n")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ccswitch.recording.ledger import LEDGER_NAME, verify
+
+    config = _load_config(args.config, err)
+    if config is None:
+        return EXIT_CONFIG
+    directory = config.recordings.directory
+    result = verify(directory)
+    for problem in result.problems:
+        out.write(f"{_printable(problem)}\n")
+    out.write(f"{directory / LEDGER_NAME}: {result.entries} entries, {result.files} file(s) "
+              f"checked, {len(result.problems)} problem(s)\n")
+    return EXIT_FAILURE if result.problems else EXIT_OK
+
+
 def _qa(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ccswitch.qa.cli import run
 
@@ -343,6 +453,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _purge(args, sys.stdout, sys.stderr)
     if args.command == "qa":
         return _qa(args, sys.stdout, sys.stderr)
+    if args.command == "keygen":
+        return _keygen(args.out, sys.stdout, sys.stderr)
+    if args.command == "decrypt":
+        return _decrypt(args.key, args.recording, sys.stdout.buffer, sys.stderr)
+    if args.command == "verify":
+        return _verify(args, sys.stdout, sys.stderr)
     return _run(args.config, args.log_format, args.log_level)
 
 

@@ -19,6 +19,8 @@ import attrs
 from ccswitch.errors import CCSwitchError
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
     from ccswitch.routing.calendar import Calendar
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -542,6 +544,9 @@ class HttpConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 9060
     api_token_file: Path | None = None  # None: no /api (only /metrics and /healthz)
+    #: Private key to decrypt sealed recordings while they are downloaded (a trade-off:
+    #: the node can then read them); None: downloads are the sealed files as they are.
+    recording_key: Path | None = None
 
 
 class RecordingStart(enum.StrEnum):
@@ -556,6 +561,9 @@ class RecordingConfig:
     directory: Path
     compressed_format: str | None = None
     start: RecordingStart = RecordingStart.AFTER_NOTICE
+    #: ``recordings.encrypt.public_key``: recordings are sealed to this key (None: WAVs).
+    public_key_file: Path | None = None
+    public_key: X25519PublicKey | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)

@@ -29,6 +29,7 @@ from ccswitch.qa.flagging import SampleFlagger
 from ccswitch.qa.store import QaStore
 from ccswitch.recording.finished import FinishedCall
 from ccswitch.recording.recovery import recover_incomplete
+from ccswitch.recording.sealed import SealedError, load_private_key
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import VendorHealth
 from ccswitch.calls.runtime import CallController
@@ -116,6 +117,8 @@ class Node:
             "rtp": old.rtp != new.rtp,
             "http": old.http != new.http,
             "recordings.directory": old.recordings.directory != new.recordings.directory,
+            "recordings.encrypt": (old.recordings.public_key_file
+                                   != new.recordings.public_key_file),
             "cdr": old.cdr != new.cdr,
             "state": old.state != new.state,
         }
@@ -383,12 +386,21 @@ def start_node(config: Config, reactor: Any) -> Node:
     if config.http.api_token_file is not None:
         control = NodeControl(engine=engine, controller=controller,
                               cdr=cdr,
-                              recordings=config.recordings.directory, clock=reactor)
+                              recordings=config.recordings.directory, clock=reactor,
+                              defer_to_thread=threads.deferToThread)
         try:
             token = read_token(config.http.api_token_file)
         except ValueError as e:
             raise ConfigError(str(config.source), "http.api_token_file", str(e)) from e
-        api = ApiResource(control, token)
+        recording_key = None
+        if config.http.recording_key is not None:
+            try:
+                recording_key = load_private_key(config.http.recording_key.read_bytes())
+            except (OSError, SealedError) as e:
+                raise ConfigError(str(config.source), "http.recording_key", str(e)) from e
+            log.warn("http.recording_key is set: this node can read its sealed recordings "
+                     "and decrypts them for API downloads")
+        api = ApiResource(control, token, recording_key=recording_key)
     http_port = reactor.listenTCP(config.http.listen_port,
                                   Site(build_site_root(metrics.registry, health, api)),
                                   interface=config.http.listen_host)

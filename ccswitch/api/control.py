@@ -3,13 +3,18 @@ the call runtime, recordings from the CDR store."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 from ccswitch.api.http import NotFound
 from ccswitch.cdr.spool import SpoolingWriter
+from ccswitch.recording import ledger
 from ccswitch.routing import events as ev
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.runtime import UnknownAgent
@@ -20,6 +25,8 @@ _AGENT_EVENTS: dict[str, type[ev.AgentLogin | ev.AgentLogout | ev.AgentPause | e
     "ready": ev.AgentReady,
 }
 
+log = Logger()
+
 #: Appended with one JSON line per recording download, in the recordings directory.
 DOWNLOAD_LOG = "downloads.log"
 
@@ -28,12 +35,14 @@ class NodeControl:
     """Implements ``ccswitch.api.http.Control`` for one node."""
 
     def __init__(self, *, engine: RoutingEngine, controller: CallController, cdr: SpoolingWriter,
-                 recordings: Path, clock: Any) -> None:
+                 recordings: Path, clock: Any,
+                 defer_to_thread: Callable[[Callable[[], object]], Deferred[object]]) -> None:
         self._engine = engine
         self._controller = controller
         self._cdr = cdr
         self._recordings = recordings.resolve()
         self._clock = clock
+        self._defer_to_thread = defer_to_thread
 
     def agents(self) -> list[dict[str, Any]]:
         agents = self._engine.view.agents
@@ -90,7 +99,18 @@ class NodeControl:
         return path
 
     def log_download(self, entry: dict[str, Any]) -> None:
-        line = json.dumps({"at": round(self._clock.seconds(), 3), **entry}, sort_keys=True)
+        """One line in downloads.log now, and a ledger entry written off the reactor (it
+        fsyncs and may wait for ``ccswitch purge`` to finish its own entry)."""
+        at = self._clock.seconds()
+        path = Path(entry["path"])
+        done = self._defer_to_thread(functools.partial(
+            ledger.append, self._recordings, "download", at, call_id=entry["call_id"],
+            client=entry["client"], file=path.relative_to(self._recordings).as_posix(),
+            decrypted=entry.get("decrypted", False)))
+        done.addErrback(lambda f: log.error("recording {call_id}: download not entered in "
+                                            "the ledger: {error}", call_id=entry["call_id"],
+                                            error=str(f.value)))
+        line = json.dumps({"at": round(at, 3), **entry}, sort_keys=True)
         fd = os.open(self._recordings / DOWNLOAD_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
                      0o600)
         try:

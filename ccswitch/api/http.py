@@ -6,7 +6,14 @@ PCI recording pause and recording downloads, behind one bearer token.
     GET  /api/v1/queues                              depth, group, vendors per queue
     GET  /api/v1/calls                               calls in progress
     POST /api/v1/calls/<id>/recording/{pause,resume}
-    GET  /api/v1/recordings/<call id>                the finished WAV (logged in an access log)
+    GET  /api/v1/recordings/<call id>                the finished recording (logged in an
+                                                     access log and the ledger)
+
+A sealed recording (``recordings.encrypt``) is sent as it is on disk
+(``application/octet-stream``, ``<id>.wav.enc``) for the reviewers to decrypt with
+their key; only when the node is given the private key (``http.recording_key``) is it
+decrypted while it is sent, chunk by chunk, never into a file. A chunk that does not
+authenticate then cuts the connection (the status line is gone by then) and is logged.
 
 Every request needs ``Authorization: Bearer <token>`` (compared in constant time); a
 missing or wrong token gets 401 and a log line with the client address, never the
@@ -20,14 +27,20 @@ from __future__ import annotations
 import hmac
 import json
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Iterator, Protocol
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET
 from twisted.web.static import File
+from zope.interface import implementer
 
 from ccswitch.errors import CCSwitchError, IllegalTransition
+from ccswitch.recording.recorder import HEADER_SIZE, sealed_wav
+from ccswitch.recording.sealed import SUFFIX as SEALED_SUFFIX, SealedError, Unsealed
 
 log = Logger()
 
@@ -64,10 +77,12 @@ class ApiResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, control: Control, token: str) -> None:
+    def __init__(self, control: Control, token: str, *,
+                 recording_key: X25519PrivateKey | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # twisted.web is unannotated
         self._control = control
         self._token = token.encode("utf-8")
+        self._recording_key = recording_key
 
     def render(self, request: Request) -> bytes | int:
         client = _client(request)
@@ -127,17 +142,77 @@ class ApiResource(Resource):
             return _method_not_allowed(request, "POST")
         return _json(request, 200, body())
 
-    def _download(self, request: Request, call_id: str, client: str) -> int:
+    def _download(self, request: Request, call_id: str, client: str) -> int | bytes:
         path = self._control.recording_file(call_id)
         size = path.stat().st_size
+        sealed = path.name.endswith(SEALED_SUFFIX)
+        key = self._recording_key if sealed else None
+        decrypted = key is not None
+        if key is not None:
+            source = open(path, "rb")
+            try:
+                opened = Unsealed(key, source)
+            except (OSError, SealedError) as e:
+                source.close()
+                log.error("API: recording {call_id} cannot be decrypted: {error}",
+                          call_id=call_id, error=str(e))
+                return _json(request, 500, {"error": "the recording cannot be decrypted",
+                                            "id": "api.recording_unreadable"})
         self._control.log_download({"call_id": call_id, "client": client, "path": str(path),
-                                    "bytes": size})
+                                    "bytes": size, "decrypted": decrypted})
         log.info("API: recording {call_id} downloaded by {client}", call_id=call_id,
-                 client=client, audit="recording_download")
+                 client=client, audit="recording_download", decrypted=decrypted)
+        name = path.name[:-len(SEALED_SUFFIX)] if decrypted else path.name
         request.setHeader(b"Content-Disposition",
-                          f'attachment; filename="{path.name}"'.encode("ascii"))
-        result: int = File(str(path), defaultType="audio/wav").render_GET(request)
+                          f'attachment; filename="{name}"'.encode("ascii"))
+        if decrypted:
+            data = max(0, opened.layout.plaintext_bytes - HEADER_SIZE)
+            request.setHeader(b"Content-Type", b"audio/wav")
+            request.setHeader(b"Content-Length",
+                              str(HEADER_SIZE + data - data % 4).encode("ascii"))
+            _Decrypting(request, source, sealed_wav(opened.chunks,
+                                                    opened.layout.plaintext_bytes), call_id)
+            return NOT_DONE_YET
+        result: int = File(str(path), defaultType="application/octet-stream" if sealed
+                           else "audio/wav").render_GET(request)
         return result
+
+
+@implementer(IPullProducer)
+class _Decrypting:
+    """Sends a sealed recording's WAV one chunk per pull, so it never exists whole."""
+
+    def __init__(self, request: Request, source: BinaryIO, pieces: Iterator[bytes],
+                 call_id: str) -> None:
+        self._request = request
+        self._source = source
+        self._pieces = pieces
+        self._call_id = call_id
+        request.registerProducer(self, False)
+        request.notifyFinish().addErrback(lambda _: self._close())
+
+    def resumeProducing(self) -> None:
+        try:
+            piece = next(self._pieces, None)
+        except SealedError as e:
+            log.error("API: recording {call_id}: download cut: {error}", call_id=self._call_id,
+                      error=str(e))
+            self._close()
+            self._request.unregisterProducer()
+            self._request.loseConnection()  # short of Content-Length: the client sees the cut
+            return
+        if piece is None:
+            self._close()
+            self._request.unregisterProducer()
+            self._request.finish()
+            return
+        self._request.write(piece)
+
+    def stopProducing(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        self._source.close()
 
 
 def _json(request: Request, status: int, body: Any) -> bytes:

@@ -343,7 +343,8 @@ class CallController:
                       "queue": call.queue.name, "group": call.queue.group,
                       "arrived_at": call.started, "announced_at": self._announced_at(call)},
             media=self._media, caller=call.caller.media, note=call.note,
-            on_failure=self._recording_failed)
+            on_failure=self._recording_failed, seal=self._config.recordings.public_key,
+            compressed_format=self._config.recordings.compressed_format)
 
     def _recording_failed(self, call_id: str, error: Exception) -> None:
         """Metric and log line for a recording that failed (safe on any thread)."""

@@ -13,6 +13,8 @@ import socket
 from pathlib import Path
 from typing import Any, Final
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
 from ccswitch.cdr.url import check_url as check_database_url, is_url
 from ccswitch.config.checker import (
     _NAME, CheckResult, _Checker, _display, _Failed, _kind, _Report, _Section, _section, _Seq,
@@ -28,6 +30,7 @@ from ccswitch.model import (
     SipConfig, StateKind, TlsConfig, Transport,
 )
 from ccswitch.errors import SipParseError
+from ccswitch.recording.sealed import SealedError, load_private_key, load_public_key
 from ccswitch.sip.hop import select_transport
 from ccswitch.sip.message import SipURI
 from ccswitch.sip.tls import TlsSetupError, load_ca
@@ -322,8 +325,8 @@ def _parse_rtp(ck: _Checker, value: object, line: int) -> RtpConfig | None:
 
 
 def _parse_http(ck: _Checker, value: object, line: int, base: Path) -> HttpConfig | None:
-    sec = _section(ck, value, "http", line, allowed=("listen", "api_token_file"),
-                   required=("listen",))
+    sec = _section(ck, value, "http", line,
+                   allowed=("listen", "api_token_file", "recording_key"), required=("listen",))
     if sec is None:
         return None
     listen = _listen(sec, "listen")
@@ -338,15 +341,58 @@ def _parse_http(ck: _Checker, value: object, line: int, base: Path) -> HttpConfi
         if token_file.stat().st_mode & 0o077:
             sec.warn("api_token_file", f"{_display(token_file)} is readable by other users; "
                      "chmod 600 it")
+    recording_key: Path | None = None
+    text = sec.string("recording_key", what="a file path")
+    if text is not None:
+        recording_key = _resolve(base, text)
+        problem = _private_key_problem(recording_key)
+        if problem is not None:
+            sec.error("recording_key", problem)
+            return None
     if listen is None:
         return None
-    return HttpConfig(listen_host=listen[0], listen_port=listen[1], api_token_file=token_file)
+    return HttpConfig(listen_host=listen[0], listen_port=listen[1], api_token_file=token_file,
+                      recording_key=recording_key)
+
+
+def _private_key_problem(path: Path) -> str | None:
+    """Why ``path`` is no usable private key for sealed recordings (never quoting it)."""
+    try:
+        if path.stat().st_mode & 0o077:
+            return f"{_display(path)} is readable by other users; chmod 600 it"
+        load_private_key(path.read_bytes())
+    except OSError as e:
+        return f"cannot read {_display(path)}: {e.strerror}"
+    except SealedError as e:
+        return f"{_display(path)}: {e}"
+    return None
+
+
+def _parse_encrypt(ck: _Checker, value: object, line: int, base: Path
+                   ) -> tuple[Path, X25519PublicKey] | None:
+    """``recordings.encrypt``: the X25519 public key recordings are sealed to."""
+    sec = _section(ck, value, "recordings.encrypt", line, allowed=("public_key",),
+                   required=("public_key",))
+    if sec is None:
+        return None
+    text = sec.string("public_key", what="a file path")
+    if text is None:
+        return None
+    path = _resolve(base, text)
+    try:
+        return path, load_public_key(path.read_bytes())
+    except OSError as e:
+        sec.error("public_key", f"cannot read {_display(path)}: {e.strerror}")
+    except SealedError as e:
+        sec.error("public_key", f"{_display(path)}: {e} (make one with ccswitch keygen)")
+    return None
 
 
 def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
                       ) -> RecordingConfig | None:
     sec = _section(ck, value, "recordings", line,
-                   allowed=("directory", "compressed_copy", "start"), required=("directory",))
+                   allowed=("directory", "compressed_copy", "start", "encrypt"),
+                   required=("directory",))
     if sec is None:
         return None
     text = sec.string("directory", what="a directory path")
@@ -360,6 +406,10 @@ def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
     if start not in RECORDING_STARTS:
         sec.error("start", f"must be one of {', '.join(RECORDING_STARTS)}, got {start!r}")
         ok = False
+    sealing = None
+    if sec.has("encrypt") and sec.data.get("encrypt") is not None:
+        sealing = _parse_encrypt(ck, sec.data["encrypt"], sec.line("encrypt"), base)
+        ok = ok and sealing is not None
     if text is None:
         return None
     directory = _resolve(base, text)
@@ -369,7 +419,9 @@ def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
     if not ok:
         return None
     return RecordingConfig(directory=directory, compressed_format=fmt,
-                           start=RecordingStart(start))
+                           start=RecordingStart(start),
+                           public_key_file=None if sealing is None else sealing[0],
+                           public_key=None if sealing is None else sealing[1])
 
 
 def _parse_cdr(ck: _Checker, value: object, line: int, base: Path,

@@ -11,6 +11,17 @@ fsyncs, and ``os.replace``-s it to ``<directory>/YYYY/MM/DD/<safe_id>.wav``
 (UTC date of ``started_at``), then writes ``<safe_id>.json`` the same way. The
 sidecar is written last, so its presence means the recording is complete.
 
+With ``seal`` (an X25519 public key, config ``recordings.encrypt``) the file is a
+sealed one (``sealed.py``): ``<safe_id>.wav.enc``, encrypted chunk by chunk as it is
+written; its plaintext is the same WAV, except that its header keeps zero sizes (a
+sealed file is never rewritten in place: ``sealed_wav`` sets them when it is read).
+The recorder cannot read it back, so a compressed copy (``sealed_copy``, a format) is
+encoded while the call is recorded (``compressed.py``) and sealed as
+``<safe_id>.<fmt>.enc`` next to the recording.
+
+``finish`` notes the SHA-256 of the final file in the sidecar and appends the recording
+(file and sidecar hashes) to the recordings directory's ledger (``ledger.py``).
+
 The call id comes from the network: ``safe_call_id`` reduces it to
 ``[A-Za-z0-9._-]`` (with a short hash when anything was changed) before it
 touches a path.
@@ -19,24 +30,29 @@ touches a path.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
 import struct
 import time
 from pathlib import Path
-from typing import Any, Final, Mapping
+from typing import Any, Callable, Final, Iterator, Mapping
 
 import attrs
 import numpy as np
 import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from twisted.logger import Logger
 
 from ccswitch.errors import RecordingError
+from ccswitch.recording import ledger
+from ccswitch.recording.compressed import SealedCopy
+from ccswitch.recording.sealed import SUFFIX as SEALED_SUFFIX, SealedWriter
 
 __all__ = [
     "CHANNELS", "SAMPLE_RATE", "CallRecorder", "RecordingResult", "export_compressed",
-    "safe_call_id",
+    "recording_suffix", "safe_call_id", "sealed_wav", "sidecar_path",
 ]
 
 log = Logger()
@@ -76,6 +92,37 @@ def _wav_header(data_bytes: int) -> bytes:
     )
 
 
+def recording_suffix(name: str) -> str | None:
+    """``.wav`` or ``.wav.enc`` if ``name`` is a recording's file name, else None."""
+    for suffix in (".wav" + SEALED_SUFFIX, ".wav"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return suffix
+    return None
+
+
+def sidecar_path(recording: Path) -> Path:
+    """The sidecar next to a recording (``x.wav`` or ``x.wav.enc``: ``x.json``)."""
+    suffix = recording_suffix(recording.name) or recording.suffix
+    return recording.with_name(recording.name[:-len(suffix)] + ".json")
+
+
+def sealed_wav(chunks: Iterator[bytes], plaintext_bytes: int) -> Iterator[bytes]:
+    """A sealed recording's plaintext (``plaintext_bytes`` long) as a WAV with its sizes
+    set. The first chunk is read before anything is yielded, so a wrong key or a changed
+    first chunk yields nothing."""
+    data = max(0, plaintext_bytes - HEADER_SIZE)
+    data -= data % BLOCK_ALIGN
+    first = next(chunks, b"")
+    yield _wav_header(data)
+    skip, left = HEADER_SIZE, data
+    for chunk in itertools.chain((first,), chunks):
+        out = chunk[skip:skip + left]
+        skip = max(0, skip - len(chunk))
+        left -= len(out)
+        if out:
+            yield out
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -111,6 +158,7 @@ class RecordingResult:
     frames: int = attrs.field(validator=attrs.validators.ge(0))
     duration_seconds: float
     error: str | None = None
+    sha256: str = ""
 
 
 class CallRecorder:
@@ -119,7 +167,9 @@ class CallRecorder:
     sample_rate: Final = SAMPLE_RATE
 
     def __init__(self, directory: Path, call_id: str, started_at: float,
-                 metadata: Mapping[str, Any], *, buffer_seconds: float = 1.0) -> None:
+                 metadata: Mapping[str, Any], *, buffer_seconds: float = 1.0,
+                 seal: X25519PublicKey | None = None, sealed_copy: str | None = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.directory = Path(directory)
         self.call_id = call_id
         self.started_at = started_at
@@ -133,17 +183,42 @@ class CallRecorder:
         self._data_bytes = 0  # audio bytes on disk
         self._error: str | None = None
         self._finished = False
+        self._wall_clock = wall_clock  # dates the ledger entry at finish
+        self._sealer = None if seal is None else SealedWriter(seal)
+        self._suffix = ".wav" if seal is None else ".wav" + SEALED_SUFFIX
+        self._out = bytearray()  # sealed bytes not yet written
         incomplete = self.directory / INCOMPLETE_DIR
         try:
             incomplete.mkdir(parents=True, exist_ok=True)
-            self._fd, self.temp_path = _open_exclusive(incomplete, self.safe_id, ".wav")
+            self._fd, self.temp_path = _open_exclusive(incomplete, self.safe_id, self._suffix)
         except OSError as e:
             raise RecordingError(f"cannot create recording for {self.safe_id}: {e}") from e
         try:
-            self._write_all(memoryview(_wav_header(0)))
-        except OSError as e:
+            if self._sealer is None:
+                self._write_all(memoryview(_wav_header(0)))
+            else:
+                self._out += self._sealer.header + self._sealer.update(_wav_header(0))
+                self._drain()
+        except (OSError, RecordingError) as e:
             os.close(self._fd)
             raise RecordingError(f"cannot write {self.temp_path}: {e}") from e
+        self._copy: SealedCopy | None = None
+        if sealed_copy is not None:
+            if seal is None or not _FORMAT.match(sealed_copy):
+                raise ValueError(f"a sealed copy needs seal and a format, got {sealed_copy!r}")
+            self._copy = self._start_copy(seal, sealed_copy)
+
+    def _start_copy(self, seal: X25519PublicKey, fmt: str) -> SealedCopy | None:
+        """The sealed compressed copy; None (logged) if it cannot start: the recording
+        matters more than its copy."""
+        stem = self.temp_path.name[:-len(self._suffix)]
+        try:
+            fd, path = _open_exclusive(self.temp_path.parent, stem, f".{fmt}{SEALED_SUFFIX}")
+            return SealedCopy(fd, path, fmt, seal)
+        except (OSError, RecordingError) as e:
+            log.error("recording {safe_id}: no compressed copy: {error}",
+                      safe_id=self.safe_id, call_id=self.call_id, error=str(e))
+            return None
 
     @property
     def frames(self) -> int:
@@ -153,6 +228,11 @@ class CallRecorder:
     @property
     def finished(self) -> bool:
         return self._finished
+
+    @property
+    def sealed(self) -> bool:
+        """Sealed recordings make their compressed copy themselves (``sealed_copy``)."""
+        return self._sealer is not None
 
     def _write_all(self, data: memoryview) -> int:
         written = 0
@@ -183,6 +263,15 @@ class CallRecorder:
     def flush(self) -> None:
         """Write buffered audio to the temp file (no fsync); RecordingError on OSError."""
         end = self._fill * BLOCK_ALIGN
+        if self._sealer is not None:
+            if end:
+                if self._copy is not None:
+                    self._copy.feed(bytes(self._bytes[:end]))
+                self._out += self._sealer.update(self._bytes[:end])
+                self._data_bytes += end
+                self._fill = 0
+            self._drain()
+            return
         while self._flushed < end:
             try:
                 written = os.write(self._fd, self._bytes[self._flushed:end])
@@ -194,8 +283,19 @@ class CallRecorder:
         self._fill = 0
         self._flushed = 0
 
+    def _drain(self) -> None:
+        """Write the sealed bytes waiting; what a failed write left stays for the next."""
+        while self._out:
+            try:
+                written = os.write(self._fd, self._out)
+            except OSError as e:
+                self._error = f"write failed: {e}"
+                raise RecordingError(f"recording {self.safe_id}: {e}") from e
+            del self._out[:written]
+
     def finish(self, metadata: Mapping[str, Any] | None = None) -> RecordingResult:
-        """Finalise: fix the header, fsync, move into place, write the sidecar. Call once.
+        """Finalise: fix the header (a sealed file: seal its final chunk), fsync, move into
+        place with its sealed copy, write the sidecar, enter both in the ledger. Call once.
 
         ``metadata`` is merged over the metadata given at construction. If the
         last flush fails, what is on disk is still finalised and the error is
@@ -211,22 +311,33 @@ class CallRecorder:
             log.error("recording {safe_id}: final flush failed: {error}",
                       safe_id=self.safe_id, call_id=self.call_id, error=str(e))
         try:
-            usable = self._data_bytes - self._data_bytes % BLOCK_ALIGN
-            if usable != self._data_bytes:
-                os.ftruncate(self._fd, HEADER_SIZE + usable)
-                self._data_bytes = usable
-            os.pwrite(self._fd, _wav_header(usable), 0)
+            if self._sealer is not None:
+                self._out += self._sealer.final()
+                self._drain()
+            else:
+                usable = self._data_bytes - self._data_bytes % BLOCK_ALIGN
+                if usable != self._data_bytes:
+                    os.ftruncate(self._fd, HEADER_SIZE + usable)
+                    self._data_bytes = usable
+                os.pwrite(self._fd, _wav_header(usable), 0)
             os.fsync(self._fd)
-        except OSError as e:
+        except (OSError, RecordingError) as e:
+            if self._copy is not None:
+                self._copy.abandon()
             raise RecordingError(f"cannot finalise {self.temp_path}: {e}") from e
         finally:
             os.close(self._fd)
         frames = self._data_bytes // BLOCK_ALIGN
         duration = frames / SAMPLE_RATE
         try:
-            wav_path, sidecar_path = final_paths(self.directory, self.safe_id,
-                                                 self.started_at)
+            wav_path, sidecar = final_paths(self.directory, self.safe_id, self.started_at,
+                                            self._suffix)
             os.replace(self.temp_path, wav_path)
+            files = {wav_path: ledger.file_sha256(wav_path)}
+            digest = files[wav_path]
+            copy = self._finish_copy(wav_path)
+            if copy is not None:
+                files[copy] = ledger.file_sha256(copy)
             _fsync_dir(wav_path.parent)
             document: dict[str, Any] = {**self._metadata, **(metadata or {})}
             recording: dict[str, Any] = {
@@ -235,7 +346,13 @@ class CallRecorder:
                 "sample_rate": SAMPLE_RATE,
                 "duration_seconds": duration,
                 "frames": frames,
+                "sha256": digest,
+                "sealed": self._sealer is not None,
             }
+            if copy is not None:
+                recording["compressed"] = {"path": str(copy), "sha256": files[copy]}
+            elif self._copy is not None:
+                recording["compressed_error"] = self._copy.error
             if self._error is not None:
                 recording["error"] = self._error
             document["recording"] = recording
@@ -245,26 +362,53 @@ class CallRecorder:
                 write_fd(fd, body)
             finally:
                 os.close(fd)
-            os.replace(temp_json, sidecar_path)
-            _fsync_dir(sidecar_path.parent)
+            os.replace(temp_json, sidecar)
+            _fsync_dir(sidecar.parent)
         except OSError as e:
             raise RecordingError(f"cannot move recording {self.safe_id} into place: {e}") from e
+        ledger_recording(self.directory, self.call_id, self._wall_clock(), {
+            **files, sidecar: hashlib.sha256(body).hexdigest()})
         log.info("recording {safe_id} finished: {path} ({seconds:.1f} s)",
                  safe_id=self.safe_id, call_id=self.call_id, path=str(wav_path),
                  seconds=duration)
-        return RecordingResult(path=wav_path, sidecar=sidecar_path, frames=frames,
-                               duration_seconds=duration, error=self._error)
+        return RecordingResult(path=wav_path, sidecar=sidecar, frames=frames,
+                               duration_seconds=duration, error=self._error, sha256=digest)
+
+    def _finish_copy(self, recording: Path) -> Path | None:
+        """Put the sealed copy next to ``recording``; None (logged) if there is none."""
+        if self._copy is None:
+            return None
+        stem = recording.name[:-len(self._suffix)]
+        try:
+            return self._copy.finish(recording.with_name(stem + self._copy.suffix))
+        except RecordingError as e:
+            log.error("recording {safe_id}: {error}", safe_id=self.safe_id,
+                      call_id=self.call_id, error=str(e))
+            return None
 
 
-def final_paths(directory: Path, safe_id: str, started_at: float) -> tuple[Path, Path]:
-    """Free names for a finished recording and its sidecar: ``YYYY/MM/DD/<safe id>.wav``
+def ledger_recording(directory: Path, call_id: str, at: float,
+                     files: Mapping[Path, str]) -> None:
+    """Append a finished recording's files (path: SHA-256) to the ledger; a failure is
+    logged (``ccswitch verify`` will then list the files as unledgered)."""
+    try:
+        ledger.append(directory, "recording", at, call_id=call_id,
+                      files={p.relative_to(directory).as_posix(): h for p, h in files.items()})
+    except (ledger.LedgerError, ValueError) as e:
+        log.error("recording {call_id}: not entered in the ledger: {error}", call_id=call_id,
+                  error=str(e))
+
+
+def final_paths(directory: Path, safe_id: str, started_at: float,
+                suffix: str = ".wav") -> tuple[Path, Path]:
+    """Free names for a finished recording and its sidecar: ``YYYY/MM/DD/<safe id><suffix>``
     (UTC day of the start), ``-2``, ``-3``... if taken; the folder is created."""
     day = time.gmtime(started_at)
     folder = directory / f"{day.tm_year:04d}" / f"{day.tm_mon:02d}" / f"{day.tm_mday:02d}"
     folder.mkdir(parents=True, exist_ok=True)
     for n in range(1, 1000):
         stem = safe_id if n == 1 else f"{safe_id}-{n}"
-        wav, sidecar = folder / f"{stem}.wav", folder / f"{stem}.json"
+        wav, sidecar = folder / f"{stem}{suffix}", folder / f"{stem}.json"
         if not wav.exists() and not sidecar.exists():
             return wav, sidecar
     raise RecordingError(f"no free final name for {safe_id} in {folder}")
@@ -279,10 +423,13 @@ def write_fd(fd: int, body: bytes) -> None:
     os.fsync(fd)
 
 
-def export_compressed(wav_path: Path, fmt: str) -> Path:
+def export_compressed(wav_path: Path, fmt: str, *,
+                      wall_clock: Callable[[], float] = time.time) -> Path:
     """Export a finished WAV as ``fmt`` (e.g. "mp3", "ogg") next to it; blocking, run in a thread.
 
-    Written to a temp name and renamed, so a partial export is never visible.
+    Written to a temp name and renamed, so a partial export is never visible; then
+    entered in the ledger. Not for sealed recordings: the node cannot read them back
+    (the config refuses ``compressed_copy`` with ``encrypt``).
     """
     if not _FORMAT.match(fmt):
         raise RecordingError(f"unsupported compressed format {fmt!r}")
@@ -294,10 +441,14 @@ def export_compressed(wav_path: Path, fmt: str) -> Path:
 
         AudioSegment.from_wav(str(wav_path)).export(str(temp), format=fmt)
         os.replace(temp, target)
+        _fsync_dir(target.parent)
     except Exception as e:  # pydub/ffmpeg failures come in many types
         try:
             temp.unlink()
         except OSError:
             pass
         raise RecordingError(f"cannot export {wav_path} as {fmt}: {e}") from e
+    # A finished recording lies in <directory>/YYYY/MM/DD/: the ledger is in <directory>.
+    ledger_recording(wav_path.parents[3], target.stem, wall_clock(),
+                     {target: ledger.file_sha256(target)})
     return target

@@ -29,6 +29,14 @@ from that sidecar (found by call id in the recording's date folder). A note
 without a WAV whose record is already stored (killed just before the note was
 removed) is dropped, so the real outcome is kept.
 
+A sealed temp recording (``.wav.enc``, ``sealed.py``) cannot be read here: the node
+has no private key. It is repaired by its sizes alone: the whole chunks are kept, a
+torn chunk after them is cut, and the trailer that marks an interrupted file is
+appended, so it decrypts to a playable WAV of the audio before the crash. Its sealed
+compressed copy (``<stem>.mp3.enc`` or ``.ogg.enc``), if any, is repaired the same way
+and placed with it. Every recovered recording is entered in the ledger with its
+sidecar.
+
 Crash during recovery: the sidecar is first written to
 ``.incomplete/.<stem>.recovered``, then the WAV is moved, then the sidecar. A
 later run finishes any step left over, and also places a sidecar that
@@ -40,6 +48,7 @@ after its recording and sidecar are in place.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import os
@@ -52,11 +61,14 @@ from typing import Any, Callable, Final, Mapping, TypeVar
 import attrs
 from twisted.logger import Logger
 
+from ccswitch.config import COMPRESSED_FORMATS
 from ccswitch.errors import RecordingError
+from ccswitch.recording import sealed
+from ccswitch.recording.ledger import file_sha256
 from ccswitch.recording.note import NOTE_SUFFIX, NoteFacts, read_note
 from ccswitch.recording.recorder import (
     BLOCK_ALIGN, HEADER_SIZE, INCOMPLETE_DIR, SAMPLE_RATE, _fsync_dir, _wav_header,
-    final_paths, safe_call_id, write_fd,
+    final_paths, ledger_recording, recording_suffix, safe_call_id, sidecar_path, write_fd,
 )
 from ccswitch.routing.record import CallRecord, Offer, Outcome, Route, epoch, iso_utc
 
@@ -135,13 +147,15 @@ def recover_incomplete(directory: Path, *, now: float,
     by_wav = {facts.wav: name for name, facts in notes.items() if facts.wav is not None}
     recovered: list[RecoveredCall] = []
     for name in names:
-        if name.endswith(".wav") and not name.startswith("."):
+        suffix = recording_suffix(name)
+        if suffix is not None and not name.startswith("."):
+            stem = name[:-len(suffix)]
             note = by_wav.get(name)
-            if note is None and name[:-4] + NOTE_SUFFIX in notes:
-                candidate = name[:-4] + NOTE_SUFFIX
+            if note is None and stem + NOTE_SUFFIX in notes:
+                candidate = stem + NOTE_SUFFIX
                 # Killed between creating the WAV and noting it: same stem, no WAV noted.
                 note = candidate if notes[candidate].wav is None else None
-            call = _guarded(incomplete / name, name[:-4], functools.partial(
+            call = _guarded(incomplete / name, stem, functools.partial(
                 _recover_wav, directory, incomplete / name, now,
                 None if note is None else notes.pop(note)))
             if call is not None:
@@ -152,7 +166,7 @@ def recover_incomplete(directory: Path, *, now: float,
         if name.endswith(".json") or _recovered_stem(name) is not None:
             call = _guarded(incomplete / name, _recovered_stem(name) or name[:-5],
                             functools.partial(_place_leftover_sidecar, directory,
-                                              incomplete / name))
+                                              incomplete / name, now))
             if call is not None:
                 recovered.append(call)
     remaining = set(_listing(incomplete) or [])
@@ -169,7 +183,7 @@ def recover_incomplete(directory: Path, *, now: float,
                 continue
             recovered.append(interrupted)
         elif (facts.wav in remaining
-              or f".{facts.wav[:-4]}{_RECOVERED_SUFFIX}" in remaining):
+              or f".{_stem(facts.wav)}{_RECOVERED_SUFFIX}" in remaining):
             continue  # its WAV could not be recovered: the note stays with it
         elif not stored(facts.call_id):
             # Killed after the recording was put in place, before its record was stored.
@@ -206,6 +220,11 @@ def _guarded(path: Path, call_id: str, job: Callable[[], _T | None]) -> _T | Non
     return result
 
 
+def _stem(name: str) -> str:
+    suffix = recording_suffix(name)
+    return name if suffix is None else name[:-len(suffix)]
+
+
 def _recovered_stem(name: str) -> str | None:
     if name.startswith(".") and name.endswith(_RECOVERED_SUFFIX):
         return name[1:-len(_RECOVERED_SUFFIX)]
@@ -216,9 +235,11 @@ def _recovered_stem(name: str) -> str | None:
 
 def _recover_wav(directory: Path, temp: Path, now: float,
                  facts: NoteFacts | None) -> RecoveredCall:
-    stem = temp.name[:-4]
+    stem = _stem(temp.name)
+    suffix = temp.name[len(stem):]
     call_id = stem if facts is None else facts.call_id
-    data_bytes, mtime = _repair(temp, call_id)
+    is_sealed = suffix != ".wav"
+    data_bytes, mtime = _repair_sealed(temp) if is_sealed else _repair(temp, call_id)
     frames = data_bytes // BLOCK_ALIGN
     duration = frames / SAMPLE_RATE
     started_at = None if facts is None else facts.recording_started_at
@@ -226,7 +247,9 @@ def _recover_wav(directory: Path, temp: Path, now: float,
     if started_at is None:
         started_at = max(0.0, min(mtime, now) - duration)
     safe_id = safe_call_id(call_id) if call_id != stem else stem
-    wav, sidecar = final_paths(directory, safe_id, started_at)
+    wav, sidecar = final_paths(directory, safe_id, started_at, suffix)
+    copies = (_place_sealed_copies(temp, stem, wav.parent, wav.name[:-len(suffix)])
+              if is_sealed else {})
     record = _interrupted_record(call_id, facts, started_at, started_at + duration, wav)
     document: dict[str, Any] = dict(record)
     document["recording"] = {
@@ -238,13 +261,21 @@ def _recover_wav(directory: Path, temp: Path, now: float,
         "error": INTERRUPTED_ERROR,
         "recovered_at": now,
         "start_estimated": estimated,
+        "sha256": file_sha256(temp),
+        "sealed": is_sealed,
     }
+    for copy, digest in copies.items():
+        document["recording"]["compressed"] = {"path": str(copy), "sha256": digest}
     pending = temp.with_name(f".{stem}{_RECOVERED_SUFFIX}")
-    _write_file(pending, json.dumps(document, indent=2, sort_keys=True, default=str).encode())
+    body = json.dumps(document, indent=2, sort_keys=True, default=str).encode()
+    _write_file(pending, body)
     os.replace(temp, wav)
     _fsync_dir(wav.parent)
     os.replace(pending, sidecar)
     _fsync_dir(sidecar.parent)
+    ledger_recording(directory, call_id, now, {
+        **copies, wav: document["recording"]["sha256"],
+        sidecar: hashlib.sha256(body).hexdigest()})
     log.info("recording {call_id} recovered after a crash: {path} ({seconds:.1f} s, "
              "start {how})", call_id=call_id, path=str(wav), seconds=duration,
              how="estimated from mtime" if estimated else "as noted")
@@ -295,6 +326,52 @@ def _repair(temp: Path, call_id: str) -> tuple[int, float]:
     # Keep the last-write time: it dates the call if recovery is interrupted and rerun.
     os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns))
     return data_bytes, st.st_mtime
+
+
+def _place_sealed_copies(temp: Path, stem: str, folder: Path, final_stem: str
+                         ) -> dict[Path, str]:
+    """Repair and move the sealed compressed copies of a sealed temp recording into
+    ``folder``, where the recording goes; their final paths and SHA-256."""
+    placed: dict[Path, str] = {}
+    for fmt in COMPRESSED_FORMATS:
+        copy = temp.with_name(f"{stem}.{fmt}{sealed.SUFFIX}")
+        if not copy.exists():
+            continue
+        final = folder / f"{final_stem}.{fmt}{sealed.SUFFIX}"
+        try:
+            _repair_sealed(copy)
+            os.replace(copy, final)
+            placed[final] = file_sha256(final)
+        except (OSError, RecordingError) as e:  # the copy is not worth the recording
+            log.error("recording {call_id}: compressed copy {path} left in place: {error}",
+                      call_id=stem, path=str(copy), error=str(e))
+    return placed
+
+
+def _repair_sealed(temp: Path) -> tuple[int, float]:
+    """Cut a sealed temp file to its whole chunks and mark it interrupted (no key needed);
+    returns (audio bytes those chunks hold, mtime before the repair)."""
+    fd = os.open(temp, os.O_RDWR | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RecoveryError(f"{temp} is not a regular file")
+        head = os.pread(fd, sealed.HEADER_SIZE, 0)
+        if len(head) < sealed.HEADER_SIZE:
+            raise RecoveryError(f"{temp}: killed before its sealed header was written; "
+                                "it holds no audio")
+        tail = os.pread(fd, sealed.TRAILER_SIZE, max(0, st.st_size - sealed.TRAILER_SIZE))
+        keep, trailer, chunks = sealed.repair_plan(head, st.st_size, tail)
+        if trailer:
+            os.ftruncate(fd, keep)
+            os.pwrite(fd, trailer, keep)
+            os.fsync(fd)
+        plain = chunks * sealed.read_header(head).chunk_size
+    finally:
+        os.close(fd)
+    os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    data_bytes = max(0, plain - HEADER_SIZE)
+    return data_bytes - data_bytes % BLOCK_ALIGN, st.st_mtime
 
 
 def _interrupted_record(call_id: str, facts: NoteFacts | None,
@@ -357,8 +434,9 @@ def _interrupted_record(call_id: str, facts: NoteFacts | None,
 
 # -- a sidecar left in .incomplete --------------------------------------------------
 
-def _place_leftover_sidecar(directory: Path, path: Path) -> RecoveredCall | None:
-    """Move a complete sidecar whose WAV is already in place next to it."""
+def _place_leftover_sidecar(directory: Path, path: Path, now: float) -> RecoveredCall | None:
+    """Move a complete sidecar whose WAV is already in place next to it, and enter both
+    in the ledger (the crash came before the recorder did)."""
     document = json.loads(path.read_bytes())
     recording = document.get("recording") if isinstance(document, dict) else None
     if not isinstance(recording, dict) or not isinstance(recording.get("path"), str):
@@ -366,10 +444,10 @@ def _place_leftover_sidecar(directory: Path, path: Path) -> RecoveredCall | None
     target: str = recording["path"]
     wav = Path(target)
     root = os.path.abspath(directory)
-    if (wav.suffix != ".wav" or not wav.is_absolute()
+    if (recording_suffix(wav.name) is None or not wav.is_absolute()
             or os.path.commonpath([root, os.path.abspath(wav)]) != root):
         raise RecoveryError(f"{path} names a recording outside {directory}: {target}")
-    sidecar = wav.with_suffix(".json")
+    sidecar = sidecar_path(wav)
     if not wav.is_file():
         raise RecoveryError(f"{path}: its recording {wav} is missing")
     if sidecar.exists():
@@ -377,6 +455,8 @@ def _place_leftover_sidecar(directory: Path, path: Path) -> RecoveredCall | None
     os.replace(path, sidecar)
     _fsync_dir(sidecar.parent)
     call = _sidecar_call(document, recording, wav, sidecar)
+    ledger_recording(directory, call.call_id, now, {wav: file_sha256(wav),
+                                                   sidecar: file_sha256(sidecar)})
     log.info("recording {call_id}: sidecar {path} put in place after a crash",
              call_id=call.call_id, path=str(sidecar))
     return call
@@ -417,7 +497,10 @@ def _placed_sidecar(directory: Path, facts: NoteFacts) -> RecoveredCall | None:
             continue
         recording = document.get("recording") if isinstance(document, dict) else None
         if isinstance(recording, dict) and document.get("call_id") == facts.call_id:
-            return _sidecar_call(document, recording, sidecar.with_suffix(".wav"), sidecar)
+            audio = sidecar.with_suffix(".wav" + sealed.SUFFIX)
+            if not audio.exists():
+                audio = sidecar.with_suffix(".wav")
+            return _sidecar_call(document, recording, audio, sidecar)
     return None
 
 

@@ -3,7 +3,8 @@
 What is a candidate
     Only regular files directly inside ``<directory>/YYYY/MM/DD/`` whose names
     the recorder produces: ``<stem>.wav``, ``<stem>.json`` (the sidecar) and the
-    compressed copies ``<stem>.mp3`` / ``<stem>.ogg``, where ``stem`` is a
+    compressed copies ``<stem>.mp3`` / ``<stem>.ogg``, and their sealed forms
+    ``<stem>.wav.enc``, ``<stem>.mp3.enc`` / ``<stem>.ogg.enc``, where ``stem`` is a
     ``safe_call_id`` (``[A-Za-z0-9._-]``, no leading dot or dash). All files of a
     stem form one *set* and go together. Everything else is never touched: the
     ``.incomplete/`` directory, ``downloads.log``, ``cdr.sqlite*``, ``purge.log``,
@@ -35,7 +36,9 @@ Order and the log
          "arrived_at": sidecar value or null, "reason": "older than N days",
          "age_from": "sidecar" | "date_folder" | "mtime", "started": start used, "bytes": n}
 
-    If that line cannot be written, nothing more is deleted (an unlogged
+    The set's deletion is also entered in the ledger (``ledger.py``) with its files,
+    so ``ccswitch verify`` does not report them missing. If either cannot be written,
+    nothing more is deleted (an unlogged
     deletion is worse than a late one) and the failure is reported. The sidecar
     is removed last, and only when every audio file of its set is gone, so a set
     that failed half-way is retried, with its metadata, on the next run. Errors
@@ -69,6 +72,7 @@ from twisted.logger import Logger
 
 from ccswitch.config import COMPRESSED_FORMATS
 from ccswitch.errors import RecordingError
+from ccswitch.recording import ledger
 from ccswitch.recording.recorder import safe_call_id
 
 __all__ = ["LOG_NAME", "PurgeResult", "RetentionError", "Unlink", "purge"]
@@ -80,9 +84,10 @@ DAY: Final = 86400.0
 MAX_SIDECAR_BYTES: Final = 1 << 20
 _YEAR: Final = re.compile(r"^[0-9]{4}$")
 _TWO: Final = re.compile(r"^[0-9]{2}$")
-_AUDIO: Final = ("wav", *COMPRESSED_FORMATS)
-_FILE: Final = re.compile(
-    r"^([A-Za-z0-9_][A-Za-z0-9._-]{0,99})\.(" + "|".join(("json", *_AUDIO)) + r")$")
+_AUDIO: Final = ("wav", "wav.enc", *COMPRESSED_FORMATS,
+                 *(f"{fmt}.enc" for fmt in COMPRESSED_FORMATS))
+_FILE: Final = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9._-]{0,99})\.("
+                          + "|".join(re.escape(s) for s in ("json", *_AUDIO)) + r")$")
 _DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 #: Removes ``name`` in the directory open as ``dir_fd`` (injectable for tests).
@@ -128,6 +133,7 @@ class _Run:
     """Mutable state of one purge run."""
 
     root_fd: int
+    directory: Path
     cutoff: float
     now: float
     days: float
@@ -167,7 +173,7 @@ def purge(directory: Path, *, older_than_days: float, now: float, dry_run: bool 
     except OSError as e:
         raise RetentionError(f"cannot open recordings directory {directory}: "
                              f"{e.strerror}") from e
-    run = _Run(root_fd=root_fd, cutoff=now - older_than_days * DAY, now=now,
+    run = _Run(root_fd=root_fd, directory=directory, cutoff=now - older_than_days * DAY, now=now,
                days=older_than_days, dry_run=dry_run, unlink=unlink or _os_unlink,
                # a set without its sidecar is known only by its file stem
                keep=keep | {safe_call_id(k) for k in keep})
@@ -362,6 +368,12 @@ def _purge_set(run: _Run, day_fd: int, where: str, day_end: float | None, stem: 
     entry = {"at": run.now, "call_id": call_id, "files": paths, "arrived_at": arrived_at,
              "reason": reason, "age_from": age_from, "started": started, "bytes": size}
     if not _append_log(run, entry):
+        return
+    try:
+        ledger.append(run.directory, "purge", run.now, call_id=call_id, files=paths)
+    except ledger.LedgerError as e:
+        run.log_broken = True
+        run.error(f"{e}; nothing more is deleted", call_id=call_id)
         return
     failed = 0
     freed = 0

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import attrs
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from twisted.logger import Logger
 
 from ccswitch.errors import RecordingError
@@ -68,13 +69,18 @@ class RecordingSession:
 
     def start(self, *, directory: Path, now: float, metadata: Mapping[str, Any],
               media: MediaEngine, caller: MediaLeg, note: CallNote | None,
-              on_failure: OnFailure) -> None:
+              on_failure: OnFailure, seal: X25519PublicKey | None = None,
+              compressed_format: str | None = None) -> None:
         """Open the WAV in ``.incomplete`` and tap the caller's audio into its left channel;
-        ``on_failure`` hears of a failure, now or later."""
+        ``on_failure`` hears of a failure, now or later. With ``seal`` (the public key of
+        ``recordings.encrypt``) the recording is sealed as it is written, and so is its
+        compressed copy, made while recording rather than from a clear WAV afterwards."""
         self.started_at = now
         self._on_failure = on_failure
         try:
-            self.recorder = CallRecorder(directory, self.call_id, now, metadata)
+            self.recorder = CallRecorder(
+                directory, self.call_id, now, metadata, seal=seal,
+                sealed_copy=compressed_format if seal is not None else None)
         except RecordingError as e:
             self.failed(e)
             return
@@ -152,7 +158,8 @@ def close_files(*, finished: FinishedCall, recorder: CallRecorder | None,
             log.failure("call {call_id}: storing the call record failed", call_id=call_id)
     if note is not None:
         note.discard()
-    if wav is not None and compressed_format is not None:
+    if wav is not None and compressed_format is not None and not (
+            recorder is not None and recorder.sealed):  # a sealed recorder made its own
         try:
             export_compressed(wav, compressed_format)
         except RecordingError as e:

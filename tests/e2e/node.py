@@ -69,9 +69,13 @@ class Node:
                  state: str | None = None, node: str | None = None,
                  hold_ttl: float | None = None, recording_start: str | None = None,
                  transports: tuple[str, ...] = (),
-                 cdr_database: str | None = None) -> None:
+                 cdr_database: str | None = None, encrypt_public_key: Path | None = None,
+                 recording_key: Path | None = None,
+                 compressed_copy: str | None = None) -> None:
         """``transports``: "tcp" and/or "tls" listeners beside UDP, each on a free port
-        (``stream_ports``); a tls one needs ``sip={"tls": {...}}``."""
+        (``stream_ports``); a tls one needs ``sip={"tls": {...}}``. ``encrypt_public_key``:
+        recordings sealed to it (``recordings.encrypt``); ``recording_key``: the private key
+        the API decrypts downloads with (``http.recording_key``)."""
         self.workdir = workdir
         self.sip_port = free_udp_port()
         self.stream_ports = {name: free_tcp_port() for name in transports}
@@ -93,6 +97,8 @@ class Node:
             token_file.write_text(api_token + "\n")
             token_file.chmod(0o600)
             http["api_token_file"] = str(token_file)
+        if recording_key is not None:
+            http["recording_key"] = str(recording_key)
         listen: str | list[dict[str, Any]] = f"127.0.0.1:{self.sip_port}"
         if transports:
             listen = [{"transport": "udp", "address": "127.0.0.1", "port": self.sip_port}]
@@ -103,7 +109,10 @@ class Node:
             "rtp": rtp,
             "http": http,
             "recordings": {"directory": str(self.recordings),
-                           **({"start": recording_start} if recording_start else {})},
+                           **({"start": recording_start} if recording_start else {}),
+                           **({"encrypt": {"public_key": str(encrypt_public_key)}}
+                              if encrypt_public_key is not None else {}),
+                           **({"compressed_copy": compressed_copy} if compressed_copy else {})},
             "dialplans": str(plans),
             "state": state or "embedded",
         }
@@ -205,9 +214,12 @@ class Node:
         return None
 
     def recordings_done(self) -> list[Path]:
-        """Finished recordings (WAVs with their sidecar), oldest first."""
-        wavs = [p for p in self.recordings.rglob("*.wav") if ".incomplete" not in p.parts]
-        return sorted((p for p in wavs if p.with_suffix(".json").exists()),
+        """Finished recordings (WAVs or sealed ``.wav.enc`` with their sidecar), oldest
+        first."""
+        files = [p for pattern in ("*.wav", "*.wav.enc") for p in self.recordings.rglob(pattern)
+                 if ".incomplete" not in p.parts]
+        return sorted((p for p in files
+                       if p.with_name(re.sub(r"\.wav(\.enc)?$", ".json", p.name)).exists()),
                       key=lambda p: p.stat().st_mtime)
 
     def wait_recordings(self, count: int, timeout: float = 20) -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import hashlib
 import json
 import os
 import wave
@@ -73,7 +74,8 @@ def test_sidecar_holds_metadata_and_recording_facts(tmp_path: Path) -> None:
     assert doc["queue"] == "support" and doc["outcome"] == "answered"
     assert doc["recording"] == {
         "path": str(result.path), "channels": {"left": "caller", "right": "agent"},
-        "sample_rate": 8000, "duration_seconds": 1.0, "frames": 8000}
+        "sample_rate": 8000, "duration_seconds": 1.0, "frames": 8000,
+        "sha256": hashlib.sha256(result.path.read_bytes()).hexdigest(), "sealed": False}
 
 
 def test_nothing_in_final_place_until_finish(tmp_path: Path) -> None:

@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from twisted.logger import capturedLogs
 
+from ccswitch.recording import ledger
 from ccswitch.recording.recorder import CallRecorder, export_compressed
 from ccswitch.recording.retention import LOG_NAME, PurgeResult, RetentionError, purge
 
@@ -431,3 +433,21 @@ def test_an_exemplary_recording_without_its_sidecar_is_kept_by_its_file_stem(
     os.utime(wav, (OLD, OLD))  # an orphan the purge would otherwise take
     result = run(tmp_path, keep=frozenset({"old:best"}))
     assert result.deleted == () and wav.exists() and len(result.exempt) == 1
+
+
+def test_sealed_recording_set_is_purged(tmp_path: Path) -> None:
+    """A sealed recording (.wav.enc) goes with its sidecar like a WAV."""
+    rec = CallRecorder(tmp_path, "old-s", OLD + 3, {"call_id": "old-s"},
+                       seal=X25519PrivateKey.generate().public_key())
+    result = rec.finish({"arrived_at": OLD})
+    assert run(tmp_path).deleted == ("old-s",)
+    assert not result.path.exists() and not result.sidecar.exists()
+
+
+def test_purge_is_entered_in_the_ledger(tmp_path: Path) -> None:
+    """Each purged set is a ledger entry, so verify finds nothing missing afterwards."""
+    files = record(tmp_path, "old-1", OLD, compressed="ogg")
+    run(tmp_path)
+    entries = [json.loads(x) for x in (tmp_path / ledger.LEDGER_NAME).read_text().splitlines()]
+    assert entries[-1]["kind"] == "purge" and len(entries[-1]["files"]) == len(files)
+    assert ledger.verify(tmp_path).problems == ()
