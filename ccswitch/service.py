@@ -174,7 +174,7 @@ class Node:
             port.stopListening()
         stopped: Deferred[None] = self.media.stop()
         stopped.addBoth(lambda _: self.sip_port.stopListening())
-        stopped.addBoth(lambda _: self.streams.close_all())
+        stopped.addBoth(lambda _: self.streams.close_all(linger=SHUTDOWN_LINGER))
         return stopped
 
 
@@ -247,6 +247,9 @@ def _replay_spooled(cdr: SpoolingWriter) -> Deferred[None]:
     return d.addCallback(lambda _: None)
 
 
+#: On stopping, how long TCP/TLS peers get to close their connections after the BYEs
+#: before the node closes them itself.
+SHUTDOWN_LINGER = 1.0
 #: The embedded store's agent presence file, in the node's CDR directory.
 PRESENCE_FILE = "agents.json"
 #: Call records waiting for an unreachable shared store, in the node's CDR directory.

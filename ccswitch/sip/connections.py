@@ -21,6 +21,7 @@ import itertools
 from typing import Any, Callable, Mapping
 
 from OpenSSL import SSL
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IProtocolFactory
 from twisted.internet.protocol import Factory, Protocol, connectionDone
@@ -45,6 +46,8 @@ Address = tuple[str, int]
 
 #: Seconds an outbound TCP connect may take before it counts as failed.
 CONNECT_TIMEOUT = 10.0
+#: How often a lingering shutdown looks whether the far ends have closed.
+LINGER_POLL = 0.05
 
 
 class SipStreamProtocol(Protocol):
@@ -242,11 +245,24 @@ class StreamTransports:
             connection = self._connect(hop)
         connection.write(data)
 
-    def close_all(self) -> None:
-        """Close every connection once what is queued on it (the BYEs of a shutdown)
-        is written."""
-        for connection in list(self._flows.values()):
-            connection._close()
+    def close_all(self, linger: float = 0.0) -> Deferred[None]:
+        """Close every connection once what is queued on it (the BYEs of a shutdown) is
+        written, after giving the far ends up to ``linger`` seconds to close theirs first:
+        a peer that answered our BYE and is still in its own wind-down (SIPp's timewait)
+        counts a connection closed under it as a failed call."""
+        done: Deferred[None] = Deferred()
+        deadline = self.clock.seconds() + linger
+
+        def close_when_quiet() -> None:
+            if self._flows and self.clock.seconds() < deadline:
+                self.clock.callLater(LINGER_POLL, close_when_quiet)
+                return
+            for connection in list(self._flows.values()):
+                connection._close()
+            done.callback(None)
+
+        close_when_quiet()
+        return done
 
     # -- internals -------------------------------------------------------------
 
