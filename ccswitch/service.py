@@ -25,6 +25,8 @@ from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.http import build_site_root
 from ccswitch.metrics.registry import LiveStateCollector, Metrics, OverflowCollector
 from ccswitch.model import Config, StateKind, Transport
+from ccswitch.portal.users import UserStore
+from ccswitch.portal.web import Portal
 from ccswitch.recording.recovery import recover_incomplete
 from ccswitch.routing.engine import RoutingEngine
 from ccswitch.routing.states import VendorHealth
@@ -59,6 +61,7 @@ class Node:
     stream_ports: dict[Transport, IListeningPort] = attrs.Factory(dict)
     server_tls: ServerTls | None = None
     client_tls: ClientTls | None = None
+    portal: Portal | None = None
 
     @property
     def sip_address(self) -> tuple[str, int]:
@@ -161,6 +164,8 @@ class Node:
         self.controller.shutdown()
         if self.cdr_replay.running:
             self.cdr_replay.stop()
+        if self.portal is not None:
+            self.portal.stop()
         self.http_port.stopListening()
         for port in self.stream_ports.values():
             port.stopListening()
@@ -368,14 +373,22 @@ def start_node(config: Config, reactor: Any) -> Node:
         except ValueError as e:
             raise ConfigError(str(config.source), "http.api_token_file", str(e)) from e
         api = ApiResource(control, token)
-    http_port = reactor.listenTCP(config.http.listen_port,
-                                  Site(build_site_root(metrics.registry, health, api)),
+    root = build_site_root(metrics.registry, health, api)
+    portal: Portal | None = None
+    if config.portal is not None:
+        portal = Portal(config=config.portal, users=UserStore(config.cdr.database, reactor),
+                        cdr=CdrStore(config.cdr.database), view=lambda: engine.view,
+                        recordings=config.recordings.directory, clock=reactor,
+                        reactor=reactor, to_thread=threads.deferToThread)
+        root.putChild(b"portal", portal.resource())
+        portal.start()
+    http_port = reactor.listenTCP(config.http.listen_port, Site(root),
                                   interface=config.http.listen_host)
     media.start()
     node = Node(config=config, controller=controller, engine=engine, media=media,
                 metrics=metrics, sip_port=sip_port, http_port=http_port, streams=streams,
                 cdr_replay=replay, stream_ports=stream_ports, server_tls=server_tls,
-                client_tls=client_tls)
+                client_tls=client_tls, portal=portal)
     log.info("ccswitch {version} listening: SIP udp {sip}{streams}, HTTP {http}, RTP {rtp}",
              version=__version__, sip=node.sip_address, http=node.http_address,
              streams="".join(f", {t.value} {node.stream_address(t)}" for t in stream_ports),

@@ -50,3 +50,15 @@ calls = Table(
     Index("calls_agent_arrived", "agent_id", "arrived_ms"),
     Index("calls_vendor_arrived", "vendor", "arrived_ms"),
 )
+
+#: Portal users (``ccswitch user ...``); ``vendor`` binds a vendor reviewer to one vendor.
+#: Passwords are argon2id hashes (``ccswitch.portal.passwords``), never the password.
+users = Table(
+    "users", metadata,
+    Column("username", Text, primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("vendor", Text),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)

@@ -17,11 +17,14 @@ import pytest
 import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from ccswitch.cdr import store as store_module
-from ccswitch.cdr.legacy import BASELINE_REVISION, LEGACY_VERSION, MIGRATIONS
+from ccswitch.cdr.legacy import LEGACY_VERSION, MIGRATIONS
 from ccswitch.cdr.schema import metadata
-from ccswitch.cdr.store import CdrError, CdrStore, CdrUnavailable, JsonLinesSink, Target
+from ccswitch.cdr.store import (
+    MIGRATIONS_DIR, CdrError, CdrStore, CdrUnavailable, JsonLinesSink, Target,
+)
 from ccswitch.errors import CCSwitchError
 
 # A real record as the B2BUA hands it over: CallRecord.to_dict() plus its extras.
@@ -66,6 +69,9 @@ INSERT INTO calls (call_id, caller, dialed, queue, grp, outcome, arrived_ms, end
             1795000000000, 1795000003000, 3000, 1, 0, '[]');
 PRAGMA user_version = 1;
 """
+
+#: The newest schema revision: an opened store is migrated to it.
+HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 
 
@@ -136,14 +142,14 @@ def test_a_new_sqlite_database_is_in_wal_mode_at_the_head_revision(tmp_path: Pat
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         other.close()
-    assert store.revision == BASELINE_REVISION and store.dialect == "sqlite"
+    assert store.revision == HEAD and store.dialect == "sqlite"
 
 
 def test_a_postgresql_url_opens_a_postgresql_store(cdr_target: Target) -> None:
     """A URL target is PostgreSQL, a path SQLite; both start at the head revision."""
     store = CdrStore(cdr_target)
     assert store.dialect == ("sqlite" if isinstance(cdr_target, Path) else "postgresql")
-    assert store.revision == BASELINE_REVISION
+    assert store.revision == HEAD
     store.close()
 
 
@@ -228,7 +234,7 @@ def test_a_v1_database_is_migrated_forward_keeping_its_rows(tmp_path: Path) -> N
     path = tmp_path / "cdr.sqlite"
     _legacy_file(path, 1)
     store = CdrStore(path)
-    assert store.revision == BASELINE_REVISION
+    assert store.revision == HEAD
     [row] = store.rows()
     assert (row.call_id, row.short_abandon, row.short_abandon_threshold_ms) == (
         "old-call", True, None)
@@ -242,7 +248,7 @@ def test_a_v4_database_is_stamped_without_being_rebuilt(tmp_path: Path) -> None:
     path = tmp_path / "cdr.sqlite"
     _legacy_file(path, LEGACY_VERSION)
     store = CdrStore(path)
-    assert store.revision == BASELINE_REVISION
+    assert store.revision == HEAD
     assert [(r.call_id, r.outcome) for r in store.rows()] == [("old-call", "short_abandon")]
     store.add({**RECORD, "recording_started_at": 1795419747.0})
     assert store.get(RECORD["call_id"]).recording_started_ms == 1795419747000  # type: ignore[union-attr]
@@ -269,7 +275,7 @@ def test_a_database_written_by_the_v4_release_keeps_every_row_exactly(tmp_path: 
     shutil.copyfile(DATA / "v4-release.sqlite", path)
     store = CdrStore(path)
     expected = [json.loads(line) for line in (DATA / "v4-release.jsonl").read_text().splitlines()]
-    assert store.revision == BASELINE_REVISION
+    assert store.revision == HEAD
     assert _exported(store) == expected and len(expected) == 3
     store.close()
 
@@ -325,7 +331,7 @@ def test_reopening_a_migrated_database_changes_nothing(cdr_target: Target) -> No
     """Reopening runs no migration again (no 'table exists' error) and keeps the rows."""
     CdrStore(cdr_target).add(RECORD)
     again = CdrStore(cdr_target)
-    assert again.revision == BASELINE_REVISION and again.count() == 1
+    assert again.revision == HEAD and again.count() == 1
     again.close()
 
 
@@ -493,7 +499,7 @@ def test_nodes_opening_a_new_database_together_migrate_it_once(cdr_target: Targe
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
     results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in procs]
     assert [code for code, _ in results] == [0] * 4, results
-    assert CdrStore(cdr_target).revision == BASELINE_REVISION
+    assert CdrStore(cdr_target).revision == HEAD
 
 
 def test_threads_opening_a_new_database_together_all_open_it(cdr_target: Target) -> None:
