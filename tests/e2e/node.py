@@ -69,7 +69,8 @@ class Node:
                  state: str | None = None, node: str | None = None,
                  hold_ttl: float | None = None, recording_start: str | None = None,
                  transports: tuple[str, ...] = (),
-                 cdr_database: str | None = None) -> None:
+                 cdr_database: str | None = None,
+                 portal: dict[str, Any] | None = None) -> None:
         """``transports``: "tcp" and/or "tls" listeners beside UDP, each on a free port
         (``stream_ports``); a tls one needs ``sip={"tls": {...}}``."""
         self.workdir = workdir
@@ -113,6 +114,8 @@ class Node:
             config["hold_ttl"] = hold_ttl
         if cdr_database is not None:  # a path or a postgresql:// URL; default: SQLite
             config["cdr"] = {"database": cdr_database}
+        if portal is not None:  # the supervisor portal's settings ({} for the defaults)
+            config["portal"] = portal
         self.config_path = workdir / "ccswitch.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / "ccswitch.log"
