@@ -83,8 +83,8 @@ class Node:
 
         Dialplans, trusted networks, the compressed-copy format, the TLS certificate, key
         and CAs (new connections use them; open ones live on) and the connection limits
-        change live. Listen addresses, the RTP range, the recordings directory, the CDR files and the state
-        store need a restart: a change there is logged and the running value kept.
+        change live. Listen addresses, the RTP range, the recordings directory, the CDR files, the state
+        store and the portal settings need a restart: a change there is logged and the running value kept.
         """
         result = check_config(path)
         for warning in result.warnings:
@@ -117,6 +117,7 @@ class Node:
             "recordings.directory": old.recordings.directory != new.recordings.directory,
             "cdr": old.cdr != new.cdr,
             "state": old.state != new.state,
+            "portal": old.portal != new.portal,
         }
         for key in (k for k, changed in fixed.items() if changed):
             log.warn("reload {path}: {key} changed; it takes effect only after a restart",
@@ -125,7 +126,7 @@ class Node:
             new, sip=attrs.evolve(old.sip, trusted=new.sip.trusted,
                                   admission=new.sip.admission, tls=new.sip.tls,
                                   connections=new.sip.connections), rtp=old.rtp,
-            http=old.http, cdr=old.cdr, state=old.state,
+            http=old.http, cdr=old.cdr, state=old.state, portal=old.portal,
             recordings=attrs.evolve(old.recordings,
                                     compressed_format=new.recordings.compressed_format))
         self.controller.reload(config)

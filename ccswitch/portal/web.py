@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
 
 from klein import Klein
+from werkzeug.exceptions import HTTPException
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -355,7 +356,9 @@ class Portal:
         return pages.page("Calls", pages.calls(shown), user=session.username,
                           role=session.role, csrf=session.csrf)
 
-    @app.route("/calls/<string:call_id>/recording", methods=["GET"])
+    # ``path``, not ``string``: an id with a slash in it must reach safe_call_id to be
+    # refused (and audited), not fall through to a silent 404.
+    @app.route("/calls/<path:call_id>/recording", methods=["GET"])
     async def recording(self, request: Request, call_id: str) -> Any:
         _, session = self._session(request)
         client = _client(request)
@@ -395,6 +398,11 @@ class Portal:
 
     @app.handle_errors(Exception)
     def failed(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        if isinstance(error, HTTPException):  # no such route (404), wrong method (405)
+            code = error.code or 400
+            request.setResponseCode(code)
+            return f"{code} {error.name}\n".encode("ascii", "replace")
         log.failure("portal: {method} {path} failed", failure,
                     method=request.method.decode("ascii", "replace"),
                     path=request.uri.decode("utf-8", "replace"))
