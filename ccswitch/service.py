@@ -380,7 +380,8 @@ def start_node(config: Config, reactor: Any) -> Node:
         portal = Portal(config=config.portal, users=UserStore(config.cdr.database, reactor),
                         cdr=CdrStore(config.cdr.database), view=lambda: engine.view,
                         recordings=config.recordings.directory, clock=reactor,
-                        reactor=reactor, to_thread=threads.deferToThread)
+                        reactor=reactor, to_thread=threads.deferToThread,
+                        shared=None if shared is None else shared.store)
         root.putChild(b"portal", portal.resource())
         portal.start()
     http_port = reactor.listenTCP(config.http.listen_port, Site(root),

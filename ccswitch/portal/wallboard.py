@@ -5,8 +5,12 @@ JSON-ready dict, per queue, agent and vendor. The engine does not keep when an a
 entered its state, so the wallboard notes when it first saw each agent's state and
 reports the time since (from portal start at the earliest).
 
+With shared state the engine's view already holds every agent of the center (an agent
+busy on another node is ``remote``); vendor channels in use on all nodes come from the
+state store (``channels``), the waiting callers are this node's.
+
 ``reason`` says why an agent is not being offered a call: its state when it is not
-ready, else "no caller waiting" when no queue of its groups has one, "missed N offers"
+ready ("on a call on another node" for ``remote``), else "no caller waiting" when no queue of its groups has one, "missed N offers"
 when it has recent misses, else "next offer".
 """
 
@@ -27,8 +31,10 @@ class Wallboard:
 
     def snapshot(self, view: EngineView, now: float, *, queues_today: Mapping[str, RouteKpi],
                  vendors_today: Mapping[str, RouteKpi],
-                 abandoned_today: Mapping[str, int]) -> dict[str, Any]:
-        """The wallboard at ``now`` (epoch seconds)."""
+                 abandoned_today: Mapping[str, int],
+                 channels: Mapping[str, int] | None = None) -> dict[str, Any]:
+        """The wallboard at ``now`` (epoch seconds); ``channels``: vendor -> channels in
+        use on every node, when a shared state store says so."""
         waits: dict[str, list[float]] = {name: [] for name in view.queues}
         for call in view.calls.values():
             if call.state in _WAITING and call.queue in waits:
@@ -58,7 +64,8 @@ class Wallboard:
         vendors = []
         for name, v in sorted(view.vendors.items()):
             today = vendors_today.get(name)
-            vendors.append({"name": name, "in_use": v.in_use, "max": v.max_channels,
+            in_use = v.in_use if channels is None else channels.get(name, v.in_use)
+            vendors.append({"name": name, "in_use": in_use, "max": v.max_channels,
                             "up": v.health.value == "up",
                             "sl_today": None if today is None else today.service_level})
         return {"at": round(now, 3), "queues": queues, "agents": agents, "vendors": vendors}
@@ -66,6 +73,8 @@ class Wallboard:
 
 def _reason(state: AgentState, misses: int, groups: tuple[str, ...],
             busy_groups: set[str]) -> str:
+    if state is AgentState.REMOTE:
+        return "on a call on another node"
     if state is not AgentState.READY:
         return state.value.replace("_", " ")
     if not busy_groups.intersection(groups):

@@ -45,6 +45,7 @@ from ccswitch.portal.users import UserStore
 from ccswitch.portal.wallboard import Wallboard
 from ccswitch.recording.recorder import safe_call_id
 from ccswitch.routing.view import EngineView
+from ccswitch.state.store import StateStore
 
 log = Logger()
 #: Runs a blocking function in a thread (``twisted.internet.threads.deferToThread``).
@@ -85,7 +86,8 @@ class Portal:
 
     def __init__(self, *, config: PortalConfig, users: UserStore, cdr: CdrStore,
                  view: Callable[[], EngineView], recordings: Path, clock: Clock,
-                 reactor: Any, to_thread: ToThread, scores: ScoreSource = no_scores) -> None:
+                 reactor: Any, to_thread: ToThread, scores: ScoreSource = no_scores,
+                 shared: StateStore | None = None) -> None:
         self.config = config
         self._users = users
         self._cdr = cdr
@@ -94,6 +96,8 @@ class Portal:
         self._clock = clock
         self._to_thread = to_thread
         self._scores = scores
+        self._shared = shared
+        self._channels: Mapping[str, int] | None = None
         self.sessions = SessionStore(clock, ttl=config.session_ttl)
         self.limiter = LoginLimiter(clock, user_failures=config.user_failures,
                                     source_failures=config.source_failures,
@@ -110,13 +114,17 @@ class Portal:
         self._tick.clock = reactor
         self._kpi_loop = task.LoopingCall(self._refresh_today)
         self._kpi_loop.clock = reactor
+        self._cluster_loop = task.LoopingCall(self._refresh_cluster)
+        self._cluster_loop.clock = reactor
 
     def start(self) -> None:
         self._kpi_loop.start(KPI_REFRESH, now=True)
         self._tick.start(TICK, now=False)
+        if self._shared is not None:
+            self._cluster_loop.start(TICK, now=True)
 
     def stop(self) -> None:
-        for loop in (self._tick, self._kpi_loop):
+        for loop in (self._tick, self._kpi_loop, self._cluster_loop):
             if loop.running:
                 loop.stop()
         for request in list(self._streams):
@@ -239,7 +247,28 @@ class Portal:
     def snapshot(self) -> dict[str, Any]:
         queues, vendors, abandoned = self._today
         return self._board.snapshot(self._view(), self._clock.seconds(), queues_today=queues,
-                                    vendors_today=vendors, abandoned_today=abandoned)
+                                    vendors_today=vendors, abandoned_today=abandoned,
+                                    channels=self._channels)
+
+    def _read_channels(self, vendors: list[str]) -> dict[str, int]:
+        assert self._shared is not None
+        return {name: self._shared.channels_in_use(name) for name in vendors}
+
+    def _refresh_cluster(self) -> "Deferred[None]":
+        """Vendor channels in use on every node, from the shared state store; while the
+        store cannot be reached the wallboard falls back to this node's count."""
+        d = self._to_thread(self._read_channels, list(self._view().vendors))
+
+        def done(channels: Any) -> None:
+            self._channels = channels
+
+        def failed(failure: Failure) -> None:
+            self._channels = None
+            log.warn("portal: cannot read vendor channels from the state store: {error}",
+                     error=failure.getErrorMessage())
+
+        d.addCallbacks(done, failed)
+        return d
 
     def _today_start_ms(self) -> int:
         now = datetime.datetime.fromtimestamp(self._clock.seconds(), self._zone)
