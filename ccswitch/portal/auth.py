@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from typing import Protocol
+from typing import Mapping, Protocol
 
 import attrs
 from argon2 import PasswordHasher
@@ -116,6 +116,8 @@ class Session:
     vendor: str | None
     csrf: str
     expires: float
+    #: the user row's ``updated_ms`` at login: a later password change or removal ends it
+    version: int = 0
 
 
 def _key(token: str) -> bytes:
@@ -130,13 +132,14 @@ class SessionStore:
         self._ttl = ttl
         self._sessions: dict[bytes, Session] = {}
 
-    def create(self, *, username: str, role: str, vendor: str | None) -> tuple[str, Session]:
+    def create(self, *, username: str, role: str, vendor: str | None,
+               version: int = 0) -> tuple[str, Session]:
         """A new session: (cookie token, session)."""
         self._expire()
         token = secrets.token_urlsafe(32)
         session = Session(username=username, role=role, vendor=vendor,
                           csrf=secrets.token_urlsafe(32),
-                          expires=self._clock.seconds() + self._ttl)
+                          expires=self._clock.seconds() + self._ttl, version=version)
         self._sessions[_key(token)] = session
         return token, session
 
@@ -157,6 +160,15 @@ class SessionStore:
         if session is not None and token:
             del self._sessions[_key(token)]
         return session
+
+    def retain(self, versions: Mapping[str, int]) -> list[Session]:
+        """End the sessions whose user is not in ``versions`` (user -> row version) or
+        changed since login; returns the ended ones."""
+        ended = [(k, s) for k, s in self._sessions.items()
+                 if versions.get(s.username) != s.version]
+        for key, _ in ended:
+            del self._sessions[key]
+        return [s for _, s in ended]
 
     def __len__(self) -> int:
         return len(self._sessions)

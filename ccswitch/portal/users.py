@@ -45,6 +45,7 @@ class User:
     password_hash: str = attrs.field(repr=False)
     role: Role
     vendor: str | None
+    version: int  # updated_ms: changes with every password change
 
 
 def check_user(username: str, role: str, vendor: str | None) -> Role:
@@ -98,13 +99,19 @@ class UserStore:
         if row is None:
             return None
         return User(username=row.username, password_hash=row.password_hash,
-                    role=Role(row.role), vendor=row.vendor)
+                    role=Role(row.role), vendor=row.vendor, version=row.updated_ms)
 
     def list(self) -> list[User]:
         with self._engine.connect() as c:
             rows = c.execute(select(users).order_by(users.c.username)).all()
         return [User(username=r.username, password_hash=r.password_hash, role=Role(r.role),
-                     vendor=r.vendor) for r in rows]
+                     vendor=r.vendor, version=r.updated_ms) for r in rows]
+
+    def versions(self) -> dict[str, int]:
+        """user -> row version, to end the sessions of removed or changed users."""
+        with self._engine.connect() as c:
+            rows = c.execute(select(users.c.username, users.c.updated_ms)).all()
+        return {r.username: r.updated_ms for r in rows}
 
     def add(self, username: str, password: str, role: str, vendor: str | None) -> User:
         parsed = check_user(username, role, vendor)
@@ -123,11 +130,15 @@ class UserStore:
 
     def set_password(self, username: str, password: str) -> None:
         check_password(password)
+        stored = hash_password(password)
         with self._engine.begin() as c:
-            done = c.execute(update(users).where(users.c.username == username).values(
-                password_hash=hash_password(password), updated_ms=self._now_ms())).rowcount
-        if not done:
-            raise UserError(f"no user {username!r}")
+            old = c.execute(select(users.c.updated_ms)
+                            .where(users.c.username == username)).scalar()
+            if old is None:
+                raise UserError(f"no user {username!r}")
+            # +1 at least, so the version changes even within the same millisecond
+            c.execute(update(users).where(users.c.username == username).values(
+                password_hash=stored, updated_ms=max(self._now_ms(), old + 1)))
 
     def remove(self, username: str) -> None:
         with self._engine.begin() as c:

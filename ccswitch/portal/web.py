@@ -63,7 +63,7 @@ HEADERS = {
 }
 MAX_CALLS = 200  # rows on the calls page
 TICK = 1.0  # seconds between wallboard snapshots
-KPI_REFRESH = 10.0  # seconds between re-reads of today's KPIs from the CDR database
+KPI_REFRESH = 10.0  # seconds between re-reads of today's KPIs and the users' versions
 KEEPALIVE = 15.0  # seconds: an SSE comment line when nothing changed
 
 
@@ -215,7 +215,7 @@ class Portal:
             return self.login_page(request, "Wrong user name or password.")
         self.limiter.succeeded(username)
         token, session = self.sessions.create(username=user.username, role=user.role.value,
-                                              vendor=user.vendor)
+                                              vendor=user.vendor, version=user.version)
         self._cookie(request, SESSION_COOKIE, token.encode("ascii"),
                      int(self.config.session_ttl))
         request.addCookie(LOGIN_COOKIE, b"", path=b"/portal", max_age=b"0", httpOnly=True,
@@ -276,7 +276,8 @@ class Portal:
         return int(midnight.timestamp() * 1000)
 
     def _read_today(self, since_ms: int) -> tuple[dict[str, RouteKpi], dict[str, RouteKpi],
-                                                   dict[str, int]]:
+                                                   dict[str, int], dict[str, int]]:
+        versions = self._users.versions()
         rows = list(self._cdr.rows(since_ms=since_ms))
         sl = self.config.sl_threshold
         queues = {k.route: k for k in compare(rows, sl_threshold=sl, tz=self.config.tz,
@@ -286,13 +287,19 @@ class Portal:
         for r in rows:
             if r.answered_ms is None and r.outcome.startswith("abandon"):
                 abandoned[r.queue] = abandoned.get(r.queue, 0) + 1
-        return queues, vendors, abandoned
+        return queues, vendors, abandoned, versions
 
     def _refresh_today(self) -> "Deferred[None]":
+        """Today's KPIs from the CDR database; also ends the sessions of users removed or
+        given a new password since they logged in (``ccswitch user`` runs elsewhere)."""
         d = self._to_thread(self._read_today, self._today_start_ms())
 
         def done(today: Any) -> None:
-            self._today = today
+            queues, vendors, abandoned, versions = today
+            self._today = (queues, vendors, abandoned)
+            for ended in self.sessions.retain(versions):
+                self.audit.write("session_revoked", user=ended.username,
+                                 reason="user removed or password changed")
 
         def failed(failure: Failure) -> None:
             log.warn("portal: cannot read today's KPIs: {error}",

@@ -98,3 +98,15 @@ def test_csrf_token_must_match_the_session() -> None:
     assert not csrf_ok(session, other.csrf)
     assert not csrf_ok(session, None)
     assert not csrf_ok(session, "")
+
+
+def test_sessions_of_removed_or_changed_users_end() -> None:
+    """retain() ends sessions whose user is gone or has a newer row version."""
+    store = SessionStore(Clock(), ttl=100)
+    kept, _ = store.create(username="ann", role="admin", vendor=None, version=5)
+    changed, _ = store.create(username="bob", role="admin", vendor=None, version=5)
+    gone, _ = store.create(username="cy", role="admin", vendor=None, version=5)
+    ended = store.retain({"ann": 5, "bob": 6})
+    assert sorted(s.username for s in ended) == ["bob", "cy"]
+    assert store.get(kept) is not None
+    assert store.get(changed) is None and store.get(gone) is None
