@@ -467,6 +467,8 @@ class PortalConfig:
     max_body: int = 16 * 1024  # bytes: a larger request body is refused (413)
     sl_threshold: float = 20.0  # seconds: service-level threshold on the wallboard and charts
     tz: str = "UTC"  # the time zone of "today" and of the comparison's days and weeks
+    #: cookies always get Secure (behind a TLS reverse proxy); else only over TLS itself
+    secure_cookies: bool = False
 
 
 class RecordingStart(enum.StrEnum):

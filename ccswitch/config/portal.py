@@ -14,7 +14,7 @@ from ccswitch.config.values import _resolve
 from ccswitch.model import CdrConfig, PortalConfig
 
 KEYS = ("audit_log", "session_ttl", "user_failures", "source_failures", "lockout", "max_body",
-        "sl_threshold", "tz")
+        "sl_threshold", "tz", "secure_cookies")
 #: The audit log's default name, in the node's own directory (``cdr.directory``).
 AUDIT_LOG = "portal-audit.log"
 
@@ -44,6 +44,7 @@ def parse_portal(ck: _Checker, value: object, line: int, base: Path,
     user_failures = sec.integer("user_failures", minimum=1, maximum=1000)
     source_failures = sec.integer("source_failures", minimum=1, maximum=100000)
     max_body = sec.integer("max_body", minimum=1024, maximum=1024 * 1024)
+    secure = sec.boolean("secure_cookies")
     if len(ck.report.errors) > errors:
         return None
     return PortalConfig(
@@ -54,4 +55,5 @@ def parse_portal(ck: _Checker, value: object, line: int, base: Path,
         user_failures=defaults.user_failures if user_failures is None else user_failures,
         source_failures=defaults.source_failures if source_failures is None
         else source_failures,
-        max_body=defaults.max_body if max_body is None else max_body)
+        max_body=defaults.max_body if max_body is None else max_body,
+        secure_cookies=bool(secure))

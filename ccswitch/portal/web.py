@@ -162,7 +162,10 @@ class Portal:
 
     def _cookie(self, request: Request, name: bytes, value: bytes, max_age: int) -> None:
         request.addCookie(name, value, path=b"/portal", max_age=str(max_age).encode(),
-                          httpOnly=True, sameSite="strict", secure=request.isSecure())
+                          httpOnly=True, sameSite="strict", secure=self._secure(request))
+
+    def _secure(self, request: Request) -> bool:
+        return self.config.secure_cookies or bool(request.isSecure())
 
     # -- login and logout -----------------------------------------------------------
 
@@ -219,7 +222,7 @@ class Portal:
         self._cookie(request, SESSION_COOKIE, token.encode("ascii"),
                      int(self.config.session_ttl))
         request.addCookie(LOGIN_COOKIE, b"", path=b"/portal", max_age=b"0", httpOnly=True,
-                          sameSite="strict", secure=request.isSecure())
+                          sameSite="strict", secure=self._secure(request))
         self.audit.write("login", user=user.username, role=session.role, client=client)
         request.redirect(b"/portal/")
         return b""
@@ -238,7 +241,7 @@ class Portal:
         self.sessions.end(token)
         self.audit.write("logout", user=session.username, client=_client(request))
         request.addCookie(SESSION_COOKIE, b"", path=b"/portal", max_age=b"0", httpOnly=True,
-                          sameSite="strict", secure=request.isSecure())
+                          sameSite="strict", secure=self._secure(request))
         request.redirect(b"/portal/login")
         return b""
 

@@ -130,3 +130,13 @@ def test_unknown_path_and_wrong_method_answer_without_a_traceback(node: Node) ->
     assert status == 404 and b"Traceback" not in body
     status, _, body = request(node, "POST", "/portal/wallboard", b"")
     assert status == 405 and b"Traceback" not in body
+
+
+def test_session_cookie_flags(node_factory: NodeFactory) -> None:
+    """Portal cookies are HttpOnly, SameSite=Strict, Path=/portal; Secure when configured."""
+    secure = node_factory(dialplan({"alice": {"uri": agent_uri("alice", 5999)}}),
+                          portal={"secure_cookies": True})
+    _, headers, _ = request(secure, "GET", "/portal/login")
+    cookie = headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert "Path=/portal" in cookie and "Secure" in cookie
