@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import Request
 from twisted.web.static import File
 
 from ccswitch.cdr.store import CdrRow, CdrStore
@@ -328,8 +328,17 @@ class Portal:
         request.setHeader(b"Content-Type", b"text/event-stream")
         request.write(b"retry: 2000\n" + self._event(self.snapshot()))
         self._streams[request] = token
-        request.notifyFinish().addBoth(lambda _: self._streams.pop(request, None))
-        return NOT_DONE_YET
+        # klein finishes the request once the handler's result is there: hand it a
+        # Deferred that fires only when the stream ends (client gone, session over, stop).
+        closed: Deferred[None] = Deferred()
+
+        def gone(_: object) -> None:
+            self._streams.pop(request, None)
+            if not closed.called:
+                closed.callback(None)
+
+        request.notifyFinish().addBoth(gone)
+        return closed
 
     @staticmethod
     def _event(snapshot: dict[str, Any]) -> bytes:

@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,22 @@ def test_session_cookie_flags(node_factory: NodeFactory) -> None:
     cookie = headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
     assert "Path=/portal" in cookie and "Secure" in cookie
+
+
+def test_wallboard_stream_stays_open_and_sends_a_snapshot_each_second(node: Node) -> None:
+    """One /portal/events connection delivers several snapshots, not one and a close."""
+    _, cookies = login(node)
+    conn = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=5)
+    conn.request("GET", "/portal/events",
+                 headers={"Cookie": f"ccswitch_session={cookies['ccswitch_session']}"})
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "text/event-stream"
+    events, deadline = 0, time.monotonic() + 3.5
+    while events < 3 and time.monotonic() < deadline:
+        line = response.readline()
+        if not line:
+            break
+        events += line.startswith(b"data: ")
+    conn.close()
+    assert events >= 3
