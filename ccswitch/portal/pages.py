@@ -6,21 +6,25 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Sequence
 
+from ccswitch.portal import access
 from ccswitch.portal.access import INHOUSE
 from ccswitch.portal.charts import bar_chart
+from ccswitch.portal.auth import Session
 from ccswitch.portal.kpi import RouteKpi
 
 
-def page(title: str, body: str, *, user: str | None = None, role: str | None = None,
-         csrf: str | None = None, script: str | None = None) -> bytes:
+def page(title: str, body: str, *, session: Session | None = None,
+         script: str | None = None) -> bytes:
     nav = ""
-    if user is not None and csrf is not None:
-        nav = (f'<nav><a href="/portal/wallboard">Wallboard</a> '
+    if session is not None:
+        wallboard = ('<a href="/portal/wallboard">Wallboard</a> '
+                     if access.can_see_wallboard(session) else "")
+        nav = (f'<nav>{wallboard}'
                f'<a href="/portal/vendors">Vendor vs in-house</a> '
                f'<a href="/portal/calls">Calls</a>'
                f'<form method="post" action="/portal/logout" class="logout">'
-               f'<span>{escape(user)} ({escape(role or "")})</span> '
-               f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
+               f'<span>{escape(session.username)} ({escape(session.role)})</span> '
+               f'<input type="hidden" name="csrf" value="{escape(session.csrf)}">'
                f'<button type="submit">Log out</button></form></nav>')
     tag = f'<script src="/portal/static/{escape(script)}" defer></script>' if script else ""
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'

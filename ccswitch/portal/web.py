@@ -157,7 +157,7 @@ class Portal:
                      role=session.role, path=request.path.decode("utf-8", "replace"))
             request.setResponseCode(403)
             return pages.page("Forbidden", "<p>Your role cannot see this page.</p>",
-                              user=session.username, role=session.role, csrf=session.csrf)
+                              session=session)
         return session
 
     def _cookie(self, request: Request, name: bytes, value: bytes, max_age: int) -> None:
@@ -316,8 +316,8 @@ class Portal:
         session = self._need(request, access.can_see_wallboard)
         if not isinstance(session, Session):
             return session
-        return pages.page("Wallboard", pages.wallboard(self.snapshot()), user=session.username,
-                          role=session.role, csrf=session.csrf, script="wallboard.js")
+        return pages.page("Wallboard", pages.wallboard(self.snapshot()), session=session,
+                          script="wallboard.js")
 
     @app.route("/events", methods=["GET"])
     def events(self, request: Request) -> Any:
@@ -378,7 +378,7 @@ class Portal:
         shown = set(access.visible_routes(session, {k.route for k in kpis}))
         return pages.page("Vendor vs in-house",
                           pages.comparison([k for k in kpis if k.route in shown], period),
-                          user=session.username, role=session.role, csrf=session.csrf)
+                          session=session)
 
     def _compare(self, since_ms: int, period: str) -> list[RouteKpi]:
         rows = self._cdr.rows(since_ms=since_ms - 86_400_000)  # a day of repeat history
@@ -401,8 +401,7 @@ class Portal:
                   "arrived": datetime.datetime.fromtimestamp(
                       r.arrived_ms / 1000, self._zone).strftime("%Y-%m-%d %H:%M:%S")}
                  for r in reversed(mine)]
-        return pages.page("Calls", pages.calls(shown), user=session.username,
-                          role=session.role, csrf=session.csrf)
+        return pages.page("Calls", pages.calls(shown), session=session)
 
     # ``path``, not ``string``: an id with a slash in it must reach safe_call_id to be
     # refused (and audited), not fall through to a silent 404.

@@ -162,3 +162,53 @@ def test_wallboard_follows_a_call_and_vendor_reviewer_cannot_play_others(
 
 def _day(record: dict[str, Any]) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(record["arrived_ms"] / 1000))
+
+
+def test_vendor_reviewer_sees_and_plays_only_its_vendors_calls(
+        node_factory: NodeFactory, phone_factory: PhoneFactory, browser: Any,
+        tmp_path: Path) -> None:
+    """A call answered by vendor acme: acme's reviewer sees only acme's line and plays the
+    call; globex's reviewer opening the same recording in the browser gets 403."""
+    from selenium.webdriver.common.by import By
+
+    vendor_port = free_udp_port()
+    plan = dialplan({"alice": {"uri": agent_uri("alice", free_udp_port()),
+                               "logged_in": False}},
+                    overflow=[{"no_agents_logged_in": True, "to": ["acme"]}])
+    plan["vendors"] = {"acme": {"trunks": [f"sip:overflow@127.0.0.1:{vendor_port}"],
+                                "max_channels": 5, "probe_interval": 1}}
+    node = node_factory(plan, portal={})
+    add_user(node, "vic", "vendor_reviewer", vendor="acme")
+    add_user(node, "gwen", "vendor_reviewer", vendor="globex")
+    vendor = phone_factory("--role", "agent", "--port", str(vendor_port), "--user", "overflow",
+                           "--tone", "1500", "--timeout", "40", name="vendor")
+    node.wait_metric(1, "ccswitch_vendor_up", vendor="acme")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone",
+                           str(CALLER_HZ), "--hangup-after", str(ANNOUNCEMENT_S + 3.0),
+                           "--timeout", "40", name="caller")
+    assert caller.wait_exit(30) == 0, caller.describe()
+    assert vendor.wait_exit(10) == 0, vendor.describe()
+    [record] = node.wait_cdr(1)
+    assert record["vendor"] == "acme" and record["recording_path"]
+
+    log_in(browser, node, "vic")
+    assert browser.current_url.endswith("/portal/vendors")
+    assert cell(browser, "comparison", _day(record), "route") == "acme"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#comparison tbody tr")) == 1
+    assert not browser.find_elements(By.LINK_TEXT, "Wallboard")
+    browser.save_screenshot(str(tmp_path / "vendor-reviewer-comparison.png"))
+    browser.get(node.url("/portal/calls"))
+    link = browser.find_element(By.LINK_TEXT, "play").get_attribute("href")
+    cookie = browser.get_cookie("ccswitch_session")["value"]
+    with urllib.request.urlopen(urllib.request.Request(
+            link, headers={"Cookie": f"ccswitch_session={cookie}"}), timeout=5) as played:
+        assert played.status == 200
+        assert played.headers["Content-Type"] in ("audio/wav", "audio/x-wav")
+        assert played.read(4) == b"RIFF"
+    assert audit(node)[-1]["event"] == "recording_play"
+
+    browser.delete_all_cookies()
+    log_in(browser, node, "gwen")
+    browser.get(link)
+    assert "not yours" in browser.find_element(By.TAG_NAME, "body").text
+    assert {"event": "recording_refused", "user": "gwen"}.items() <= audit(node)[-1].items()
