@@ -469,6 +469,9 @@ class PortalConfig:
     tz: str = "UTC"  # the time zone of "today" and of the comparison's days and weeks
     #: cookies always get Secure (behind a TLS reverse proxy); else only over TLS itself
     secure_cookies: bool = False
+    #: the center's other nodes (``http://host:port`` of their HTTP port), whose waiting
+    #: callers the wallboard adds through their operator API (the shared API token)
+    peers: tuple[str, ...] = ()
 
 
 class RecordingStart(enum.StrEnum):

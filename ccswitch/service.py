@@ -25,6 +25,7 @@ from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.http import build_site_root
 from ccswitch.metrics.registry import LiveStateCollector, Metrics, OverflowCollector
 from ccswitch.model import Config, StateKind, Transport
+from ccswitch.portal.peers import Peers
 from ccswitch.portal.users import UserStore
 from ccswitch.portal.web import Portal
 from ccswitch.recording.recovery import recover_incomplete
@@ -377,11 +378,14 @@ def start_node(config: Config, reactor: Any) -> Node:
     root = build_site_root(metrics.registry, health, api)
     portal: Portal | None = None
     if config.portal is not None:
+        peers = None
+        if config.portal.peers and config.http.api_token_file is not None:
+            peers = Peers(reactor, config.portal.peers, read_token(config.http.api_token_file))
         portal = Portal(config=config.portal, users=UserStore(config.cdr.database, reactor),
                         cdr=CdrStore(config.cdr.database), view=lambda: engine.view,
                         recordings=config.recordings.directory, clock=reactor,
                         reactor=reactor, to_thread=threads.deferToThread,
-                        shared=None if shared is None else shared.store)
+                        shared=None if shared is None else shared.store, peers=peers)
         root.putChild(b"portal", portal.resource())
         portal.start()
     http_port = reactor.listenTCP(config.http.listen_port, Site(root),

@@ -6,21 +6,43 @@ port; every key has a default (``ccswitch.model.PortalConfig``).
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ccswitch.config.checker import _Checker, _section
+from ccswitch.config.checker import _Checker, _Section, _section
 from ccswitch.config.values import _resolve
 from ccswitch.model import CdrConfig, PortalConfig
 
 KEYS = ("audit_log", "session_ttl", "user_failures", "source_failures", "lockout", "max_body",
-        "sl_threshold", "tz", "secure_cookies")
+        "sl_threshold", "tz", "secure_cookies", "peers")
 #: The audit log's default name, in the node's own directory (``cdr.directory``).
 AUDIT_LOG = "portal-audit.log"
 
 
+def _peers(sec: _Section, api_token: bool) -> tuple[str, ...]:
+    value = sec.data.get("peers")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        sec.error("peers", "must be a list of http://host:port URLs")
+        return ()
+    peers = []
+    for url in value:
+        parts = urllib.parse.urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") \
+                or parts.query or parts.username:
+            sec.error("peers", f"{url!r} is not an http://host:port URL of a node's HTTP port")
+            continue
+        peers.append(f"{parts.scheme}://{parts.netloc}")
+    if peers and not api_token:
+        sec.error("peers", "needs http.api_token_file: the portal reads its peers' calls "
+                           "through their operator API, with the token the nodes share")
+    return tuple(peers)
+
+
 def parse_portal(ck: _Checker, value: object, line: int, base: Path,
-                 cdr: CdrConfig | None) -> PortalConfig | None:
+                 cdr: CdrConfig | None, *, api_token: bool = False) -> PortalConfig | None:
     """The portal settings; None when the section is absent or has errors (reported)."""
     if value is None:
         return None
@@ -45,6 +67,7 @@ def parse_portal(ck: _Checker, value: object, line: int, base: Path,
     source_failures = sec.integer("source_failures", minimum=1, maximum=100000)
     max_body = sec.integer("max_body", minimum=1024, maximum=1024 * 1024)
     secure = sec.boolean("secure_cookies")
+    peers = _peers(sec, api_token)
     if len(ck.report.errors) > errors:
         return None
     return PortalConfig(
@@ -56,4 +79,4 @@ def parse_portal(ck: _Checker, value: object, line: int, base: Path,
         source_failures=defaults.source_failures if source_failures is None
         else source_failures,
         max_body=defaults.max_body if max_body is None else max_body,
-        secure_cookies=bool(secure))
+        secure_cookies=bool(secure), peers=peers)

@@ -477,7 +477,8 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
                      base, recordings)
     state = _parse_state(top)
     portal = parse_portal(ck, top.data.get("portal"), top.line("portal") if top.has("portal")
-                          else 1, base, cdr)
+                          else 1, base, cdr,
+                          api_token=http is not None and http.api_token_file is not None)
     hold_ttl = top.number("hold_ttl", minimum=1, inclusive=True)
     node = top.string("node", what="a node name")
     if node is not None and not _NAME.fullmatch(node):

@@ -67,6 +67,15 @@ AGENT_COLS = (("id", ""), ("state", ""), ("in_state", "s"), ("reason", ""))
 VENDOR_COLS = (("name", ""), ("channels", ""), ("status", ""), ("sl_today", "pct"))
 
 
+def peer_text(peers: Sequence[dict[str, Any]]) -> str:
+    """The line naming the other nodes and whether they answer (empty without peers);
+    wallboard.js builds the same text."""
+    if not peers:
+        return ""
+    return "Other nodes: " + ", ".join(f"{p['url']} {'up' if p['up'] else 'DOWN'}"
+                                       for p in peers)
+
+
 def wallboard(snapshot: dict[str, Any]) -> str:
     vendors = [{**v, "channels": f"{v['in_use']}/{v['max']}",
                 "status": "up" if v["up"] else "down"} for v in snapshot["vendors"]]
@@ -77,7 +86,8 @@ def wallboard(snapshot: dict[str, Any]) -> str:
                 + f"</tr></thead><tbody>{body}</tbody></table>")
 
     return (
-        '<p class="live">Live <span id="updated"></span></p><h2>Queues</h2>'
+        '<p class="live">Live <span id="updated"></span></p>'
+        f'<p id="peers">{escape(peer_text(snapshot["peers"]))}</p><h2>Queues</h2>'
         + table("queues", ("Queue", "Waiting", "Longest wait", "SL today", "ASA today",
                            "Abandoned today"), _rows(snapshot["queues"], QUEUE_COLS))
         + "<h2>Agents</h2>"

@@ -7,7 +7,9 @@ reports the time since (from portal start at the earliest).
 
 With shared state the engine's view already holds every agent of the center (an agent
 busy on another node is ``remote``); vendor channels in use on all nodes come from the
-state store (``channels``), the waiting callers are this node's.
+state store (``channels``); the callers waiting on the other nodes come from their
+operator API (``peers``, see ``ccswitch.portal.peers``) and add to this node's. A wait
+is counted from the caller's arrival (announcement included), as the API gives it.
 
 ``reason`` says why an agent is not being offered a call: its state when it is not
 ready ("on a call on another node" for ``remote``), else "no caller waiting" when no queue of its groups has one, "missed N offers"
@@ -16,9 +18,10 @@ when it has recent misses, else "next offer".
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ccswitch.portal.kpi import RouteKpi
+from ccswitch.portal.peers import PeerState
 from ccswitch.routing.states import AgentState, CallState
 from ccswitch.routing.view import EngineView
 
@@ -32,19 +35,26 @@ class Wallboard:
     def snapshot(self, view: EngineView, now: float, *, queues_today: Mapping[str, RouteKpi],
                  vendors_today: Mapping[str, RouteKpi],
                  abandoned_today: Mapping[str, int],
-                 channels: Mapping[str, int] | None = None) -> dict[str, Any]:
+                 channels: Mapping[str, int] | None = None,
+                 peers: Sequence[PeerState] = ()) -> dict[str, Any]:
         """The wallboard at ``now`` (epoch seconds); ``channels``: vendor -> channels in
-        use on every node, when a shared state store says so."""
+        use on every node, when a shared state store says so; ``peers``: the other
+        nodes' last answers."""
         waits: dict[str, list[float]] = {name: [] for name in view.queues}
         for call in view.calls.values():
             if call.state in _WAITING and call.queue in waits:
-                start = call.record.queued_at or call.record.arrived_at
-                waits[call.queue].append(max(0.0, now - start))
+                waits[call.queue].append(max(0.0, now - call.record.arrived_at))
+        remote: dict[str, int] = {}
+        for peer in peers:
+            for queue, seconds in peer.waiting:
+                if queue in waits:  # the center's nodes share their dialplans
+                    waits[queue].append(seconds)
+                    remote[queue] = remote.get(queue, 0) + 1
         queues = []
         for name, q in sorted(view.queues.items()):
             today = queues_today.get(name)
             queues.append({
-                "name": name, "group": q.group, "waiting": q.depth,
+                "name": name, "group": q.group, "waiting": q.depth + remote.get(name, 0),
                 "longest_wait": round(max(waits[name]), 1) if waits[name] else 0.0,
                 "sl_today": None if today is None else today.service_level,
                 "asa_today": None if today is None else today.asa,
@@ -68,7 +78,8 @@ class Wallboard:
             vendors.append({"name": name, "in_use": in_use, "max": v.max_channels,
                             "up": v.health.value == "up",
                             "sl_today": None if today is None else today.service_level})
-        return {"at": round(now, 3), "queues": queues, "agents": agents, "vendors": vendors}
+        return {"at": round(now, 3), "queues": queues, "agents": agents, "vendors": vendors,
+                "peers": [{"url": p.url, "up": p.up} for p in peers]}
 
 
 def _reason(state: AgentState, misses: int, groups: tuple[str, ...],

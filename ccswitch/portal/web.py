@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from klein import Klein
 from werkzeug.exceptions import HTTPException
 from twisted.internet import task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -41,6 +41,7 @@ from ccswitch.portal.auth import (
     Clock, LoginLimiter, Session, SessionStore, csrf_ok, verify_password,
 )
 from ccswitch.portal.kpi import RouteKpi, ScoreSource, compare, no_scores
+from ccswitch.portal.peers import Peers
 from ccswitch.portal.users import UserStore
 from ccswitch.portal.wallboard import Wallboard
 from ccswitch.recording.recorder import safe_call_id
@@ -87,7 +88,7 @@ class Portal:
     def __init__(self, *, config: PortalConfig, users: UserStore, cdr: CdrStore,
                  view: Callable[[], EngineView], recordings: Path, clock: Clock,
                  reactor: Any, to_thread: ToThread, scores: ScoreSource = no_scores,
-                 shared: StateStore | None = None) -> None:
+                 shared: StateStore | None = None, peers: Peers | None = None) -> None:
         self.config = config
         self._users = users
         self._cdr = cdr
@@ -97,6 +98,7 @@ class Portal:
         self._to_thread = to_thread
         self._scores = scores
         self._shared = shared
+        self._peers = peers
         self._channels: Mapping[str, int] | None = None
         self.sessions = SessionStore(clock, ttl=config.session_ttl)
         self.limiter = LoginLimiter(clock, user_failures=config.user_failures,
@@ -120,7 +122,7 @@ class Portal:
     def start(self) -> None:
         self._kpi_loop.start(KPI_REFRESH, now=True)
         self._tick.start(TICK, now=False)
-        if self._shared is not None:
+        if self._shared is not None or self._peers is not None:
             self._cluster_loop.start(TICK, now=True)
 
     def stop(self) -> None:
@@ -251,15 +253,22 @@ class Portal:
         queues, vendors, abandoned = self._today
         return self._board.snapshot(self._view(), self._clock.seconds(), queues_today=queues,
                                     vendors_today=vendors, abandoned_today=abandoned,
-                                    channels=self._channels)
+                                    channels=self._channels,
+                                    peers=() if self._peers is None else self._peers.states)
 
     def _read_channels(self, vendors: list[str]) -> dict[str, int]:
         assert self._shared is not None
         return {name: self._shared.channels_in_use(name) for name in vendors}
 
-    def _refresh_cluster(self) -> "Deferred[None]":
-        """Vendor channels in use on every node, from the shared state store; while the
-        store cannot be reached the wallboard falls back to this node's count."""
+    def _refresh_cluster(self) -> "Deferred[Any]":
+        """Vendor channels in use on every node, from the shared state store (while it
+        cannot be reached the wallboard falls back to this node's count), and the peers'
+        waiting callers."""
+        polls: list[Deferred[Any]] = []
+        if self._peers is not None:
+            polls.append(self._peers.poll())
+        if self._shared is None:
+            return DeferredList(polls)
         d = self._to_thread(self._read_channels, list(self._view().vendors))
 
         def done(channels: Any) -> None:
@@ -271,7 +280,7 @@ class Portal:
                      error=failure.getErrorMessage())
 
         d.addCallbacks(done, failed)
-        return d
+        return DeferredList([d, *polls])
 
     def _today_start_ms(self) -> int:
         now = datetime.datetime.fromtimestamp(self._clock.seconds(), self._zone)

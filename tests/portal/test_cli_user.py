@@ -56,3 +56,17 @@ def test_check_names_a_bad_portal_key(tmp_path: Path) -> None:
     result = ccswitch("check", "--config", str(config(tmp_path, {"lockout": -1, "tz": "Mars/X"})))
     assert result.returncode == 2
     assert "portal.lockout" in result.stdout and "portal.tz" in result.stdout
+
+
+def test_check_refuses_peers_without_an_api_token(tmp_path: Path) -> None:
+    """portal.peers needs http.api_token_file (peers are read through the operator API)."""
+    result = ccswitch("check", "--config", str(config(tmp_path, {"peers": ["http://b:9060"]})))
+    assert result.returncode == 2 and "portal.peers" in result.stdout
+    assert "api_token_file" in result.stdout
+
+
+def test_check_refuses_a_peer_that_is_not_a_base_url(tmp_path: Path) -> None:
+    """A peer with a path or another scheme is named in the error."""
+    result = ccswitch("check", "--config",
+                      str(config(tmp_path, {"peers": ["ftp://b/x"]})))
+    assert result.returncode == 2 and "ftp://b/x" in result.stdout

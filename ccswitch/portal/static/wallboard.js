@@ -33,6 +33,8 @@
     fill("agents", snap.agents);
     fill("vendors", snap.vendors.map((v) => Object.assign({}, v, {
       channels: v.in_use + "/" + v.max, status: v.up ? "up" : "down" })));
+    document.getElementById("peers").textContent = snap.peers.length === 0 ? "" :
+      "Other nodes: " + snap.peers.map((p) => p.url + " " + (p.up ? "up" : "DOWN")).join(", ");
     document.getElementById("updated").textContent =
       new Date(snap.at * 1000).toLocaleTimeString();
   };
