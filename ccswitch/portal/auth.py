@@ -179,7 +179,13 @@ class SessionStore:
             del self._sessions[key]
 
 
+def tokens_match(expected: str | None, submitted: str | None) -> bool:
+    """Whether two tokens are present and equal (compared in constant time)."""
+    return bool(expected) and submitted is not None and expected is not None \
+        and hmac.compare_digest(submitted.encode("utf-8", "surrogatepass"),
+                                expected.encode("utf-8", "surrogatepass"))
+
+
 def csrf_ok(session: Session, submitted: str | None) -> bool:
-    """Whether a form's CSRF token is this session's (compared in constant time)."""
-    return submitted is not None and hmac.compare_digest(
-        submitted.encode("utf-8", "surrogatepass"), session.csrf.encode("utf-8"))
+    """Whether a form's CSRF token is this session's."""
+    return tokens_match(session.csrf, submitted)

@@ -38,7 +38,7 @@ from ccswitch.model import PortalConfig
 from ccswitch.portal import access, pages
 from ccswitch.portal.audit import AuditLog
 from ccswitch.portal.auth import (
-    Clock, LoginLimiter, Session, SessionStore, csrf_ok, verify_password,
+    Clock, LoginLimiter, Session, SessionStore, csrf_ok, tokens_match, verify_password,
 )
 from ccswitch.portal.kpi import RouteKpi, ScoreSource, compare, no_scores
 from ccswitch.portal.peers import Peers
@@ -195,9 +195,7 @@ class Portal:
         cookie = request.getCookie(LOGIN_COOKIE)
         username = (_arg(request, "username") or "")[:64]
         password = _arg(request, "password") or ""
-        if form_token is None or cookie is None or not csrf_ok(
-                Session(username="", role="", vendor=None,
-                        csrf=cookie.decode("ascii", "replace"), expires=0), form_token):
+        if cookie is None or not tokens_match(cookie.decode("ascii", "replace"), form_token):
             log.warn("portal: login from {client} without a valid CSRF token", client=client)
             request.setResponseCode(403)
             return self.login_page(request, "The form expired; please try again.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 
 from ccswitch.portal.auth import (
-    LoginLimiter, SessionStore, csrf_ok, hash_password, verify_password,
+    LoginLimiter, SessionStore, csrf_ok, hash_password, tokens_match, verify_password,
 )
 
 
@@ -110,3 +110,10 @@ def test_sessions_of_removed_or_changed_users_end() -> None:
     assert sorted(s.username for s in ended) == ["bob", "cy"]
     assert store.get(kept) is not None
     assert store.get(changed) is None and store.get(gone) is None
+
+
+def test_login_form_token_must_match_its_cookie() -> None:
+    """The login form's token passes only when equal to its cookie, and never when empty."""
+    assert tokens_match("abc123", "abc123")
+    assert not tokens_match("abc123", "abc124")
+    assert not tokens_match("", "") and not tokens_match(None, "x")
