@@ -1,21 +1,34 @@
-"""Portal users in a real SQLite CDR database."""
+"""Portal users in a real CDR database: a SQLite file and a throwaway PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from twisted.internet.task import Clock
 
+from ccswitch.cdr.store import Target
 from ccswitch.portal.auth import verify_password
 from ccswitch.portal.users import Role, UserError, UserStore
+from tests.pgd import PostgresServer, postgres_server
+
+__all__ = ["postgres_server"]  # the fixture, used through getfixturevalue
 
 PASSWORD = "a long enough password"
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> UserStore:
-    return UserStore(tmp_path / "cdr.sqlite", Clock())
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[UserStore]:
+    target: Target = tmp_path / "cdr.sqlite"
+    if request.param == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        target = server.new_database()
+    opened = UserStore(target, Clock())
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def test_added_user_has_an_argon2_hash_not_the_password(store: UserStore) -> None:
