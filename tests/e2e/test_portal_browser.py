@@ -110,7 +110,8 @@ def test_wallboard_follows_a_call_and_vendor_reviewer_cannot_play_others(
         node_factory: NodeFactory, phone_factory: PhoneFactory, browser: Any,
         tmp_path: Path) -> None:
     """Live wallboard shows the agent on the call without reloading, the comparison shows
-    the call, and a vendor reviewer's request for an in-house recording gets 403 + audit."""
+    the call, logout ends the session, and a vendor reviewer's request for an in-house
+    recording gets 403 + audit."""
     agent_port = free_udp_port()
     node = node_factory(dialplan({"alice": {"uri": agent_uri("alice", agent_port)}}),
                         recording_start="answer", portal={})
@@ -146,8 +147,17 @@ def test_wallboard_follows_a_call_and_vendor_reviewer_cannot_play_others(
     assert cell(browser, "comparison", record["arrived_ms"] and _day(record), "offered") == "1"
     assert browser.find_elements("css selector", "svg.chart")
     browser.save_screenshot(str(tmp_path / "vendors.png"))
+    assert browser.execute_script(  # everything from this node: the page works offline
+        "return [...document.querySelectorAll('script[src], link[href]')]"
+        ".every(e => (e.getAttribute('src') || e.getAttribute('href'))"
+        ".startsWith('/portal/static/'));")
 
-    browser.delete_all_cookies()
+    browser.find_element("css selector", "form.logout button").click()
+    wait_for(lambda: browser.current_url.endswith("/portal/login"), 10, "logged out")
+    assert audit(node)[-1]["event"] == "logout"
+    browser.get(node.url("/portal/wallboard"))
+    assert browser.current_url.endswith("/portal/login")
+
     log_in(browser, node, "vic")
     cookie = browser.get_cookie("ccswitch_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"

@@ -51,11 +51,12 @@ def request(node: Node, method: str, path: str, body: bytes | None = None,
     return out
 
 
-def login(node: Node, password: str = PASSWORD) -> tuple[int, dict[str, str]]:
+def login(node: Node, password: str = PASSWORD, user: str = "sue"
+          ) -> tuple[int, dict[str, str]]:
     _, headers, page = request(node, "GET", "/portal/login")
     token = re.search(rb'name="csrf" value="([^"]+)"', page)
     assert token is not None
-    body = f"csrf={token.group(1).decode()}&username=sue&password={password}".encode()
+    body = f"csrf={token.group(1).decode()}&username={user}&password={password}".encode()
     status, headers, _ = request(node, "POST", "/portal/login", body,
                                  {"ccswitch_login": token.group(1).decode()})
     cookies = {}
@@ -160,3 +161,17 @@ def test_wallboard_stream_stays_open_and_sends_a_snapshot_each_second(node: Node
         events += line.startswith(b"data: ")
     conn.close()
     assert events >= 3
+
+
+def test_qa_reviewer_cannot_open_the_wallboard_or_its_stream(node: Node) -> None:
+    """A QA reviewer gets 403 on the wallboard page and on its event stream."""
+    added = subprocess.run(
+        [sys.executable, "-m", "ccswitch.cli", "user", "add", "quinn", "--role", "qa_reviewer",
+         "--password-stdin", "--config", str(node.config_path)],
+        input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert added.returncode == 0, added.stderr
+    _, cookies = login(node, user="quinn")
+    session = {"ccswitch_session": cookies["ccswitch_session"]}
+    assert request(node, "GET", "/portal/wallboard", cookies=session)[0] == 403
+    assert request(node, "GET", "/portal/events", cookies=session)[0] == 403
+    assert request(node, "GET", "/portal/vendors", cookies=session)[0] == 200
