@@ -79,8 +79,11 @@ def test_vendor_channels_in_use_on_another_node_count(
                            "--timeout", "40", name="caller")
     seen = first(node_b, cookie, ANNOUNCEMENT_S + 10.0,
                  lambda s: s["vendors"][0]["in_use"] == 1)
+    # Meanwhile node B's own count (its metric, from its engine) is 0: the 1 is Redis's.
+    own = node_b.metric("ccswitch_vendor_channels_in_use", vendor="acme")
     assert caller.wait_exit(30) == 0, caller.describe()
     assert acme.wait(10) == 0, acme.describe()
     assert seen is not None, node_b.log()
+    assert own == 0
     assert seen["vendors"][0] == {"name": "acme", "in_use": 1, "max": 3, "up": True,
                                   "sl_today": None}
