@@ -4,8 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= deploy/ccswitch.yaml
 # prometheus (promtool), logrotate and systemd (systemd-analyze) check the deploy/ files;
-# postgresql gives the tests a throwaway server for the shared CDR database.
-DEB_PACKAGES := sip-tester ffmpeg sox redis-server prometheus logrotate systemd kamailio postgresql
+# postgresql gives the tests a throwaway server for the shared CDR database; chromium and
+# chromium-driver drive the portal's browser tests.
+DEB_PACKAGES := sip-tester ffmpeg sox redis-server prometheus logrotate systemd kamailio postgresql \
+	chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test unit e2e check bench soak demo typecheck deps system-deps clean

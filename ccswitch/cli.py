@@ -1,5 +1,5 @@
-"""Command line: ``ccswitch run|check|reload|report|export-cdr|purge|qa|keygen|decrypt|verify``
-and ``--version``."""
+"""Command line: ``ccswitch run|check|reload|report|export-cdr|purge|qa|user|keygen|decrypt|
+verify`` and ``--version``."""
 
 from __future__ import annotations
 
@@ -92,7 +92,73 @@ def _parser() -> argparse.ArgumentParser:
     from ccswitch.qa.cli import add_parser
 
     add_parser(sub, _when)
+    user = sub.add_parser("user", help="portal users in the CDR database: add, passwd, "
+                                       "remove, list")
+    user.add_argument("action", choices=("add", "passwd", "remove", "list"))
+    user.add_argument("name", nargs="?", help="user name (not for list)")
+    user.add_argument("--config", required=True, type=Path, help="service config YAML")
+    user.add_argument("--role", choices=("admin", "supervisor", "qa_reviewer",
+                                         "vendor_reviewer"), help="for add")
+    user.add_argument("--vendor", help="for add with --role vendor_reviewer: the one vendor "
+                                       "whose calls the user sees")
+    user.add_argument("--password-stdin", action="store_true",
+                      help="read the password from the first line of standard input "
+                           "instead of prompting twice")
     return parser
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def _user(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ccswitch.portal.users import UserError, UserStore
+
+    config = _load_config(args.config, err)
+    if config is None:
+        return EXIT_CONFIG
+    if args.action != "list" and not args.name:
+        err.write(f"error: user {args.action} needs a user name\n")
+        return EXIT_FAILURE
+    if args.action == "add" and not args.role:
+        err.write("error: user add needs --role\n")
+        return EXIT_FAILURE
+    try:
+        store = UserStore(config.cdr.database, _WallClock())
+    except CCSwitchError as e:
+        err.write(f"error: {e}\n")
+        return EXIT_FAILURE
+    try:
+        if args.action == "list":
+            for u in store.list():
+                out.write(f"{u.username}\t{u.role.value}\t{u.vendor or '-'}\n")
+        elif args.action == "remove":
+            store.remove(args.name)
+            out.write(f"user {args.name} removed\n")
+        elif args.action == "add":
+            store.add(args.name, _password(args), args.role, args.vendor)
+            out.write(f"user {args.name} added as {args.role}\n")
+        else:
+            store.set_password(args.name, _password(args))
+            out.write(f"password of {args.name} changed\n")
+    except (UserError, ValueError) as e:
+        err.write(f"error: {e}\n")
+        return EXIT_FAILURE
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+class _WallClock:
+    def seconds(self) -> float:
+        return time.time()
 
 
 def _days(text: str) -> float:
@@ -459,6 +525,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _decrypt(args.key, args.recording, sys.stdout.buffer, sys.stderr)
     if args.command == "verify":
         return _verify(args, sys.stdout, sys.stderr)
+    if args.command == "user":
+        return _user(args, sys.stdout, sys.stderr)
     return _run(args.config, args.log_format, args.log_level)
 
 

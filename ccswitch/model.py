@@ -549,6 +549,25 @@ class HttpConfig:
     recording_key: Path | None = None
 
 
+@attrs.frozen(kw_only=True)
+class PortalConfig:
+    """The supervisor portal under ``/portal`` on the HTTP port (config key ``portal``)."""
+
+    audit_log: Path  # JSON lines: logins, logouts, failures, lockouts, recording playback
+    session_ttl: float = 8 * 3600.0  # seconds from login to a forced new login
+    user_failures: int = 5  # failed logins per user name within ``lockout`` -> locked
+    source_failures: int = 20  # failed logins per source address within ``lockout`` -> locked
+    lockout: float = 300.0  # seconds: the counting window and the lockout's length
+    max_body: int = 16 * 1024  # bytes: a larger request body is refused (413)
+    sl_threshold: float = 20.0  # seconds: service-level threshold on the wallboard and charts
+    tz: str = "UTC"  # the time zone of "today" and of the comparison's days and weeks
+    #: cookies always get Secure (behind a TLS reverse proxy); else only over TLS itself
+    secure_cookies: bool = False
+    #: the center's other nodes (``http://host:port`` of their HTTP port), whose waiting
+    #: callers the wallboard adds through their operator API (the shared API token)
+    peers: tuple[str, ...] = ()
+
+
 class RecordingStart(enum.StrEnum):
     """When a call's recording starts (config key ``recordings.start``)."""
 
@@ -616,6 +635,7 @@ class Config:
     state: str = StateKind.EMBEDDED.value  # or the Redis URL shared by the center's nodes
     node: str = "ccswitch"  # this node's name in the shared state (config key ``node``)
     hold_ttl: float = 15.0  # shared state: a dead node's agent holds expire after this
+    portal: PortalConfig | None = None  # None: no /portal
     source: Path | None = None
 
     @property

@@ -25,6 +25,9 @@ from ccswitch.media.prompt import load_prompt
 from ccswitch.metrics.http import build_site_root
 from ccswitch.metrics.registry import LiveStateCollector, Metrics, OverflowCollector
 from ccswitch.model import Config, SamplingRules, StateKind, Transport
+from ccswitch.portal.peers import Peers
+from ccswitch.portal.users import UserStore
+from ccswitch.portal.web import Portal
 from ccswitch.qa.flagging import SampleFlagger
 from ccswitch.qa.store import QaStore
 from ccswitch.recording.finished import FinishedCall
@@ -64,6 +67,7 @@ class Node:
     stream_ports: dict[Transport, IListeningPort] = attrs.Factory(dict)
     server_tls: ServerTls | None = None
     client_tls: ClientTls | None = None
+    portal: Portal | None = None
 
     @property
     def sip_address(self) -> tuple[str, int]:
@@ -85,8 +89,8 @@ class Node:
 
         Dialplans, trusted networks, the compressed-copy format, the TLS certificate, key
         and CAs (new connections use them; open ones live on) and the connection limits
-        change live. Listen addresses, the RTP range, the recordings directory, the CDR files and the state
-        store need a restart: a change there is logged and the running value kept.
+        change live. Listen addresses, the RTP range, the recordings directory, the CDR files, the state
+        store and the portal settings need a restart: a change there is logged and the running value kept.
         """
         result = check_config(path)
         for warning in result.warnings:
@@ -121,6 +125,7 @@ class Node:
                                    != new.recordings.public_key_file),
             "cdr": old.cdr != new.cdr,
             "state": old.state != new.state,
+            "portal": old.portal != new.portal,
         }
         for key in (k for k, changed in fixed.items() if changed):
             log.warn("reload {path}: {key} changed; it takes effect only after a restart",
@@ -129,7 +134,7 @@ class Node:
             new, sip=attrs.evolve(old.sip, trusted=new.sip.trusted,
                                   admission=new.sip.admission, tls=new.sip.tls,
                                   connections=new.sip.connections), rtp=old.rtp,
-            http=old.http, cdr=old.cdr, state=old.state,
+            http=old.http, cdr=old.cdr, state=old.state, portal=old.portal,
             recordings=attrs.evolve(old.recordings,
                                     compressed_format=new.recordings.compressed_format))
         self.controller.reload(config)
@@ -169,6 +174,8 @@ class Node:
         self.controller.shutdown()
         if self.cdr_replay.running:
             self.cdr_replay.stop()
+        if self.portal is not None:
+            self.portal.stop()
         self.http_port.stopListening()
         for port in self.stream_ports.values():
             port.stopListening()
@@ -404,14 +411,26 @@ def start_node(config: Config, reactor: Any) -> Node:
             log.warn("http.recording_key is set: this node can read its sealed recordings "
                      "and decrypts them for API downloads")
         api = ApiResource(control, token, recording_key=recording_key)
-    http_port = reactor.listenTCP(config.http.listen_port,
-                                  Site(build_site_root(metrics.registry, health, api)),
+    root = build_site_root(metrics.registry, health, api)
+    portal: Portal | None = None
+    if config.portal is not None:
+        peers = None
+        if config.portal.peers and config.http.api_token_file is not None:
+            peers = Peers(reactor, config.portal.peers, read_token(config.http.api_token_file))
+        portal = Portal(config=config.portal, users=UserStore(config.cdr.database, reactor),
+                        cdr=CdrStore(config.cdr.database), view=lambda: engine.view,
+                        recordings=config.recordings.directory, clock=reactor,
+                        reactor=reactor, to_thread=threads.deferToThread,
+                        shared=None if shared is None else shared.store, peers=peers)
+        root.putChild(b"portal", portal.resource())
+        portal.start()
+    http_port = reactor.listenTCP(config.http.listen_port, Site(root),
                                   interface=config.http.listen_host)
     media.start()
     node = Node(config=config, controller=controller, engine=engine, media=media,
                 metrics=metrics, sip_port=sip_port, http_port=http_port, streams=streams,
                 cdr_replay=replay, qa_flagger=flag_sample, stream_ports=stream_ports,
-                server_tls=server_tls, client_tls=client_tls)
+                server_tls=server_tls, client_tls=client_tls, portal=portal)
     log.info("ccswitch {version} listening: SIP udp {sip}{streams}, HTTP {http}, RTP {rtp}",
              version=__version__, sip=node.sip_address, http=node.http_address,
              streams="".join(f", {t.value} {node.stream_address(t)}" for t in stream_ports),

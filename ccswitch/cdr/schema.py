@@ -97,3 +97,18 @@ qa_evaluations = Table(
     UniqueConstraint("call_id", "reviewer", "session", name="qa_evaluations_one_per_reviewer"),
     Index("qa_evaluations_session", "session"),
 )
+
+
+# -- the portal (revision 0006) ------------------------------------------------------
+
+#: Portal users (``ccswitch user ...``); ``vendor`` binds a vendor reviewer to one vendor.
+#: Passwords are argon2id hashes (``ccswitch.portal.passwords``), never the password.
+users = Table(
+    "users", metadata,
+    Column("username", Text, primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("vendor", Text),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)

@@ -1,4 +1,4 @@
-"""The service config file: sip, rtp, http, recordings, cdr, state and node.
+"""The service config file: sip, rtp, http, recordings, cdr, state, node and portal.
 
 :func:`check_config` (what ``ccswitch check`` and ``ccswitch run`` both use) and
 :func:`load_config` read the service YAML, check each section and how they fit
@@ -21,6 +21,7 @@ from ccswitch.config.checker import (
 )
 from ccswitch.config.dialplan import _tls_identity
 from ccswitch.config.loading import _load_dir, _raise_or
+from ccswitch.config.portal import parse_portal
 from ccswitch.config.values import (
     _HOSTNAME, _PORT_RANGE, _listen, _parse_ip, _resolve, _token_problem,
 )
@@ -513,7 +514,7 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
         return None, report
     top = _section(ck, data, "", 1, what="a mapping with sip, rtp, http, recordings, dialplans",
                    allowed=("sip", "rtp", "http", "recordings", "cdr", "dialplans", "state",
-                            "node", "hold_ttl"),
+                            "node", "hold_ttl", "portal"),
                    required=("sip", "rtp", "http", "recordings", "dialplans"))
     if top is None:
         return None, report
@@ -527,6 +528,9 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
     cdr = _parse_cdr(ck, top.data.get("cdr"), top.line("cdr") if top.has("cdr") else 1,
                      base, recordings)
     state = _parse_state(top)
+    portal = parse_portal(ck, top.data.get("portal"), top.line("portal") if top.has("portal")
+                          else 1, base, cdr,
+                          api_token=http is not None and http.api_token_file is not None)
     hold_ttl = top.number("hold_ttl", minimum=1, inclusive=True)
     node = top.string("node", what="a node name")
     if node is not None and not _NAME.fullmatch(node):
@@ -543,12 +547,13 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
     if sip is not None and dialplan is not None:
         _check_uri_transports(ck, sip, dialplan, top.line("dialplans"))
     if (report.errors or sip is None or rtp is None or http is None or recordings is None
-            or cdr is None or state is None or dialplan_dir is None or dialplan is None):
+            or cdr is None or state is None or dialplan_dir is None or dialplan is None
+            or (top.data.get("portal") is not None and portal is None)):
         return None, report
     return Config(sip=sip, rtp=rtp, http=http, recordings=recordings, cdr=cdr,
                   dialplan_dir=dialplan_dir, dialplan=dialplan, state=state,
                   node=node or f"{socket.gethostname()}-{sip.listen_port}",
-                  hold_ttl=15.0 if hold_ttl is None else hold_ttl,
+                  hold_ttl=15.0 if hold_ttl is None else hold_ttl, portal=portal,
                   source=path.absolute()), report
 
 

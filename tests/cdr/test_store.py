@@ -22,7 +22,9 @@ from alembic.script import ScriptDirectory
 from ccswitch.cdr import store as store_module
 from ccswitch.cdr.legacy import LEGACY_VERSION, MIGRATIONS
 from ccswitch.cdr.schema import metadata
-from ccswitch.cdr.store import CdrError, CdrStore, CdrUnavailable, JsonLinesSink, Target
+from ccswitch.cdr.store import (
+    MIGRATIONS_DIR, CdrError, CdrStore, CdrUnavailable, JsonLinesSink, Target,
+)
 from ccswitch.errors import CCSwitchError
 
 # A real record as the B2BUA hands it over: CallRecord.to_dict() plus its extras.
@@ -70,6 +72,7 @@ INSERT INTO calls (call_id, caller, dialed, queue, grp, outcome, arrived_ms, end
             1795000000000, 1795000003000, 3000, 1, 0, '[]');
 PRAGMA user_version = 1;
 """
+
 
 
 

@@ -71,7 +71,8 @@ class Node:
                  transports: tuple[str, ...] = (),
                  cdr_database: str | None = None, encrypt_public_key: Path | None = None,
                  recording_key: Path | None = None,
-                 compressed_copy: str | None = None) -> None:
+                 compressed_copy: str | None = None,
+                 portal: dict[str, Any] | None = None) -> None:
         """``transports``: "tcp" and/or "tls" listeners beside UDP, each on a free port
         (``stream_ports``); a tls one needs ``sip={"tls": {...}}``. ``encrypt_public_key``:
         recordings sealed to it (``recordings.encrypt``); ``recording_key``: the private key
@@ -122,6 +123,8 @@ class Node:
             config["hold_ttl"] = hold_ttl
         if cdr_database is not None:  # a path or a postgresql:// URL; default: SQLite
             config["cdr"] = {"database": cdr_database}
+        if portal is not None:  # the supervisor portal's settings ({} for the defaults)
+            config["portal"] = portal
         self.config_path = workdir / "ccswitch.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / "ccswitch.log"
