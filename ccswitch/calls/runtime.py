@@ -107,17 +107,27 @@ class CallController:
         self._feed(ev.NodeStarted())
         if self._shared is not None:
             self._shared.start()
-        if self._config.rtp.timeout > 0:
-            self._watch_media()
+        self._watch_media()
 
     def _watch_media(self) -> None:
         """Every second: a caller (not on hold) or an answered agent/vendor that has sent no
-        RTP for ``rtp.timeout`` seconds ends its call."""
+        RTP for ``rtp.timeout`` seconds (0: no such check) ends its call. Sooner, an
+        answered vendor leg that was sending RTP and stopped for its vendor's
+        ``dead_media_timeout`` is reported lost: its trunk most likely died, and the engine
+        takes the vendor out of rotation. A leg that never sent is left to rtp.timeout
+        (one-way audio is not a dead trunk), and a caller on hold suspends the check, as
+        the vendor may then fall silent on purpose."""
         timeout = self._config.rtp.timeout
         now = self._clock.seconds()
         for call in list(self._calls.calls.values()):
             caller = call.caller
             if caller.ended:
+                continue
+            lost = self._dead_vendor_leg(call, now)
+            if lost is not None:
+                self._feed(ev.VendorLegLost(call_id=call.id, vendor=lost, cause="dead_media"))
+                continue
+            if timeout <= 0:
                 continue
             silent: Target | Caller | None = None
             if not caller.on_hold and now - (caller.media.last_packet_at or call.started) > timeout:
@@ -129,6 +139,20 @@ class CallController:
             if silent is not None:
                 self._feed(ev.MediaTimedOut(call_id=call.id, leg=silent))
         self._media_watch = self._clock.callLater(1.0, self._watch_media)
+
+    def _dead_vendor_leg(self, call: Call, now: float) -> str | None:
+        """The vendor whose answered leg of ``call`` went silent after sending, if any."""
+        if call.caller.on_hold:
+            return None
+        for leg in call.legs.values():
+            last = leg.media.last_packet_at
+            if leg.target.is_agent or leg.state is not LegState.ANSWERED or last is None:
+                continue
+            vendor = self._config.dialplan.vendors.get(leg.target.id)
+            limit = vendor.dead_media_timeout if vendor is not None else 0.0
+            if limit > 0 and now - last > limit:
+                return leg.target.id
+        return None
 
     @property
     def active_calls(self) -> int:
@@ -239,7 +263,7 @@ class CallController:
             log.info("vendor {vendor}: {old} -> {new}", vendor=action.vendor,
                      old=str(action.old), new=str(action.new))
         elif isinstance(action, act.ProbeVendor):
-            self._outbound.probe_vendor(action.vendor, action.uris)
+            self._outbound.probe_vendor(action.vendor, action.uris, action.timeout)
         elif isinstance(action, act.ProbeAgent):
             self._outbound.probe_agent(action.agent_id, action.uri)
         elif isinstance(action, act.Note):
