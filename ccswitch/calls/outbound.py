@@ -5,7 +5,8 @@ port, offers both G.711 laws (the caller's first), follows the responses
 (ringing, answer, failure, a digest challenge from a vendor answered once), and
 tells the engine through ``feed``. An INVITE that is never answered reports a 408,
 one that cannot be sent reports ``AgentSendFailed``. It also sends the OPTIONS
-probes the engine asks for, to vendors and to agents it cannot reach.
+probes the engine asks for, to vendors and to agents it cannot reach, and the in-dialog
+OPTIONS keepalives to answered vendor legs.
 """
 
 from __future__ import annotations
@@ -255,6 +256,40 @@ class OutboundLegs:
         deadline = self._clock.callLater(timeout, expired)
         for index, uri_text in enumerate(uris):
             send(index, SipURI.parse(uri_text))
+
+    def keepalive(self, call: Call, leg: OutLeg, timeout: float) -> None:
+        """In-dialog OPTIONS to an answered vendor leg: 481 (the far end no longer knows
+        the dialog), 408 or no final answer within ``timeout`` seconds reports the leg lost
+        while it is still answered; any other answer (200, 405 ...) says it is alive."""
+        dialog = leg.dialog
+        if dialog is None:
+            return
+        try:
+            options = dialog.request("OPTIONS", user_agent=self._sig.user_agent)
+            destination = dialog.destination()
+        except SipParseError as e:
+            log.warn("call {call_id}: no keepalive to vendor {vendor}: unusable route "
+                     "({reason})", call_id=call.id, vendor=leg.target.id, reason=e.reason)
+            return
+        settled = False
+
+        def settle(cause: str | None) -> None:
+            nonlocal settled
+            if settled:
+                return
+            settled = True
+            if deadline.active():
+                deadline.cancel()
+            if cause is not None and leg.state is LegState.ANSWERED:
+                self._feed(ev.VendorLegLost(call_id=call.id, vendor=leg.target.id, cause=cause))
+
+        def answered(response: Response) -> None:
+            if response.status >= 200:
+                settle(f"options_{response.status}" if response.status in (408, 481) else None)
+
+        deadline = self._clock.callLater(timeout, settle, "options_timeout")
+        self._sig.layer.request(options, destination, on_response=answered,
+                                on_timeout=lambda: settle("options_timeout"))
 
     def probe_agent(self, agent_id: str, uri_text: str) -> None:
         """OPTIONS to an unreachable agent's phone: any response at all (405, 404 ...)

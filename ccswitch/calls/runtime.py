@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger, LogLevel
 
 from ccswitch.calls.inbound import InboundLegs
-from ccswitch.calls.legs import Call, CallTable, LegState, caller_id, routing_call_id
+from ccswitch.calls.legs import Call, CallTable, LegState, OutLeg, caller_id, routing_call_id
 from ccswitch.calls.outbound import OutboundLegs
 from ccswitch.calls.signalling import Signalling
 from ccswitch.calls.timers import TimerRunner
@@ -77,6 +77,7 @@ class CallController:
                                       metrics=self._metrics, calls=self._calls,
                                       signalling=self._sig, feed=self._feed)
         self._media_watch: IDelayedCall | None = None
+        self._keepalive_at: dict[OutLeg, float] = {}  # answered vendor leg -> last OPTIONS
         self._presence = presence  # where agent presence is kept across restarts
         self._presence_keeper = PresenceKeeper(
             clock=clock, current=lambda: engine.view.presence(), store=presence,
@@ -116,9 +117,11 @@ class CallController:
         ``dead_media_timeout`` is reported lost: its trunk most likely died, and the engine
         takes the vendor out of rotation. A leg that never sent is left to rtp.timeout
         (one-way audio is not a dead trunk), and a caller on hold suspends the check, as
-        the vendor may then fall silent on purpose."""
+        the vendor may then fall silent on purpose. Answered vendor legs also get an
+        in-dialog OPTIONS every ``keepalive_interval`` of their vendor."""
         timeout = self._config.rtp.timeout
         now = self._clock.seconds()
+        self._keepalives(now)
         for call in list(self._calls.calls.values()):
             caller = call.caller
             if caller.ended:
@@ -139,6 +142,23 @@ class CallController:
             if silent is not None:
                 self._feed(ev.MediaTimedOut(call_id=call.id, leg=silent))
         self._media_watch = self._clock.callLater(1.0, self._watch_media)
+
+    def _keepalives(self, now: float) -> None:
+        """Send the in-dialog OPTIONS that are due; forget legs no longer answered."""
+        due: dict[OutLeg, float] = {}
+        for call in list(self._calls.calls.values()):
+            for leg in call.legs.values():
+                if leg.target.is_agent or leg.state is not LegState.ANSWERED:
+                    continue
+                vendor = self._config.dialplan.vendors.get(leg.target.id)
+                if vendor is None or vendor.keepalive_interval <= 0:
+                    continue
+                last = self._keepalive_at.get(leg, leg.answered_at)
+                if now - last >= vendor.keepalive_interval:
+                    last = now
+                    self._outbound.keepalive(call, leg, vendor.probe_timeout)
+                due[leg] = last
+        self._keepalive_at = due
 
     def _dead_vendor_leg(self, call: Call, now: float) -> str | None:
         """The vendor whose answered leg of ``call`` went silent after sending, if any."""

@@ -229,3 +229,46 @@ def test_an_answer_after_probe_timeout_is_ignored(tmp_path: Path) -> None:
     rt.advance(2.1)
     probe.answer(200)
     assert rt.engine.view.vendors["acme"].health is VendorHealth.DOWN
+
+
+def keepalives(rt: Runtime) -> list[SentRequest]:
+    [ring] = rt.layer.invites()
+    return [s for s in options_sent(rt) if s.request.call_id == ring.request.call_id]
+
+
+def test_answered_vendor_legs_get_in_dialog_options_every_keepalive_interval(
+        tmp_path: Path) -> None:
+    """keepalive_interval 10: an OPTIONS in the vendor leg's dialog 10 s after the answer,
+    not before; a 200 keeps the call."""
+    rt = bridged_to_acme(tmp_path, keepalive_interval=10.0, dead_media_timeout=0.0)
+    rt.advance(9.0)
+    assert keepalives(rt) == []
+    rt.advance(2.1)  # the watch runs every second
+    [options] = keepalives(rt)
+    options.answer(200)
+    rt.advance(5.0)
+    assert rt.records == []
+
+
+def test_a_481_to_the_keepalive_ends_the_call_as_vendor_lost(tmp_path: Path) -> None:
+    """The vendor no longer knows the dialog (481): the call ends vendor_lost, acme DOWN."""
+    rt = bridged_to_acme(tmp_path, keepalive_interval=10.0, dead_media_timeout=0.0)
+    rt.advance(11.1)
+    [options] = keepalives(rt)
+    options.answer(481)
+    [finished] = rt.records
+    assert finished.record.outcome is Outcome.VENDOR_LOST
+    assert rt.engine.view.vendors["acme"].health is VendorHealth.DOWN
+
+
+def test_an_unanswered_keepalive_loses_the_leg_after_probe_timeout(tmp_path: Path) -> None:
+    """No answer to the in-dialog OPTIONS within probe_timeout (2 s): vendor_lost."""
+    rt = bridged_to_acme(tmp_path, keepalive_interval=10.0, dead_media_timeout=0.0,
+                         probe_timeout=2.0)
+    rt.advance(11.1)  # sent within a second of being due
+    assert len(keepalives(rt)) == 1
+    rt.advance(1.0)
+    assert rt.records == []
+    rt.advance(1.0)
+    [finished] = rt.records
+    assert finished.record.outcome is Outcome.VENDOR_LOST
