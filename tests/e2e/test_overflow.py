@@ -263,3 +263,29 @@ def test_a_trunk_that_never_answers_options_is_down_within_probe_timeout(
         assert b"OPTIONS" in silent.recv(65535)  # it was probed, and said nothing
     finally:
         silent.close()
+
+
+def test_a_vendor_dialog_that_stops_answering_keepalives_is_lost(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        sipp_factory: SippFactory) -> None:
+    """acme's SIPp (sending no RTP) is killed once it answered: its in-dialog OPTIONS
+    (every 3 s) go unanswered for probe_timeout (1 s), and the call ends vendor_lost."""
+    acme_port = free_udp_port()
+    node = node_factory(vendor_plan(
+        absent_alice(), {"acme": {"trunks": [trunk(acme_port)], "keepalive_interval": 3,
+                                  "probe_timeout": 1}},
+        [{"no_agents_logged_in": True, "to": ["acme"]}]))
+    acme = sipp_factory("uas_answer.xml", "-m", "1", "-i", "127.0.0.1", "-p", str(acme_port),
+                        "-mp", str(free_udp_port()), "-timeout", "40s", name="acme")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone",
+                           str(CALLER_HZ), "--timeout", "40", name="caller")
+    node.wait_metric(1, "ccswitch_vendor_channels_in_use", timeout=15, vendor="acme")
+    acme.stop()  # before the first keepalive is due
+    killed = time.monotonic()
+    assert caller.wait_exit(10) == 0, caller.describe()
+    assert time.monotonic() - killed < 7.0  # 3 s interval + 1 s watch + 1 s timeout (+ BYE)
+    assert caller.find("hangup") == []
+    [cdr] = node.wait_cdr(1)
+    assert (cdr["outcome"], cdr["vendor"]) == ("vendor_lost", "acme")
+    assert node.metric("ccswitch_vendor_up", vendor="acme") == 0
+    node.wait_log("leg lost (options_timeout)")
