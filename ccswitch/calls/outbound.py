@@ -242,7 +242,7 @@ class OutboundLegs:
 
         def expired() -> None:
             silent = [uris[i] for i in range(len(uris)) if i not in results]
-            log.warn("vendor {vendor}: no answer to OPTIONS within {timeout}s from {trunks}",
+            log.info("vendor {vendor}: no answer to OPTIONS within {timeout}s from {trunks}",
                      vendor=vendor, timeout=timeout, trunks=", ".join(silent))
             report()
 

@@ -87,13 +87,13 @@ class Vendors:
 
     def lost(self, vendor: str, cause: str) -> list[act.Action]:
         """Evidence that the vendor's trunks are dead: out of rotation now, not after
-        ``failures`` in a row."""
+        ``failures`` in a row. Said once: more evidence while it is down changes nothing."""
         slot = self.slots.get(vendor)
-        if slot is None:
+        if slot is None or slot.health is VendorHealth.DOWN:
             return []
-        actions: list[act.Action] = [act.note(NoteLevel.WARN, "vendor {vendor} lost: {cause}",
-                                              vendor=vendor, cause=cause)]
-        return actions + self._transition(slot, "lost")
+        return [act.note(NoteLevel.WARN, "vendor {vendor} lost: {cause}", vendor=vendor,
+                         cause=cause),
+                *self._transition(slot, "lost")]
 
     # -- channels and trunks ------------------------------------------------------
 

@@ -871,3 +871,24 @@ def test_an_ok_probe_round_nobody_answered_is_refused() -> None:
     """VendorProbed cannot be ok when no trunk answered."""
     with pytest.raises(ValueError):
         ev.VendorProbed(vendor="acme", ok=True, answered=False)
+
+
+def test_more_evidence_while_down_changes_nothing_and_warns_once() -> None:
+    """A second silent probe round while DOWN: no new warning, the cool-down runs on."""
+    d = health_driver(failures=3)
+    d.feed(ev.VendorProbed(vendor="acme", ok=False, answered=False))
+    d.advance(30)
+    actions = d.feed(ev.VendorProbed(vendor="acme", ok=False, answered=False))
+    assert not any(isinstance(a, act.Note) and a.level is act.NoteLevel.WARN for a in actions)
+    d.advance(30)
+    assert d.engine.view.vendors["acme"].health is VendorHealth.PROBING
+
+
+def test_a_silent_probe_round_while_probing_takes_the_vendor_down_again() -> None:
+    """PROBING and no trunk answers: DOWN for another cool-down."""
+    d = health_driver(failures=3)
+    d.feed(ev.VendorProbed(vendor="acme", ok=False, answered=False))
+    d.advance(60)
+    d.feed(ev.VendorProbed(vendor="acme", ok=False, answered=False))
+    assert d.engine.view.vendors["acme"].health is VendorHealth.DOWN
+    assert tm.CooldownTimer("acme") in d.pending_timers()

@@ -116,7 +116,6 @@ EXPECTED_VENDOR = {
     (VendorHealth.PROBING, "failure"): VendorHealth.DOWN,
     (VendorHealth.PROBING, "failure_limit"): VendorHealth.DOWN,
     (VendorHealth.UP, "lost"): VendorHealth.DOWN,
-    (VendorHealth.DOWN, "lost"): VendorHealth.DOWN,
     (VendorHealth.PROBING, "lost"): VendorHealth.DOWN,
 }
 
