@@ -187,7 +187,11 @@ class Vendor:
 
     Health: ``failures`` failed attempts or OPTIONS probes in a row take it out of
     rotation for ``cooldown`` seconds; then OPTIONS probes (every
-    ``probe_interval`` s, 0 = no probes: straight back in) decide.
+    ``probe_interval`` s, 0 = no probes: straight back in) decide. Evidence that the
+    trunks are dead takes it out at once: a probe round none of its trunks answered
+    within ``probe_timeout`` s, or an answered leg that was sending RTP and then fell
+    silent for ``dead_media_timeout`` s (0: no such check), or an answered leg whose
+    in-dialog OPTIONS (every ``keepalive_interval`` s) got 481, 408 or nothing.
     """
 
     name: str
@@ -200,6 +204,11 @@ class Vendor:
     failures: int = 3
     cooldown: float = 60.0
     probe_interval: float = 30.0
+    probe_timeout: float = 4.0
+    dead_media_timeout: float = 5.0
+    keepalive_interval: float = 30.0
+    """In-dialog OPTIONS to each answered leg this often (0: none): 481, 408 or no answer
+    within ``probe_timeout`` means the dialog is dead (the leg is lost)."""
     tls: TlsIdentity | None = None
     """The client certificate shown to the trunks over TLS (mutual TLS), if any."""
 

@@ -5,7 +5,8 @@ port, offers both G.711 laws (the caller's first), follows the responses
 (ringing, answer, failure, a digest challenge from a vendor answered once), and
 tells the engine through ``feed``. An INVITE that is never answered reports a 408,
 one that cannot be sent reports ``AgentSendFailed``. It also sends the OPTIONS
-probes the engine asks for, to vendors and to agents it cannot reach.
+probes the engine asks for, to vendors and to agents it cannot reach, and the in-dialog
+OPTIONS keepalives to answered vendor legs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ccswitch.calls.legs import (
     Call, CallTable, LegRole, LegState, OutLeg, leg_event, payload_type,
 )
 from ccswitch.calls.signalling import ALLOW, SDP, Signalling
-from ccswitch.clock import TimeSource
+from ccswitch.clock import Clock
 from ccswitch.errors import MediaError, SdpError, SipParseError
 from ccswitch.media import g711
 from ccswitch.media.engine import MediaEngine
@@ -41,7 +42,7 @@ _OFFERED = (LegState.CALLING, LegState.RINGING)  # an offer not yet answered nor
 class OutboundLegs:
     """Places and follows the agent and vendor legs of calls."""
 
-    def __init__(self, *, clock: TimeSource, config: Config, media: MediaEngine,
+    def __init__(self, *, clock: Clock, config: Config, media: MediaEngine,
                  metrics: CallMetrics, calls: CallTable, signalling: Signalling,
                  feed: Callable[[ev.Event], None]) -> None:
         self._clock = clock
@@ -211,23 +212,84 @@ class OutboundLegs:
 
     # -- probes -----------------------------------------------------------
 
-    def probe_vendor(self, vendor: str, uris: tuple[str, ...]) -> None:
+    def probe_vendor(self, vendor: str, uris: tuple[str, ...], timeout: float) -> None:
         """OPTIONS to each trunk; the vendor is alive if any trunk answers something other
-        than 5xx (408 included: no answer at all)."""
-        results: list[bool] = []
+        than 5xx. A trunk silent after ``timeout`` seconds counts as not answering then,
+        rather than at the transaction's own 32 s timer F; when no trunk answered at all
+        the result says so (the engine takes that as a dead vendor). Answers arriving
+        after the round is reported are ignored."""
+        results: dict[int, bool] = {}  # trunk index -> answered and alive
+        answered: set[int] = set()
+        reported = False
 
-        def done(ok: bool) -> None:
-            results.append(ok)
+        def report() -> None:
+            nonlocal reported
+            if not reported:
+                reported = True
+                if deadline.active():
+                    deadline.cancel()
+                self._feed(ev.VendorProbed(vendor=vendor, ok=any(results.values()),
+                                           answered=bool(answered)))
+
+        def done(index: int, ok: bool, *, heard: bool) -> None:
+            if reported or index in results:
+                return
+            results[index] = ok
+            if heard:
+                answered.add(index)
             if len(results) == len(uris):
-                self._feed(ev.VendorProbed(vendor=vendor, ok=any(results)))
+                report()
 
-        for uri_text in uris:
-            uri = SipURI.parse(uri_text)
-            options = self._options(uri)
+        def expired() -> None:
+            silent = [uris[i] for i in range(len(uris)) if i not in results]
+            log.info("vendor {vendor}: no answer to OPTIONS within {timeout}s from {trunks}",
+                     vendor=vendor, timeout=timeout, trunks=", ".join(silent))
+            report()
+
+        def send(index: int, uri: SipURI) -> None:
             self._sig.layer.request(
-                options, uri.host_port(),
-                on_response=lambda r: None if r.status < 200 else done(r.status < 500),
-                on_timeout=lambda: done(False))
+                self._options(uri), uri.host_port(),
+                on_response=lambda r: None if r.status < 200 else done(
+                    index, r.status < 500, heard=True),
+                on_timeout=lambda: done(index, False, heard=False))
+
+        deadline = self._clock.callLater(timeout, expired)
+        for index, uri_text in enumerate(uris):
+            send(index, SipURI.parse(uri_text))
+
+    def keepalive(self, call: Call, leg: OutLeg, timeout: float) -> None:
+        """In-dialog OPTIONS to an answered vendor leg: 481 (the far end no longer knows
+        the dialog), 408 or no final answer within ``timeout`` seconds reports the leg lost
+        while it is still answered; any other answer (200, 405 ...) says it is alive."""
+        dialog = leg.dialog
+        if dialog is None:
+            return
+        try:
+            options = dialog.request("OPTIONS", user_agent=self._sig.user_agent)
+            destination = dialog.destination()
+        except SipParseError as e:
+            log.warn("call {call_id}: no keepalive to vendor {vendor}: unusable route "
+                     "({reason})", call_id=call.id, vendor=leg.target.id, reason=e.reason)
+            return
+        settled = False
+
+        def settle(cause: str | None) -> None:
+            nonlocal settled
+            if settled:
+                return
+            settled = True
+            if deadline.active():
+                deadline.cancel()
+            if cause is not None and leg.state is LegState.ANSWERED:
+                self._feed(ev.VendorLegLost(call_id=call.id, vendor=leg.target.id, cause=cause))
+
+        def answered(response: Response) -> None:
+            if response.status >= 200:
+                settle(f"options_{response.status}" if response.status in (408, 481) else None)
+
+        deadline = self._clock.callLater(timeout, settle, "options_timeout")
+        self._sig.layer.request(options, destination, on_response=answered,
+                                on_timeout=lambda: settle("options_timeout"))
 
     def probe_agent(self, agent_id: str, uri_text: str) -> None:
         """OPTIONS to an unreachable agent's phone: any response at all (405, 404 ...)

@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger, LogLevel
 
 from ccswitch.calls.inbound import InboundLegs
-from ccswitch.calls.legs import Call, CallTable, LegState, caller_id, routing_call_id
+from ccswitch.calls.legs import Call, CallTable, LegState, OutLeg, caller_id, routing_call_id
 from ccswitch.calls.outbound import OutboundLegs
 from ccswitch.calls.signalling import Signalling
 from ccswitch.calls.timers import TimerRunner
@@ -77,6 +77,7 @@ class CallController:
                                       metrics=self._metrics, calls=self._calls,
                                       signalling=self._sig, feed=self._feed)
         self._media_watch: IDelayedCall | None = None
+        self._keepalive_at: dict[OutLeg, float] = {}  # answered vendor leg -> last OPTIONS
         self._presence = presence  # where agent presence is kept across restarts
         self._presence_keeper = PresenceKeeper(
             clock=clock, current=lambda: engine.view.presence(), store=presence,
@@ -107,17 +108,29 @@ class CallController:
         self._feed(ev.NodeStarted())
         if self._shared is not None:
             self._shared.start()
-        if self._config.rtp.timeout > 0:
-            self._watch_media()
+        self._watch_media()
 
     def _watch_media(self) -> None:
         """Every second: a caller (not on hold) or an answered agent/vendor that has sent no
-        RTP for ``rtp.timeout`` seconds ends its call."""
+        RTP for ``rtp.timeout`` seconds (0: no such check) ends its call. Sooner, an
+        answered vendor leg that was sending RTP and stopped for its vendor's
+        ``dead_media_timeout`` is reported lost: its trunk most likely died, and the engine
+        takes the vendor out of rotation. A leg that never sent is left to rtp.timeout
+        (one-way audio is not a dead trunk), and a caller on hold suspends the check, as
+        the vendor may then fall silent on purpose. Answered vendor legs also get an
+        in-dialog OPTIONS every ``keepalive_interval`` of their vendor."""
         timeout = self._config.rtp.timeout
         now = self._clock.seconds()
+        self._keepalives(now)
         for call in list(self._calls.calls.values()):
             caller = call.caller
             if caller.ended:
+                continue
+            lost = self._dead_vendor_leg(call, now)
+            if lost is not None:
+                self._feed(ev.VendorLegLost(call_id=call.id, vendor=lost, cause="dead_media"))
+                continue
+            if timeout <= 0:
                 continue
             silent: Target | Caller | None = None
             if not caller.on_hold and now - (caller.media.last_packet_at or call.started) > timeout:
@@ -129,6 +142,37 @@ class CallController:
             if silent is not None:
                 self._feed(ev.MediaTimedOut(call_id=call.id, leg=silent))
         self._media_watch = self._clock.callLater(1.0, self._watch_media)
+
+    def _keepalives(self, now: float) -> None:
+        """Send the in-dialog OPTIONS that are due; forget legs no longer answered."""
+        due: dict[OutLeg, float] = {}
+        for call in list(self._calls.calls.values()):
+            for leg in call.legs.values():
+                if leg.target.is_agent or leg.state is not LegState.ANSWERED:
+                    continue
+                vendor = self._config.dialplan.vendors.get(leg.target.id)
+                if vendor is None or vendor.keepalive_interval <= 0:
+                    continue
+                last = self._keepalive_at.get(leg, leg.answered_at)
+                if now - last >= vendor.keepalive_interval:
+                    last = now
+                    self._outbound.keepalive(call, leg, vendor.probe_timeout)
+                due[leg] = last
+        self._keepalive_at = due
+
+    def _dead_vendor_leg(self, call: Call, now: float) -> str | None:
+        """The vendor whose answered leg of ``call`` went silent after sending, if any."""
+        if call.caller.on_hold:
+            return None
+        for leg in call.legs.values():
+            last = leg.media.last_packet_at
+            if leg.target.is_agent or leg.state is not LegState.ANSWERED or last is None:
+                continue
+            vendor = self._config.dialplan.vendors.get(leg.target.id)
+            limit = vendor.dead_media_timeout if vendor is not None else 0.0
+            if limit > 0 and now - last > limit:
+                return leg.target.id
+        return None
 
     @property
     def active_calls(self) -> int:
@@ -239,7 +283,7 @@ class CallController:
             log.info("vendor {vendor}: {old} -> {new}", vendor=action.vendor,
                      old=str(action.old), new=str(action.new))
         elif isinstance(action, act.ProbeVendor):
-            self._outbound.probe_vendor(action.vendor, action.uris)
+            self._outbound.probe_vendor(action.vendor, action.uris, action.timeout)
         elif isinstance(action, act.ProbeAgent):
             self._outbound.probe_agent(action.agent_id, action.uri)
         elif isinstance(action, act.Note):

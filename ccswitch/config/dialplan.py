@@ -327,7 +327,9 @@ def _parse_vendor(ck: _Checker, parsed: _Parsed, name: str, value: object, line:
                   base: Path) -> Vendor | None:
     sec = _section(ck, value, f"vendors.{name}", line, required=("trunks", "max_channels"),
                    allowed=("trunks", "max_channels", "schedule", "username", "password",
-                            "ring_timeout", "failures", "cooldown", "probe_interval", "tls"),
+                            "ring_timeout", "failures", "cooldown", "probe_interval",
+                            "probe_timeout", "dead_media_timeout", "keepalive_interval",
+                            "tls"),
                    what="a mapping with trunks and max_channels")
     if sec is None:
         return None
@@ -357,6 +359,9 @@ def _parse_vendor(ck: _Checker, parsed: _Parsed, name: str, value: object, line:
     failures = sec.integer("failures", minimum=1)
     cooldown = sec.number("cooldown", minimum=0, inclusive=False)
     probe_interval = sec.number("probe_interval", minimum=0, inclusive=True)
+    probe_timeout = sec.number("probe_timeout", minimum=0, inclusive=False)
+    dead_media_timeout = sec.number("dead_media_timeout", minimum=0, inclusive=True)
+    keepalive_interval = sec.number("keepalive_interval", minimum=0, inclusive=True)
     tls: TlsIdentity | None = None
     if sec.data.get("tls") is not None:
         tls_sec = _section(ck, sec.data["tls"], sec.key("tls"), sec.line("tls"),
@@ -373,7 +378,11 @@ def _parse_vendor(ck: _Checker, parsed: _Parsed, name: str, value: object, line:
         ring_timeout=30.0 if ring_timeout is None else ring_timeout,
         failures=3 if failures is None else failures,
         cooldown=60.0 if cooldown is None else cooldown,
-        probe_interval=30.0 if probe_interval is None else probe_interval, tls=tls)
+        probe_interval=30.0 if probe_interval is None else probe_interval,
+        probe_timeout=4.0 if probe_timeout is None else probe_timeout,
+        dead_media_timeout=5.0 if dead_media_timeout is None else dead_media_timeout,
+        keepalive_interval=30.0 if keepalive_interval is None else keepalive_interval,
+        tls=tls)
 
 
 def _tls_identity(sec: _Section, base: Path) -> TlsIdentity | None:

@@ -56,7 +56,7 @@ INHOUSE_OUTCOMES = (Outcome.ANSWERED_INHOUSE, Outcome.ABANDONED_QUEUE,
                     Outcome.ABANDONED_RINGING, Outcome.SHORT_ABANDON, Outcome.TIMEOUT,
                     Outcome.MEDIA_TIMEOUT, Outcome.REJECTED)
 VENDOR_OUTCOMES = (Outcome.ANSWERED_VENDOR, Outcome.OVERFLOW_FAILED, Outcome.TIMEOUT,
-                   Outcome.MEDIA_TIMEOUT)
+                   Outcome.MEDIA_TIMEOUT, Outcome.VENDOR_LOST)
 
 
 class LiveStateCollector(Collector):

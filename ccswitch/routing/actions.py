@@ -129,10 +129,12 @@ class HangupCaller(CallAction):
 
 @attrs.frozen(kw_only=True)
 class ProbeVendor(BaseAction):
-    """Send OPTIONS to each trunk; the result comes back as VendorProbed."""
+    """Send OPTIONS to each trunk; the result comes back as VendorProbed, at the latest
+    ``timeout`` seconds later (a trunk silent by then counts as not answering)."""
 
     vendor: str = attrs.field(validator=_non_empty)
     uris: tuple[str, ...] = attrs.field(validator=attrs.validators.min_len(1))
+    timeout: float = attrs.field(validator=attrs.validators.gt(0))
 
 
 @attrs.frozen(kw_only=True)

@@ -18,6 +18,8 @@ Which waiting call gets which free agent is decided by the engine's dispatch.
 * ``max_wait``: when it runs out, in-house offers are withdrawn and the call goes
   to the ``max_wait`` vendors, else hears the ``announcement`` (if any) and is
   hung up (outcome ``timeout``). A vendor already ringing is left to finish.
+* A bridged vendor leg found dead (``VendorLegLost``) ends the call with outcome
+  ``vendor_lost``: the caller already talked to the vendor, so it is not queued again.
 """
 
 from __future__ import annotations
@@ -187,6 +189,24 @@ class Calls:
                          "ending the call", call_id=event.call_id, leg=event.leg),
                 act.HangupCaller(call_id=event.call_id),
                 *self._caller_gone(call, now, Outcome.MEDIA_TIMEOUT)]
+
+    def vendor_leg_lost(self, event: ev.VendorLegLost, now: float) -> list[act.Action]:
+        """The answered vendor leg died: the vendor goes out of rotation at once and the
+        call ends with outcome vendor_lost (the caller already talked to the vendor, so
+        it is not queued again). Evidence about a leg no longer bridged is only noted."""
+        call = self.live.get(event.call_id)
+        if (call is None or call.state is not CallState.BRIDGED or call.vendor is None
+                or call.vendor.vendor != event.vendor):
+            return [act.note(NoteLevel.DEBUG, "call {call_id}: vendor {vendor} leg lost "
+                             "({cause}) but not bridged to it", call_id=event.call_id,
+                             vendor=event.vendor, cause=event.cause),
+                    *self._vendors.lost(event.vendor, event.cause)]
+        return [act.note(NoteLevel.WARN, "call {call_id}: vendor {vendor} leg lost ({cause}), "
+                         "ending the call", call_id=event.call_id, vendor=event.vendor,
+                         cause=event.cause),
+                *self._vendors.lost(event.vendor, event.cause),
+                act.HangupCaller(call_id=event.call_id),
+                *self._caller_gone(call, now, Outcome.VENDOR_LOST)]
 
     def _caller_gone(self, call: LiveCall, now: float,
                      outcome: Outcome | None = None) -> list[act.Action]:

@@ -125,6 +125,8 @@ class RoutingEngine:
                 actions = calls.caller_hung_up(event, now)
             case ev.MediaTimedOut():
                 actions = calls.media_timed_out(event, now)
+            case ev.VendorLegLost():
+                actions = calls.vendor_leg_lost(event, now)
             case ev.LegRinging():
                 actions = (calls.agent_ringing(event) if event.target.is_agent
                            else calls.vendor_ringing(event))
@@ -147,7 +149,7 @@ class RoutingEngine:
             case ev.AgentLogin() | ev.AgentLogout() | ev.AgentReady() | ev.AgentPause():
                 actions = agents.presence(event, now)
             case ev.VendorProbed():
-                actions = self._vendors.probed(event.vendor, event.ok)
+                actions = self._vendors.probed(event.vendor, event.ok, event.answered)
             case ev.NodeStarted():
                 actions = self._vendors.node_started()
             case ev.PresenceSet():

@@ -181,10 +181,26 @@ class AgentPause(Event):
 
 @attrs.frozen(kw_only=True)
 class VendorProbed(Event):
-    """An OPTIONS probe round of a vendor's trunks ended: ``ok`` if any trunk is alive."""
+    """An OPTIONS probe round of a vendor's trunks ended: ``ok`` if any trunk is alive;
+    ``answered`` False if no trunk answered anything within the vendor's probe_timeout."""
 
     vendor: str = attrs.field(validator=_non_empty)
     ok: bool = attrs.field(validator=attrs.validators.instance_of(bool))
+    answered: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+
+    def __attrs_post_init__(self) -> None:
+        if self.ok and not self.answered:
+            raise ValueError("a probe round nobody answered cannot be ok")
+
+
+@attrs.frozen(kw_only=True)
+class VendorLegLost(Event):
+    """The answered vendor leg of a call is dead (``cause``: why the adapter thinks so,
+    e.g. ``dead_media``: it was sending RTP and stopped)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    vendor: str = attrs.field(validator=_non_empty)
+    cause: str = attrs.field(validator=_non_empty)
 
 
 # -- shared state (several nodes) ---------------------------------------------

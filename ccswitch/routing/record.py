@@ -30,6 +30,7 @@ class Outcome(enum.StrEnum):
     TIMEOUT = "timeout"  # the queue's max_wait ran out: final announcement and hang-up
     REJECTED = "rejected"  # refused before it reached the queue (unusable SDP, no ports)
     MEDIA_TIMEOUT = "media_timeout"  # a party sent no RTP for rtp.timeout seconds
+    VENDOR_LOST = "vendor_lost"  # the answered vendor leg died (RTP stopped, dialog gone)
     INTERRUPTED = "interrupted"  # ccswitch stopped during the call (found on restart)
 
     @property

@@ -163,6 +163,10 @@ VENDOR_TRANSITIONS: Mapping[tuple[VendorHealth, str], VendorHealth] = {
     (V.PROBING, "success"): V.UP,
     (V.PROBING, "failure"): V.DOWN,
     (V.PROBING, "failure_limit"): V.DOWN,
+    # Evidence the trunks are dead (a dead answered leg, a probe round nobody answered);
+    # a vendor already DOWN is not told again (Vendors.lost)
+    (V.UP, "lost"): V.DOWN,
+    (V.PROBING, "lost"): V.DOWN,
 }
 
 

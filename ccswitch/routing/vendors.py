@@ -5,7 +5,8 @@ channels and trunk failover.
 in a row and the channels in use here. 5xx, 408 and ring timeouts of call attempts
 and failed OPTIONS probes count against a vendor; ``failures`` of them in a row
 take it out of rotation for its ``cooldown``, after which it is probed (or, with
-no probes, back at once). A call to a vendor tries its trunks in order on 5xx and
+no probes, back at once). Evidence that the trunks are dead (a probe round none of
+them answered, an answered leg whose media died) takes it out at once. A call to a vendor tries its trunks in order on 5xx and
 408 while the vendor stays in rotation.
 """
 
@@ -76,11 +77,23 @@ class Vendors:
             actions.extend(self.probe(name))
         return actions
 
-    def probed(self, vendor: str, ok: bool) -> list[act.Action]:
+    def probed(self, vendor: str, ok: bool, answered: bool = True) -> list[act.Action]:
         if vendor not in self.slots:
             return [act.note(NoteLevel.DEBUG, "probe result for unknown vendor {vendor}",
                              vendor=vendor)]
+        if not answered:
+            return self.lost(vendor, "probe_timeout")
         return self.result(vendor, ok=ok)
+
+    def lost(self, vendor: str, cause: str) -> list[act.Action]:
+        """Evidence that the vendor's trunks are dead: out of rotation now, not after
+        ``failures`` in a row. Said once: more evidence while it is down changes nothing."""
+        slot = self.slots.get(vendor)
+        if slot is None or slot.health is VendorHealth.DOWN:
+            return []
+        return [act.note(NoteLevel.WARN, "vendor {vendor} lost: {cause}", vendor=vendor,
+                         cause=cause),
+                *self._transition(slot, "lost")]
 
     # -- channels and trunks ------------------------------------------------------
 
@@ -152,7 +165,8 @@ class Vendors:
             actions.append(act.StartTimer(timer_id=tm.CooldownTimer(name),
                                           delay=slot.vendor.cooldown))
         elif slot.health is VendorHealth.PROBING:
-            actions.append(act.ProbeVendor(vendor=name, uris=slot.vendor.trunks))
+            actions.append(act.ProbeVendor(vendor=name, uris=slot.vendor.trunks,
+                                           timeout=slot.vendor.probe_timeout))
         else:
             actions.append(act.note(NoteLevel.INFO, "vendor {vendor} back in rotation",
                                     vendor=name))
@@ -170,5 +184,6 @@ class Vendors:
         slot = self.slots.get(vendor)
         if slot is None or slot.removed or slot.vendor.probe_interval <= 0:
             return []
-        return [act.ProbeVendor(vendor=vendor, uris=slot.vendor.trunks),
+        return [act.ProbeVendor(vendor=vendor, uris=slot.vendor.trunks,
+                                timeout=slot.vendor.probe_timeout),
                 act.StartTimer(timer_id=tm.ProbeTimer(vendor), delay=slot.vendor.probe_interval)]

@@ -3,6 +3,7 @@ the node (SIP in, engine, media, recording, record, metrics)."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ from twisted.internet import defer
 
 from ccswitch.model import Condition, OverflowRule, Vendor
 from ccswitch.routing.record import Outcome
-from tests.calls.fakes import SDP_ANSWER, dialplan, runtime
+from ccswitch.routing.states import VendorHealth
+from tests.calls.fakes import SDP_ANSWER, Runtime, SentRequest, dialplan, runtime
 
 
 def test_answered_call_from_invite_to_record_and_metrics(tmp_path: Path) -> None:
@@ -126,3 +128,147 @@ def test_refused_reservation_rings_nobody_and_tries_the_next_agent(tmp_path: Pat
     assert store.asked == ["alice", "bob"]
     assert rt.layer.invites() == []
 
+
+
+# -- dead vendor trunks -------------------------------------------------------------
+
+
+def rtp_packet(seq: int) -> bytes:
+    """A PCMU RTP packet (20 ms of silence)."""
+    return struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 7) + b"\xff" * 160
+
+
+def bridged_to_acme(tmp_path: Path, **vendor: Any) -> Runtime:
+    """A call overflowed to vendor acme, which answered (its RTP comes from 127.0.0.1:40002)."""
+    acme = Vendor(name="acme", trunks=("sip:acme@127.0.0.1:5070",), max_channels=5,
+                  probe_interval=0.0, **vendor)
+    rule = OverflowRule(condition=Condition.NO_AGENTS_LOGGED_IN, vendors=("acme",))
+    rt = runtime(tmp_path, dialplan(agents=(), vendors=(acme,), overflow=(rule,)))
+    rt.call()
+    rt.hear_notice()
+    [ring] = rt.layer.invites()
+    ring.answer(200, SDP_ANSWER, tag="acme")
+    return rt
+
+
+def vendor_sends(rt: Runtime, seconds: float) -> None:
+    """The vendor sends RTP every 20 ms for ``seconds`` (the clock moves with it)."""
+    [call] = rt.controller._calls.calls.values()
+    [leg] = call.legs.values()
+    for seq in range(int(seconds * 50)):
+        leg.media.datagramReceived(rtp_packet(seq), ("127.0.0.1", 40002))
+        rt.clock.advance(0.02)
+
+
+def test_a_vendor_leg_that_stops_sending_ends_the_call_as_vendor_lost(tmp_path: Path) -> None:
+    """Vendor RTP stops: after dead_media_timeout (+ the 1 s watch) both sides get a BYE,
+    the outcome is vendor_lost and acme is out of rotation."""
+    rt = bridged_to_acme(tmp_path, dead_media_timeout=2.0)
+    vendor_sends(rt, 1.0)
+    rt.advance(2.0)
+    assert rt.records == []
+    rt.advance(1.1)
+    [finished] = rt.records
+    assert (finished.record.outcome, finished.record.vendor) == (Outcome.VENDOR_LOST, "acme")
+    assert len(rt.layer.byes()) == 2  # the vendor leg and the caller
+    assert rt.engine.view.vendors["acme"].health is VendorHealth.DOWN
+
+
+def test_a_vendor_leg_that_never_sent_is_not_reported_lost(tmp_path: Path) -> None:
+    """No RTP at all from the vendor is left to rtp.timeout, not to dead_media_timeout."""
+    rt = bridged_to_acme(tmp_path, dead_media_timeout=2.0)
+    rt.advance(5.0)
+    assert rt.records == []
+    assert rt.engine.view.vendors["acme"].health is VendorHealth.UP
+
+
+def test_dead_media_timeout_zero_turns_the_check_off(tmp_path: Path) -> None:
+    """dead_media_timeout 0: a vendor that stops sending keeps its call."""
+    rt = bridged_to_acme(tmp_path, dead_media_timeout=0.0)
+    vendor_sends(rt, 1.0)
+    rt.advance(10.0)
+    assert rt.records == []
+
+
+def probed_runtime(tmp_path: Path, *trunks: str) -> Runtime:
+    """A node with vendor acme (probes every 30 s, probe_timeout 2 s), started."""
+    acme = Vendor(name="acme", trunks=trunks, max_channels=5, probe_interval=30.0,
+                  probe_timeout=2.0)
+    return runtime(tmp_path, dialplan(vendors=(acme,)))
+
+
+def options_sent(rt: Runtime) -> list[SentRequest]:
+    return [s for s in rt.layer.sent if s.request.method == "OPTIONS"]
+
+
+def test_a_probe_nobody_answers_takes_the_vendor_down_after_probe_timeout(
+        tmp_path: Path) -> None:
+    """OPTIONS unanswered: the vendor stays up until probe_timeout, then goes DOWN."""
+    rt = probed_runtime(tmp_path, "sip:acme@127.0.0.1:5070")
+    assert len(options_sent(rt)) == 1
+    rt.advance(1.9)
+    assert rt.engine.view.vendors["acme"].health is VendorHealth.UP
+    rt.advance(0.2)
+    assert rt.engine.view.vendors["acme"].health is VendorHealth.DOWN
+
+
+def test_one_trunk_answering_keeps_the_vendor_up_when_the_other_is_silent(
+        tmp_path: Path) -> None:
+    """One of two trunks answers 200, the other never: the round is ok at probe_timeout."""
+    rt = probed_runtime(tmp_path, "sip:acme1@127.0.0.1:5070", "sip:acme2@127.0.0.1:5071")
+    first, _ = options_sent(rt)
+    first.answer(200)
+    rt.advance(5.0)
+    assert rt.engine.view.vendors["acme"].health is VendorHealth.UP
+
+
+def test_an_answer_after_probe_timeout_is_ignored(tmp_path: Path) -> None:
+    """A 200 that comes after the round was reported changes nothing."""
+    rt = probed_runtime(tmp_path, "sip:acme@127.0.0.1:5070")
+    [probe] = options_sent(rt)
+    rt.advance(2.1)
+    probe.answer(200)
+    assert rt.engine.view.vendors["acme"].health is VendorHealth.DOWN
+
+
+def keepalives(rt: Runtime) -> list[SentRequest]:
+    [ring] = rt.layer.invites()
+    return [s for s in options_sent(rt) if s.request.call_id == ring.request.call_id]
+
+
+def test_answered_vendor_legs_get_in_dialog_options_every_keepalive_interval(
+        tmp_path: Path) -> None:
+    """keepalive_interval 10: an OPTIONS in the vendor leg's dialog 10 s after the answer,
+    not before; a 200 keeps the call."""
+    rt = bridged_to_acme(tmp_path, keepalive_interval=10.0, dead_media_timeout=0.0)
+    rt.advance(9.0)
+    assert keepalives(rt) == []
+    rt.advance(2.1)  # the watch runs every second
+    [options] = keepalives(rt)
+    options.answer(200)
+    rt.advance(5.0)
+    assert rt.records == []
+
+
+def test_a_481_to_the_keepalive_ends_the_call_as_vendor_lost(tmp_path: Path) -> None:
+    """The vendor no longer knows the dialog (481): the call ends vendor_lost, acme DOWN."""
+    rt = bridged_to_acme(tmp_path, keepalive_interval=10.0, dead_media_timeout=0.0)
+    rt.advance(11.1)
+    [options] = keepalives(rt)
+    options.answer(481)
+    [finished] = rt.records
+    assert finished.record.outcome is Outcome.VENDOR_LOST
+    assert rt.engine.view.vendors["acme"].health is VendorHealth.DOWN
+
+
+def test_an_unanswered_keepalive_loses_the_leg_after_probe_timeout(tmp_path: Path) -> None:
+    """No answer to the in-dialog OPTIONS within probe_timeout (2 s): vendor_lost."""
+    rt = bridged_to_acme(tmp_path, keepalive_interval=10.0, dead_media_timeout=0.0,
+                         probe_timeout=2.0)
+    rt.advance(11.1)  # sent within a second of being due
+    assert len(keepalives(rt)) == 1
+    rt.advance(1.0)
+    assert rt.records == []
+    rt.advance(1.0)
+    [finished] = rt.records
+    assert finished.record.outcome is Outcome.VENDOR_LOST

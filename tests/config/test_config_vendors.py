@@ -254,3 +254,31 @@ def test_api_token_file_is_checked(tmp_path: Path) -> None:
     result = check_config(tmp_path / "ccswitch.yaml")
     assert result.config is not None and result.config.http.api_token_file == token
     assert any("readable by other users" in w for w in result.warnings)
+
+
+def test_vendor_dead_trunk_settings_have_short_defaults(tmp_path: Path) -> None:
+    """probe_timeout 4 s, dead_media_timeout 5 s, keepalive_interval 30 s by default; all
+    can be set."""
+    data = vendor_plan()
+    data["vendors"]["globex"].update(probe_timeout=1.5, dead_media_timeout=0,
+                                     keepalive_interval=0)
+    result = check_config(setup(tmp_path, plans={"main.yaml": data}))
+    assert result.config is not None, result.errors
+    acme, globex = result.config.dialplan.vendors["acme"], result.config.dialplan.vendors["globex"]
+    assert (acme.probe_timeout, acme.dead_media_timeout, acme.keepalive_interval) == (
+        4.0, 5.0, 30.0)
+    assert (globex.probe_timeout, globex.dead_media_timeout, globex.keepalive_interval) == (
+        1.5, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(("key", "value", "reason"), [
+    ("probe_timeout", 0, "> 0"),
+    ("dead_media_timeout", -1, ">= 0"),
+    ("keepalive_interval", -1, ">= 0"),
+])
+def test_bad_dead_trunk_settings_are_refused(tmp_path: Path, key: str, value: object,
+                                             reason: str) -> None:
+    """probe_timeout must be > 0; dead_media_timeout and keepalive_interval >= 0 (0: off)."""
+    data = vendor_plan()
+    data["vendors"]["globex"][key] = value
+    assert reason in plan_error(tmp_path, data, f"vendors.globex.{key}")

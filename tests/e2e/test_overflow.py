@@ -9,6 +9,8 @@ credentials, or answer and echo RTP.
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +198,94 @@ def test_digest_credentials_are_sent_to_a_challenging_vendor(
     rate, audio = read_wav(Path(cdr["recording_path"]))
     # SIPp echoes the caller's tone back: it reached the vendor and came back on channel 1.
     assert tone_present(audio[int(1.0 * rate):, 1], rate, CALLER_HZ)
+
+
+def test_a_vendor_killed_mid_call_ends_the_call_as_vendor_lost_and_is_taken_out(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        sipp_factory: SippFactory) -> None:
+    """acme's SIPp (echoing the caller's RTP) is killed mid-call: within dead_media_timeout
+    (2 s) + the 1 s watch the caller gets a BYE, the CDR says vendor_lost, acme is down in
+    the metrics and the next call goes to globex."""
+    acme_port, globex_port = free_udp_port(), free_udp_port()
+    node = node_factory(vendor_plan(
+        absent_alice(), {"acme": {"trunks": [trunk(acme_port)], "dead_media_timeout": 2},
+                         "globex": {"trunks": [trunk(globex_port)]}},
+        [{"no_agents_logged_in": True, "to": ["acme", "globex"]}]))
+    acme = sipp_factory("uas_answer.xml", "-m", "1", "-i", "127.0.0.1", "-p", str(acme_port),
+                        "-mp", str(free_udp_port()), "-rtp_echo", "-timeout", "40s",
+                        name="acme")
+    globex = sipp_factory("uas_answer.xml", "-m", "1", "-i", "127.0.0.1", "-p",
+                          str(globex_port), "-mp", str(free_udp_port()), "-rtp_echo",
+                          "-timeout", "40s", name="globex")
+    first = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone", str(CALLER_HZ),
+                          "--timeout", "40", name="first")
+    node.wait_metric(1, "ccswitch_vendor_channels_in_use", timeout=15, vendor="acme")
+    time.sleep(2.0)  # answered, RTP echoed both ways
+    acme.stop()
+    killed = time.monotonic()
+    assert first.wait_exit(10) == 0, first.describe()
+    lost_after = time.monotonic() - killed
+    assert first.find("hangup") == []  # ccswitch hung up, not the caller
+    assert lost_after < 5.0
+    [cdr] = node.wait_cdr(1)
+    assert (cdr["outcome"], cdr["vendor"]) == ("vendor_lost", "acme")
+    assert node.metric("ccswitch_vendor_up", vendor="acme") == 0
+    assert node.metric("ccswitch_calls_total", outcome="vendor_lost", queue="support",
+                       route="vendor", vendor="acme") == 1
+
+    second = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone",
+                           str(CALLER_HZ), "--hangup-after", str(ANNOUNCEMENT_S + 2.0),
+                           "--timeout", "30", name="second")
+    assert second.wait_exit(20) == 0, second.describe()
+    assert globex.wait(10) == 0, globex.describe()
+    records = node.wait_cdr(2)
+    assert sorted((r["outcome"], r["vendor"]) for r in records) == [
+        ("answered_vendor", "globex"), ("vendor_lost", "acme")]
+
+
+def test_a_trunk_that_never_answers_options_is_down_within_probe_timeout(
+        node_factory: NodeFactory) -> None:
+    """A trunk that swallows every OPTIONS: acme is down after probe_timeout (1 s), not
+    after the transaction's 32 s timer F."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        node = node_factory(vendor_plan(
+            absent_alice(), {"acme": {"trunks": [trunk(port)], "probe_interval": 30,
+                                      "probe_timeout": 1}},
+            [{"no_agents_logged_in": True, "to": ["acme"]}]))
+        node.wait_metric(0, "ccswitch_vendor_up", timeout=8, vendor="acme")
+        down_after = time.monotonic() - started
+        assert down_after < 5.0  # node start-up included
+        silent.settimeout(1.0)
+        assert b"OPTIONS" in silent.recv(65535)  # it was probed, and said nothing
+    finally:
+        silent.close()
+
+
+def test_a_vendor_dialog_that_stops_answering_keepalives_is_lost(
+        node_factory: NodeFactory, phone_factory: PhoneFactory,
+        sipp_factory: SippFactory) -> None:
+    """acme's SIPp (sending no RTP) is killed once it answered: its in-dialog OPTIONS
+    (every 3 s) go unanswered for probe_timeout (1 s), and the call ends vendor_lost."""
+    acme_port = free_udp_port()
+    node = node_factory(vendor_plan(
+        absent_alice(), {"acme": {"trunks": [trunk(acme_port)], "keepalive_interval": 3,
+                                  "probe_timeout": 1}},
+        [{"no_agents_logged_in": True, "to": ["acme"]}]))
+    acme = sipp_factory("uas_answer.xml", "-m", "1", "-i", "127.0.0.1", "-p", str(acme_port),
+                        "-mp", str(free_udp_port()), "-timeout", "40s", name="acme")
+    caller = phone_factory("--role", "caller", "--dial", node.dial_uri, "--tone",
+                           str(CALLER_HZ), "--timeout", "40", name="caller")
+    node.wait_metric(1, "ccswitch_vendor_channels_in_use", timeout=15, vendor="acme")
+    acme.stop()  # before the first keepalive is due
+    killed = time.monotonic()
+    assert caller.wait_exit(10) == 0, caller.describe()
+    assert time.monotonic() - killed < 7.0  # 3 s interval + 1 s watch + 1 s timeout (+ BYE)
+    assert caller.find("hangup") == []
+    [cdr] = node.wait_cdr(1)
+    assert (cdr["outcome"], cdr["vendor"]) == ("vendor_lost", "acme")
+    assert node.metric("ccswitch_vendor_up", vendor="acme") == 0
+    node.wait_log("leg lost (options_timeout)")

@@ -119,6 +119,8 @@ def test_dialplan_series_are_exported_at_zero_before_any_call() -> None:
                  f'ccswitch_queue_wait_seconds_count{{outcome="answered_inhouse",{inhouse}}} 0.0',
                  'ccswitch_calls_total{outcome="overflow_failed",queue="support",'
                  'route="vendor",vendor="acme"} 0.0',
+                 'ccswitch_calls_total{outcome="vendor_lost",queue="support",'
+                 'route="vendor",vendor="acme"} 0.0',
                  'ccswitch_calls_total{outcome="answered_vendor",queue="support",'
                  'route="vendor",vendor="bpo"} 0.0',
                  'ccswitch_vendor_wait_seconds_count{outcome="answered_vendor",'

@@ -644,11 +644,11 @@ def test_node_start_probes_every_vendor_with_probes() -> None:
     """NodeStarted: each vendor with a probe_interval gets a probe now and a timer."""
     d = health_driver()
     actions = d.feed(ev.NodeStarted())
-    assert act.ProbeVendor(vendor="acme", uris=(trunk("acme", 1),)) in actions
+    assert act.ProbeVendor(vendor="acme", uris=(trunk("acme", 1),), timeout=4.0) in actions
     pending = d.pending_timers()
     assert tm.ProbeTimer("acme") in pending and tm.ProbeTimer("globex") not in pending
     probes = d.advance(10)
-    assert act.ProbeVendor(vendor="acme", uris=(trunk("acme", 1),)) in probes
+    assert act.ProbeVendor(vendor="acme", uris=(trunk("acme", 1),), timeout=4.0) in probes
 
 
 def test_repeated_failures_take_a_vendor_out_then_probes_bring_it_back() -> None:
@@ -809,3 +809,86 @@ def test_media_timeout_while_a_vendor_rings_cancels_it() -> None:
     assert act.Cancel(call_id="c1", target=Target.vendor("acme")) in actions
     assert d.records[0].outcome is Outcome.MEDIA_TIMEOUT
     assert d.engine.view.vendors["acme"].in_use == 0
+
+
+# -- dead trunks: out of rotation at the first evidence ---------------------------------
+
+
+def test_a_lost_vendor_leg_ends_the_call_as_vendor_lost_and_takes_the_vendor_out() -> None:
+    """VendorLegLost on a bridged call: caller hung up, outcome vendor_lost, vendor DOWN."""
+    d = health_driver(failures=3)
+    d.queued("c1")
+    d.vendor_answer("c1", "acme")
+    actions = d.feed(ev.VendorLegLost(call_id="c1", vendor="acme", cause="dead_media"))
+    assert act.HangupCaller(call_id="c1") in actions
+    assert act.Hangup(call_id="c1", target=Target.vendor("acme")) in actions
+    assert act.VendorHealthChanged(vendor="acme", old=VendorHealth.UP,
+                                   new=VendorHealth.DOWN) in actions
+    r = d.records[0]
+    assert (r.outcome, r.route, r.vendor) == (Outcome.VENDOR_LOST, Route.VENDOR, "acme")
+    assert d.engine.view.vendors["acme"].in_use == 0
+
+
+def test_after_a_lost_leg_the_next_call_goes_to_the_next_vendor() -> None:
+    """The vendor whose leg died is skipped (cause down) by the very next call."""
+    d = health_driver(failures=3)
+    d.queued("c1")
+    d.vendor_answer("c1", "acme")
+    d.feed(ev.VendorLegLost(call_id="c1", vendor="acme", cause="dead_media"))
+    d.queued("c2")
+    assert [a.target.id for a in d.rung("c2")] == ["globex"]
+    assert ("acme", "down") in unavailable(d)
+
+
+def test_a_lost_leg_of_a_call_no_longer_bridged_still_takes_the_vendor_out() -> None:
+    """Late evidence about a finished call ends nothing but still marks the vendor DOWN."""
+    d = health_driver(failures=3)
+    d.queued("c1")
+    d.vendor_answer("c1", "acme")
+    d.vendor_hangup("c1", "acme")
+    actions = d.feed(ev.VendorLegLost(call_id="c1", vendor="acme", cause="dead_media"))
+    assert not any(isinstance(a, act.HangupCaller) for a in actions)
+    assert d.engine.view.vendors["acme"].health is VendorHealth.DOWN
+
+
+def test_a_probe_round_nobody_answered_takes_the_vendor_out_at_once() -> None:
+    """VendorProbed answered=False (probe_timeout ran out): DOWN without failures in a row."""
+    d = health_driver(failures=3)
+    actions = d.feed(ev.VendorProbed(vendor="acme", ok=False, answered=False))
+    assert act.VendorHealthChanged(vendor="acme", old=VendorHealth.UP,
+                                   new=VendorHealth.DOWN) in actions
+    assert tm.CooldownTimer("acme") in d.pending_timers()
+
+
+def test_probes_carry_the_vendors_probe_timeout() -> None:
+    """ProbeVendor tells the adapter how long to wait: the vendor's probe_timeout."""
+    d = health_driver(probe_timeout=1.5)
+    actions = d.feed(ev.NodeStarted())
+    assert act.ProbeVendor(vendor="acme", uris=(trunk("acme", 1),), timeout=1.5) in actions
+
+
+def test_an_ok_probe_round_nobody_answered_is_refused() -> None:
+    """VendorProbed cannot be ok when no trunk answered."""
+    with pytest.raises(ValueError):
+        ev.VendorProbed(vendor="acme", ok=True, answered=False)
+
+
+def test_more_evidence_while_down_changes_nothing_and_warns_once() -> None:
+    """A second silent probe round while DOWN: no new warning, the cool-down runs on."""
+    d = health_driver(failures=3)
+    d.feed(ev.VendorProbed(vendor="acme", ok=False, answered=False))
+    d.advance(30)
+    actions = d.feed(ev.VendorProbed(vendor="acme", ok=False, answered=False))
+    assert not any(isinstance(a, act.Note) and a.level is act.NoteLevel.WARN for a in actions)
+    d.advance(30)
+    assert d.engine.view.vendors["acme"].health is VendorHealth.PROBING
+
+
+def test_a_silent_probe_round_while_probing_takes_the_vendor_down_again() -> None:
+    """PROBING and no trunk answers: DOWN for another cool-down."""
+    d = health_driver(failures=3)
+    d.feed(ev.VendorProbed(vendor="acme", ok=False, answered=False))
+    d.advance(60)
+    d.feed(ev.VendorProbed(vendor="acme", ok=False, answered=False))
+    assert d.engine.view.vendors["acme"].health is VendorHealth.DOWN
+    assert tm.CooldownTimer("acme") in d.pending_timers()

@@ -115,6 +115,8 @@ EXPECTED_VENDOR = {
     (VendorHealth.PROBING, "success"): VendorHealth.UP,
     (VendorHealth.PROBING, "failure"): VendorHealth.DOWN,
     (VendorHealth.PROBING, "failure_limit"): VendorHealth.DOWN,
+    (VendorHealth.UP, "lost"): VendorHealth.DOWN,
+    (VendorHealth.PROBING, "lost"): VendorHealth.DOWN,
 }
 
 
