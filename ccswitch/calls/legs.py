@@ -78,6 +78,7 @@ class Leg:
     invite: Request
     media: MediaLeg
     state: LegState = LegState.CALLING
+    on_hold: bool = False  # its last offer said sendonly, inactive or c=0.0.0.0
 
     @property
     def ended(self) -> bool:
@@ -98,8 +99,7 @@ class CallerLeg(Leg):
     tx: ServerTransaction
     negotiated: Negotiated
     dialog: Dialog
-    sdp: bytes
-    on_hold: bool = False  # the caller's last re-INVITE said sendonly or inactive
+    sdp: bytes  # the SDP we last sent on its dialog
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -112,6 +112,8 @@ class OutLeg(Leg):
     authenticated: bool = False  # the INVITE was resent with credentials once
     responded: bool = False  # the far end sent some response (it is alive)
     answered_at: float = 0.0
+    negotiated: Negotiated | None = None  # the codec agreed, once answered
+    sdp: bytes = b""  # once answered, the SDP we last sent on its dialog (our offer at first)
 
     @classmethod
     def to(cls, target: Target, *, invite: Request, media: MediaLeg) -> OutLeg:

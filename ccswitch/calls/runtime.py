@@ -111,8 +111,8 @@ class CallController:
             self._watch_media()
 
     def _watch_media(self) -> None:
-        """Every second: a caller (not on hold) or an answered agent/vendor that has sent no
-        RTP for ``rtp.timeout`` seconds ends its call."""
+        """Every second: a caller or an answered agent/vendor (not holding the call) that
+        has sent no RTP for ``rtp.timeout`` seconds ends its call."""
         timeout = self._config.rtp.timeout
         now = self._clock.seconds()
         for call in list(self._calls.calls.values()):
@@ -123,7 +123,7 @@ class CallController:
             if not caller.on_hold and now - (caller.media.last_packet_at or call.started) > timeout:
                 silent = CALLER
             for leg in call.legs.values():
-                if leg.state is LegState.ANSWERED and now - (
+                if leg.state is LegState.ANSWERED and not leg.on_hold and now - (
                         leg.media.last_packet_at or leg.answered_at) > timeout:
                     silent = silent or leg.target
             if silent is not None:
