@@ -28,6 +28,7 @@ from ccswitch.media.engine import MediaEngine
 from ccswitch.metrics.calls import CallMetrics
 from ccswitch.model import Config, Queue
 from ccswitch.routing import events as ev
+from ccswitch.routing.target import CALLER, Caller, Target
 from ccswitch.sip.dialog import Dialog
 from ccswitch.sip.message import Request, Response, new_tag
 from ccswitch.sip.sdp import answer_formats, build_sdp, negotiate, parse_sdp
@@ -252,12 +253,16 @@ class InboundLegs:
                      status=e.status, reason=e.reason)
             self._sig.reject(tx, e.status, e.reason)
             return
-        if answer.held != leg.on_hold:
-            log.info("call {call_id}: {role} {what}", call_id=call.id, role=leg.role.value,
-                     what="holds" if answer.held else "resumes")
+        changed = answer.held != leg.on_hold
         leg.sdp, leg.negotiated, leg.on_hold = answer.sdp, answer.negotiated, answer.held
         tx.respond(200, to_tag=dialog.local.tag, body=answer.sdp, content_type=SDP,
                    headers=headers)
+        if changed:
+            log.info("call {call_id}: {role} {what}", call_id=call.id, role=leg.role.value,
+                     what="holds" if answer.held else "resumes")
+            party: Target | Caller = CALLER if isinstance(leg, CallerLeg) else leg.target
+            self._feed((ev.LegHeld if answer.held else ev.LegResumed)(
+                call_id=call.id, party=party))
 
     def _caller_gone(self, call: Call) -> None:
         """The caller hung up or cancelled: the engine is told once."""

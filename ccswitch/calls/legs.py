@@ -22,7 +22,7 @@ from ccswitch.model import Queue
 from ccswitch.recording.note import CallNote
 from ccswitch.recording.session import RecordingSession
 from ccswitch.routing import events as ev
-from ccswitch.routing.target import Target
+from ccswitch.routing.target import CALLER, Caller, Target
 from ccswitch.sip.dialog import Dialog
 from ccswitch.sip.message import NameAddr, Request, SipURI
 from ccswitch.sip.sdp import MediaFormat, Negotiated
@@ -130,6 +130,14 @@ class Call:
     recording: RecordingSession = attrs.field(
         default=attrs.Factory(lambda self: RecordingSession(self.id), takes_self=True))
     note: CallNote | None = None  # what a crash recovery needs, from the 200 OK on
+
+    def party_media(self, party: Target | Caller) -> MediaLeg | None:
+        """The media endpoint of ``party`` (the caller, or the leg to a target), if it
+        is still in the call."""
+        if party == CALLER:
+            return self.caller.media
+        leg = self.legs.get(party) if isinstance(party, Target) else None
+        return None if leg is None or leg.ended else leg.media
 
     def out_leg(self, sip_call_id: str) -> OutLeg | None:
         """The agent or vendor leg whose dialog has ``sip_call_id``, if any."""

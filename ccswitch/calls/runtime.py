@@ -25,7 +25,7 @@ from ccswitch.calls.signalling import Signalling
 from ccswitch.calls.timers import TimerRunner
 from ccswitch.errors import CCSwitchError
 from ccswitch.media.engine import MediaEngine
-from ccswitch.media.prompt import load_prompt
+from ccswitch.media.prompt import load_prompt, silence
 from ccswitch.metrics.calls import CallMetrics
 from ccswitch.metrics.registry import Metrics
 from ccswitch.model import Config, Dialplan, Queue
@@ -269,6 +269,12 @@ class CallController:
                                               caller.negotiated.codec.encoding), loop=True)
         elif isinstance(action, act.StopMusicOnHold):
             caller.media.stop_playing()
+        elif isinstance(action, act.StartHoldMusic):
+            self._hold_music(call, action)
+        elif isinstance(action, act.StopHoldMusic):
+            media = call.party_media(action.party)
+            if media is not None:
+                media.stop_playing()
         elif isinstance(action, act.Ring):
             self._outbound.ring(call, action.target, action.uri)
         elif isinstance(action, act.Reserve):
@@ -285,6 +291,16 @@ class CallController:
             self._outbound.hang_up(call, action.target)
         else:
             log.warn("unhandled action {action}", action=action)
+
+    def _hold_music(self, call: Call, action: act.StartHoldMusic) -> None:
+        """The held party hears the music on hold, or a second of silence looped; while
+        a prompt plays to a leg the relay sends it nothing from its peer."""
+        media = call.party_media(action.party)
+        if media is None or media.codec is None:
+            return  # the held leg is already gone: its hang-up is on its way
+        prompt = (silence(media.codec) if action.path is None
+                  else load_prompt(Path(action.path), media.codec))
+        media.play(prompt, loop=True)
 
     def _note_action(self, call: Call, action: act.Action) -> None:
         """Keep the call note in step with the engine: opened before the caller's 200 OK

@@ -147,3 +147,20 @@ def test_agent_on_inactive_hold_does_not_time_out(tmp_path: Path) -> None:
         call.caller.media.datagramReceived(rtp(second), ("127.0.0.1", 40000))
         rt.advance(1)
     assert rt.records == [] and rt.layer.byes() == []
+
+
+def test_agent_hold_plays_hold_audio_to_the_caller_until_resumed(tmp_path: Path) -> None:
+    """An agent's hold loops the hold audio (silence: no music_on_hold here) to the caller;
+    the resume stops it, and the record carries the hold."""
+    rt, call, ring = answered(tmp_path)
+    hold = SDP_ANSWER.replace(b"o=- 1 1", b"o=- 1 2") + b"a=sendonly\r\n"
+    rt.agent_request(ring, "INVITE", hold, cseq=1)
+    playing = call.caller.media.playing
+    assert playing is not None and str(playing.path) == "<silence>"
+    rt.advance(3)
+    rt.agent_request(ring, "INVITE", SDP_ANSWER.replace(b"o=- 1 1", b"o=- 1 3"), cseq=2)
+    assert call.caller.media.playing is None
+    rt.caller_bye()
+    [finished] = rt.records
+    [held] = finished.record.holds
+    assert held.seconds is not None and round(held.seconds, 1) == 3.0
