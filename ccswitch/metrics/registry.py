@@ -176,7 +176,7 @@ class Metrics:
         )
         self.call_talk = Histogram(
             "ccswitch_call_talk_seconds",
-            "Talk time of answered calls, agent (or vendor) answer to hang-up.",
+            "Talk time of answered calls, agent (or vendor) answer to hang-up less holds.",
             ["queue", "group", "route", "vendor"], buckets=buckets, registry=self.registry,
         )
         self.calls = Counter(

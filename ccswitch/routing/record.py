@@ -209,10 +209,11 @@ class CallRecord:
 
     @property
     def talk(self) -> float | None:
-        """Answer to hang-up; None if unanswered or still going."""
+        """Answer to hang-up less the time on hold (``hold``), so that talk + hold is the
+        handle time; None if unanswered or still going."""
         if self.answered_at is None or self.ended_at is None:
             return None
-        return self.ended_at - self.answered_at
+        return self.ended_at - self.answered_at - self.hold
 
     @property
     def total(self) -> float | None:

@@ -125,6 +125,23 @@ def test_extra_keys_for_vendors_and_failed_recordings_are_stored(store: CdrStore
     assert (row.recording_path, row.recording_error) == ("/elsewhere.wav", "disk full")
 
 
+def test_holds_and_their_total_are_stored(store: CdrStore) -> None:
+    """The record's holds land in the holds JSON column and their total in hold_ms."""
+    holds = [{"party": "agent", "who": "alice", "start": 1795419747.0,
+              "start_iso": "2026-11-23T08:22:27.000Z", "end": 1795419749.5,
+              "end_iso": "2026-11-23T08:22:29.500Z"}]
+    store.add({**RECORD, "hold": 2.5, "holds": holds})
+    [row] = store.rows()
+    assert row.hold_ms == 2500 and [dict(h) for h in row.holds] == holds
+
+
+def test_holds_that_are_not_a_list_of_objects_are_refused(store: CdrStore) -> None:
+    """A record whose holds is not a list of objects is refused and writes nothing."""
+    with pytest.raises(CdrError):
+        store.add({**RECORD, "holds": "on hold"})
+    assert store.count() == 0
+
+
 def test_a_named_vendor_without_a_route_means_the_vendor_route(store: CdrStore) -> None:
     """route defaults to 'vendor' when a vendor is named (else 'inhouse')."""
     store.add({**RECORD, "vendor": "acme"})
@@ -268,13 +285,15 @@ def _exported(store: CdrStore) -> list[dict[str, Any]]:
 
 
 def test_a_database_written_by_the_v4_release_keeps_every_row_exactly(tmp_path: Path) -> None:
-    """v4-release.sqlite (made by the last pre-Alembic store): the export is unchanged."""
+    """v4-release.sqlite (made by the last pre-Alembic store): the export is unchanged but
+    for the holds list revision 0007 added, empty for those calls."""
     path = tmp_path / "cdr.sqlite"
     shutil.copyfile(DATA / "v4-release.sqlite", path)
     store = CdrStore(path)
     expected = [json.loads(line) for line in (DATA / "v4-release.jsonl").read_text().splitlines()]
     assert store.revision == HEAD
-    assert _exported(store) == expected and len(expected) == 3
+    assert _exported(store) == [{**row, "holds": []} for row in expected]
+    assert len(expected) == 3
     store.close()
 
 
@@ -286,7 +305,7 @@ def test_a_database_written_by_the_v1_release_gains_the_new_columns_and_outcomes
     store = CdrStore(path)
     before = [json.loads(line) for line in (DATA / "v1-release.jsonl").read_text().splitlines()]
     new_columns = {"short_abandon_threshold_ms": None, "overflowed_ms": None,
-                   "recording_started_ms": None}
+                   "recording_started_ms": None, "holds": []}
     mapped = {"answered": "answered_inhouse", "abandoned": "abandoned_ringing"}
     assert _exported(store) == [{**row, **new_columns, "outcome": mapped[row["outcome"]]}
                                 for row in before]

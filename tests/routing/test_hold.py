@@ -50,7 +50,8 @@ def test_resume_stops_the_music_of_the_held_side() -> None:
 
 
 def test_hold_periods_are_in_the_record() -> None:
-    """Two holds of 10 s and 5 s are in the record, in order, 15 s in all."""
+    """Two holds of 10 s and 5 s are in the record, in order, 15 s in all, and talk time
+    leaves them out."""
     d = bridged()
     d.advance(20)
     d.feed(ev.LegHeld(call_id="c1", party=ALICE))
@@ -65,7 +66,7 @@ def test_hold_periods_are_in_the_record() -> None:
     [r] = d.records
     assert r.holds == (Hold(party=ALICE, start=T0 + 25, end=T0 + 35),
                        Hold(party=CALLER, start=T0 + 65, end=T0 + 70))
-    assert r.hold == 15
+    assert r.hold == 15 and r.talk == 66 - 15
     assert r.to_dict()["hold"] == 15 and r.to_dict()["holds"][0]["party"] == "agent"
 
 
