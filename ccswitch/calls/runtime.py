@@ -28,7 +28,7 @@ from ccswitch.media.engine import MediaEngine
 from ccswitch.media.prompt import load_prompt, silence
 from ccswitch.metrics.calls import CallMetrics
 from ccswitch.metrics.registry import Metrics
-from ccswitch.model import Config, Dialplan, Queue
+from ccswitch.model import Config, Dialplan, HoldAudio, Queue
 from ccswitch.recording.finished import FinishedCall
 from ccswitch.recording.note import CallNote, accepted, fact_for
 from ccswitch.recording.recorder import CallRecorder
@@ -294,13 +294,15 @@ class CallController:
 
     def _hold_music(self, call: Call, action: act.StartHoldMusic) -> None:
         """The held party hears the music on hold, or a second of silence looped; while
-        a prompt plays to a leg the relay sends it nothing from its peer."""
+        a prompt plays to a leg the relay sends it nothing from its peer. The music goes
+        to the recording only with ``recordings.hold_audio: moh``."""
         media = call.party_media(action.party)
         if media is None or media.codec is None:
             return  # the held leg is already gone: its hang-up is on its way
         prompt = (silence(media.codec) if action.path is None
                   else load_prompt(Path(action.path), media.codec))
-        media.play(prompt, loop=True)
+        media.play(prompt, loop=True,
+                   recorded=self._config.recordings.hold_audio is HoldAudio.MOH)
 
     def _note_action(self, call: Call, action: act.Action) -> None:
         """Keep the call note in step with the engine: opened before the caller's 200 OK
