@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
@@ -133,6 +135,30 @@ def test_holds_and_their_total_are_stored(store: CdrStore) -> None:
     store.add({**RECORD, "hold": 2.5, "holds": holds})
     [row] = store.rows()
     assert row.hold_ms == 2500 and [dict(h) for h in row.holds] == holds
+
+
+def test_a_database_at_revision_0005_gains_holds_keeping_its_rows(
+        cdr_target: Target) -> None:
+    """A database at 0005 (before holds) is migrated on open: its call has no holds."""
+    engine = _engine(cdr_target)
+    with engine.begin() as connection:
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(store_module.MIGRATIONS_DIR))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+        connection.execute(sqlalchemy.text(
+            "INSERT INTO calls (call_id, caller, dialed, queue, grp, route, outcome, "
+            "arrived_ms, ended_ms, total_ms, short_abandon, qa_notice_played, offers_json) "
+            "VALUES ('old', '1', '100', 'support', 'g', 'inhouse', 'answered_inhouse', "
+            "1, 2, 1, false, false, '[]')"))
+    engine.dispose()
+    store = CdrStore(cdr_target)
+    try:
+        assert store.revision == HEAD == "0007"
+        [row] = store.rows()
+        assert (row.call_id, row.holds, row.hold_ms) == ("old", (), None)
+    finally:
+        store.close()
 
 
 def test_holds_that_are_not_a_list_of_objects_are_refused(store: CdrStore) -> None:
