@@ -584,11 +584,19 @@ class RecordingStart(enum.StrEnum):
     ANSWER = "answer"  # from the answer, so the notice itself is on the recording
 
 
+class HoldAudio(enum.StrEnum):
+    """What the recording's channel of a held party carries (``recordings.hold_audio``)."""
+
+    MOH = "moh"  # the music on hold it hears, as every prompt played to it
+    SILENCE = "silence"  # only the party's own audio, no music
+
+
 @attrs.frozen(kw_only=True)
 class RecordingConfig:
     directory: Path
     compressed_format: str | None = None
     start: RecordingStart = RecordingStart.AFTER_NOTICE
+    hold_audio: HoldAudio = HoldAudio.MOH
     #: ``recordings.encrypt.public_key``: recordings are sealed to this key (None: WAVs).
     public_key_file: Path | None = None
     public_key: X25519PublicKey | None = attrs.field(default=None, eq=False, repr=False)

@@ -2,7 +2,7 @@
 
 :class:`InboundLegs` is the transaction layer's TransactionUser for the node. It
 validates each request, admits new calls (trust, routing, the call limits, an
-SDP offer, a media port), answers BYE, CANCEL, re-INVITE and OPTIONS, and tells
+SDP offer, a media port), answers BYE, CANCEL, re-INVITE, UPDATE and OPTIONS, and tells
 the routing engine what happened through ``feed``. The runtime calls
 :meth:`answer` and :meth:`hang_up` when the engine says so.
 """
@@ -17,8 +17,10 @@ from twisted.logger import Logger
 
 from ccswitch.calls.admission import CallAdmission, is_trusted
 from ccswitch.calls.legs import (
-    Call, CallerLeg, CallTable, LegState, caller_id, leg_event, payload_type, routing_call_id,
+    Call, CallerLeg, CallTable, LegState, OutLeg, caller_id, leg_event, payload_type,
+    routing_call_id,
 )
+from ccswitch.calls.reoffer import reanswer
 from ccswitch.calls.signalling import ALLOW, SDP, Signalling
 from ccswitch.clock import TimeSource
 from ccswitch.errors import MediaError, SdpError, SipParseError
@@ -26,6 +28,7 @@ from ccswitch.media.engine import MediaEngine
 from ccswitch.metrics.calls import CallMetrics
 from ccswitch.model import Config, Queue
 from ccswitch.routing import events as ev
+from ccswitch.routing.target import CALLER, Caller, Target
 from ccswitch.sip.dialog import Dialog
 from ccswitch.sip.message import Request, Response, new_tag
 from ccswitch.sip.sdp import answer_formats, build_sdp, negotiate, parse_sdp
@@ -130,11 +133,11 @@ class InboundLegs:
             self._new_call(request, source, tx)
         elif method == "BYE":
             self._bye(request, tx)
-        elif method == "INVITE":
-            self._reinvite(request, tx)
+        elif method in ("INVITE", "UPDATE"):
+            self._reoffer(request, tx)
         elif method == "OPTIONS":
             tx.respond(200, headers=[("Allow", ALLOW), ("Accept", SDP)])
-        elif method in ("INFO", "UPDATE", "NOTIFY") and request.call_id in self._calls.dialogs:
+        elif method in ("INFO", "NOTIFY") and request.call_id in self._calls.dialogs:
             tx.respond(200)
         elif request.to.tag is not None:
             tx.respond(481)
@@ -217,27 +220,50 @@ class InboundLegs:
             leg.move(LegState.ENDED)
             self._feed(leg_event(call, leg, "hung_up"))
 
-    def _reinvite(self, request: Request, tx: ServerTransaction) -> None:
-        """Session refresh or hold from either side: keep media anchored, answer as before."""
+    def _reoffer(self, request: Request, tx: ServerTransaction) -> None:
+        """A re-INVITE or UPDATE on any answered leg: a session refresh, hold or resume,
+        or a new address or codec, answered per RFC 3264 (see :mod:`reoffer`). An offer
+        we cannot take gets 488 and the session stays as it was (RFC 3261 14.2)."""
         call = self._calls.dialogs.get(request.call_id)
-        if call is None:
+        leg: CallerLeg | OutLeg | None = None
+        if call is not None:
+            leg = call.caller if request.call_id == call.caller.invite.call_id \
+                else call.out_leg(request.call_id)
+        if call is None or leg is None or leg.state is not LegState.ANSWERED:
             tx.respond(481)
             return
-        if request.call_id == call.caller.invite.call_id:
-            if request.body:
-                try:
-                    direction = parse_sdp(request.body).direction
-                except SdpError:
-                    direction = "sendrecv"
-                call.caller.on_hold = direction in ("sendonly", "inactive")
-            tx.respond(200, to_tag=call.caller.dialog.local.tag, body=call.caller.sdp,
-                       content_type=SDP, headers=[("Contact", self._sig.contact)])
+        dialog, current = leg.dialog, leg.negotiated
+        assert dialog is not None and current is not None  # set when the leg was answered
+        events = leg is call.caller or call.caller.negotiated.telephone_event is not None
+        headers = [("Contact", self._sig.contact), ("Allow", ALLOW)]
+        if not request.body:
+            # No offer: a refresh (UPDATE) or an offerless re-INVITE, which gets our
+            # current SDP as the offer (its answer comes in the ACK).
+            body = leg.sdp if request.method == "INVITE" else b""
+            tx.respond(200, to_tag=dialog.local.tag, body=body,
+                       content_type=SDP if body else None, headers=headers)
             return
-        # An agent or vendor leg keeps the media first agreed (RFC 3261 14.1: after a
-        # non-2xx answer to a re-INVITE the session stays as it was).
-        log.info("call {call_id}: re-INVITE on {sip_call_id} refused: 488",
-                 call_id=call.id, sip_call_id=request.call_id)
-        self._sig.reject(tx, 488, "Not Acceptable Here")
+        try:
+            answer = reanswer(request.body, media=leg.media, local_sdp=leg.sdp,
+                              address=self._config.rtp.address, current=current,
+                              events=events)
+        except SdpError as e:
+            log.info("call {call_id}: {method} on {sip_call_id} refused: {status} {reason}",
+                     call_id=call.id, method=request.method, sip_call_id=request.call_id,
+                     status=e.status, reason=e.reason)
+            self._sig.reject(tx, e.status, e.reason)
+            return
+        changed = answer.held != leg.on_hold
+        leg.sdp, leg.negotiated, leg.on_hold = answer.sdp, answer.negotiated, answer.held
+        tx.respond(200, to_tag=dialog.local.tag, body=answer.sdp, content_type=SDP,
+                   headers=headers)
+        if changed:
+            leg.hold_changed_at = self._clock.seconds()
+            log.info("call {call_id}: {role} {what}", call_id=call.id, role=leg.role.value,
+                     what="holds" if answer.held else "resumes")
+            party: Target | Caller = CALLER if isinstance(leg, CallerLeg) else leg.target
+            self._feed((ev.LegHeld if answer.held else ev.LegResumed)(
+                call_id=call.id, party=party))
 
     def _caller_gone(self, call: Call) -> None:
         """The caller hung up or cancelled: the engine is told once."""

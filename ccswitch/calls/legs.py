@@ -22,7 +22,7 @@ from ccswitch.model import Queue
 from ccswitch.recording.note import CallNote
 from ccswitch.recording.session import RecordingSession
 from ccswitch.routing import events as ev
-from ccswitch.routing.target import Target
+from ccswitch.routing.target import CALLER, Caller, Target
 from ccswitch.sip.dialog import Dialog
 from ccswitch.sip.message import NameAddr, Request, SipURI
 from ccswitch.sip.sdp import MediaFormat, Negotiated
@@ -78,6 +78,16 @@ class Leg:
     invite: Request
     media: MediaLeg
     state: LegState = LegState.CALLING
+    on_hold: bool = False  # its last offer said sendonly, inactive or c=0.0.0.0
+    #: When it last held or resumed: silence checks count from here at the earliest, so
+    #: a party that resumes is not taken for silent before its first packet is due.
+    hold_changed_at: float | None = None
+
+    def silent_since(self, fallback: float) -> float:
+        """Since when this party counts as silent: its last packet, or ``fallback`` if it
+        sent none, and never before its last hold or resume."""
+        last = self.media.last_packet_at or fallback
+        return last if self.hold_changed_at is None else max(last, self.hold_changed_at)
 
     @property
     def ended(self) -> bool:
@@ -98,8 +108,7 @@ class CallerLeg(Leg):
     tx: ServerTransaction
     negotiated: Negotiated
     dialog: Dialog
-    sdp: bytes
-    on_hold: bool = False  # the caller's last re-INVITE said sendonly or inactive
+    sdp: bytes  # the SDP we last sent on its dialog
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -112,6 +121,8 @@ class OutLeg(Leg):
     authenticated: bool = False  # the INVITE was resent with credentials once
     responded: bool = False  # the far end sent some response (it is alive)
     answered_at: float = 0.0
+    negotiated: Negotiated | None = None  # the codec agreed, once answered
+    sdp: bytes = b""  # once answered, the SDP we last sent on its dialog (our offer at first)
 
     @classmethod
     def to(cls, target: Target, *, invite: Request, media: MediaLeg) -> OutLeg:
@@ -128,6 +139,14 @@ class Call:
     recording: RecordingSession = attrs.field(
         default=attrs.Factory(lambda self: RecordingSession(self.id), takes_self=True))
     note: CallNote | None = None  # what a crash recovery needs, from the 200 OK on
+
+    def party_media(self, party: Target | Caller) -> MediaLeg | None:
+        """The media endpoint of ``party`` (the caller, or the leg to a target), if it
+        is still in the call."""
+        if party == CALLER:
+            return self.caller.media
+        leg = self.legs.get(party) if isinstance(party, Target) else None
+        return None if leg is None or leg.ended else leg.media
 
     def out_leg(self, sip_call_id: str) -> OutLeg | None:
         """The agent or vendor leg whose dialog has ``sip_call_id``, if any."""

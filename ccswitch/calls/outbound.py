@@ -160,6 +160,7 @@ class OutboundLegs:
                             codec=agreed.codec.encoding, payload_type=agreed.codec.payload_type,
                             dtmf_payload_type=payload_type(agreed.telephone_event),
                             also_receive=listed)
+        leg.negotiated, leg.sdp = agreed, leg.invite.body
         leg.move(LegState.ANSWERED)
         leg.answered_at = self._clock.seconds()
         self._feed(leg_event(call, leg, "answered"))

@@ -25,10 +25,10 @@ from ccswitch.calls.signalling import Signalling
 from ccswitch.calls.timers import TimerRunner
 from ccswitch.errors import CCSwitchError
 from ccswitch.media.engine import MediaEngine
-from ccswitch.media.prompt import load_prompt
+from ccswitch.media.prompt import load_prompt, silence
 from ccswitch.metrics.calls import CallMetrics
 from ccswitch.metrics.registry import Metrics
-from ccswitch.model import Config, Dialplan, Queue
+from ccswitch.model import Config, Dialplan, HoldAudio, Queue
 from ccswitch.recording.finished import FinishedCall
 from ccswitch.recording.note import CallNote, accepted, fact_for
 from ccswitch.recording.recorder import CallRecorder
@@ -111,13 +111,13 @@ class CallController:
         self._watch_media()
 
     def _watch_media(self) -> None:
-        """Every second: a caller (not on hold) or an answered agent/vendor that has sent no
-        RTP for ``rtp.timeout`` seconds (0: no such check) ends its call. Sooner, an
-        answered vendor leg that was sending RTP and stopped for its vendor's
+        """Every second: a caller or an answered agent/vendor (not holding the call) that
+        has sent no RTP for ``rtp.timeout`` seconds (0: no such check) ends its call.
+        Sooner, an answered vendor leg that was sending RTP and stopped for its vendor's
         ``dead_media_timeout`` is reported lost: its trunk most likely died, and the engine
         takes the vendor out of rotation. A leg that never sent is left to rtp.timeout
-        (one-way audio is not a dead trunk), and a caller on hold suspends the check, as
-        the vendor may then fall silent on purpose. Answered vendor legs also get an
+        (one-way audio is not a dead trunk), and a hold by either side suspends the check,
+        as the vendor may then fall silent on purpose. Answered vendor legs also get an
         in-dialog OPTIONS every ``keepalive_interval`` of their vendor."""
         timeout = self._config.rtp.timeout
         now = self._clock.seconds()
@@ -133,11 +133,11 @@ class CallController:
             if timeout <= 0:
                 continue
             silent: Target | Caller | None = None
-            if not caller.on_hold and now - (caller.media.last_packet_at or call.started) > timeout:
+            if not caller.on_hold and now - caller.silent_since(call.started) > timeout:
                 silent = CALLER
             for leg in call.legs.values():
-                if leg.state is LegState.ANSWERED and now - (
-                        leg.media.last_packet_at or leg.answered_at) > timeout:
+                if leg.state is LegState.ANSWERED and not leg.on_hold and now - (
+                        leg.silent_since(leg.answered_at)) > timeout:
                     silent = silent or leg.target
             if silent is not None:
                 self._feed(ev.MediaTimedOut(call_id=call.id, leg=silent))
@@ -165,12 +165,14 @@ class CallController:
         if call.caller.on_hold:
             return None
         for leg in call.legs.values():
-            last = leg.media.last_packet_at
-            if leg.target.is_agent or leg.state is not LegState.ANSWERED or last is None:
+            if (leg.target.is_agent or leg.state is not LegState.ANSWERED or leg.on_hold
+                    or leg.media.last_packet_at is None):
                 continue
             vendor = self._config.dialplan.vendors.get(leg.target.id)
             limit = vendor.dead_media_timeout if vendor is not None else 0.0
-            if limit > 0 and now - last > limit:
+            silent_since = max(leg.silent_since(leg.answered_at),
+                               call.caller.hold_changed_at or 0.0)
+            if limit > 0 and now - silent_since > limit:
                 return leg.target.id
         return None
 
@@ -313,6 +315,12 @@ class CallController:
                                               caller.negotiated.codec.encoding), loop=True)
         elif isinstance(action, act.StopMusicOnHold):
             caller.media.stop_playing()
+        elif isinstance(action, act.StartHoldMusic):
+            self._hold_music(call, action)
+        elif isinstance(action, act.StopHoldMusic):
+            media = call.party_media(action.party)
+            if media is not None:
+                media.stop_playing()
         elif isinstance(action, act.Ring):
             self._outbound.ring(call, action.target, action.uri)
         elif isinstance(action, act.Reserve):
@@ -329,6 +337,18 @@ class CallController:
             self._outbound.hang_up(call, action.target)
         else:
             log.warn("unhandled action {action}", action=action)
+
+    def _hold_music(self, call: Call, action: act.StartHoldMusic) -> None:
+        """The held party hears the music on hold, or a second of silence looped; while
+        a prompt plays to a leg the relay sends it nothing from its peer. The music goes
+        to the recording only with ``recordings.hold_audio: moh``."""
+        media = call.party_media(action.party)
+        if media is None or media.codec is None:
+            return  # the held leg is already gone: its hang-up is on its way
+        prompt = (silence(media.codec) if action.path is None
+                  else load_prompt(Path(action.path), media.codec))
+        media.play(prompt, loop=True,
+                   recorded=self._config.recordings.hold_audio is HoldAudio.MOH)
 
     def _note_action(self, call: Call, action: act.Action) -> None:
         """Keep the call note in step with the engine: opened before the caller's 200 OK

@@ -20,7 +20,7 @@ from ccswitch.sip.transaction import ServerTransaction, TransactionLayer
 
 log = Logger()
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"
 SDP = "application/sdp"
 
 

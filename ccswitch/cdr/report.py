@@ -21,7 +21,8 @@ Definitions (the ones contact-centre contracts usually use):
   QA notice, to answer) of answered calls, seconds. On a vendor's line the clock starts
   when the call was first offered to that vendor (the vendor's own speed of answer, as
   Prometheus's ``ccswitch_vendor_wait_seconds``); service level uses the same clock.
-- **AHT** (average handle time): mean talk + hold of answered calls, seconds.
+- **AHT** (average handle time): mean talk + hold of answered calls, seconds: from
+  the answer to the hang-up, since ccswitch's talk time leaves the holds out.
   ccswitch does not measure after-call work (wrap-up) yet, so AHT excludes it
   and reads low against an ACD's AHT that includes it.
 - **service level**: answered with a wait <= T seconds / (offered - short

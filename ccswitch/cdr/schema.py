@@ -47,6 +47,7 @@ calls = Table(
     Column("short_abandon_threshold_ms", BigInteger),
     Column("overflowed_ms", BigInteger),
     Column("recording_started_ms", BigInteger),
+    Column("holds_json", Text, nullable=False, server_default="[]"),  # revision 0007
     Index("calls_arrived", "arrived_ms"),
     Index("calls_queue_arrived", "queue", "arrived_ms"),
     Index("calls_caller", "caller"),

@@ -102,7 +102,7 @@ class CdrRow:
     """One call as stored; times are epoch milliseconds, durations milliseconds.
 
     ``route`` is ``"inhouse"`` or ``"vendor"`` (then ``vendor`` names it);
-    ``offers`` is the record's offer list as it came in.
+    ``offers`` and ``holds`` are the record's offer and hold lists as they came in.
     """
 
     call_id: str = attrs.field(validator=_non_empty)
@@ -135,17 +135,19 @@ class CdrRow:
     short_abandon_threshold_ms: int | None = None
     overflowed_ms: int | None = None
     recording_started_ms: int | None = None
+    holds: tuple[Mapping[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``export_jsonl`` line)."""
         out = attrs.asdict(self, recurse=False)
         out["offers"] = [dict(o) for o in self.offers]
+        out["holds"] = [dict(h) for h in self.holds]
         return out
 
 
 _COLUMNS = tuple(
-    "grp" if f.name == "group" else "offers_json" if f.name == "offers" else f.name
-    for f in attrs.fields(CdrRow))
+    "grp" if f.name == "group" else f"{f.name}_json" if f.name in ("offers", "holds")
+    else f.name for f in attrs.fields(CdrRow))
 _SELECT = select(*(calls.c[name] for name in _COLUMNS))
 
 
@@ -188,16 +190,17 @@ def _flag(record: Mapping[str, Any], key: str) -> bool:
     return bool(value)
 
 
-def _offers_json(record: Mapping[str, Any]) -> str:
-    offers = record.get("offers", [])
-    if offers is None:
-        offers = []
-    if not isinstance(offers, (list, tuple)) or not all(isinstance(o, Mapping) for o in offers):
-        raise CdrError(f"record offers must be a list of objects, got {offers!r}")
+def _list_json(record: Mapping[str, Any], key: str) -> str:
+    """The record's list of objects under ``key`` (offers, holds) as JSON."""
+    items = record.get(key, [])
+    if items is None:
+        items = []
+    if not isinstance(items, (list, tuple)) or not all(isinstance(o, Mapping) for o in items):
+        raise CdrError(f"record {key} must be a list of objects, got {items!r}")
     try:
-        return json.dumps([dict(o) for o in offers], sort_keys=True, allow_nan=False)
+        return json.dumps([dict(o) for o in items], sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as e:
-        raise CdrError(f"record offers cannot be stored as JSON: {e}") from e
+        raise CdrError(f"record {key} cannot be stored as JSON: {e}") from e
 
 
 def row_values(record: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -236,7 +239,8 @@ def row_values(record: Mapping[str, Any]) -> tuple[Any, ...]:
         "qa_notice_played": _flag(record, "qa_notice_played"),
         "recording_path": recording_path,
         "recording_error": recording_error,
-        "offers_json": _offers_json(record),
+        "offers_json": _list_json(record, "offers"),
+        "holds_json": _list_json(record, "holds"),
         "short_abandon_threshold_ms": _seconds_to_ms(record, "short_abandon_threshold"),
     }
     for name in _TIMESTAMPS:
@@ -256,6 +260,7 @@ def _row(values: tuple[Any, ...]) -> CdrRow:
     data = dict(zip(_COLUMNS, values))
     data["group"] = data.pop("grp")
     data["offers"] = tuple(json.loads(data.pop("offers_json")))
+    data["holds"] = tuple(json.loads(data.pop("holds_json")))
     data["short_abandon"] = bool(data["short_abandon"])
     data["qa_notice_played"] = bool(data["qa_notice_played"])
     return CdrRow(**data)

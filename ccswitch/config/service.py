@@ -27,8 +27,8 @@ from ccswitch.config.values import (
 )
 from ccswitch.model import (
     AdmissionConfig, CdrConfig, ClientVerify, Config, ConnectionLimits, Dialplan,
-    GuardConfig, HttpConfig, IPNetwork, Listener, RecordingConfig, RecordingStart, RtpConfig,
-    SipConfig, StateKind, TlsConfig, Transport,
+    GuardConfig, HoldAudio, HttpConfig, IPNetwork, Listener, RecordingConfig, RecordingStart,
+    RtpConfig, SipConfig, StateKind, TlsConfig, Transport,
 )
 from ccswitch.errors import SipParseError
 from ccswitch.recording.sealed import SealedError, load_private_key, load_public_key
@@ -39,6 +39,7 @@ from ccswitch.state.redis_url import StateUrlError, check_url
 
 COMPRESSED_FORMATS: Final = ("mp3", "ogg")
 RECORDING_STARTS: Final = tuple(s.value for s in RecordingStart)
+HOLD_AUDIOS: Final = tuple(h.value for h in HoldAudio)
 STATE_BACKENDS: Final = (StateKind.EMBEDDED.value,)
 TRANSPORTS: Final = tuple(t.value for t in Transport)
 CLIENT_VERIFY: Final = tuple(v.value for v in ClientVerify)
@@ -392,7 +393,7 @@ def _parse_encrypt(ck: _Checker, value: object, line: int, base: Path
 def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
                       ) -> RecordingConfig | None:
     sec = _section(ck, value, "recordings", line,
-                   allowed=("directory", "compressed_copy", "start", "encrypt"),
+                   allowed=("directory", "compressed_copy", "start", "hold_audio", "encrypt"),
                    required=("directory",))
     if sec is None:
         return None
@@ -407,6 +408,10 @@ def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
     if start not in RECORDING_STARTS:
         sec.error("start", f"must be one of {', '.join(RECORDING_STARTS)}, got {start!r}")
         ok = False
+    hold_audio = sec.data.get("hold_audio", HoldAudio.MOH.value)
+    if hold_audio not in HOLD_AUDIOS:
+        sec.error("hold_audio", f"must be one of {', '.join(HOLD_AUDIOS)}, got {hold_audio!r}")
+        ok = False
     sealing = None
     if sec.has("encrypt") and sec.data.get("encrypt") is not None:
         sealing = _parse_encrypt(ck, sec.data["encrypt"], sec.line("encrypt"), base)
@@ -420,7 +425,7 @@ def _parse_recordings(ck: _Checker, value: object, line: int, base: Path
     if not ok:
         return None
     return RecordingConfig(directory=directory, compressed_format=fmt,
-                           start=RecordingStart(start),
+                           start=RecordingStart(start), hold_audio=HoldAudio(hold_audio),
                            public_key_file=None if sealing is None else sealing[0],
                            public_key=None if sealing is None else sealing[1])
 

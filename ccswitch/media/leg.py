@@ -69,6 +69,7 @@ class MediaLeg(DatagramProtocol):
         self._on_done: Callable[[], None] | None = None
         self._started = False
         self._played: Int16Array | None = None
+        self._recorded = True  # whether the prompt playing goes to the recording tap
         self._played_frame = -1
         self.fifo: JitterFifo | None = None
         self.closed = False
@@ -127,8 +128,10 @@ class MediaLeg(DatagramProtocol):
             map_relay(self.peer, self)
 
     def play(self, prompt: Prompt, *, loop: bool = False,
-             on_done: Callable[[], None] | None = None) -> None:
+             on_done: Callable[[], None] | None = None, recorded: bool = True) -> None:
         """Send ``prompt`` one frame per tick, replacing whatever this leg was sending.
+
+        ``recorded`` False keeps the prompt out of the recording tap (``played_samples``).
 
         While a prompt plays, audio relayed from a bridged peer is not sent to
         this leg. ``on_done`` is called once, from the tick, when a non-looping
@@ -141,6 +144,7 @@ class MediaLeg(DatagramProtocol):
                                   if self.codec is not None else None)
         self._position = 0
         self._loop = loop
+        self._recorded = recorded
         self._on_done = on_done
         self._started = False
         self._engine._playing[self] = None
@@ -251,7 +255,7 @@ class MediaLeg(DatagramProtocol):
                                              payload_type=self.payload_type,
                                              marker=not self._started))
             self._started = True
-        self._played = prompt.linear[i]
+        self._played = prompt.linear[i] if self._recorded else None
         self._played_frame = frame_no
         i += 1
         if i >= count:

@@ -24,7 +24,8 @@ import numpy.typing as npt
 from ccswitch.errors import MediaError
 from ccswitch.media import g711
 
-__all__ = ["FRAME_SAMPLES", "SAMPLE_RATE", "Prompt", "PromptCache", "load_prompt", "prompt_cache"]
+__all__ = ["FRAME_SAMPLES", "SAMPLE_RATE", "Prompt", "PromptCache", "load_prompt", "prompt_cache",
+           "silence"]
 
 SAMPLE_RATE: Final = 8000
 FRAME_SAMPLES: Final = 160
@@ -120,6 +121,12 @@ class PromptCache:
 
 
 prompt_cache: Final = PromptCache()
+
+
+def silence(codec: str) -> Prompt:
+    """One second of silence in ``codec``, to loop where a party must hear nothing."""
+    return Prompt.from_samples(np.zeros(SAMPLE_RATE, dtype=np.int16), codec,
+                               path=Path("<silence>"))
 
 
 def load_prompt(path: Path, codec: str) -> Prompt:

@@ -22,7 +22,8 @@ class CallMetrics:
         self._m = metrics
 
     def finished(self, record: CallRecord) -> None:
-        """A finished call: its outcome, waits, ring times of the agents offered, talk."""
+        """A finished call: its outcome, waits, ring times of the agents offered, talk
+        and hold time, and its holds by the party that held."""
         m = self._m
         outcome = str(record.outcome)
         route = str(record.route)
@@ -40,6 +41,11 @@ class CallMetrics:
         if record.talk is not None:
             m.call_talk.labels(queue=record.queue, group=record.group, route=route,
                                vendor=vendor).observe(record.talk)
+            m.call_hold.labels(queue=record.queue, route=route, vendor=vendor).observe(
+                record.hold)
+        for hold in record.holds:
+            party = hold.party if isinstance(hold.party, str) else hold.party.kind.value
+            m.holds.labels(queue=record.queue, route=route, vendor=vendor, party=party).inc()
 
     def refused(self, limit: str) -> None:
         """An INVITE refused by the call limit ``limit`` (calls or rate)."""

@@ -176,8 +176,18 @@ class Metrics:
         )
         self.call_talk = Histogram(
             "ccswitch_call_talk_seconds",
-            "Talk time of answered calls, agent (or vendor) answer to hang-up.",
+            "Talk time of answered calls, agent (or vendor) answer to hang-up less holds.",
             ["queue", "group", "route", "vendor"], buckets=buckets, registry=self.registry,
+        )
+        self.call_hold = Histogram(
+            "ccswitch_hold_seconds",
+            "Time on hold per answered call (all its holds; 0 for a call never held).",
+            ["queue", "route", "vendor"], buckets=buckets, registry=self.registry,
+        )
+        self.holds = Counter(
+            "ccswitch_holds", "Holds of answered calls, by the party that held (caller, "
+            "agent or vendor).",
+            ["queue", "route", "vendor", "party"], registry=self.registry,
         )
         self.calls = Counter(
             "ccswitch_calls", "Calls ended, by queue, outcome, route and vendor.",
@@ -289,6 +299,9 @@ class Metrics:
                 if outcome is not Outcome.REJECTED:
                     self.queue_wait.labels(outcome=str(outcome), **inhouse)
             self.call_talk.labels(group=group, **inhouse)
+            self.call_hold.labels(**inhouse)
+            for party in ("caller", "agent"):
+                self.holds.labels(party=party, **inhouse)
             overflows = [(str(rule.condition), vendor) for rule in queue.overflow
                          for vendor in rule.vendors]
             if queue.max_wait is not None:
@@ -303,6 +316,9 @@ class Metrics:
                     self.queue_wait.labels(outcome=str(outcome), **route)
                     self.vendor_wait.labels(queue=q, vendor=vendor, outcome=str(outcome))
                 self.call_talk.labels(group=group, **route)
+                self.call_hold.labels(**route)
+                for party in ("caller", "vendor"):
+                    self.holds.labels(party=party, **route)
                 for cause in OVERFLOW_FAILURE_CAUSES:
                     self.overflow_failed.labels(queue=q, vendor=vendor, cause=cause)
 

@@ -18,9 +18,9 @@ from typing import Any, TypeAlias, Union
 
 import attrs
 
-from ccswitch.routing.record import CallRecord
+from ccswitch.routing.record import CallRecord, check_party
 from ccswitch.routing.states import AgentState, VendorHealth
-from ccswitch.routing.target import Target
+from ccswitch.routing.target import Caller, Target
 from ccswitch.routing.timers import TIMER_KINDS, TimerId
 
 _instance_of = attrs.validators.instance_of
@@ -81,6 +81,23 @@ class StartMusicOnHold(CallAction):
 @attrs.frozen(kw_only=True)
 class StopMusicOnHold(CallAction):
     """Stop whatever the caller hears."""
+
+
+@attrs.frozen(kw_only=True)
+class StartHoldMusic(CallAction):
+    """Loop music on hold (``path`` None: silence) to ``party`` (the caller, or the
+    bridged agent or vendor), whom the other side holds; nothing is relayed to it
+    meanwhile."""
+
+    party: Target | Caller = attrs.field(validator=check_party)
+    path: str | None = attrs.field(validator=attrs.validators.optional(_non_empty))
+
+
+@attrs.frozen(kw_only=True)
+class StopHoldMusic(CallAction):
+    """The hold of ``party`` is over: stop its music and relay to it again."""
+
+    party: Target | Caller = attrs.field(validator=check_party)
 
 
 @attrs.frozen(kw_only=True)
@@ -239,7 +256,7 @@ def note(level: NoteLevel, format: str, **fields: Any) -> Note:
 
 Action: TypeAlias = Union[
     AnswerCaller, StartRecording, PlayAnnouncement, StartMusicOnHold, StopMusicOnHold,
-    Ring, Reserve, Cancel, Bridge, Hangup, HangupCaller,
+    StartHoldMusic, StopHoldMusic, Ring, Reserve, Cancel, Bridge, Hangup, HangupCaller,
     StartTimer, CancelTimer, CallFinished, AgentStateChanged,
     ProbeVendor, ProbeAgent, VendorHealthChanged, OverflowFired, OverflowUnavailable, Note,
 ]

@@ -24,6 +24,8 @@ Which waiting call gets which free agent is decided by the engine's dispatch.
 
 from __future__ import annotations
 
+import attrs
+
 from ccswitch.errors import IllegalTransition
 from ccswitch.model import MAX_WAIT_REASON, Condition, Dialplan, Queue, RecordingStart
 from ccswitch.routing import actions as act
@@ -32,10 +34,10 @@ from ccswitch.routing import timers as tm
 from ccswitch.routing.actions import NoteLevel
 from ccswitch.routing.agents import IN_ROTATION, Agents, AgentSlot
 from ccswitch.routing.overflow import Overflow, ring_trunk
-from ccswitch.routing.record import Offer, Outcome, Route
+from ccswitch.routing.record import Hold, Offer, Outcome, Route
 from ccswitch.routing.runtime import CallProgress, LiveCall, UnknownCall, UnknownQueue, VendorTry
 from ccswitch.routing.states import CALL_TRANSITIONS, AgentState, CallState, transition
-from ccswitch.routing.target import Target
+from ccswitch.routing.target import CALLER, Caller, Target
 from ccswitch.routing.vendors import Vendors
 
 
@@ -207,6 +209,47 @@ class Calls:
                 *self._vendors.lost(event.vendor, event.cause),
                 act.HangupCaller(call_id=event.call_id),
                 *self._caller_gone(call, now, Outcome.VENDOR_LOST)]
+
+    def held(self, event: ev.LegHeld, now: float) -> list[act.Action]:
+        """A party of a bridged call holds the other side: the hold is recorded and the
+        held side hears the queue's music on hold (or silence) instead of the holder. A
+        hold before the bridge (the caller in the queue already hears music) is no hold
+        of the conversation and is not recorded."""
+        call = self.get(event.call_id)
+        call_id = event.call_id
+        if call.state is not CallState.BRIDGED:
+            return [act.note(NoteLevel.DEBUG, "call {call_id}: {party} holds before the "
+                             "bridge, not counted", call_id=call_id, party=str(event.party))]
+        held = self._other_side(call, event.party, "LegHeld")
+        if call.record.open_hold(event.party) is not None:
+            raise IllegalTransition(f"call {call_id}", "held", "LegHeld")
+        call.record.holds.append(Hold(party=event.party, start=now))
+        moh = call.queue.music_on_hold
+        return [act.StartHoldMusic(call_id=call_id, party=held,
+                                   path=None if moh is None else str(moh))]
+
+    def resumed(self, event: ev.LegResumed, now: float) -> list[act.Action]:
+        """The holding party takes the call back: its hold ends, the held side hears it
+        again. A resume with no hold recorded (one taken before the bridge) does nothing."""
+        call = self.get(event.call_id)
+        index = call.record.open_hold(event.party)
+        if index is None:
+            return []
+        held = self._other_side(call, event.party, "LegResumed")
+        record = call.record
+        record.holds[index] = attrs.evolve(record.holds[index], end=now)
+        return [act.StopHoldMusic(call_id=event.call_id, party=held)]
+
+    @staticmethod
+    def _other_side(call: LiveCall, party: Target | Caller, event: str) -> Target | Caller:
+        """The side ``party`` talks to in a bridged call (IllegalTransition if ``party``
+        is not in the bridge)."""
+        segments = call.record.segments
+        bridged = segments[-1].target if segments and segments[-1].ended_at is None else None
+        if bridged is None or party not in (CALLER, bridged):
+            raise IllegalTransition(f"call {call.record.call_id}", "not bridged with "
+                                    f"{party}", event)
+        return bridged if party == CALLER else CALLER
 
     def _caller_gone(self, call: LiveCall, now: float,
                      outcome: Outcome | None = None) -> list[act.Action]:
@@ -490,6 +533,7 @@ class Calls:
         record.outcome = outcome
         record.ended_at = now
         record.close_segment(now)
+        record.close_holds(now)
         call_id = record.call_id
         del self.live[call_id]
         if call.vendor is not None:

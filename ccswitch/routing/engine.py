@@ -127,6 +127,10 @@ class RoutingEngine:
                 actions = calls.media_timed_out(event, now)
             case ev.VendorLegLost():
                 actions = calls.vendor_leg_lost(event, now)
+            case ev.LegHeld():
+                actions = calls.held(event, now)
+            case ev.LegResumed():
+                actions = calls.resumed(event, now)
             case ev.LegRinging():
                 actions = (calls.agent_ringing(event) if event.target.is_agent
                            else calls.vendor_ringing(event))

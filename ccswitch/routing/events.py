@@ -89,6 +89,23 @@ class MediaTimedOut(Event):
 
 
 @attrs.frozen(kw_only=True)
+class LegHeld(Event):
+    """A party of the call (``party``: the caller, or an agent or vendor) put the other
+    side on hold (a re-INVITE or UPDATE offering sendonly, inactive or c=0.0.0.0)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    party: Target | Caller = attrs.field(validator=_party)
+
+
+@attrs.frozen(kw_only=True)
+class LegResumed(Event):
+    """The party that held the call took it back (an offer to receive media again)."""
+
+    call_id: str = attrs.field(validator=_non_empty)
+    party: Target | Caller = attrs.field(validator=_party)
+
+
+@attrs.frozen(kw_only=True)
 class LegEvent(Event):
     """Something happened on the leg of a call offered to ``target`` (agent or vendor)."""
 

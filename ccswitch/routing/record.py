@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 import attrs
 
-from ccswitch.routing.target import Target
+from ccswitch.routing.target import CALLER, Caller, Target
 
 OFFER_RESULT = re.compile(r"answered|no_answer|cancelled|unreachable|failed:[1-6][0-9][0-9]")
 
@@ -102,11 +102,41 @@ class Segment:
     ended_at: float | None = None
 
 
+def check_party(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value != CALLER and not isinstance(value, Target):
+        raise ValueError(f"{attribute.name} must be the caller or a target, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Hold:
+    """A stretch of a bridged call that ``party`` (the caller, or the bridged agent or
+    vendor) held the other side, from ``start`` to ``end`` (None while it lasts)."""
+
+    party: Target | Caller = attrs.field(validator=check_party)
+    start: float
+    end: float | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.end is None else self.end - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        party = self.party
+        return {"party": party if isinstance(party, str) else party.kind.value,
+                "who": None if isinstance(party, str) else party.id,
+                "start": epoch(self.start), "start_iso": iso_utc(self.start),
+                "end": epoch(self.end), "end_iso": iso_utc(self.end)}
+
+
 def _offers(value: Iterable[Offer]) -> tuple[Offer, ...]:
     return tuple(value)
 
 
 def _segments(value: Iterable[Segment]) -> tuple[Segment, ...]:
+    return tuple(value)
+
+
+def _holds(value: Iterable[Hold]) -> tuple[Hold, ...]:
     return tuple(value)
 
 
@@ -121,6 +151,7 @@ class CallRecord:
     on the in-house route). ``overflow_reason`` is the rule that first sent it on.
     ``segments`` are the parties the caller was bridged with, in order (not part of
     the CDR, whose ``agent_id``/``vendor`` name the party of the answered segment).
+    ``holds`` are the holds while bridged, in order; ``hold`` their total seconds.
     """
 
     call_id: str
@@ -143,6 +174,13 @@ class CallRecord:
     overflow_reason: str | None = None
     overflowed_at: float | None = None
     segments: tuple[Segment, ...] = attrs.field(default=(), converter=_segments)
+    holds: tuple[Hold, ...] = attrs.field(default=(), converter=_holds)
+
+    @property
+    def hold(self) -> float:
+        """Seconds the call spent on hold (holds still open count up to now: none, once
+        the call ended, since the engine closes them then)."""
+        return sum(h.seconds or 0.0 for h in self.holds)
 
     @property
     def wait(self) -> float | None:
@@ -172,10 +210,11 @@ class CallRecord:
 
     @property
     def talk(self) -> float | None:
-        """Answer to hang-up; None if unanswered or still going."""
+        """Answer to hang-up less the time on hold (``hold``), so that talk + hold is the
+        handle time; None if unanswered or still going."""
         if self.answered_at is None or self.ended_at is None:
             return None
-        return self.ended_at - self.answered_at
+        return self.ended_at - self.answered_at - self.hold
 
     @property
     def total(self) -> float | None:
@@ -213,6 +252,7 @@ class CallRecord:
             short_abandon_threshold=self.short_abandon_threshold,
             qa_notice_played=self.qa_notice_played,
             offers=[offer.to_dict() for offer in self.offers],
+            hold=epoch(self.hold), holds=[h.to_dict() for h in self.holds],
         )
         return out
 

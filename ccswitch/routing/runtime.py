@@ -13,9 +13,9 @@ import attrs
 
 from ccswitch.errors import CCSwitchError
 from ccswitch.model import Queue
-from ccswitch.routing.record import CallRecord, Offer, Outcome, Route, Segment
+from ccswitch.routing.record import CallRecord, Hold, Offer, Outcome, Route, Segment
 from ccswitch.routing.states import CallState
-from ccswitch.routing.target import Target
+from ccswitch.routing.target import Caller, Target
 
 
 class UnknownCall(CCSwitchError):
@@ -74,6 +74,7 @@ class CallProgress:
     overflow_reason: str | None = None
     overflowed_at: float | None = None
     segments: list[Segment] = attrs.Factory(list)
+    holds: list[Hold] = attrs.Factory(list)
 
     def freeze(self) -> CallRecord:
         """The record as it stands, as a frozen value."""
@@ -87,6 +88,17 @@ class CallProgress:
         """The current segment (if any is open) ends now."""
         if self.segments and self.segments[-1].ended_at is None:
             self.segments[-1] = attrs.evolve(self.segments[-1], ended_at=now)
+
+    def open_hold(self, party: Target | Caller) -> int | None:
+        """The index of ``party``'s hold still going on, if any."""
+        for i, hold in enumerate(self.holds):
+            if hold.party == party and hold.end is None:
+                return i
+        return None
+
+    def close_holds(self, now: float) -> None:
+        """Every hold still going on ends now."""
+        self.holds = [h if h.end is not None else attrs.evolve(h, end=now) for h in self.holds]
 
 
 @attrs.define(kw_only=True, eq=False)

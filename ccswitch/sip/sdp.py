@@ -15,7 +15,8 @@ from ccswitch.errors import SdpError
 
 __all__ = [
     "MediaFormat", "SessionDescription", "Negotiated", "parse_sdp", "build_sdp",
-    "negotiate", "answer_formats", "offer_formats", "STATIC_PAYLOAD_TYPES", "DIRECTIONS",
+    "negotiate", "answer_formats", "offer_formats", "answer_direction", "is_hold",
+    "STATIC_PAYLOAD_TYPES", "DIRECTIONS",
 ]
 
 DIRECTIONS = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
@@ -298,6 +299,30 @@ def negotiate(offer: SessionDescription, supported: Sequence[str] = ("PCMU", "PC
     if codec is None:
         raise SdpError("no common codec", 488)
     return Negotiated(codec=codec, telephone_event=event)
+
+
+# RFC 3264 6.1: the answer's direction is the offer's seen from the other end.
+_MIRROR = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly",
+           "inactive": "inactive"}
+
+
+def _unspecified(address: str) -> bool:
+    return ipaddress.ip_address(address).is_unspecified
+
+
+def answer_direction(offer: SessionDescription) -> str:
+    """Our answer's direction attribute for ``offer`` (RFC 3264 6.1): sendonly is
+    answered recvonly, recvonly sendonly, inactive inactive. A connection address of
+    0.0.0.0 (RFC 2543 hold, RFC 3264 8.4) means the offerer wants no media: inactive."""
+    if _unspecified(offer.address):
+        return "inactive"
+    return _MIRROR[offer.direction]
+
+
+def is_hold(offer: SessionDescription) -> bool:
+    """Whether ``offer`` puts us on hold: it will not receive our media (sendonly,
+    inactive, or the old-style 0.0.0.0 address)."""
+    return _unspecified(offer.address) or offer.direction in ("sendonly", "inactive")
 
 
 def answer_formats(n: Negotiated) -> tuple[MediaFormat, ...]:

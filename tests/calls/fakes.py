@@ -81,6 +81,7 @@ class FakeServerTx:
     def __init__(self, request: Request) -> None:
         self.request = request
         self.responses: list[int] = []
+        self.bodies: list[bytes] = []
         self.on_no_ack: Callable[[], None] | None = None
 
     @property
@@ -89,6 +90,7 @@ class FakeServerTx:
 
     def respond(self, status: int, reason: str | None = None, **kw: Any) -> None:
         self.responses.append(status)
+        self.bodies.append(kw.get("body", b""))
         self.on_no_ack = kw.get("on_no_ack", self.on_no_ack)
 
 
@@ -112,6 +114,22 @@ def bye(call_id: str, to_tag: str) -> Request:
             f"To: <sip:100@127.0.0.1:5060>;tag={to_tag}\r\n"
             f"Call-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
     return cast(Request, parse_message(text.encode()))
+
+
+def in_dialog(method: str, call_id: str, *, from_tag: str, to_tag: str, cseq: int,
+              body: bytes = b"") -> Request:
+    """A request from the far end inside an established dialog (re-INVITE, UPDATE)."""
+    text = (f"{method} sip:ccswitch@127.0.0.1:5060 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-{method}-{cseq}-{call_id}\r\n"
+            f"Max-Forwards: 70\r\n"
+            f"From: <sip:far@127.0.0.1:5062>;tag={from_tag}\r\n"
+            f"To: <sip:ccswitch@127.0.0.1:5060>;tag={to_tag}\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
+            f"Contact: <sip:far@127.0.0.1:5062>\r\n")
+    if body:
+        text += "Content-Type: application/sdp\r\n"
+    text += f"Content-Length: {len(body)}\r\n\r\n"
+    return cast(Request, parse_message(text.encode() + body))
 
 
 def response_to(request: Request, status: int, body: bytes, tag: str) -> Response:
@@ -164,6 +182,24 @@ class Runtime:
         """The caller hangs up its (only) call: BYE in its dialog."""
         [call] = self.controller._calls.calls.values()
         request = bye(call_id, str(call.caller.dialog.local.tag))
+        tx = FakeServerTx(request)
+        self.controller.request_received(request, CALLER, cast(ServerTransaction, tx))
+        return tx
+
+    def caller_request(self, method: str, body: bytes = b"", cseq: int = 2) -> FakeServerTx:
+        """The caller sends ``method`` (re-INVITE, UPDATE) in its call's dialog."""
+        [call] = self.controller._calls.calls.values()
+        request = in_dialog(method, call.caller.invite.call_id, from_tag="caller",
+                            to_tag=str(call.caller.dialog.local.tag), cseq=cseq, body=body)
+        tx = FakeServerTx(request)
+        self.controller.request_received(request, CALLER, cast(ServerTransaction, tx))
+        return tx
+
+    def agent_request(self, ring: SentRequest, method: str, body: bytes = b"",
+                      cseq: int = 1) -> FakeServerTx:
+        """The answered agent of ``ring`` sends ``method`` in its dialog."""
+        request = in_dialog(method, ring.request.call_id, from_tag="alice",
+                            to_tag=str(ring.request.from_.tag), cseq=cseq, body=body)
         tx = FakeServerTx(request)
         self.controller.request_received(request, CALLER, cast(ServerTransaction, tx))
         return tx

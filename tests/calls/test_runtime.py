@@ -182,6 +182,24 @@ def test_a_vendor_leg_that_never_sent_is_not_reported_lost(tmp_path: Path) -> No
     assert rt.engine.view.vendors["acme"].health is VendorHealth.UP
 
 
+def test_a_vendor_on_hold_is_not_taken_for_dead_nor_at_once_after_it_resumes(
+        tmp_path: Path) -> None:
+    """A vendor that holds (inactive) stops sending on purpose: past dead_media_timeout the
+    call goes on, and after the resume the check counts from the resume, not from the
+    vendor's last packet before the hold."""
+    rt = bridged_to_acme(tmp_path, dead_media_timeout=2.0)
+    [ring] = rt.layer.invites()
+    vendor_sends(rt, 1.0)
+    hold = SDP_ANSWER.replace(b"o=- 1 1", b"o=- 1 2") + b"a=inactive\r\n"
+    assert rt.agent_request(ring, "INVITE", hold, cseq=1).responses == [200]
+    rt.advance(5.0)
+    resume = SDP_ANSWER.replace(b"o=- 1 1", b"o=- 1 3")
+    assert rt.agent_request(ring, "INVITE", resume, cseq=2).responses == [200]
+    rt.advance(1.5)
+    assert rt.records == []
+    assert rt.engine.view.vendors["acme"].health is VendorHealth.UP
+
+
 def test_dead_media_timeout_zero_turns_the_check_off(tmp_path: Path) -> None:
     """dead_media_timeout 0: a vendor that stops sending keeps its call."""
     rt = bridged_to_acme(tmp_path, dead_media_timeout=0.0)

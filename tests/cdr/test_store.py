@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
@@ -126,6 +128,47 @@ def test_extra_keys_for_vendors_and_failed_recordings_are_stored(store: CdrStore
         "vendor", "acme", "wait_exceeds", "answered_vendor")
     assert (row.hold_ms, row.node) == (12250, "ccs-2")
     assert (row.recording_path, row.recording_error) == ("/elsewhere.wav", "disk full")
+
+
+def test_holds_and_their_total_are_stored(store: CdrStore) -> None:
+    """The record's holds land in the holds JSON column and their total in hold_ms."""
+    holds = [{"party": "agent", "who": "alice", "start": 1795419747.0,
+              "start_iso": "2026-11-23T08:22:27.000Z", "end": 1795419749.5,
+              "end_iso": "2026-11-23T08:22:29.500Z"}]
+    store.add({**RECORD, "hold": 2.5, "holds": holds})
+    [row] = store.rows()
+    assert row.hold_ms == 2500 and [dict(h) for h in row.holds] == holds
+
+
+def test_a_database_at_revision_0005_gains_holds_keeping_its_rows(
+        cdr_target: Target) -> None:
+    """A database at 0005 (before holds) is migrated on open: its call has no holds."""
+    engine = _engine(cdr_target)
+    with engine.begin() as connection:
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(store_module.MIGRATIONS_DIR))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+        connection.execute(sqlalchemy.text(
+            "INSERT INTO calls (call_id, caller, dialed, queue, grp, route, outcome, "
+            "arrived_ms, ended_ms, total_ms, short_abandon, qa_notice_played, offers_json) "
+            "VALUES ('old', '1', '100', 'support', 'g', 'inhouse', 'answered_inhouse', "
+            "1, 2, 1, false, false, '[]')"))
+    engine.dispose()
+    store = CdrStore(cdr_target)
+    try:
+        assert store.revision == HEAD == "0007"
+        [row] = store.rows()
+        assert (row.call_id, row.holds, row.hold_ms) == ("old", (), None)
+    finally:
+        store.close()
+
+
+def test_holds_that_are_not_a_list_of_objects_are_refused(store: CdrStore) -> None:
+    """A record whose holds is not a list of objects is refused and writes nothing."""
+    with pytest.raises(CdrError):
+        store.add({**RECORD, "holds": "on hold"})
+    assert store.count() == 0
 
 
 def test_a_named_vendor_without_a_route_means_the_vendor_route(store: CdrStore) -> None:
@@ -271,13 +314,15 @@ def _exported(store: CdrStore) -> list[dict[str, Any]]:
 
 
 def test_a_database_written_by_the_v4_release_keeps_every_row_exactly(tmp_path: Path) -> None:
-    """v4-release.sqlite (made by the last pre-Alembic store): the export is unchanged."""
+    """v4-release.sqlite (made by the last pre-Alembic store): the export is unchanged but
+    for the holds list revision 0007 added, empty for those calls."""
     path = tmp_path / "cdr.sqlite"
     shutil.copyfile(DATA / "v4-release.sqlite", path)
     store = CdrStore(path)
     expected = [json.loads(line) for line in (DATA / "v4-release.jsonl").read_text().splitlines()]
     assert store.revision == HEAD
-    assert _exported(store) == expected and len(expected) == 3
+    assert _exported(store) == [{**row, "holds": []} for row in expected]
+    assert len(expected) == 3
     store.close()
 
 
@@ -289,7 +334,7 @@ def test_a_database_written_by_the_v1_release_gains_the_new_columns_and_outcomes
     store = CdrStore(path)
     before = [json.loads(line) for line in (DATA / "v1-release.jsonl").read_text().splitlines()]
     new_columns = {"short_abandon_threshold_ms": None, "overflowed_ms": None,
-                   "recording_started_ms": None}
+                   "recording_started_ms": None, "holds": []}
     mapped = {"answered": "answered_inhouse", "abandoned": "abandoned_ringing"}
     assert _exported(store) == [{**row, **new_columns, "outcome": mapped[row["outcome"]]}
                                 for row in before]

@@ -16,7 +16,9 @@ from ccswitch.config import (
     CheckResult, ConfigErrors, check_config, load_config, load_dialplan_file, load_dialplans,
 )
 from ccswitch.errors import ConfigError
-from ccswitch.model import Dialplan, Queue, RecordingStart, Route, StateKind, Strategy
+from ccswitch.model import (
+    Dialplan, HoldAudio, Queue, RecordingStart, Route, StateKind, Strategy,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "config"
@@ -243,6 +245,26 @@ def test_recording_start_and_state_kind_are_typed(tmp_path: Path) -> None:
     assert given is not None
     assert given.recordings.start is RecordingStart.ANSWER
     assert given.state_kind is StateKind.REDIS
+
+
+def test_hold_audio_defaults_to_moh_and_can_be_silence(tmp_path: Path) -> None:
+    """recordings.hold_audio is moh unless set; silence is taken."""
+    cfg = service()
+    (tmp_path / "default").mkdir()
+    default = check_config(setup(tmp_path / "default", config=cfg)).config
+    assert default is not None and default.recordings.hold_audio is HoldAudio.MOH
+    cfg["recordings"]["hold_audio"] = "silence"
+    (tmp_path / "set").mkdir()
+    given = check_config(setup(tmp_path / "set", config=cfg)).config
+    assert given is not None and given.recordings.hold_audio is HoldAudio.SILENCE
+
+
+def test_unknown_hold_audio_is_refused_with_the_choices(tmp_path: Path) -> None:
+    """recordings.hold_audio: music is refused, naming moh and silence."""
+    cfg = service()
+    cfg["recordings"]["hold_audio"] = "music"
+    reason = reason_of(failed(setup(tmp_path, config=cfg)), "recordings.hold_audio")
+    assert "moh, silence" in reason
 
 
 # -- Dialplan.route ----------------------------------------------------------------------

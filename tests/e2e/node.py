@@ -71,7 +71,7 @@ class Node:
                  transports: tuple[str, ...] = (),
                  cdr_database: str | None = None, encrypt_public_key: Path | None = None,
                  recording_key: Path | None = None,
-                 compressed_copy: str | None = None,
+                 compressed_copy: str | None = None, hold_audio: str | None = None,
                  portal: dict[str, Any] | None = None) -> None:
         """``transports``: "tcp" and/or "tls" listeners beside UDP, each on a free port
         (``stream_ports``); a tls one needs ``sip={"tls": {...}}``. ``encrypt_public_key``:
@@ -113,7 +113,8 @@ class Node:
                            **({"start": recording_start} if recording_start else {}),
                            **({"encrypt": {"public_key": str(encrypt_public_key)}}
                               if encrypt_public_key is not None else {}),
-                           **({"compressed_copy": compressed_copy} if compressed_copy else {})},
+                           **({"compressed_copy": compressed_copy} if compressed_copy else {}),
+                           **({"hold_audio": hold_audio} if hold_audio else {})},
             "dialplans": str(plans),
             "state": state or "embedded",
         }

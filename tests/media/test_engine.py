@@ -143,6 +143,21 @@ async def test_prompt_arrives_as_rtp_with_increasing_seq_and_ts(env: Env) -> Non
 
 
 @pytest_twisted.ensureDeferred
+async def test_an_unrecorded_prompt_is_sent_but_kept_from_the_tap(env: Env) -> None:
+    """A prompt played with recorded=False reaches the phone, yet played_samples is None;
+    a recorded one shows its samples."""
+    phone = env.peer()
+    leg = env.leg(phone)
+    leg.play(tone_prompt(440, 8), recorded=False)
+    env.tick(2)
+    await wait_until(lambda: len(phone.received) >= 2)
+    assert leg.played_samples(env.engine.frame_no) is None
+    leg.play(tone_prompt(440, 8))
+    env.tick(1)
+    assert leg.played_samples(env.engine.frame_no) is not None
+
+
+@pytest_twisted.ensureDeferred
 async def test_on_done_fires_once_from_the_tick_after_the_last_frame(env: Env) -> None:
     """A 3-frame prompt calls on_done exactly once, on the third tick."""
     calls: list[int] = []

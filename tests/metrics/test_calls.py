@@ -5,8 +5,10 @@ from __future__ import annotations
 from ccswitch.metrics.calls import CallMetrics
 from ccswitch.metrics.registry import Metrics
 from ccswitch.routing.actions import OverflowFired, OverflowUnavailable
-from ccswitch.routing.record import CallRecord, Offer, Outcome, Route
-from ccswitch.routing.target import Target
+import attrs
+
+from ccswitch.routing.record import CallRecord, Hold, Offer, Outcome, Route
+from ccswitch.routing.target import CALLER, Target
 
 T0 = 1_700_000_000.0
 
@@ -53,6 +55,20 @@ def test_answered_call_times_wait_ring_and_talk() -> None:
                   group="team") == 4.0
     assert sample(metrics, "ccswitch_call_talk_seconds_sum", queue="support", group="team",
                   route="inhouse", vendor="") == 60.0
+
+
+def test_holds_are_timed_per_call_and_counted_by_party() -> None:
+    """A call held 10 s by the agent and 5 s by the caller: 15 s of hold, one hold each."""
+    metrics = Metrics()
+    record = attrs.evolve(answered_by_agent(), holds=(
+        Hold(party=Target.agent("alice"), start=T0 + 20, end=T0 + 30),
+        Hold(party=CALLER, start=T0 + 40, end=T0 + 45)))
+    CallMetrics(metrics).finished(record)
+    labels = {"queue": "support", "route": "inhouse", "vendor": ""}
+    assert sample(metrics, "ccswitch_hold_seconds_sum", **labels) == 15.0
+    assert sample(metrics, "ccswitch_holds_total", party="agent", **labels) == 1.0
+    assert sample(metrics, "ccswitch_holds_total", party="caller", **labels) == 1.0
+    assert sample(metrics, "ccswitch_call_talk_seconds_sum", group="team", **labels) == 45.0
 
 
 def test_vendor_call_times_the_vendor_and_names_it() -> None:

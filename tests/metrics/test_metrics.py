@@ -138,6 +138,21 @@ def test_dialplan_series_are_exported_at_zero_before_any_call() -> None:
                    if line.startswith("ccswitch_queue_wait_seconds"))
 
 
+def test_hold_series_are_exported_at_zero_before_any_call() -> None:
+    """Per queue and route: the hold time histogram and the holds by each party, at 0."""
+    metrics = Metrics()
+    metrics.zero_dialplan_series(_plan())
+    samples = _samples(metrics)
+    inhouse = 'queue="support",route="inhouse",vendor=""'
+    acme = 'queue="support",route="vendor",vendor="acme"'
+    for line in (f'ccswitch_hold_seconds_count{{{inhouse}}} 0.0',
+                 f'ccswitch_hold_seconds_count{{{acme}}} 0.0',
+                 f'ccswitch_holds_total{{party="agent",{inhouse}}} 0.0',
+                 f'ccswitch_holds_total{{party="caller",{inhouse}}} 0.0',
+                 f'ccswitch_holds_total{{party="vendor",{acme}}} 0.0'):
+        assert line in samples, line
+
+
 def test_zeroing_the_dialplan_again_keeps_the_counts() -> None:
     """After a reload the series that already counted keep their values."""
     metrics = Metrics()

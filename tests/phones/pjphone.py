@@ -18,6 +18,7 @@ Every event is one JSON object per line on stdout::
     {"event": "media", "call": 1, "status": "ACTIVE"|"REMOTE_HOLD"|...}
     {"event": "hangup", "call": 1, "why": "hangup-after"|...}
     {"event": "reinvite", "call": 1}                             (--reinvite-after)
+    {"event": "hold", "call": 1} / {"event": "unhold", "call": 1}  (--hold-after, --unhold-after)
     {"event": "done", "calls": [{"call": 1, "confirmed": true, "code": 200,
      "reason": "Normal call clearing", "connect_s": 2.0, "recording": ...}]}
     {"event": "timeout"} / {"event": "error", "message": ...}
@@ -129,6 +130,8 @@ class PhoneCall(pj.Call):  # type: ignore[misc]
         self.answer_at: float | None = None
         self.hangup_at: float | None = None
         self.reinvite_at: float | None = None
+        self.hold_at: float | None = None
+        self.unhold_at: float | None = None
         self.ended = False
         self.hangup_sent = False
         self.code = 0
@@ -277,9 +280,14 @@ class Phone:
                 call.hangup_at = now + self.args.hangup_after
             if self.args.reinvite_after is not None:
                 call.reinvite_at = now + self.args.reinvite_after
+            if self.args.hold_after is not None:
+                call.hold_at = now + self.args.hold_after
+                if self.args.unhold_after is not None:
+                    call.unhold_at = call.hold_at + self.args.unhold_after
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             call.ended = True
             call.answer_at = call.hangup_at = call.reinvite_at = None
+            call.hold_at = call.unhold_at = None
             call.connect_s = round(float(ci.connectDuration.sec)
                                    + ci.connectDuration.msec / 1000.0, 3)
 
@@ -348,6 +356,22 @@ class Phone:
                 emit("reinvite", call=call.number)
                 try:
                     call.reinvite(pj.CallOpParam(True))
+                except pj.Error as exc:
+                    emit("error", call=call.number, message=exc.info())
+            if call.hold_at is not None and now >= call.hold_at:
+                call.hold_at = None
+                emit("hold", call=call.number)
+                try:
+                    call.setHold(pj.CallOpParam(True))  # re-INVITE with a=sendonly
+                except pj.Error as exc:
+                    emit("error", call=call.number, message=exc.info())
+            if call.unhold_at is not None and now >= call.unhold_at:
+                call.unhold_at = None
+                emit("unhold", call=call.number)
+                prm = pj.CallOpParam(True)
+                prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+                try:
+                    call.reinvite(prm)
                 except pj.Error as exc:
                     emit("error", call=call.number, message=exc.info())
             if call.hangup_at is not None and now >= call.hangup_at:
@@ -449,10 +473,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ans.add_argument("--no-answer", action="store_true", help="agent: ring forever")
     p.add_argument("--reinvite-after", type=float, default=None,
                    help="send a re-INVITE this many seconds after CONFIRMED")
+    p.add_argument("--hold-after", type=float, default=None,
+                   help="put the call on hold (sendonly re-INVITE) this many seconds after "
+                        "CONFIRMED")
+    p.add_argument("--unhold-after", type=float, default=None,
+                   help="with --hold-after: resume (sendrecv re-INVITE) this many seconds "
+                        "after the hold")
     p.add_argument("--calls", type=int, default=1, help="agent: exit after this many calls")
     p.add_argument("--timeout", type=float, default=60.0, help="give up (exit 2) after this")
     p.add_argument("--log-level", type=int, default=1, help="pjsip log level to stderr")
     args = p.parse_args(argv)
+    if args.unhold_after is not None and args.hold_after is None:
+        p.error("--unhold-after needs --hold-after")
     if args.role == "caller" and not args.dial:
         p.error("--role caller needs --dial URI")
     if args.role == "agent" and args.hangup_after_start is not None:

@@ -18,6 +18,9 @@ from ccswitch.qa.sampling import Decision
 from ccswitch.qa.scoring import EvaluationError
 from ccswitch.qa.store import Comment, QaStore, week_start_ms
 
+#: The newest schema revision (the QA tables came with 0005; later ones build on it).
+HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
 MONDAY = 1795392000  # 2026-11-23 00:00 UTC, a Monday (epoch seconds)
 
 
@@ -67,8 +70,7 @@ def test_a_database_with_calls_at_0004_is_upgraded_keeping_them(cdr_target: Targ
     engine.dispose()
     store = QaStore(cdr_target)
     try:
-        assert store.revision == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
-        assert store.count() == 1
+        assert store.revision == HEAD and store.count() == 1
         store.flag("old", Decision(sampled=True, reason="random"), now_ms=3)
         assert [s.call_id for s in store.samples()] == ["old"]
     finally:
@@ -266,7 +268,7 @@ def test_a_cdr_store_opens_a_database_the_qa_store_migrated(cdr_target: Target) 
     """Plain CDR readers (report, export) open the QA-migrated database as it is."""
     QaStore(cdr_target).close()
     plain = CdrStore(cdr_target)
-    assert plain.revision == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert plain.revision == HEAD
     plain.close()
 
 

@@ -674,7 +674,8 @@ def test_record_to_dict_is_json_with_the_expected_keys() -> None:
         "call_id", "caller", "dialed", "queue", "group", "agent_id", "outcome", "route",
         "vendor", "overflow_reason",
         *times, *(f"{t}_iso" for t in times), "wait", "vendor_wait", "ring", "talk", "total",
-        "short_abandon", "short_abandon_threshold", "qa_notice_played", "offers"}
+        "short_abandon", "short_abandon_threshold", "qa_notice_played", "offers", "hold",
+        "holds"}
     assert data["arrived_at"] == T0 and data["arrived_at_iso"] == "2023-11-14T22:13:20.000Z"
     assert data["answered_at_iso"] == "2023-11-14T22:13:39.250Z"
     assert (data["outcome"], data["agent_id"], data["wait"], data["ring"], data["talk"]) == (

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from ccswitch.errors import SdpError
 from ccswitch.sip.message import parse_message
 from ccswitch.sip.sdp import (
-    MediaFormat, Negotiated, SessionDescription, answer_formats, build_sdp, negotiate,
-    offer_formats, parse_sdp,
+    MediaFormat, Negotiated, SessionDescription, answer_direction, answer_formats, build_sdp,
+    is_hold, negotiate, offer_formats, parse_sdp,
 )
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "sip"
@@ -475,3 +475,47 @@ def test_offer_is_answered_by_a_pcma_only_phone() -> None:
     body = build_sdp(address="10.0.0.1", port=4000, formats=formats, session_id=1,
                      session_version=1)
     assert negotiate(parse_sdp(body), supported=("PCMA",)).codec == PCMA
+
+
+# -- hold: the answer's direction (RFC 3264 6.1, 8.4) --------------------------------
+
+
+def test_sendonly_offer_is_answered_recvonly() -> None:
+    """A hold offer (sendonly) is answered recvonly."""
+    assert answer_direction(parse_sdp(offer("m=audio 5000 RTP/AVP 0", "a=sendonly"))) \
+        == "recvonly"
+
+
+def test_inactive_offer_is_answered_inactive() -> None:
+    """An inactive offer is answered inactive."""
+    assert answer_direction(parse_sdp(offer("m=audio 5000 RTP/AVP 0", "a=inactive"))) \
+        == "inactive"
+
+
+def test_unspecified_address_offer_is_answered_inactive() -> None:
+    """An old-style hold (c=0.0.0.0, RFC 2543) is answered inactive, whatever a= says."""
+    held = ("v=0", "o=- 1 2 IN IP4 192.0.2.1", "s=-", "c=IN IP4 0.0.0.0", "t=0 0")
+    assert answer_direction(parse_sdp(offer("m=audio 5000 RTP/AVP 0", base=held))) \
+        == "inactive"
+
+
+def test_recvonly_offer_is_answered_sendonly() -> None:
+    """A recvonly offer is answered sendonly."""
+    assert answer_direction(parse_sdp(offer("m=audio 5000 RTP/AVP 0", "a=recvonly"))) \
+        == "sendonly"
+
+
+def test_sendrecv_offer_is_answered_sendrecv() -> None:
+    """A plain offer (no direction: sendrecv) is answered sendrecv."""
+    assert answer_direction(parse_sdp(offer("m=audio 5000 RTP/AVP 0"))) == "sendrecv"
+
+
+def test_hold_is_sendonly_inactive_or_unspecified_address() -> None:
+    """sendonly, inactive and c=0.0.0.0 put us on hold; sendrecv and recvonly do not."""
+    held = ("v=0", "o=- 1 2 IN IP4 192.0.2.1", "s=-", "c=IN IP4 0.0.0.0", "t=0 0")
+    m = "m=audio 5000 RTP/AVP 0"
+    assert is_hold(parse_sdp(offer(m, "a=sendonly")))
+    assert is_hold(parse_sdp(offer(m, "a=inactive")))
+    assert is_hold(parse_sdp(offer(m, base=held)))
+    assert not is_hold(parse_sdp(offer(m)))
+    assert not is_hold(parse_sdp(offer(m, "a=recvonly")))
