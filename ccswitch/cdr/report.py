@@ -153,6 +153,22 @@ def _caller_key(caller: str) -> str | None:
     return None if key in ANONYMOUS else key
 
 
+def repeat_callers(ordered: Iterable[CdrRow]) -> dict[str, bool]:
+    """Call id -> whether its caller had called within ``REPEAT_WINDOW_MS`` before (the
+    first-call-resolution proxy), for ``ordered`` rows in arrival order; calls without a
+    usable caller id (anonymous) are left out."""
+    last_call: dict[str, int] = {}
+    repeat: dict[str, bool] = {}
+    for row in ordered:
+        key = _caller_key(row.caller)
+        if key is not None:
+            previous = last_call.get(key)
+            repeat[row.call_id] = (previous is not None
+                                   and row.arrived_ms - previous <= REPEAT_WINDOW_MS)
+            last_call[key] = row.arrived_ms
+    return repeat
+
+
 def _speed_of_answer(row: CdrRow) -> int | None:
     """ms to answer: from queue entry, or for a vendor's call from the first offer to that
     vendor (the vendor's own clock, as ccswitch_vendor_wait_seconds); None if unknown."""
@@ -181,17 +197,10 @@ def build_report(rows: Iterable[CdrRow], *, period: str = "hour", sl_threshold: 
                           f"got {sl_threshold!r}")
     bucket = _Buckets(period, _zone(tz))
     ordered = sorted(rows, key=lambda r: (r.arrived_ms, r.call_id))
-    last_call: dict[str, int] = {}
-    repeat: dict[str, bool] = {}  # call id -> repeat? (only calls with a usable caller id)
+    repeat = repeat_callers(ordered)
     groups: dict[tuple[int, str, str], list[CdrRow]] = defaultdict(list)
     starts: dict[int, str] = {}
     for row in ordered:
-        key = _caller_key(row.caller)
-        if key is not None:
-            previous = last_call.get(key)
-            repeat[row.call_id] = (previous is not None
-                                   and row.arrived_ms - previous <= REPEAT_WINDOW_MS)
-            last_call[key] = row.arrived_ms
         if since_ms is not None and row.arrived_ms < since_ms:
             continue
         start_ms, start_iso = bucket(row.arrived_ms)

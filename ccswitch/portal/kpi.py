@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from ccswitch.cdr.report import REPEAT_WINDOW_MS, _caller_key, _speed_of_answer
+from ccswitch.cdr.report import _speed_of_answer, repeat_callers
 from ccswitch.cdr.store import CdrRow
 
 PERIODS = ("day", "week")
@@ -85,16 +85,10 @@ def compare(rows: Iterable[CdrRow], *, period: str = "day", tz: str = "UTC",
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
     zone = ZoneInfo(tz)
-    last_call: dict[str, int] = {}
-    repeat: dict[str, bool] = {}
+    ordered = sorted(rows, key=lambda r: (r.arrived_ms, r.call_id))
+    repeat = repeat_callers(ordered)
     groups: dict[tuple[str, str], list[CdrRow]] = defaultdict(list)
-    for row in sorted(rows, key=lambda r: (r.arrived_ms, r.call_id)):
-        key = _caller_key(row.caller)
-        if key is not None:
-            previous = last_call.get(key)
-            repeat[row.call_id] = (previous is not None
-                                   and row.arrived_ms - previous <= REPEAT_WINDOW_MS)
-            last_call[key] = row.arrived_ms
+    for row in ordered:
         if since_ms is not None and row.arrived_ms < since_ms:
             continue
         groups[(period_of(row.arrived_ms, period, zone), by(row))].append(row)

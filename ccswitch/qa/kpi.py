@@ -24,7 +24,7 @@ from typing import Iterable, Mapping, Sequence
 
 import attrs
 
-from ccswitch.cdr.report import ANONYMOUS, REPEAT_WINDOW_MS
+from ccswitch.cdr.report import REPEAT_WINDOW_MS, repeat_callers
 from ccswitch.cdr.store import CdrRow
 from ccswitch.qa.store import QaStore, week_start_ms
 
@@ -58,19 +58,14 @@ def qa_kpis(rows: Iterable[CdrRow], scores: Mapping[str, Sequence[float]], *,
     history. Raises ValueError for an unknown period."""
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
-    last_call: dict[str, int] = {}
+    ordered = sorted(rows, key=lambda r: (r.arrived_ms, r.call_id))
+    repeat = repeat_callers(ordered)
     groups: dict[tuple[int, str], list[tuple[CdrRow, bool | None]]] = defaultdict(list)
-    for row in sorted(rows, key=lambda r: (r.arrived_ms, r.call_id)):
-        key = row.caller.strip().lower()
-        repeat: bool | None = None
-        if key not in ANONYMOUS:
-            previous = last_call.get(key)
-            repeat = previous is not None and row.arrived_ms - previous <= REPEAT_WINDOW_MS
-            last_call[key] = row.arrived_ms
+    for row in ordered:
         if since_ms is not None and row.arrived_ms < since_ms:
             continue
         route = f"vendor:{row.vendor}" if row.vendor is not None else row.route
-        groups[(_start(row.arrived_ms, period), route)].append((row, repeat))
+        groups[(_start(row.arrived_ms, period), route)].append((row, repeat.get(row.call_id)))
     lines = []
     for (start, route), members in sorted(groups.items()):
         known = [r for _, r in members if r is not None]
