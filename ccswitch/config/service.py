@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from ccswitch.cdr.url import check_url as check_database_url, is_url
 from ccswitch.config.checker import (
-    _NAME, CheckResult, _Checker, _display, _Failed, _kind, _Report, _Section, _section, _Seq,
+    _NAME, CheckResult, _Checker, _display, _Failed, _kind, _Map, _Report, _Section, _section, _Seq,
 )
 from ccswitch.config.dialplan import _tls_identity
 from ccswitch.config.loading import _load_dir, _raise_or
@@ -533,7 +533,11 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
     cdr = _parse_cdr(ck, top.data.get("cdr"), top.line("cdr") if top.has("cdr") else 1,
                      base, recordings)
     state = _parse_state(top)
-    portal = parse_portal(ck, top.data.get("portal"), top.line("portal") if top.has("portal")
+    portal_value = top.data.get("portal")
+    if top.has("portal") and portal_value is None:
+        # ``portal:`` with every key commented out: on, with the defaults.
+        portal_value = _Map(top.line("portal"))
+    portal = parse_portal(ck, portal_value, top.line("portal") if top.has("portal")
                           else 1, base, cdr,
                           api_token=http is not None and http.api_token_file is not None)
     hold_ttl = top.number("hold_ttl", minimum=1, inclusive=True)
@@ -553,7 +557,7 @@ def _check(path: Path) -> tuple[Config | None, _Report]:
         _check_uri_transports(ck, sip, dialplan, top.line("dialplans"))
     if (report.errors or sip is None or rtp is None or http is None or recordings is None
             or cdr is None or state is None or dialplan_dir is None or dialplan is None
-            or (top.data.get("portal") is not None and portal is None)):
+            or (portal_value is not None and portal is None)):
         return None, report
     return Config(sip=sip, rtp=rtp, http=http, recordings=recordings, cdr=cdr,
                   dialplan_dir=dialplan_dir, dialplan=dialplan, state=state,

@@ -833,3 +833,20 @@ def test_cdr_unknown_key_and_directory_path_are_errors(tmp_path: Path) -> None:
     errors = failed(setup(tmp_path, config=cfg))
     assert "not a file" in reason_of(errors, "cdr.database")
     assert find(errors, "cdr.jsonlines")
+
+
+
+def test_a_portal_section_with_every_key_commented_out_turns_the_portal_on(
+        tmp_path: Path) -> None:
+    """``portal:`` with nothing under it (as in the shipped example) is the portal with
+    its defaults, not no portal."""
+    path = setup(tmp_path, yaml.safe_dump(service(), sort_keys=False) + "portal:\n")
+    config = check_config(path).config
+    assert config is not None and config.portal is not None
+    assert config.portal.session_ttl == 8 * 3600.0
+
+
+def test_without_a_portal_section_there_is_no_portal(tmp_path: Path) -> None:
+    """No ``portal`` key: the node serves no portal."""
+    config = check_config(setup(tmp_path)).config
+    assert config is not None and config.portal is None
