@@ -48,7 +48,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import (
-    Connection, Engine, and_, create_engine, event, func, or_, select, text,
+    Connection, Engine, Table, and_, create_engine, event, func, or_, select, text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -415,13 +415,17 @@ class CdrStore:
         the record is stored.
         """
         values = dict(zip(_COLUMNS, row_values(record)))
-        statement = self._upsert(calls).values(values)
+        self._upsert_by_call_id(calls, values, f"cannot store call {values['call_id']} in")
+
+    def _upsert_by_call_id(self, table: Table, values: Mapping[str, Any], what: str) -> None:
+        """Insert ``values`` into ``table``, keyed by call_id: a row already there gets
+        the given columns replaced. ``what`` starts the error message."""
+        statement = self._upsert(table).values(dict(values))
         statement = statement.on_conflict_do_update(
-            index_elements=[calls.c.call_id],
-            set_={name: statement.excluded[name] for name in _COLUMNS if name != "call_id"})
-        with self._errors(f"cannot store call {values['call_id']} in"):
-            with self._engine.begin() as connection:
-                connection.execute(statement)
+            index_elements=[table.c.call_id],
+            set_={name: statement.excluded[name] for name in values if name != "call_id"})
+        with self._errors(what), self._engine.begin() as connection:
+            connection.execute(statement)
 
     def ping(self) -> None:
         """Raise CdrUnavailable unless the database answers now."""

@@ -176,13 +176,8 @@ class QaStore(CdrStore):
         self._upsert_sample(values)
 
     def _upsert_sample(self, values: dict[str, Any]) -> None:
-        statement = self._upsert(qa_samples).values(values)
-        statement = statement.on_conflict_do_update(
-            index_elements=[qa_samples.c.call_id],
-            set_={k: statement.excluded[k] for k in values if k != "call_id"})
-        with self._errors(f"cannot store QA flags of call {values['call_id']} in"):
-            with self._engine.begin() as connection:
-                connection.execute(statement)
+        self._upsert_by_call_id(qa_samples, values,
+                                f"cannot store QA flags of call {values['call_id']} in")
 
     def sample(self, call_id: str) -> Sample | None:
         """One call's QA row with its call (None unless sampled or exemplary)."""
